@@ -1,0 +1,77 @@
+# The data scientist's front door. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= data/demo
+HORIZON ?= 90
+AS_OF ?=
+PORT ?= 8000
+CUSTOMERS ?= 20000
+SEED ?= 42
+NAME ?= crm
+ADMIN ?=
+FORCE ?=
+DEMO_KEY_FILE := var/demo-key.txt
+
+export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
+
+.PHONY: help install data train score serve demo api-key test lint bench clean catalogue
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: DATA=$(DATA) HORIZON=$(HORIZON) AS_OF=$(AS_OF) PORT=$(PORT) MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI)"
+
+$(BIN)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/.installed ## create .venv and install the project (with test tools)
+
+data: install ## write the seeded demo data set (DATA, CUSTOMERS, SEED)
+	$(BIN)/python -m training data --out $(DATA) --customers $(CUSTOMERS) --seed $(SEED) --horizon $(HORIZON)
+
+train: install ## build features, fit CLV + churn, log to MLflow, register, promote if the gate passes (FORCE=1 to force)
+	$(BIN)/python -m training train --data $(DATA) --horizon $(HORIZON) $(if $(FORCE),--force)
+
+score: install ## score every customer with the champion and write the snapshot the server reads
+	$(BIN)/python -m training score --data $(DATA) --horizon $(HORIZON) $(if $(AS_OF),--as-of $(AS_OF))
+
+serve: install ## serve the champion and the latest snapshot on 127.0.0.1:PORT
+	$(BIN)/python -m serving --port $(PORT)
+
+api-key: install ## create an API key for client NAME (ADMIN=1 adds the admin scope); printed once, last line
+	@$(BIN)/python -m serving.keys create --name $(NAME) $(if $(ADMIN),--admin)
+
+demo: install data train score ## the whole job on the demo data, then serve with a printed example request
+	@mkdir -p var
+	@$(BIN)/python -m serving.keys create --name demo | tail -n 1 > $(DEMO_KEY_FILE)
+	@echo
+	@echo "Serving on http://127.0.0.1:$(PORT) (Ctrl-C stops). Try, from another terminal:"
+	@echo
+	@echo "  curl -s -X POST http://127.0.0.1:$(PORT)/v1/scores \\"
+	@echo "    -H 'X-API-Key: $$(cat $(DEMO_KEY_FILE))' -H 'Content-Type: application/json' \\"
+	@echo "    -d '{\"customer_ids\": [\"C0000001\", \"C0000002\", \"nobody\"]}'"
+	@echo
+	$(BIN)/python -m serving --port $(PORT)
+
+test: install ## run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install ## run the benchmarks and print figures and ratios
+	$(BIN)/python -m bench
+
+clean: ## remove generated data, scores, MLflow store and caches (keeps .venv)
+	rm -rf data var mlruns mlartifacts mlflow.db .pytest_cache .ruff_cache .hypothesis
+
+catalogue: install ## regenerate docs/feature-catalogue.md from the code
+	$(BIN)/python -m features > docs/feature-catalogue.md

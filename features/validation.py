@@ -1,0 +1,172 @@
+"""Row- and table-level validation of the input tables (CONTRACT.md, "Bad input").
+
+A problem with a whole table raises :class:`TableError` (the caller turns it into one line and
+exit code 2). A problem with a row never stops the run: the row moves to the quarantine with
+its reason, and ``rows in == rows kept + rows quarantined`` always holds. Pure pandas, no I/O:
+training validates files with it and the server validates posted histories with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.schema import SURVEY_ELEMENTS, TABLES, Tables
+
+
+class TableError(ValueError):
+    """A fatal problem with a whole table: names the table, the column and what to do."""
+
+    def __init__(self, table: str, column: str | None, problem: str, fix: str) -> None:
+        self.table, self.column, self.problem, self.fix = table, column, problem, fix
+        where = f"column '{column}'" if column else "table"
+        super().__init__(f"{table}: {where}: {problem}; {fix}")
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The clean rows of one table and the quarantined ones (with a ``reason`` column)."""
+
+    table: str
+    clean: pd.DataFrame
+    quarantine: pd.DataFrame
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Quarantined rows per reason."""
+        if self.quarantine.empty:
+            return {}
+        return {str(k): int(v) for k, v in self.quarantine["reason"].value_counts().items()}
+
+
+def _blank(s: pd.Series) -> pd.Series:
+    """Missing or empty-after-strip values."""
+    as_str = s.astype("string")
+    return as_str.isna() | (as_str.str.strip() == "")
+
+
+def parse_timestamps(s: pd.Series) -> pd.Series:
+    """ISO-8601 strings, dates or datetimes to UTC; naive values are UTC; failures are NaT."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return s.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+    return pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601").astype(
+        "datetime64[ns, UTC]"
+    )
+
+
+def _numeric(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+def _parse_bool(s: pd.Series) -> pd.Series:
+    """true/false/1/0/yes/no (any case) to a nullable boolean; anything else is NA."""
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return s.astype("boolean")
+    text = s.astype("string").str.strip().str.lower()
+    mapped = text.map(
+        {
+            "true": True,
+            "1": True,
+            "1.0": True,
+            "yes": True,
+            "y": True,
+            "false": False,
+            "0": False,
+            "0.0": False,
+            "no": False,
+            "n": False,
+        }
+    )
+    return mapped.astype("boolean")
+
+
+def validate_table(name: str, raw: pd.DataFrame) -> Validated:
+    """Check one table against the contract and split it into clean and quarantined rows.
+
+    Raises
+    ------
+    TableError
+        A required column is missing or the table has no rows.
+    """
+    spec = TABLES[name]
+    missing = [c for c in spec.required if c not in raw.columns]
+    if missing:
+        raise TableError(
+            name,
+            missing[0],
+            "required column is missing",
+            f"add it, or map your column onto '{missing[0]}' in the column-mapping config",
+        )
+    if raw.empty:
+        raise TableError(name, None, "the table has no rows", "remove the file or fill it")
+
+    df = raw.reset_index(drop=True).copy()
+    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+
+    def flag(mask: pd.Series, why: str) -> None:
+        reason.loc[mask.to_numpy(dtype=bool) & reason.isna().to_numpy()] = why
+
+    flag(_blank(df["customer_id"]), "missing_customer_id")
+    df["customer_id"] = df["customer_id"].astype("string").str.strip().astype("str")
+
+    for col in spec.timestamps:
+        if col not in df.columns:
+            continue
+        parsed = parse_timestamps(df[col])
+        required = col in spec.required
+        bad = parsed.isna() & (~_blank(df[col]) | required)
+        flag(bad, f"bad_{col}")
+        df[col] = parsed
+
+    if name == "transactions":
+        amount = _numeric(df["amount"])
+        flag(amount.isna() | ~np.isfinite(amount.fillna(0)), "bad_amount")
+        df["amount"] = amount
+    if name == "surveys":
+        flag(
+            ~df["element"].astype("string").str.strip().str.lower().isin(SURVEY_ELEMENTS),
+            "unknown_element",
+        )
+        df["element"] = df["element"].astype("string").str.strip().str.lower().astype("str")
+    if name == "interactions":
+        for col in ("channel", "interaction_type"):
+            df[col] = df[col].astype("string").str.strip().str.lower().astype("str")
+        if "resolved" in df.columns:
+            parsed = _parse_bool(df["resolved"])
+            flag(parsed.isna() & ~_blank(df["resolved"]), "bad_resolved")
+            df["resolved"] = parsed
+    if name == "labels":
+        churned = _parse_bool(df["churned"])
+        flag(churned.isna(), "bad_churned")
+        df["churned"] = churned
+    for col, (lo, hi) in spec.ranges.items():
+        if col not in df.columns:
+            continue
+        value = _numeric(df[col])
+        present = ~_blank(df[col])
+        flag(present & (value.isna() | (value < lo) | (value > hi)), f"{col}_out_of_range")
+        df[col] = value
+
+    if name == "customers":
+        flag(df["customer_id"].duplicated(keep="first") & reason.isna(), "duplicate_customer_id")
+    else:
+        flag(raw.reset_index(drop=True).duplicated(keep="first"), "duplicate")
+
+    bad = reason.notna().to_numpy()
+    quarantine = raw.reset_index(drop=True).loc[bad].copy()
+    quarantine["reason"] = reason[bad].astype("str")
+    return Validated(name, df.loc[~bad].reset_index(drop=True), quarantine)
+
+
+def validate_tables(raw: dict[str, pd.DataFrame]) -> tuple[Tables, dict[str, Validated]]:
+    """Validate every table present; returns the clean :class:`Tables` and per-table results."""
+    unknown = set(raw) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown tables: {sorted(unknown)}")
+    results = {name: validate_table(name, df) for name, df in raw.items()}
+    tables = Tables(**{name: r.clean for name, r in results.items()})
+    return tables, results

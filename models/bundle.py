@@ -1,0 +1,143 @@
+"""The model bundle: the files a registered model version holds, and their sha256 manifest.
+
+Layout of a bundle directory (an MLflow LightGBM-flavour model folder plus our JSON):
+
+- ``model.lgb``: the churn booster in LightGBM's native text format;
+- ``bundle.json``: feature list and categories, CLV parameters, risk-band thresholds,
+  training window and metrics;
+- ``manifest.json``: sha256 of every other file in the folder.
+
+Reading verifies the manifest (against a digest recorded in the registry, when given) and
+every file's sha256 *before* parsing anything; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from models.churn import ChurnModel
+from models.clv import CLVModel
+
+MODEL_FILE = "model.lgb"
+META_FILE = "bundle.json"
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class BundleError(ValueError):
+    """A bundle is incomplete, tampered with, or of an unknown format."""
+
+
+@dataclass
+class Bundle:
+    """A churn model, an optional CLV model and what is needed to use them.
+
+    ``meta`` holds ``horizon_days``, ``risk_thresholds`` (``{"medium": p, "high": p}``),
+    ``training`` (window and cutoffs), ``metrics`` and anything else worth keeping with the
+    model; it must be JSON-serialisable.
+    """
+
+    churn: ChurnModel
+    clv: CLVModel | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_bundle(directory: str | Path, bundle: Bundle) -> str:
+    """Write the bundle files into ``directory`` (which may already hold MLflow's files) and a
+    manifest covering every file there; returns the manifest's own sha256."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / MODEL_FILE).write_text(bundle.churn.model_text(), encoding="utf-8")
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "churn": bundle.churn.to_dict(),
+        "clv": bundle.clv.to_dict() if bundle.clv is not None else None,
+        **bundle.meta,
+    }
+    (d / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    files = sorted(
+        p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file() and p.name != MANIFEST_FILE
+    )
+    manifest = {"files": {name: sha256_file(d / name) for name in files}}
+    (d / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    return sha256_file(d / MANIFEST_FILE)
+
+
+def _safe_name(name: object) -> str:
+    """A manifest entry must be a plain relative path inside the bundle folder."""
+    if not isinstance(name, str) or not name:
+        raise BundleError("manifest lists a file with no name")
+    parts = PurePosixPath(name).parts
+    if name.startswith(("/", "\\")) or ".." in parts or "\\" in name:
+        raise BundleError(f"manifest lists an unsafe path {name!r}")
+    return name
+
+
+def verify_bundle(directory: str | Path, expected_manifest_sha256: str) -> dict[str, bytes]:
+    """Check the manifest against the registered digest and every listed file against the
+    manifest; returns the verified bytes of each file, so what was hashed is what is parsed."""
+    d = Path(directory)
+    manifest_path = d / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise BundleError(f"{manifest_path}: no manifest; the bundle is incomplete")
+    raw = manifest_path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != expected_manifest_sha256:
+        raise BundleError(f"{manifest_path}: sha256 differs from the registered one")
+    try:
+        files = json.loads(raw)["files"]
+        entries = {_safe_name(k): str(v) for k, v in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BundleError(f"{manifest_path}: malformed manifest") from exc
+    for required in (MODEL_FILE, META_FILE):
+        if required not in entries:
+            raise BundleError(f"{d}: manifest does not list {required}")
+    verified: dict[str, bytes] = {}
+    for name in (MODEL_FILE, META_FILE):
+        path = d / name
+        data = path.read_bytes() if path.is_file() else None
+        if data is None or hashlib.sha256(data).hexdigest() != entries[name]:
+            raise BundleError(f"{path}: missing or sha256 differs from the manifest")
+        verified[name] = data
+    for name, digest in entries.items():
+        path = d / name
+        if name not in verified and (not path.is_file() or sha256_file(path) != digest):
+            raise BundleError(f"{path}: missing or sha256 differs from the manifest")
+    return verified
+
+
+def read_bundle(directory: str | Path, *, expected_manifest_sha256: str) -> Bundle:
+    """Verify, then parse a bundle directory written by :func:`write_bundle`.
+
+    ``expected_manifest_sha256`` is the digest recorded in the registry when the version was
+    registered; without it a tampered folder could carry its own matching manifest.
+    """
+    d = Path(directory)
+    verified = verify_bundle(d, expected_manifest_sha256)
+    try:
+        meta = json.loads(verified[META_FILE])
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise BundleError(
+                f"{d / META_FILE}: unknown format_version {meta.get('format_version')}"
+            )
+        churn = ChurnModel.from_text(verified[MODEL_FILE].decode("utf-8"), meta.pop("churn"))
+        clv_meta = meta.pop("clv")
+        clv = CLVModel.from_dict(clv_meta) if clv_meta is not None else None
+    except BundleError:
+        raise
+    except Exception as exc:  # a verified but unparseable bundle: refuse it as a whole
+        raise BundleError(f"{d}: bundle files do not parse ({type(exc).__name__})") from exc
+    meta.pop("format_version")
+    return Bundle(churn=churn, clv=clv, meta=meta)

@@ -1,0 +1,150 @@
+"""Churn classifier: a LightGBM booster over the feature frame, persisted as model text + JSON.
+
+The frame is encoded to a float matrix with a fixed column order; categorical attributes
+become their code in the category list stored at fit time (an unseen category is missing),
+and LightGBM splits on them natively. The same encoding runs in training, batch scoring and
+the server, so a single customer is scored without pandas overhead on the hot path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+    "deterministic": True,
+    "force_row_wise": True,
+    "num_threads": 2,
+    "seed": 7,
+}
+
+
+class ChurnModel:
+    """LightGBM churn classifier (scikit-learn style).
+
+    Parameters
+    ----------
+    params : LightGBM parameters, merged over :data:`DEFAULT_PARAMS`.
+    num_boost_round : maximum boosting rounds.
+    early_stopping_rounds : rounds without validation improvement before stopping.
+    """
+
+    def __init__(
+        self,
+        *,
+        params: dict[str, Any] | None = None,
+        num_boost_round: int = 1000,
+        early_stopping_rounds: int = 50,
+    ) -> None:
+        self.params = params
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: pd.Series,
+        *,
+        X_valid: pd.DataFrame | None = None,
+        y_valid: pd.Series | None = None,
+    ) -> ChurnModel:
+        """Fit on ``X`` (feature frame) and ``y`` (0/1); early stopping on the validation pair."""
+        self.features_ = [str(c) for c in X.columns]
+        self.categories_ = {
+            str(c): [str(v) for v in X[c].cat.categories]
+            for c in X.columns
+            if isinstance(X[c].dtype, pd.CategoricalDtype)
+        }
+        params = {**DEFAULT_PARAMS, **(self.params or {})}
+        train = lgb.Dataset(
+            self.encode(X),
+            label=np.asarray(y, dtype=float),
+            feature_name=self.features_,
+            categorical_feature=list(self.categories_),
+            free_raw_data=True,
+        )
+        callbacks, valid_sets = [], []
+        if X_valid is not None and y_valid is not None:
+            valid_sets = [
+                lgb.Dataset(
+                    self.encode(X_valid), label=np.asarray(y_valid, dtype=float), reference=train
+                )
+            ]
+            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        self.booster_ = lgb.train(
+            params,
+            train,
+            num_boost_round=self.num_boost_round,
+            valid_sets=valid_sets,
+            callbacks=callbacks,
+        )
+        self.best_iteration_ = int(
+            self.booster_.best_iteration or self.booster_.current_iteration()
+        )
+        return self
+
+    def encode(self, X: pd.DataFrame) -> np.ndarray:
+        """The frame as a float64 matrix in :attr:`features_` order (missing columns are NaN)."""
+        out = np.full((len(X), len(self.features_)), np.nan)
+        for j, name in enumerate(self.features_):
+            if name not in X.columns:
+                continue
+            col = X[name]
+            if name in self.categories_:
+                codes = pd.Index(self.categories_[name]).get_indexer(col.astype("string"))
+                out[:, j] = np.where(codes >= 0, codes, np.nan)
+            else:
+                out[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(
+                    dtype=float, na_value=np.nan
+                )
+        return out
+
+    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Churn probability per row (uncalibrated booster output)."""
+        matrix = X if isinstance(X, np.ndarray) else self.encode(X)
+        return self.booster_.predict(matrix, num_iteration=self.best_iteration_)
+
+    def contributions(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Per-feature SHAP contributions in log-odds, shape (n, n_features); LightGBM's
+        ``pred_contrib`` (the last column, the expected value, is dropped)."""
+        matrix = X if isinstance(X, np.ndarray) else self.encode(X)
+        contrib = self.booster_.predict(
+            matrix, num_iteration=self.best_iteration_, pred_contrib=True
+        )
+        return contrib[:, :-1]
+
+    def model_text(self) -> str:
+        """The booster in LightGBM's native text format."""
+        return self.booster_.model_to_string(num_iteration=self.best_iteration_)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the booster, JSON-ready."""
+        return {
+            "features": self.features_,
+            "categories": self.categories_,
+            "best_iteration": self.best_iteration_,
+        }
+
+    @classmethod
+    def from_text(cls, model_text: str, meta: dict[str, Any]) -> ChurnModel:
+        """Rebuild from :meth:`model_text` and :meth:`to_dict` output; parses text only."""
+        model = cls()
+        model.booster_ = lgb.Booster(model_str=model_text)
+        model.features_ = list(meta["features"])
+        model.categories_ = {k: list(v) for k, v in meta["categories"].items()}
+        model.best_iteration_ = int(meta["best_iteration"])
+        if model.booster_.feature_name() != model.features_:
+            raise ValueError("model text and feature list disagree")
+        return model

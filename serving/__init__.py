@@ -1,0 +1,1 @@
+"""The HTTP server: serves the champion model's scores (``python -m serving``)."""

@@ -1,0 +1,196 @@
+"""API keys: a store of hashes, key creation and rotation, and the request check.
+
+The store is a JSON file readable by the server (``var/api_keys.json`` by default)::
+
+    {"keys": [{"name": "crm", "sha256": "<hex>", "scopes": ["scores"], "created_at": "..."}]}
+
+Only the sha256 of each key is kept: a key is 256 random bits, so a fast hash is enough (a
+slow password hash protects low-entropy secrets, which these are not) and a copy of the file
+does not let anyone call the API. A presented key is hashed and compared with *every* stored
+hash in constant time, so neither timing nor the order of the file tells which key matched.
+
+The server re-reads the file when it changes on disk, so creating, rotating or removing a key
+takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from serving.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "ck_"
+SCOPE_SCORES = "scores"
+SCOPE_ADMIN = "admin"
+HEADER = "X-API-Key"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class KeyStoreError(RuntimeError):
+    """The key file exists but cannot be read or has the wrong shape."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One stored key: who it belongs to and what it may do (never the key itself)."""
+
+    name: str
+    sha256: str
+    scopes: frozenset[str]
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form kept in the store."""
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "scopes": sorted(self.scopes),
+            "created_at": self.created_at,
+        }
+
+
+def hash_key(key: str) -> str:
+    """Hex sha256 of a key, the only form in which keys are stored."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _hex_digest(value: Any) -> str:
+    if not isinstance(value, str) or len(bytes.fromhex(value)) != hashlib.sha256().digest_size:
+        raise ValueError("sha256 must be 64 hex characters")
+    return value.lower()
+
+
+def read_keys(path: Path) -> list[ApiKey]:
+    """The keys stored in ``path``; an absent file holds no keys."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise KeyStoreError(f"{path}: unreadable ({exc})") from exc
+    try:
+        return [
+            ApiKey(
+                name=str(k["name"]),
+                sha256=_hex_digest(k["sha256"]),
+                scopes=frozenset(str(s) for s in k["scopes"]),
+                created_at=str(k.get("created_at", "")),
+            )
+            for k in data["keys"]
+        ]
+    except (TypeError, KeyError, ValueError) as exc:
+        raise KeyStoreError(f"{path}: not an API-key store ({exc!r})") from exc
+
+
+def write_keys(path: Path, keys: list[ApiKey]) -> None:
+    """Replace the store atomically with a file only its owner can read (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"keys": [k.to_dict() for k in keys]}, indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(body)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def create_key(path: Path, name: str, *, admin: bool = False) -> str:
+    """Create a key called ``name`` (replacing any key of that name: rotation) and return it.
+
+    The key is returned once and never stored; the store keeps its hash and scopes
+    (``scores``, plus ``admin`` when ``admin`` is true).
+    """
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            f"key name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit"
+        )
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    scopes = frozenset({SCOPE_SCORES, SCOPE_ADMIN} if admin else {SCOPE_SCORES})
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kept = [k for k in read_keys(path) if k.name != name]
+    write_keys(path, [*kept, ApiKey(name, hash_key(key), scopes, created)])
+    return key
+
+
+def match_key(keys: list[ApiKey], presented: str) -> ApiKey | None:
+    """The stored key equal to ``presented``, comparing against all of them in constant time."""
+    digest = hashlib.sha256(presented.encode("utf-8")).digest()
+    found = None
+    for k in keys:
+        # No early exit: every stored hash is compared whatever the outcome.
+        if hmac.compare_digest(digest, bytes.fromhex(k.sha256)) and found is None:
+            found = k
+    return found
+
+
+class KeyStore:
+    """The key file as the server sees it, re-read whenever the file changes on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._signature: tuple[int, int, int] | None = None
+        self._keys: list[ApiKey] = []
+
+    def keys(self) -> list[ApiKey]:
+        """The current keys (``[]`` while the file does not exist)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._signature, self._keys = None, []
+            return []
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if signature != self._signature:
+            self._keys = read_keys(self.path)
+            self._signature = signature
+            log.info("API-key store %s: %d key(s)", self.path, len(self._keys))
+        return self._keys
+
+    def check(self, presented: str | None) -> ApiKey | None:
+        """The key matching ``presented``, or ``None``."""
+        if not presented:
+            return None
+        return match_key(self.keys(), presented)
+
+
+_api_key_header = APIKeyHeader(
+    name=HEADER, auto_error=False, description="API key made by `make api-key NAME=...`"
+)
+
+
+async def require_api_key(
+    request: Request, presented: Annotated[str | None, Security(_api_key_header)]
+) -> ApiKey:
+    """FastAPI dependency: the caller's key, or a 401 JSON error."""
+    store: KeyStore = request.app.state.serving.key_store
+    try:
+        key = store.check(presented)
+    except KeyStoreError as exc:
+        log.error("%s", exc)
+        raise ApiError(503, "auth_unavailable", "API keys cannot be checked right now") from exc
+    if key is None or SCOPE_SCORES not in key.scopes:
+        raise ApiError(401, "unauthorized", f"a valid API key is required in the {HEADER} header")
+    return key
+
+
+#: The authenticated caller, for route signatures.
+Client = Annotated[ApiKey, Depends(require_api_key)]

@@ -1,0 +1,231 @@
+"""The scored snapshot written by batch scoring (``make score``), held in memory for look-ups.
+
+Two files in the scores folder:
+
+- ``snapshot.json``: ``model_version``, ``as_of``, ``created_at``, ``rows``, ``horizon_days``
+  and ``sha256``, the digest of the Parquet file's bytes;
+- ``snapshot.parquet``: one row per customer with the fields of a scored customer
+  (CONTRACT.md section 4); ``top_reasons`` is a JSON array in a string column.
+
+The Parquet bytes are read once, checked against ``sha256`` and parsed from those same bytes,
+so what is served is exactly what was verified. Every row is validated and turned into its
+final JSON form at load time: answering a request is a dictionary look-up per id and a join
+of ready bytes, with no pandas, pydantic or float formatting on the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_FILE = "snapshot.parquet"
+META_FILE = "snapshot.json"
+#: The fields of one scored customer, in the order the API returns them.
+SCORE_FIELDS = (
+    "customer_id",
+    "as_of",
+    "churn_probability",
+    "risk_band",
+    "p_alive",
+    "expected_purchases",
+    "expected_order_value",
+    "clv",
+    "value_at_risk",
+    "top_reasons",
+    "model_version",
+)
+#: Model outputs that are missing (JSON null) when the model could not compute them.
+OPTIONAL_FLOATS = ("p_alive", "expected_purchases", "expected_order_value", "clv", "value_at_risk")
+RISK_BANDS = frozenset({"low", "medium", "high"})
+REASON_KEYS = frozenset({"feature", "description", "value", "contribution"})
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+class SnapshotError(ValueError):
+    """The snapshot is missing, tampered with or malformed; it is not served."""
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A verified scored snapshot.
+
+    Attributes
+    ----------
+    model_version, as_of, created_at, horizon_days, sha256 : from ``snapshot.json``.
+    scores : customer id -> the scored customer, exactly as the API returns it.
+    encoded : customer id -> the same, already encoded as compact JSON.
+    """
+
+    model_version: str
+    as_of: str
+    created_at: str
+    horizon_days: int
+    sha256: str
+    scores: Mapping[str, dict[str, Any]]
+    encoded: Mapping[str, bytes]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def scores_json(self, customer_ids: Sequence[str]) -> bytes:
+        """The ``/v1/scores`` response body for ``customer_ids``, in request order; an id not
+        in the snapshot gets ``{"customer_id": ..., "error": "unknown_customer"}``."""
+        found = self.encoded
+        parts = [
+            found.get(cid) or _json({"customer_id": cid, "error": "unknown_customer"})
+            for cid in customer_ids
+        ]
+        return b"".join(
+            (
+                b'{"results":[',
+                b",".join(parts),
+                b'],"model_version":',
+                _json(self.model_version),
+                b"}",
+            )
+        )
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: not found; run 'make score' to write a snapshot") from None
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise SnapshotError(f"{path}: expected a JSON object")
+    missing = {"model_version", "as_of", "rows", "sha256", "horizon_days"} - meta.keys()
+    if missing:
+        raise SnapshotError(f"{path}: missing keys {sorted(missing)}")
+    if not isinstance(meta["sha256"], str) or not _SHA256_HEX.fullmatch(meta["sha256"]):
+        raise SnapshotError(f"{path}: 'sha256' is not a hex sha256 digest")
+    if not isinstance(meta["rows"], int) or not isinstance(meta["horizon_days"], int):
+        raise SnapshotError(f"{path}: 'rows' and 'horizon_days' must be integers")
+    return meta
+
+
+def _optional_float(value: Any, field: str) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{field} is infinite")
+    return number
+
+
+def _reasons(text: Any) -> list[dict[str, Any]]:
+    reasons = json.loads(text)
+    if not isinstance(reasons, list) or not all(
+        isinstance(r, dict) and r.keys() == REASON_KEYS for r in reasons
+    ):
+        raise ValueError(
+            "top_reasons is not a JSON array of {feature, description, value, contribution}"
+        )
+    return reasons
+
+
+def _row(values: dict[str, Any]) -> dict[str, Any]:
+    """One validated scored customer, in API field order."""
+    customer_id = values["customer_id"]
+    prob, band = values["churn_probability"], values["risk_band"]
+    if not isinstance(customer_id, str) or not customer_id:
+        raise ValueError("customer_id is empty")
+    if prob is None or not 0.0 <= float(prob) <= 1.0:
+        raise ValueError("churn_probability is missing or outside [0, 1]")
+    if band not in RISK_BANDS:
+        raise ValueError(f"risk_band is not one of {sorted(RISK_BANDS)}")
+    row: dict[str, Any] = {
+        "customer_id": customer_id,
+        "as_of": str(values["as_of"]),
+        "churn_probability": float(prob),
+        "risk_band": band,
+    }
+    for field in OPTIONAL_FLOATS:
+        row[field] = _optional_float(values[field], field)
+    row["top_reasons"] = _reasons(values["top_reasons"])
+    row["model_version"] = str(values["model_version"])
+    return row
+
+
+def _parse_rows(table: pa.Table, meta: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
+    missing = [f for f in SCORE_FIELDS if f not in table.column_names]
+    if missing:
+        raise SnapshotError(f"{path}: missing columns {missing}")
+    if table.num_rows != meta["rows"]:
+        raise SnapshotError(f"{path}: {table.num_rows} rows, snapshot.json says {meta['rows']}")
+    columns = {f: table.column(f).to_pylist() for f in SCORE_FIELDS}
+    version = str(meta["model_version"])
+    scores: dict[str, dict[str, Any]] = {}
+    for i in range(table.num_rows):
+        try:
+            row = _row({f: columns[f][i] for f in SCORE_FIELDS})
+        except (TypeError, ValueError) as exc:
+            raise SnapshotError(f"{path}: row {i}: {exc}") from exc
+        if row["model_version"] != version:
+            raise SnapshotError(
+                f"{path}: row {i} is from model version {row['model_version']}, "
+                f"snapshot.json says {version}"
+            )
+        if row["customer_id"] in scores:
+            raise SnapshotError(f"{path}: row {i}: customer_id appears more than once")
+        scores[row["customer_id"]] = row
+    return scores
+
+
+def load_snapshot(scores_dir: Path) -> Snapshot:
+    """Read, verify and index the snapshot in ``scores_dir``.
+
+    Raises
+    ------
+    SnapshotError
+        when a file is missing or unreadable, the Parquet bytes differ from the recorded
+        sha256, or a row breaks the format (the message names the file, row and field).
+    """
+    meta = _read_meta(scores_dir / META_FILE)
+    path = scores_dir / SNAPSHOT_FILE
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SnapshotError(f"{path}: unreadable ({exc})") from exc
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise SnapshotError(
+            f"{path}: sha256 differs from {META_FILE}; refusing to serve it (re-run 'make score')"
+        )
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, ValueError, KeyError) as exc:
+        raise SnapshotError(f"{path}: not a readable snapshot ({exc})") from exc
+    scores = _parse_rows(table, meta, path)
+    encoded = {cid: _json(row) for cid, row in scores.items()}
+    log.info(
+        "loaded snapshot of %d customers as of %s (model version %s)",
+        len(scores),
+        meta["as_of"],
+        meta["model_version"],
+    )
+    return Snapshot(
+        model_version=str(meta["model_version"]),
+        as_of=str(meta["as_of"]),
+        created_at=str(meta.get("created_at", "")),
+        horizon_days=meta["horizon_days"],
+        sha256=meta["sha256"],
+        scores=scores,
+        encoded=encoded,
+    )

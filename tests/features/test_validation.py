@@ -1,0 +1,114 @@
+"""Validation: fatal table problems raise; row problems are quarantined, counted, never lost."""
+
+import pandas as pd
+import pytest
+
+from features.validation import TableError, validate_table, validate_tables
+
+
+def messy_tables() -> dict[str, pd.DataFrame]:
+    """A CRM export with the usual problems, each counted in the expectations below."""
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", " ", "B"],
+            "signup_date": [
+                "2024-01-01",
+                "2024-02-01T00:00:00+05:00",
+                "not a date",
+                "",
+                "2024-01-01",
+            ],
+            "plan": ["basic", "plus", "basic", "plus", "plus"],
+        }
+    )
+    transactions = pd.DataFrame(
+        {
+            "customer_id": ["A", "A", "A", "B", "", "C", "C", "C"],
+            "timestamp": [
+                "2024-03-01T10:00:00Z",
+                "2024-03-01T10:00:00Z",  # exact duplicate of the row above
+                "2024-03-02T23:30:00-02:00",  # another time zone: 2024-03-03T01:30Z
+                "2024-03-04",
+                "2024-03-04",  # blank id
+                "yesterday",  # unparseable
+                "2024-03-05",
+                "2024-03-06",
+            ],
+            "amount": ["10.5", "10.5", "-4", "0", "3", "5", "abc", "-2.25"],
+        }
+    )
+    surveys = pd.DataFrame(
+        {
+            "customer_id": ["A", "A", "B", "C", "C"],
+            "timestamp": ["2024-03-01"] * 5,
+            "element": ["quality", "NPS", "made_up_element", "saves_time", "fun_entertainment"],
+            "score": [9, 10, 5, 11, -1],
+        }
+    )
+    interactions = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C"],
+            "timestamp": ["2024-03-01", "2024-03-02", "2024-03-03"],
+            "channel": ["phone", "Chat", "email"],
+            "interaction_type": ["support_ticket", "complaint", "education"],
+            "effort_score": [3, 9, None],
+            "csat": [None, 2, 5],
+            "resolved": ["true", "no", "maybe"],
+            "value_enhancement": [None, None, 6],
+        }
+    )
+    return {
+        "customers": customers,
+        "transactions": transactions,
+        "surveys": surveys,
+        "interactions": interactions,
+    }
+
+
+def test_messy_fixture_exact_quarantine_counts():
+    raw = messy_tables()
+    _tables, results = validate_tables(raw)
+    assert results["customers"].counts == {
+        "bad_signup_date": 1,
+        "missing_customer_id": 1,
+        "duplicate_customer_id": 1,
+    }
+    assert results["transactions"].counts == {
+        "duplicate": 1,
+        "missing_customer_id": 1,
+        "bad_timestamp": 1,
+        "bad_amount": 1,
+    }
+    assert results["surveys"].counts == {"unknown_element": 1, "score_out_of_range": 2}
+    assert results["interactions"].counts == {"effort_score_out_of_range": 1, "bad_resolved": 1}
+    for name, df in raw.items():
+        r = results[name]
+        assert len(df) == len(r.clean) + len(r.quarantine), name
+        assert r.quarantine["reason"].notna().all()
+
+
+def test_clean_rows_are_normalised():
+    tables, _ = validate_tables(messy_tables())
+    tx = tables.transactions
+    assert str(tx["timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert tx.loc[tx["amount"] < 0, "timestamp"].iloc[0] == pd.Timestamp("2024-03-03T01:30Z")
+    # zero and negative amounts are valid rows (a free order and refunds)
+    assert sorted(tx["amount"]) == [-4.0, -2.25, 0.0, 10.5]
+    assert set(tables.surveys["element"]) == {"quality", "nps"}
+    assert tables.customers.loc[tables.customers.customer_id == "B", "signup_date"].iloc[0] == (
+        pd.Timestamp("2024-01-31T19:00Z")
+    )
+
+
+def test_missing_required_column_is_fatal_and_names_it():
+    with pytest.raises(TableError) as err:
+        validate_table(
+            "transactions", pd.DataFrame({"customer_id": ["A"], "timestamp": ["2024-01-01"]})
+        )
+    assert err.value.column == "amount"
+    assert "amount" in str(err.value)
+
+
+def test_empty_table_is_fatal():
+    with pytest.raises(TableError, match="no rows"):
+        validate_table("customers", pd.DataFrame({"customer_id": []}))

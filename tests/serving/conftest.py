@@ -1,0 +1,351 @@
+"""Fixtures for the serving tests: a real model, a real MLflow registry, a real snapshot.
+
+Nothing is mocked. A seeded synthetic customer base goes through the project's feature code;
+a LightGBM churn model and a BG/NBD + Gamma-Gamma CLV model are fitted on it; the bundle is
+logged to a throw-away sqlite MLflow store and registered with its manifest digest, the way
+training does it; batch-style scores are written as the snapshot the server reads; and the
+HTTP tests talk to ``python -m serving`` running as a separate process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import httpx
+import lightgbm
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.build import build_features
+from features.labels import churn_labels
+from features.schema import Tables
+from models.bundle import Bundle, sha256_file, write_bundle
+from models.churn import ChurnModel
+from models.clv import SUMMARY_COLUMNS, CLVModel
+from models.scoring import score_frame
+from serving.auth import create_key
+from serving.config import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL_NAME = "churn-clv"
+AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
+HORIZON_DAYS = 90
+META = {"horizon_days": HORIZON_DAYS, "risk_thresholds": {"medium": 0.3, "high": 0.6}}
+
+
+def synthetic_tables(n_customers: int = 300, seed: int = 7) -> Tables:
+    """Customers with a plan and purchases from a BG/NBD-like process (Poisson purchases,
+    a chance to drop out after each one), running 90 days past ``AS_OF`` for the labels."""
+    rng = np.random.default_rng(seed)
+    start = AS_OF - pd.Timedelta(days=365)
+    end_day = 365 + HORIZON_DAYS
+    ids = [f"C{i:05d}" for i in range(n_customers)]
+    plans = rng.choice(["basic", "pro"], size=n_customers, p=[0.7, 0.3])
+    signup_day = rng.uniform(0, 300, size=n_customers)
+    rows = []
+    for cid, plan, day in zip(ids, plans, signup_day, strict=True):
+        rate = rng.gamma(2.0, 0.02 if plan == "basic" else 0.035)  # purchases per day
+        dropout = rng.beta(1.0, 5.0)
+        basket = rng.gamma(4.0, 12.0)
+        t = float(day)
+        while t < end_day:
+            amount = round(float(rng.gamma(5.0, basket / 5.0)), 2)
+            rows.append((cid, start + pd.Timedelta(days=t), amount))
+            if rng.random() < dropout:
+                break
+            t += rng.exponential(1.0 / rate)
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "signup_date": start + pd.to_timedelta(signup_day, unit="D"),
+            "plan": plans,
+        }
+    )
+    transactions = pd.DataFrame(rows, columns=["customer_id", "timestamp", "amount"])
+    return Tables(customers=customers, transactions=transactions)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A fitted bundle and the feature frame it was fitted on."""
+
+    bundle: Bundle
+    frame: pd.DataFrame
+
+
+@pytest.fixture(scope="session")
+def trained() -> Trained:
+    tables = synthetic_tables()
+    frame = build_features(tables, as_of=AS_OF)
+    labels = churn_labels(tables, as_of=AS_OF, horizon_days=HORIZON_DAYS, population=frame.index)
+    churn = ChurnModel(params={"min_data_in_leaf": 20}, num_boost_round=60).fit(frame, labels)
+    clv = CLVModel(penalizer=0.001).fit(frame[list(SUMMARY_COLUMNS)])
+    return Trained(Bundle(churn, clv, meta=dict(META)), frame)
+
+
+@dataclass(frozen=True)
+class BundleDir:
+    """A bundle folder as training logs it, and the manifest digest to register with it."""
+
+    path: Path
+    digest: str
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> BundleDir:
+    path = tmp_path_factory.mktemp("bundle") / "bundle"
+    booster = lightgbm.Booster(model_str=trained.bundle.churn.model_text())
+    # Explicit requirements: MLflow would otherwise infer them by loading the model in a
+    # subprocess, which is slow and not what these tests are about.
+    mlflow.lightgbm.save_model(booster, str(path), pip_requirements=["lightgbm"])
+    digest = write_bundle(path, trained.bundle)
+    return BundleDir(path, digest)
+
+
+@contextmanager
+def tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for a block, then restore what was there.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``; setting it back to the
+    previous value (``None`` when unset) undoes both.
+    """
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A throw-away MLflow tracking store and model registry in a temporary folder."""
+
+    uri: str
+    experiment_id: str
+
+    def publish(
+        self, bundle: BundleDir, name: str = MODEL_NAME, *, tags: dict[str, str] | None = None
+    ) -> str:
+        """Log ``bundle`` in a new run, register it as a new version of ``name`` (tagged with
+        its manifest digest unless ``tags`` says otherwise) and move the ``champion`` alias to
+        it; returns the version."""
+        if tags is None:
+            tags = {"manifest_sha256": bundle.digest}
+        with tracking_uri(self.uri):
+            with mlflow.start_run(experiment_id=self.experiment_id) as run:
+                mlflow.log_artifacts(str(bundle.path), artifact_path="bundle")
+            version = mlflow.register_model(f"runs:/{run.info.run_id}/bundle", name, tags=tags)
+        MlflowClient(tracking_uri=self.uri).set_registered_model_alias(
+            name, "champion", version.version
+        )
+        return str(version.version)
+
+    def files(self, name: str, version: str) -> Path:
+        """The local folder the registry serves ``name`` version ``version`` from."""
+        source = MlflowClient(tracking_uri=self.uri).get_model_version(name, version).source
+        return Path(url2pathname(urlsplit(source).path))
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    experiment_id = MlflowClient(tracking_uri=uri).create_experiment(
+        "serving-tests", artifact_location=(root / "artifacts").as_uri()
+    )
+    return Registry(uri, experiment_id)
+
+
+@pytest.fixture(scope="session")
+def champion(registry: Registry, bundle_dir: BundleDir) -> str:
+    """The version of ``MODEL_NAME`` holding the champion alias."""
+    return registry.publish(bundle_dir)
+
+
+def write_snapshot(directory: Path, trained: Trained, *, version: str) -> pd.DataFrame:
+    """Score every customer and write ``snapshot.parquet`` + ``snapshot.json`` the way batch
+    scoring does; returns the rows written."""
+    as_of = AS_OF.strftime("%Y-%m-%dT%H:%M:%SZ")
+    scores = score_frame(trained.bundle, trained.frame).reset_index()
+    scores.insert(1, "as_of", as_of)
+    scores["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in scores["top_reasons"]]
+    scores["model_version"] = version
+    scores["risk_band"] = scores["risk_band"].astype("str")
+    directory.mkdir(parents=True, exist_ok=True)
+    scores.to_parquet(directory / "snapshot.parquet", index=False)
+    rewrite_snapshot_meta(directory, version=version, as_of=as_of, rows=len(scores))
+    return scores
+
+
+def rewrite_snapshot_meta(directory: Path, *, version: str, as_of: str, rows: int) -> None:
+    """(Re)write ``snapshot.json`` for the Parquet file now in ``directory``."""
+    meta = {
+        "model_version": version,
+        "as_of": as_of,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "rows": rows,
+        "sha256": sha256_file(directory / "snapshot.parquet"),
+        "horizon_days": HORIZON_DAYS,
+    }
+    (directory / "snapshot.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ScoresDir:
+    """The snapshot folder and the rows it holds (index: customer_id)."""
+
+    path: Path
+    rows: pd.DataFrame
+
+
+@pytest.fixture(scope="session")
+def scores_dir(
+    trained: Trained, champion: str, tmp_path_factory: pytest.TempPathFactory
+) -> ScoresDir:
+    path = tmp_path_factory.mktemp("scores")
+    rows = write_snapshot(path, trained, version=champion)
+    return ScoresDir(path, rows.set_index("customer_id"))
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A key store holding one client key."""
+
+    path: Path
+    key: str
+
+
+@pytest.fixture(scope="session")
+def api_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    path = tmp_path_factory.mktemp("keys") / "api_keys.json"
+    return Keys(path, create_key(path, "crm"))
+
+
+@pytest.fixture()
+def settings_for(registry: Registry, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings pointing at the test registry, with a per-test cache folder."""
+
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "mlflow_tracking_uri": registry.uri,
+            "model_cache_dir": tmp_path / "cache",
+            "scores_dir": tmp_path / "scores",
+            "api_keys_file": tmp_path / "api_keys.json",
+            **overrides,
+        }
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running ``python -m serving`` process."""
+
+    url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def run_server(workdir: Path, env: dict[str, str], *, timeout: float = 30.0) -> Iterator[Server]:
+    """Start the server on a free port with ``env`` added to a clean environment, wait until
+    ``/healthz`` answers, and stop it afterwards."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "MLFLOW_"))}
+    clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), clean.get("PYTHONPATH")]))
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving", "--port", str(port)],
+            cwd=workdir,
+            env={**clean, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(f"http://127.0.0.1:{port}", log_path, process)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{server.log()}")
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer /healthz in {timeout} s:\n{server.log()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(
+    registry: Registry,
+    champion: str,
+    scores_dir: ScoresDir,
+    api_keys: Keys,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    """The server with a champion, a snapshot and a key store: ready."""
+    workdir = tmp_path_factory.mktemp("server")
+    env = {
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "CHURN_SCORES_DIR": str(scores_dir.path),
+        "CHURN_API_KEYS_FILE": str(api_keys.path),
+        "CHURN_MODEL_CACHE_DIR": str(workdir / "cache"),
+        "CHURN_MAX_CUSTOMERS_PER_REQUEST": "50",
+    }
+    with run_server(workdir, env) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def unready_server(
+    registry: Registry, api_keys: Keys, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The server with no champion for its model name and no snapshot: alive, not ready."""
+    workdir = tmp_path_factory.mktemp("unready")
+    env = {
+        "CHURN_MLFLOW_TRACKING_URI": registry.uri,
+        "CHURN_MODEL_NAME": "no-such-model",
+        "CHURN_SCORES_DIR": str(workdir / "empty"),
+        "CHURN_API_KEYS_FILE": str(api_keys.path),
+        "CHURN_MODEL_CACHE_DIR": str(workdir / "cache"),
+    }
+    with run_server(workdir, env) as running:
+        yield running

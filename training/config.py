@@ -1,0 +1,48 @@
+"""Settings of the training, scoring and data commands: one pydantic-settings object.
+
+Every value can be set by an environment variable ``CHURN_<NAME>`` (or a ``.env`` file);
+``MLFLOW_TRACKING_URI`` is read under its standard name. Command-line flags of
+``python -m training`` override both.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrainSettings(BaseSettings):
+    """What ``make data``, ``make train`` and ``make score`` need."""
+
+    model_config = SettingsConfigDict(env_prefix="CHURN_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("data/demo")
+    horizon_days: int = Field(90, ge=1, le=3650)
+    #: Scoring time (ISO-8601); default: midnight after the newest event.
+    as_of: str | None = None
+    mlflow_tracking_uri: str = Field(
+        "sqlite:///mlflow.db",
+        validation_alias=AliasChoices("CHURN_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    #: Artifact folder for a newly created experiment (local stores only).
+    mlflow_artifact_root: Path = Path("mlartifacts")
+    experiment_name: str = "churn-clv"
+    model_name: str = "churn-clv"
+    scores_dir: Path = Path("var/scores")
+    quarantine_dir: Path = Path("var/quarantine")
+    #: Training cutoffs before the validation cutoff, and their spacing in days.
+    n_training_cutoffs: int = Field(4, ge=1, le=52)
+    cutoff_spacing_days: int = Field(30, ge=1)
+    #: A new model is promoted if its validation ROC-AUC is at least the champion's minus this.
+    gate_tolerance: float = Field(0.005, ge=0)
+    force_promote: bool = False
+    seed: int = 7
+
+
+@lru_cache
+def get_settings() -> TrainSettings:
+    """The settings from the environment, built once."""
+    return TrainSettings()
