@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +19,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-import httpx
 import lightgbm
 import mlflow
 import numpy as np
@@ -40,6 +35,7 @@ from models.clv import SUMMARY_COLUMNS, CLVModel
 from models.scoring import score_frame
 from serving.auth import create_key
 from serving.config import Settings
+from tests.server import Server, run_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "churn-clv"
@@ -252,65 +248,6 @@ def settings_for(registry: Registry, tmp_path: Path) -> Callable[..., Settings]:
         return Settings(**values)  # type: ignore[arg-type]
 
     return make
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    """A running ``python -m serving`` process."""
-
-    url: str
-    log_path: Path
-    process: subprocess.Popen[bytes]
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
-@contextmanager
-def run_server(workdir: Path, env: dict[str, str], *, timeout: float = 30.0) -> Iterator[Server]:
-    """Start the server on a free port with ``env`` added to a clean environment, wait until
-    ``/healthz`` answers, and stop it afterwards."""
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "MLFLOW_"))}
-    clean["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), clean.get("PYTHONPATH")]))
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving", "--port", str(port)],
-            cwd=workdir,
-            env={**clean, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(f"http://127.0.0.1:{port}", log_path, process)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not answer /healthz in {timeout} s:\n{server.log()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="session")
