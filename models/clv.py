@@ -19,14 +19,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from lifetimes import BetaGeoFitter, GammaGammaFitter
+from lifetimes.utils import ConvergenceError
 
 #: Columns of the RFM summary the model reads, as the feature builder names them (days).
 SUMMARY_COLUMNS = ("frequency", "recency_days", "T_days", "monetary_repeat_mean")
 OUTPUT_COLUMNS = ("p_alive", "expected_purchases", "expected_order_value", "clv")
 
 
+#: Optimiser tolerances tried in turn. BFGS in lifetimes can stop with "precision loss" once
+#: the gradient is ~1e-7, i.e. converged in substance; a looser tolerance then succeeds.
+TOLERANCES = (1e-7, 1e-6, 1e-5)
+
+
 class CLVModelError(RuntimeError):
     """The fit did not converge to usable parameters; the message names cause and remedy."""
+
+
+def _fit(fitter, name: str, *args, **kwargs):
+    """``fitter.fit(*args)`` with the tolerances of :data:`TOLERANCES`; a clear error if none
+    converges."""
+    for tol in TOLERANCES:
+        try:
+            return fitter.fit(*args, tol=tol, **kwargs)
+        except ConvergenceError:
+            continue
+    raise CLVModelError(
+        f"{name} did not converge (tolerances {TOLERANCES}); "
+        "try a penalizer such as 0.001 (CLVModel(penalizer=0.001))"
+    )
 
 
 def _compress(summary: pd.DataFrame, unit_days: float) -> pd.DataFrame:
@@ -75,10 +95,10 @@ class CLVModel:
             raise CLVModelError(f"only {len(known)} customers with purchases: too few to fit")
         rows = _compress(known, self.time_unit_days)
         bgf = BetaGeoFitter(penalizer_coef=self.penalizer)
-        bgf.fit(rows["frequency"], rows["recency"], rows["T"], weights=rows["weight"])
+        _fit(bgf, "BG/NBD", rows["frequency"], rows["recency"], rows["T"], weights=rows["weight"])
         spend = known.loc[(known["frequency"] > 0) & (known["monetary_repeat_mean"] > 0)]
         ggf = GammaGammaFitter(penalizer_coef=self.penalizer)
-        ggf.fit(spend["frequency"].astype(int), spend["monetary_repeat_mean"])
+        _fit(ggf, "Gamma-Gamma", spend["frequency"].astype(int), spend["monetary_repeat_mean"])
         params = {**bgf.params_.to_dict(), **ggf.params_.to_dict()}
         bad = {k: v for k, v in params.items() if not np.isfinite(v) or v <= 0}
         if bad or params["q"] <= 1:
