@@ -318,7 +318,7 @@ def generate_demo_data(
         The four input tables (canonical columns, tz-aware UTC timestamps, sorted by
         ``customer_id`` then ``timestamp``) and ``ground_truth`` with ``customer_id``, ``as_of``,
         ``horizon_days``, ``alive_at_as_of``, ``p_churn_true`` (probability of no purchase, i.e.
-        no positive ``amount``, in ``(as_of, as_of + horizon_days]``) and ``p_churn_true_se``
+        no row with ``amount >= 0``, in ``(as_of, as_of + horizon_days]``) and ``p_churn_true_se``
         (Monte Carlo standard error), for customers who signed up before ``as_of``.
     """
     start, end = as_utc(start), as_utc(end)
@@ -744,7 +744,7 @@ def _p_no_purchase(
     """Monte Carlo over future interaction paths, Rao-Blackwellised over dropout and purchases.
 
     For one simulated path of future interactions the hazard h_k is known on each weekly step
-    k of length L_k, so with the positive-purchase rate lam and G_k = exp(-sum_{j<k}(h_j +
+    k of length L_k, so with the purchase rate lam and G_k = exp(-sum_{j<k}(h_j +
     lam) L_j) (still alive and no purchase at the step's start):
 
         P(no purchase | path) = sum_k G_k h_k / (h_k + lam) (1 - exp(-(h_k + lam) L_k)) + G_K
@@ -797,7 +797,7 @@ def _p_no_purchase_chunk(
     paths = state.repeat(path_customer, dtype=np.float32)
     base = lat.base_hazard[customers] * np.exp(lat.static_log_hazard[customers])
     base = np.repeat(base.astype(np.float32), reps)
-    lam = np.repeat((lat.purchase_rate[customers] * (1.0 - _ZERO_ORDER_P)).astype(np.float32), reps)
+    lam = np.repeat(lat.purchase_rate[customers].astype(np.float32), reps)
     g = np.ones(n_paths, dtype=np.float32)
     prob = np.zeros(n_paths, dtype=np.float32)
     for k in range(edges.size - 1):

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.schema import ELEMENTS, HIGH_SCORE, NPS_ELEMENT, SURVEY_ELEMENTS
+from features.labels import churn_labels
+from features.schema import ELEMENTS, HIGH_SCORE, NPS_ELEMENT, SURVEY_ELEMENTS, Tables
 from features.validation import validate_tables
 from training.demo_data import (
     ACQUISITION_CHANNELS,
@@ -41,15 +42,14 @@ def large() -> DemoData:
 
 
 def realised_churn(data: DemoData) -> pd.Series:
-    """No purchase (a positive amount) in (as_of, as_of + 90d], per ground-truth customer."""
+    """The project's own label (features/labels.py) in (as_of, as_of + 90d], per ground-truth
+    customer: the rule the ground truth must describe."""
     as_of = data.ground_truth["as_of"].iloc[0]
-    tx = data.transactions
-    bought = tx.loc[
-        (tx["amount"] > 0) & (tx["timestamp"] > as_of) & (tx["timestamp"] <= as_of + HORIZON),
-        "customer_id",
-    ]
-    churned = ~data.ground_truth["customer_id"].isin(set(bought))
-    return pd.Series(churned.to_numpy(), index=data.ground_truth["customer_id"], name="churned")
+    ids = pd.Index(data.ground_truth["customer_id"])
+    labels = churn_labels(
+        Tables(transactions=data.transactions), as_of=as_of, horizon_days=90, population=ids
+    )
+    return labels.astype(bool).rename("churned")
 
 
 # --- determinism ------------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""``python -m bench [NAME ...]``: run the benchmarks (all by default) and print their figures.
+
+Each benchmark module in :data:`BENCHMARKS` exposes ``run(quick: bool) -> list[Figure]``.
+``--quick`` shrinks every benchmark to a smoke-test size (the test suite runs it that way,
+so the benchmark code cannot rot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench.report import Figure, print_figures
+
+#: name -> module; issues add theirs here.
+BENCHMARKS: dict[str, str] = {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "names", nargs="*", help=f"benchmarks to run (default all: {list(BENCHMARKS)})"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks {sorted(unknown)}; choose from {list(BENCHMARKS)}")
+    figures: list[Figure] = []
+    for name in args.names or list(BENCHMARKS):
+        module = importlib.import_module(BENCHMARKS[name])
+        print(f"== {name}", flush=True)
+        figures.extend(module.run(quick=args.quick))
+    print()
+    print_figures(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
