@@ -14,11 +14,13 @@ SEED ?= 42
 NAME ?= crm
 ADMIN ?=
 FORCE ?=
+VERSION ?=
+UI_PORT ?= 5000
 DEMO_KEY_FILE := var/demo-key.txt
 
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 
-.PHONY: help install data train score serve demo api-key test lint bench clean catalogue
+.PHONY: help install data train score serve demo api-key test lint bench clean catalogue features evaluate promote report mlflow-ui
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,7 +30,7 @@ $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
 install: $(BIN)/.installed ## create .venv and install the project (with test tools)
@@ -41,6 +43,21 @@ train: install ## build features, fit CLV + churn, log to MLflow, register, prom
 
 score: install ## score every customer with the champion and write the snapshot the server reads
 	$(BIN)/python -m training score --data $(DATA) --horizon $(HORIZON) $(if $(AS_OF),--as-of $(AS_OF))
+
+features: install ## build the point-in-time training and validation frames into var/features
+	$(BIN)/python -m training features --data $(DATA) --horizon $(HORIZON)
+
+evaluate: install ## metrics of the champion (or VERSION=n) on DATA, next to the baselines and oracle
+	$(BIN)/python -m training evaluate --data $(DATA) --horizon $(HORIZON) $(if $(VERSION),--version $(VERSION))
+
+promote: install ## make VERSION=n the champion if it passes the gate on DATA (FORCE=1 skips the gate)
+	$(BIN)/python -m training promote --data $(DATA) --horizon $(HORIZON) --version $(VERSION) $(if $(FORCE),--force)
+
+report: install ## fetch the HTML report of the champion (or VERSION=n) into var/report
+	$(BIN)/python -m training report $(if $(VERSION),--version $(VERSION))
+
+mlflow-ui: install ## MLflow UI on 127.0.0.1:UI_PORT (runs, registered versions, reports)
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT)
 
 serve: install ## serve the champion and the latest snapshot on 127.0.0.1:PORT
 	$(BIN)/python -m serving --port $(PORT)

@@ -1,6 +1,7 @@
 """Churn classifier: a LightGBM booster over the feature frame, persisted as model text + JSON.
 
-The frame is encoded to a float matrix with a fixed column order; categorical attributes
+Probabilities are calibrated on held-out customers (:mod:`models.calibration`) after the fit;
+reasons stay in the booster's log-odds (SHAP values). The frame is encoded to a float matrix with a fixed column order; categorical attributes
 become their code in the category list stored at fit time (an unseen category is missing),
 and LightGBM splits on them natively. The same encoding runs in training, batch scoring and
 the server, so a single customer is scored without pandas overhead on the hot path.
@@ -13,6 +14,12 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
+from models.calibration import Calibrator, choose_calibrator
+
+#: Below this share of the minority class, classes are reweighted (calibration undoes the
+#: shift in probabilities afterwards).
+IMBALANCE_SHARE = 0.2
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -39,6 +46,8 @@ class ChurnModel:
     params : LightGBM parameters, merged over :data:`DEFAULT_PARAMS`.
     num_boost_round : maximum boosting rounds.
     early_stopping_rounds : rounds without validation improvement before stopping.
+    balance : ``auto`` reweights the positive class when either class is rarer than
+        :data:`IMBALANCE_SHARE`; ``none`` never does.
     """
 
     def __init__(
@@ -47,10 +56,12 @@ class ChurnModel:
         params: dict[str, Any] | None = None,
         num_boost_round: int = 1000,
         early_stopping_rounds: int = 50,
+        balance: str = "auto",
     ) -> None:
         self.params = params
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
+        self.balance = balance
 
     def fit(
         self,
@@ -68,6 +79,11 @@ class ChurnModel:
             if isinstance(X[c].dtype, pd.CategoricalDtype)
         }
         params = {**DEFAULT_PARAMS, **(self.params or {})}
+        share = float(np.mean(np.asarray(y, dtype=float)))
+        if self.balance == "auto" and min(share, 1 - share) < IMBALANCE_SHARE and 0 < share < 1:
+            params["scale_pos_weight"] = (1 - share) / share
+        self.params_ = params
+        self.calibrator_: Calibrator | None = None
         train = lgb.Dataset(
             self.encode(X),
             label=np.asarray(y, dtype=float),
@@ -111,10 +127,21 @@ class ChurnModel:
                 )
         return out
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Churn probability per row (uncalibrated booster output)."""
+    def predict_raw(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """The booster's own probability per row (before calibration)."""
         matrix = X if isinstance(X, np.ndarray) else self.encode(X)
         return self.booster_.predict(matrix, num_iteration=self.best_iteration_)
+
+    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Churn probability per row, calibrated when :meth:`calibrate` has been run."""
+        raw = self.predict_raw(X)
+        return raw if self.calibrator_ is None else self.calibrator_.transform(raw)
+
+    def calibrate(self, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+        """Choose and fit the calibration on held-out customers; returns each method's
+        cross-fitted log loss."""
+        self.calibrator_, losses = choose_calibrator(self.predict_raw(X), np.asarray(y, dtype=int))
+        return losses
 
     def contributions(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Per-feature SHAP contributions in log-odds, shape (n, n_features); LightGBM's
@@ -135,6 +162,7 @@ class ChurnModel:
             "features": self.features_,
             "categories": self.categories_,
             "best_iteration": self.best_iteration_,
+            "calibration": self.calibrator_.to_dict() if self.calibrator_ is not None else None,
         }
 
     @classmethod
@@ -145,6 +173,8 @@ class ChurnModel:
         model.features_ = list(meta["features"])
         model.categories_ = {k: list(v) for k, v in meta["categories"].items()}
         model.best_iteration_ = int(meta["best_iteration"])
+        calibration = meta.get("calibration")
+        model.calibrator_ = Calibrator.from_dict(calibration) if calibration else None
         if model.booster_.feature_name() != model.features_:
             raise ValueError("model text and feature list disagree")
         return model

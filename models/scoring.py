@@ -16,6 +16,7 @@ import pandas as pd
 
 from features.catalogue import describe
 from models.bundle import Bundle
+from models.clv_features import clv_feature_columns
 
 RISK_BANDS = ("low", "medium", "high")
 DEFAULT_THRESHOLDS = {"medium": 0.3, "high": 0.6}
@@ -68,15 +69,23 @@ def score_frame(
     bundle: Bundle, frame: pd.DataFrame, *, horizon_days: int | None = None, reasons: int = 3
 ) -> pd.DataFrame:
     """Churn and CLV scores for every row of a feature frame (index ``customer_id``)."""
-    horizon = int(horizon_days or bundle.meta["horizon_days"])
+    model_horizon = int(bundle.meta["horizon_days"])
+    horizon = int(horizon_days or model_horizon)
+    clv = None
+    if bundle.clv is not None and "frequency" in frame.columns:
+        # The churn model's BG/NBD features are over the horizon it was trained for; the CLV
+        # outputs are over the horizon asked for.
+        clv = bundle.clv.predict(frame, horizon_days=model_horizon)
+        frame = frame.assign(**clv_feature_columns(clv))
+        if horizon != model_horizon:
+            clv = bundle.clv.predict(frame, horizon_days=horizon)
     matrix = bundle.churn.encode(frame)
     prob = bundle.churn.predict_proba(matrix)
     out = pd.DataFrame(index=frame.index)
     out["churn_probability"] = prob
     thresholds = bundle.meta.get("risk_thresholds", DEFAULT_THRESHOLDS)
     out["risk_band"] = risk_band(prob, thresholds)
-    if bundle.clv is not None and "frequency" in frame.columns:
-        clv = bundle.clv.predict(frame, horizon_days=horizon)
+    if clv is not None:
         out = out.join(clv)
         out["value_at_risk"] = out["churn_probability"] * out["clv"]
     else:

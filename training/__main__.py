@@ -43,15 +43,60 @@ def _data(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from training.pipeline import train
+    from training.report import metrics_table
 
     settings = _settings(args)
     result = train(settings)
-    m = result.metrics
-    line = f"validation ROC-AUC {m['valid.roc_auc']:.4f}"
-    if "valid.oracle_roc_auc" in m:
-        line += f" (oracle {m['valid.oracle_roc_auc']:.4f})"
-    print(f"run {result.run_id}: registered {settings.model_name} v{result.version}; {line}")
+    print(f"run {result.run_id}: registered {settings.model_name} v{result.version}")
+    print(metrics_table(result.metrics).to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
     print(("promoted to champion: " if result.promoted else "not promoted: ") + result.gate_reason)
+
+
+def _features(args: argparse.Namespace) -> None:
+    from training.pipeline import prepare
+
+    settings = _settings(args)
+    _, plan, frames = prepare(settings)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("train", "calibration", "test"):
+        frame = getattr(frames, name)
+        frame.to_parquet(out / f"{name}.parquet")
+        print(
+            f"{name}: {len(frame):,} rows x {len(frames.features)} features -> {out / name}.parquet"
+        )
+    print(f"validation cutoff {plan.validation.date()}, horizon {plan.horizon_days} days")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from training.pipeline import evaluate_version
+    from training.report import metrics_table
+
+    settings = _settings(args)
+    version, metrics = evaluate_version(settings, args.version)
+    print(f"v{version} on {settings.data_dir} (validation cutoff, test half):")
+    print(metrics_table(metrics).to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
+
+
+def _promote(args: argparse.Namespace) -> None:
+    from training.pipeline import promote_version
+
+    if not args.version:
+        raise RuntimeError("promote needs a version: make promote VERSION=<n>")
+    moved, reason = promote_version(_settings(args), args.version)
+    print((f"v{args.version} is champion: " if moved else "not promoted: ") + reason)
+    if not moved:
+        raise SystemExit(1)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from training import tracking
+
+    settings = _settings(args)
+    version = args.version or tracking.champion_version(settings)
+    if version is None:
+        raise RuntimeError("no champion; run 'make train' first")
+    print(tracking.download_report(settings, version, Path(args.out)))
 
 
 def _score(args: argparse.Namespace) -> None:
@@ -74,15 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--horizon", type=int, default=None)
     p.set_defaults(func=_data)
-    for name, func, text in (
+    commands = (
         ("train", _train, "fit, log, register, gate"),
         ("score", _score, "write the scored snapshot"),
-    ):
+        ("features", _features, "write the training and validation frames"),
+        ("evaluate", _evaluate, "metrics of a version on the data, with baselines"),
+        ("promote", _promote, "make a version champion if it passes the gate"),
+        ("report", _report, "fetch a version's HTML report"),
+    )
+    for name, func, text in commands:
         p = sub.add_parser(name, help=text)
         p.add_argument("--data", default=None, help="data folder (default: settings)")
         p.add_argument("--horizon", type=int, default=None, help="horizon in days")
         p.add_argument("--as-of", dest="as_of", default=None, help="scoring time (ISO-8601)")
         p.add_argument("--force", action="store_true", help="promote regardless of the gate")
+        p.add_argument("--version", default=None, help="registered version (default: champion)")
+        p.add_argument("--out", default=f"var/{name}", help="output folder")
         p.set_defaults(func=func)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -20,6 +20,9 @@ class TrainSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHURN_", env_file=".env", extra="ignore")
 
     data_dir: Path = Path("data/demo")
+    #: TOML column map (user column = canonical column, per table); default:
+    #: ``<data_dir>/columns.toml`` when it exists (training/io.py).
+    column_map: Path | None = None
     horizon_days: int = Field(90, ge=1, le=3650)
     #: Scoring time (ISO-8601); default: midnight after the newest event.
     as_of: str | None = None
@@ -39,6 +42,9 @@ class TrainSettings(BaseSettings):
     #: A new model is promoted if its validation ROC-AUC is at least the champion's minus this.
     gate_tolerance: float = Field(0.005, ge=0)
     force_promote: bool = False
+    #: Calibrated churn probability at which a customer is in the medium / high risk band.
+    risk_medium: float = Field(0.3, gt=0, lt=1)
+    risk_high: float = Field(0.6, gt=0, lt=1)
     seed: int = 7
 
 

@@ -7,6 +7,8 @@ the validation one.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import pandas as pd
@@ -14,6 +16,11 @@ import pandas as pd
 from features.build import build_features
 from features.labels import churn_labels, label_source
 from features.schema import Tables
+from models.clv import CLVModel, CLVModelError
+from models.clv_features import add_clv_features
+
+log = logging.getLogger(__name__)
+NON_FEATURES = ("churned", "cutoff")
 
 DAY = pd.Timedelta(days=1)
 
@@ -85,10 +92,70 @@ def plan_cutoffs(
     return CutoffPlan(end, validation, training[::-1], horizon_days, source)
 
 
+def fit_clv_at_cutoff(frame: pd.DataFrame) -> CLVModel | None:
+    """BG/NBD + Gamma-Gamma fitted on a feature frame's RFM columns, i.e. on purchases strictly
+    before its cutoff; ``None`` when there are no transactions or too few to fit."""
+    if "frequency" not in frame.columns:
+        return None
+    try:
+        return CLVModel().fit(frame)
+    except CLVModelError as exc:
+        log.warning("no BG/NBD features at this cutoff: %s", exc)
+        return None
+
+
 def labelled_frame(tables: Tables, *, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
-    """Features at ``as_of`` joined with the ``churned`` label and the cutoff; customers
-    without a label (explicit-label data only) are left out."""
+    """Point-in-time features at ``as_of`` (including BG/NBD outputs from a model fitted before
+    ``as_of``) joined with the ``churned`` label and the cutoff; customers without a label
+    (explicit-label data only) are left out."""
     frame = build_features(tables, as_of=as_of)
+    frame = add_clv_features(frame, fit_clv_at_cutoff(frame), horizon_days=horizon_days)
     labels = churn_labels(tables, as_of=as_of, horizon_days=horizon_days, population=frame.index)
     frame = frame.assign(churned=labels, cutoff=as_of)
     return frame.loc[frame["churned"].notna()]
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Training rows (all training cutoffs) and the validation cutoff's customers, split in
+    two halves by a stable hash of ``customer_id``: ``calibration`` (early stopping and
+    probability calibration) and ``test`` (every reported metric and the promotion gate)."""
+
+    train: pd.DataFrame
+    calibration: pd.DataFrame
+    test: pd.DataFrame
+
+    @property
+    def features(self) -> list[str]:
+        return [c for c in self.train.columns if c not in NON_FEATURES]
+
+
+def split_validation(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Halves of the validation frame by a stable hash of the customer id (same split in
+    every run, independent of row order)."""
+    h = pd.util.hash_pandas_object(pd.Series(valid.index.astype("str")), index=False)
+    to_test = h.to_numpy() % 2 == 1
+    return valid.loc[~to_test], valid.loc[to_test]
+
+
+def build_frames(tables: Tables, plan: CutoffPlan) -> Frames:
+    """Labelled frames at every cutoff of ``plan``, with progress in the log."""
+    parts = []
+    for i, cutoff in enumerate((*plan.training, plan.validation), start=1):
+        t0 = time.perf_counter()
+        parts.append(labelled_frame(tables, as_of=cutoff, horizon_days=plan.horizon_days))
+        log.info(
+            "frame %d/%d at %s: %d customers (%.1f s)",
+            i,
+            len(plan.training) + 1,
+            cutoff.date(),
+            len(parts[-1]),
+            time.perf_counter() - t0,
+        )
+    *train, valid = parts
+    stacked = pd.concat(train)
+    for col in valid.columns:
+        if isinstance(valid[col].dtype, pd.CategoricalDtype):
+            stacked[col] = stacked[col].astype("string").astype("category")
+    calibration, test = split_validation(valid)
+    return Frames(stacked, calibration, test)

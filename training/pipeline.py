@@ -1,11 +1,13 @@
 """``make train``: a short list of named steps, each logging to MLflow.
 
-1. load and validate the input tables (quarantine bad rows);
-2. plan cutoffs and build point-in-time training and validation frames;
-3. fit the churn model (early stopping on the out-of-time validation cutoff);
-4. fit the CLV model on all transactions up to the end of the data;
-5. evaluate on the validation cutoff (and against the demo oracle, when there is one);
-6. register the bundle; 7. move the champion alias if the gate passes.
+1. load and validate the input tables (bad rows quarantined, counts logged);
+2. plan cutoffs and build point-in-time frames (BG/NBD outputs fitted per cutoff);
+3. fit the churn model on the training cutoffs, early-stopped on the calibration half of the
+   out-of-time validation cutoff, and calibrate it on that half;
+4. fit the CLV model on every purchase up to the end of the data (used for scoring);
+5. evaluate on the test half: the model, the baselines, and the demo oracle where known;
+6. write the report; 7. register the bundle; 8. move the champion alias if the gate passes
+   (the alias moves last, so a run stopped anywhere leaves the champion as it was).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -22,15 +25,15 @@ from features.transactions import T_DAYS
 from models.bundle import Bundle
 from models.churn import ChurnModel
 from models.clv import CLVModel
-from models.scoring import DEFAULT_THRESHOLDS
 from training import tracking
+from training.baselines import baseline_metrics
 from training.config import TrainSettings
 from training.evaluate import classification_metrics, oracle_metrics
-from training.frames import CutoffPlan, labelled_frame, plan_cutoffs
+from training.frames import CutoffPlan, Frames, build_frames, plan_cutoffs
 from training.io import LoadedTables, load_tables, write_quarantine
+from training.report import render_report
 
 log = logging.getLogger(__name__)
-NON_FEATURES = ("churned", "cutoff")
 
 
 @dataclass(frozen=True)
@@ -44,33 +47,36 @@ class TrainResult:
     metrics: dict[str, float]
 
 
-def _step(name: str) -> float:
-    log.info("step: %s", name)
-    return time.perf_counter()
+class _Timer:
+    """Logs a step's start and records its duration as a metric ``time.<name>_s``."""
+
+    def __init__(self, run: tracking.TrainingRun) -> None:
+        self.run, self.name, self.t0 = run, "", 0.0
+
+    def __call__(self, name: str) -> _Timer:
+        self.name = name
+        return self
+
+    def __enter__(self) -> None:
+        log.info("step: %s", self.name.replace("_", " "))
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.run.metrics({f"time.{self.name}_s": time.perf_counter() - self.t0})
 
 
-def build_frames(loaded: LoadedTables, plan: CutoffPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stacked training frames (all training cutoffs) and the validation frame."""
-    tables = loaded.tables
-    train = [labelled_frame(tables, as_of=c, horizon_days=plan.horizon_days) for c in plan.training]
-    valid = labelled_frame(tables, as_of=plan.validation, horizon_days=plan.horizon_days)
-    stacked = pd.concat(train)
-    categorical = [c for c in valid.columns if isinstance(valid[c].dtype, pd.CategoricalDtype)]
-    for col in categorical:
-        stacked[col] = stacked[col].astype("string").astype("category")
-    return stacked, valid
-
-
-def fit_churn(train: pd.DataFrame, valid: pd.DataFrame, settings: TrainSettings) -> ChurnModel:
-    """LightGBM on the stacked training frames, early-stopped on the validation frame."""
-    features = [c for c in train.columns if c not in NON_FEATURES]
-    model = ChurnModel(params={"seed": settings.seed})
-    return model.fit(
-        train[features],
-        train["churned"].astype(int),
-        X_valid=valid[features],
-        y_valid=valid["churned"].astype(int),
+def fit_churn(frames: Frames, settings: TrainSettings) -> tuple[ChurnModel, dict[str, float]]:
+    """LightGBM on the training cutoffs, early-stopped and then calibrated on the calibration
+    half of the validation cutoff; returns the model and each calibration method's loss."""
+    x = frames.features
+    model = ChurnModel(params={"seed": settings.seed}).fit(
+        frames.train[x],
+        frames.train["churned"].astype(int),
+        X_valid=frames.calibration[x],
+        y_valid=frames.calibration["churned"].astype(int),
     )
+    losses = model.calibrate(frames.calibration[x], frames.calibration["churned"].astype(int))
+    return model, losses
 
 
 def fit_clv(loaded: LoadedTables, plan: CutoffPlan) -> CLVModel | None:
@@ -82,112 +88,186 @@ def fit_clv(loaded: LoadedTables, plan: CutoffPlan) -> CLVModel | None:
     return CLVModel().fit(summary.dropna(subset=[T_DAYS]))
 
 
+def evaluate(
+    churn: ChurnModel, frames: Frames, plan: CutoffPlan, settings: TrainSettings
+) -> tuple[dict[str, float], pd.Series]:
+    """Model, baseline and oracle metrics on the test half; returns flat metric names
+    (``valid.<metric>``, ``baseline.<name>.<metric>``) and the model's test probabilities."""
+    x = frames.features
+    y = frames.test["churned"].astype(int)
+    prob = pd.Series(churn.predict_proba(frames.test[x]), index=frames.test.index)
+    metrics = {f"valid.{k}": v for k, v in classification_metrics(y, prob).items()}
+    raw = churn.predict_raw(frames.test[x])
+    metrics["valid.ece_uncalibrated"] = classification_metrics(y, raw)["ece"]
+    oracle = oracle_metrics(settings.data_dir, cutoff=plan.validation, labels=y, predicted=prob)
+    metrics.update({f"valid.{k}": v for k, v in oracle.items()})
+    baselines = baseline_metrics(
+        frames.train[x], frames.train["churned"].astype(int), frames.test[x], y
+    )
+    for name, values in baselines.items():
+        metrics.update({f"baseline.{name}.{k}": v for k, v in values.items()})
+    return metrics, prob
+
+
 def gate(
-    settings: TrainSettings, valid: pd.DataFrame, new_auc: float
+    settings: TrainSettings, frames: Frames, new_auc: float
 ) -> tuple[bool, str, dict[str, float]]:
-    """Promote when there is no champion, when forced, or when the new model's validation
-    ROC-AUC is at least the champion's on the same frame minus the tolerance."""
+    """Promote when there is no champion, when forced, or when the new model's ROC-AUC on the
+    test half is at least the champion's on the same customers minus the tolerance."""
     if settings.force_promote:
         return True, "forced", {}
     current = tracking.champion_version(settings)
     if current is None:
         return True, "no champion yet", {}
     champion = tracking.load_version(settings, current)
-    missing = set(champion.churn.features_) - set(valid.columns)
+    missing = set(champion.churn.features_) - set(frames.test.columns)
     if missing:
         return False, f"champion v{current} needs features the data lacks: {sorted(missing)}", {}
-    champ_auc = classification_metrics(
-        valid["churned"].astype(int), champion.churn.predict_proba(valid)
-    )["roc_auc"]
+    y = frames.test["churned"].astype(int)
+    champ_auc = classification_metrics(y, champion.churn.predict_proba(frames.test))["roc_auc"]
     ok = new_auc >= champ_auc - settings.gate_tolerance
     verdict = "passes" if ok else "fails"
     reason = (
         f"{verdict}: ROC-AUC {new_auc:.4f} vs champion v{current} {champ_auc:.4f} "
-        f"(tolerance {settings.gate_tolerance})"
+        f"on the same customers (tolerance {settings.gate_tolerance})"
     )
     return ok, reason, {"champion_roc_auc": champ_auc}
 
 
+def _log_inputs(run: tracking.TrainingRun, loaded: LoadedTables, counts: dict) -> None:
+    run.tags({f"data.{n}.sha256": h for n, h in loaded.sha256.items()})
+    run.params({f"rows_in.{n}": v for n, v in loaded.rows_in.items()})
+    run.metrics({f"quarantined.{n}": sum(c.values()) for n, c in counts.items()})
+    run.dict(counts, "quarantine_counts.json")
+    run.inputs(loaded)
+
+
+def _plan_params(plan: CutoffPlan, frames: Frames) -> dict[str, Any]:
+    return {
+        "horizon_days": plan.horizon_days,
+        "label_source": plan.label_source,
+        "validation_cutoff": plan.validation.isoformat(),
+        "training_cutoffs": ",".join(c.date().isoformat() for c in plan.training),
+        "data_end": plan.data_end.isoformat(),
+        "train_rows": len(frames.train),
+        "calibration_rows": len(frames.calibration),
+        "test_rows": len(frames.test),
+        "n_features": len(frames.features),
+    }
+
+
 def train(settings: TrainSettings) -> TrainResult:
     """Run the whole training pipeline and return what it registered."""
-    t0 = _step("load and validate tables")
     loaded = load_tables(settings.data_dir)
     counts = write_quarantine(loaded, settings.quarantine_dir)
     with tracking.training_run(settings, run_name="train") as run:
-        run.tags({f"data.{n}.sha256": h for n, h in loaded.sha256.items()})
-        run.params({f"rows_in.{n}": v for n, v in loaded.rows_in.items()})
-        run.metrics({f"quarantined.{n}": sum(c.values()) for n, c in counts.items()})
-        run.dict(counts, "quarantine_counts.json")
-        run.metrics({"time.load_s": time.perf_counter() - t0})
+        step = _Timer(run)
+        _log_inputs(run, loaded, counts)
 
-        t0 = _step("plan cutoffs and build frames")
-        plan = plan_cutoffs(
-            loaded.tables,
-            horizon_days=settings.horizon_days,
-            n_training=settings.n_training_cutoffs,
-            spacing_days=settings.cutoff_spacing_days,
-        )
-        train_frame, valid = build_frames(loaded, plan)
-        run.params(
-            {
-                "horizon_days": plan.horizon_days,
-                "label_source": plan.label_source,
-                "validation_cutoff": plan.validation.isoformat(),
-                "training_cutoffs": ",".join(c.date().isoformat() for c in plan.training),
-                "data_end": plan.data_end.isoformat(),
-                "train_rows": len(train_frame),
-                "valid_rows": len(valid),
-            }
-        )
-        run.metrics({"time.frames_s": time.perf_counter() - t0})
+        with step("frames"):
+            plan = plan_cutoffs(
+                loaded.tables,
+                horizon_days=settings.horizon_days,
+                n_training=settings.n_training_cutoffs,
+                spacing_days=settings.cutoff_spacing_days,
+            )
+            frames = build_frames(loaded.tables, plan)
+            run.params(_plan_params(plan, frames))
 
-        t0 = _step("fit churn model")
-        churn = fit_churn(train_frame, valid, settings)
-        run.params({"lgb.best_iteration": churn.best_iteration_, "lgb.seed": settings.seed})
-        run.metrics({"time.churn_fit_s": time.perf_counter() - t0})
+        with step("churn_fit"):
+            churn, calibration_losses = fit_churn(frames, settings)
+            run.params(
+                {
+                    "lgb.best_iteration": churn.best_iteration_,
+                    "lgb.seed": settings.seed,
+                    "lgb.scale_pos_weight": churn.params_.get("scale_pos_weight", 1.0),
+                    "calibration.method": churn.calibrator_.method,
+                }
+            )
+            run.metrics({f"calibration.log_loss.{k}": v for k, v in calibration_losses.items()})
 
-        t0 = _step("fit CLV model")
-        clv = fit_clv(loaded, plan)
-        if clv is not None:
-            run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
-        run.metrics({"time.clv_fit_s": time.perf_counter() - t0})
+        with step("clv_fit"):
+            clv = fit_clv(loaded, plan)
+            if clv is not None:
+                run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
 
-        _step("evaluate on the validation cutoff")
-        prob = pd.Series(churn.predict_proba(valid), index=valid.index)
-        metrics = {
-            f"valid.{k}": v for k, v in classification_metrics(valid["churned"], prob).items()
-        }
-        oracle = oracle_metrics(
-            settings.data_dir,
-            cutoff=plan.validation,
-            labels=valid["churned"].astype(int),
-            predicted=prob,
-        )
-        metrics.update({f"valid.{k}": v for k, v in oracle.items()})
-        run.metrics(metrics)
-        run.text(catalogue_markdown(), "feature_catalogue.md")
+        with step("evaluate"):
+            metrics, prob = evaluate(churn, frames, plan, settings)
+            run.metrics(metrics)
 
-        _step("register and gate")
-        promote, reason, gate_metrics = gate(settings, valid, metrics["valid.roc_auc"])
-        run.metrics({f"gate.{k}": v for k, v in gate_metrics.items()})
-        bundle = Bundle(
-            churn,
-            clv,
-            meta={
-                "horizon_days": plan.horizon_days,
-                "risk_thresholds": DEFAULT_THRESHOLDS,
-                "label_source": plan.label_source,
-                "training": {
-                    "data_end": plan.data_end.isoformat(),
-                    "validation_cutoff": plan.validation.isoformat(),
-                    "training_cutoffs": [c.isoformat() for c in plan.training],
-                    "run_id": run.run_id,
+        with step("report"):
+            html = render_report(churn=churn, frames=frames, prob=prob, metrics=metrics, plan=plan)
+            run.text(html, "report.html")
+            run.text(catalogue_markdown(), "feature_catalogue.md")
+
+        with step("register"):
+            promote, reason, gate_metrics = gate(settings, frames, metrics["valid.roc_auc"])
+            run.metrics({f"gate.{k}": v for k, v in gate_metrics.items()})
+            bundle = Bundle(
+                churn,
+                clv,
+                meta={
+                    "horizon_days": plan.horizon_days,
+                    "risk_thresholds": {"medium": settings.risk_medium, "high": settings.risk_high},
+                    "label_source": plan.label_source,
+                    "training": {
+                        "data_end": plan.data_end.isoformat(),
+                        "validation_cutoff": plan.validation.isoformat(),
+                        "training_cutoffs": [c.isoformat() for c in plan.training],
+                        "run_id": run.run_id,
+                    },
+                    "metrics": metrics,
                 },
-                "metrics": metrics,
-            },
-        )
-        version, _ = run.register(bundle)
-        run.tags({"gate": reason, "model_version": version})
+            )
+            version, _ = run.register(bundle)
+            run.tags({"gate": reason, "model_version": version})
         if promote:
             tracking.promote(settings, version)
     return TrainResult(run.run_id, version, promote, reason, metrics)
+
+
+def prepare(settings: TrainSettings) -> tuple[LoadedTables, CutoffPlan, Frames]:
+    """Load, validate and build the frames as ``train`` does (``make features``, ``make
+    evaluate`` and ``make promote`` share it)."""
+    loaded = load_tables(settings.data_dir)
+    write_quarantine(loaded, settings.quarantine_dir)
+    plan = plan_cutoffs(
+        loaded.tables,
+        horizon_days=settings.horizon_days,
+        n_training=settings.n_training_cutoffs,
+        spacing_days=settings.cutoff_spacing_days,
+    )
+    return loaded, plan, build_frames(loaded.tables, plan)
+
+
+def evaluate_version(
+    settings: TrainSettings,
+    version: str | None,
+    prepared: tuple[LoadedTables, CutoffPlan, Frames] | None = None,
+) -> tuple[str, dict[str, float]]:
+    """Metrics of a registered version (default: the champion) on the current data's test
+    half, with the baselines and the oracle; returns the version and the metrics."""
+    version = version or tracking.champion_version(settings)
+    if version is None:
+        raise RuntimeError("no champion to evaluate; run 'make train' first")
+    _, plan, frames = prepared or prepare(settings)
+    bundle = tracking.load_version(settings, version)
+    missing = set(bundle.churn.features_) - set(frames.test.columns)
+    if missing:
+        raise RuntimeError(f"v{version} needs features the data lacks: {sorted(missing)}")
+    metrics, _ = evaluate(bundle.churn, frames, plan, settings)
+    return version, metrics
+
+
+def promote_version(settings: TrainSettings, version: str) -> tuple[bool, str]:
+    """Make ``version`` the champion if it passes the gate on the current data (or if
+    ``force_promote``); returns whether it moved and why."""
+    if settings.force_promote:
+        tracking.promote(settings, version)
+        return True, "forced"
+    prepared = prepare(settings)
+    _, metrics = evaluate_version(settings, version, prepared)
+    ok, reason, _ = gate(settings, prepared[2], metrics["valid.roc_auc"])
+    if ok:
+        tracking.promote(settings, version)
+    return ok, reason

@@ -20,10 +20,12 @@ from typing import Any
 import lightgbm as lgb
 import mlflow
 from mlflow import MlflowClient
+from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.exceptions import MlflowException
 
 from models.bundle import Bundle, read_bundle, write_bundle
 from training.config import TrainSettings
+from training.io import LoadedTables
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
@@ -77,6 +79,14 @@ class TrainingRun:
 
     def dict(self, data: dict[str, Any], name: str) -> None:
         mlflow.log_dict(data, name)
+
+    def inputs(self, loaded: LoadedTables) -> None:
+        """Each validated input table as an MLflow dataset input (name, source file, digest,
+        schema), so the UI shows what a run was trained on."""
+        for name, table in loaded.tables.present().items():
+            source = LocalArtifactDatasetSource(str(loaded.files[name].resolve()))
+            dataset = mlflow.data.from_pandas(table, source=source, name=name)
+            mlflow.log_input(dataset, context="training")
 
     def register(self, bundle: Bundle) -> tuple[str, str]:
         """Log the bundle and register it as a new version; returns (version, manifest sha)."""
@@ -147,3 +157,18 @@ def load_champion(settings: TrainSettings) -> tuple[Bundle, str]:
 def promote(settings: TrainSettings, version: str) -> None:
     """Move the champion alias to ``version`` (the last step of a training run)."""
     _client(settings).set_registered_model_alias(settings.model_name, CHAMPION, version)
+
+
+def download_report(settings: TrainSettings, version: str, out_dir: Path) -> Path:
+    """Copy the HTML report of the run that produced ``version`` into ``out_dir``."""
+    mv = _client(settings).get_model_version(settings.model_name, version)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = mlflow.artifacts.download_artifacts(
+        run_id=mv.run_id,
+        artifact_path="report.html",
+        dst_path=str(out_dir),
+        tracking_uri=settings.mlflow_tracking_uri,
+    )
+    target = out_dir / f"report-v{version}.html"
+    Path(path).replace(target)
+    return target

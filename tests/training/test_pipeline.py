@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
 from training import tracking
 from training.batch import score
-from training.pipeline import train
+from training.pipeline import gate, prepare, train
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,51 @@ def test_first_run_registers_and_promotes(trained):
     # the model is compared with the generator's ground truth on the same customers
     assert m["valid.oracle_roc_auc"] >= m["valid.model_roc_auc_on_oracle_set"] - 0.02
     assert m["valid.oracle_roc_auc"] - m["valid.roc_auc"] < 0.15
+
+
+def test_metrics_cover_model_baselines_and_calibration(trained):
+    _, first, _ = trained
+    m = first.metrics
+    for key in (
+        "valid.pr_auc",
+        "valid.log_loss",
+        "valid.brier",
+        "valid.ece",
+        "valid.lift_top10",
+        "valid.capture_top10",
+        "baseline.logistic.roc_auc",
+        "baseline.bgnbd.roc_auc",
+    ):
+        assert key in m and np.isfinite(m[key]), key
+    assert m["valid.ece"] < 0.06
+    assert m["valid.lift_top10"] > 1.2
+
+
+def test_run_logs_inputs_report_and_bundle(trained):
+    settings, first, second = trained
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    runs = [client.get_run(r.run_id) for r in (first, second)]
+    hashes = [{k: v for k, v in r.data.tags.items() if k.startswith("data.")} for r in runs]
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 4
+    assert {d.dataset.name for d in runs[0].inputs.dataset_inputs} == {
+        "customers",
+        "transactions",
+        "interactions",
+        "surveys",
+    }
+    names = {a.path for a in client.list_artifacts(first.run_id)}
+    assert {"report.html", "bundle", "feature_catalogue.md", "quarantine_counts.json"} <= names
+    html = tracking.download_report(settings, first.version, settings.scores_dir.parent / "rep")
+    assert "Model vs baselines vs oracle" in html.read_text()
+
+
+def test_gate_refuses_a_worse_model(trained):
+    settings, _, _ = trained
+    _, _, frames = prepare(settings)
+    ok, reason, values = gate(settings, frames, new_auc=0.5)
+    assert not ok and reason.startswith("fails") and values["champion_roc_auc"] > 0.5
+    ok, reason, _ = gate(settings.model_copy(update={"force_promote": True}), frames, new_auc=0.5)
+    assert ok and reason == "forced"
 
 
 def test_rerun_is_reproducible_and_passes_the_gate(trained):
@@ -67,3 +114,52 @@ def test_score_writes_a_verifiable_snapshot(trained):
     assert ((snap["value_at_risk"] - snap["churn_probability"] * snap["clv"]).abs() < 1e-9).all()
     reasons = json.loads(snap["top_reasons"].iloc[0])
     assert all({"feature", "description", "value", "contribution"} <= set(r) for r in reasons)
+
+
+def snapshot_style_data(folder, n: int = 3000, seed: int = 5):
+    """A CRM export: customers with attributes and a labels table at three monthly cutoffs,
+    no events; churn depends on plan and support tier."""
+    rng = np.random.default_rng(seed)
+    ids = [f"S{i:05d}" for i in range(n)]
+    plan = rng.choice(["basic", "plus", "premium"], n)
+    tier = rng.choice(["none", "standard", "priority"], n)
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "signup_date": pd.Timestamp("2024-01-01", tz="UTC")
+            - pd.to_timedelta(rng.integers(0, 700, n), unit="D"),
+            "plan": plan,
+            "support_tier": tier,
+            "seats": rng.integers(1, 50, n),
+        }
+    )
+    base = np.where(plan == "basic", 0.45, np.where(plan == "plus", 0.25, 0.1))
+    base = base + np.where(tier == "none", 0.15, 0.0)
+    rows = []
+    for as_of in ("2024-01-01", "2024-02-01", "2024-03-01"):
+        rows.append(
+            pd.DataFrame(
+                {
+                    "customer_id": ids,
+                    "as_of": as_of,
+                    "churned": (rng.random(n) < base).astype(int),
+                }
+            )
+        )
+    customers.to_csv(folder / "customers.csv", index=False)
+    pd.concat(rows).to_csv(folder / "labels.csv", index=False)
+
+
+def test_snapshot_style_data_trains_and_scores(tmp_path, make_settings):
+    data = tmp_path / "crm"
+    data.mkdir()
+    snapshot_style_data(data)
+    settings = make_settings(tmp_path, data)
+    result = train(settings)
+    assert result.promoted
+    assert result.metrics["valid.roc_auc"] > 0.65
+    assert "baseline.bgnbd.roc_auc" not in result.metrics  # no purchases: no BG/NBD
+    scored = score(settings)
+    snap = pd.read_parquet(scored.path)
+    assert len(snap) == 3000 and snap["clv"].isna().all()
+    assert snap["churn_probability"].between(0, 1).all()

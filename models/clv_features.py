@@ -1,0 +1,38 @@
+"""BG/NBD outputs as churn features, computed point-in-time.
+
+At a cutoff, a CLV model fitted on purchases strictly before that cutoff turns each
+customer's (frequency, recency, T) into P(alive) and expected purchases over the horizon.
+Training fits one such model per cutoff; scoring and serving use the bundle's CLV model, fitted
+on all purchases before the scoring time, so the feature means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
+from models.clv import CLVModel
+
+COLUMNS = (P_ALIVE, EXPECTED_PURCHASES)
+
+
+def clv_feature_columns(prediction: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The churn-feature columns from :meth:`CLVModel.predict` output (one mapping, used by
+    training and scoring alike)."""
+    return {
+        P_ALIVE: prediction["p_alive"].to_numpy(dtype=float),
+        EXPECTED_PURCHASES: prediction["expected_purchases"].to_numpy(dtype=float),
+    }
+
+
+def add_clv_features(
+    frame: pd.DataFrame, clv: CLVModel | None, *, horizon_days: int
+) -> pd.DataFrame:
+    """``frame`` with :data:`COLUMNS` added (NaN without a CLV model or transaction features)."""
+    out = frame.copy()
+    if clv is None or "frequency" not in frame.columns:
+        for col in COLUMNS:
+            out[col] = np.nan
+        return out
+    return out.assign(**clv_feature_columns(clv.predict(frame, horizon_days=horizon_days)))
