@@ -14,7 +14,9 @@ import sys
 from bench.report import Figure, print_figures
 
 #: name -> module; issues add theirs here.
-BENCHMARKS: dict[str, str] = {}
+BENCHMARKS: dict[str, str] = {
+    "features": "bench.features",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,8 @@ class FeatureSpec:
     Attributes
     ----------
     name : column name in the feature frame.
-    family : ``transactions``, ``interactions``, ``surveys`` or ``customer``.
+    family : ``transactions``, ``interactions``, ``engagement``, ``surveys``, ``customer``
+        or ``clv`` (model outputs used as features).
     unit : unit of the value (``days``, ``count``, ``currency``, ``score 1-7``, ...).
     window : time window before ``as_of`` the feature looks at (``all history``, ``90d``).
     description : one line a retention lead can read.
@@ -30,6 +31,8 @@ class FeatureSpec:
 
 
 _CATALOGUE: dict[str, FeatureSpec] = {}
+#: The order families appear in the generated catalogue (others follow).
+FAMILY_ORDER = ("transactions", "interactions", "engagement", "surveys", "customer", "clv")
 
 
 def register(name: str, family: str, unit: str, window: str, description: str) -> str:
@@ -54,12 +57,15 @@ def describe(name: str) -> str:
 
 
 def catalogue_markdown() -> str:
-    """The catalogue as a Markdown table (written to docs/feature-catalogue.md)."""
+    """The catalogue as a Markdown table (written to docs/feature-catalogue.md), grouped by
+    family in :data:`FAMILY_ORDER`, registration order within a family."""
     lines = [
         "| feature | family | unit | window | description |",
         "|---|---|---|---|---|",
     ]
-    for spec in _CATALOGUE.values():
+    rank = {family: i for i, family in enumerate(FAMILY_ORDER)}
+    specs = sorted(_CATALOGUE.values(), key=lambda s: rank.get(s.family, len(rank)))
+    for spec in specs:
         d = asdict(spec)
         lines.append("| `{name}` | {family} | {unit} | {window} | {description} |".format(**d))
     return "\n".join(lines) + "\n"

@@ -54,6 +54,25 @@ NPS_ELEMENT = "nps"
 SURVEY_ELEMENTS: frozenset[str] = ELEMENTS | {NPS_ELEMENT}
 #: A score of 8 or more on an element is a "high score".
 HIGH_SCORE = 8
+#: NPS classes of a 0-10 likelihood-to-recommend answer (Reichheld, HBR 2003).
+NPS_CLASSES: tuple[str, ...] = ("detractor", "passive", "promoter")
+PROMOTER_MIN, DETRACTOR_MAX = 9, 6
+
+#: Canonical interaction channels and types. Values outside these lists are valid rows and are
+#: counted under ``other``: the feature columns are fixed by the contract, not by the data, so
+#: every partition of customers yields the same columns.
+CHANNELS: tuple[str, ...] = ("phone", "chat", "email", "web", "in_app")
+INTERACTION_TYPES: tuple[str, ...] = (
+    "support_ticket",
+    "complaint",
+    "onboarding",
+    "education",
+    "usage",
+)
+OTHER = "other"
+#: Channels where a person answers the customer (a dialogue); the rest (web, in-app and any
+#: other channel) are one-way: self-service, usage or broadcast.
+TWO_WAY_CHANNELS: frozenset[str] = frozenset({"phone", "chat", "email"})
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,32 @@
-"""Elements-of-value survey features.
+"""Elements-of-value survey features: scores per pyramid level, high scores, NPS and its class,
+score trend, survey recency.
 
 Why: customers who score a brand high (8+) on several of the 30 elements of value are far
-more loyal (Almquist, Senior & Bloch, HBR 2016). For each element the customer's latest answer
-before ``as_of`` counts.
+more loyal, and the higher levels of the pyramid (emotional, life changing, social impact)
+carry more weight than the functional ones (Almquist, Senior & Bloch, HBR 2016). For each
+element the customer's latest answer before ``as_of`` counts (ties: the later row).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from features.catalogue import register
-from features.schema import HIGH_SCORE, NPS_ELEMENT
-from features.time import DAY, events_before
+from features.groups import Groups, frame
+from features.schema import (
+    DETRACTOR_MAX,
+    ELEMENTS_BY_LEVEL,
+    HIGH_SCORE,
+    NPS_CLASSES,
+    NPS_ELEMENT,
+    PROMOTER_MIN,
+)
+from features.time import events_before
 
 F = "surveys"
+#: Score trend: answers of the last 180 days against the answers before them.
+TREND_DAYS = 180
 HIGH_COUNT = register(
     "elements_high_count",
     F,
@@ -28,6 +41,16 @@ ELEMENT_MEAN = register(
     "all history",
     "mean latest score over the elements of value answered",
 )
+LEVEL_MEAN = {
+    level: register(
+        f"value_{level}_mean",
+        F,
+        "score 0-10",
+        "all history",
+        f"mean latest score over the {level.replace('_', ' ')} elements of value answered",
+    )
+    for level in ELEMENTS_BY_LEVEL
+}
 ANSWERED = register(
     "elements_answered",
     F,
@@ -38,32 +61,96 @@ ANSWERED = register(
 NPS_LAST = register(
     "nps_last", F, "score 0-10", "all history", "latest likelihood-to-recommend (NPS) answer"
 )
+NPS_CLASS = register(
+    "nps_class",
+    F,
+    "category",
+    "all history",
+    "promoter (9-10), passive (7-8) or detractor (0-6), from the latest NPS answer",
+)
+TREND = register(
+    "element_score_trend_180d",
+    F,
+    "score difference",
+    "180d vs before",
+    "mean element score answered in the last 180 days minus the mean of earlier answers",
+)
 SINCE_LAST = register(
     "days_since_last_survey", F, "days", "all history", "days since the last survey answer"
 )
 
-COLUMNS = (HIGH_COUNT, ELEMENT_MEAN, ANSWERED, NPS_LAST, SINCE_LAST)
+COLUMNS = (
+    HIGH_COUNT,
+    ELEMENT_MEAN,
+    *LEVEL_MEAN.values(),
+    ANSWERED,
+    NPS_LAST,
+    NPS_CLASS,
+    TREND,
+    SINCE_LAST,
+)
+#: Survey answers in a fixed order: the 30 elements by level, then NPS.
+_ORDER = (*[e for level in ELEMENTS_BY_LEVEL.values() for e in level], NPS_ELEMENT)
+_NPS = len(_ORDER) - 1
+NPS_DTYPE = pd.CategoricalDtype(list(NPS_CLASSES))
+
+
+def nps_class(score: pd.Series) -> pd.Series:
+    """Promoter (9-10), passive (7-8) or detractor (0-6) (Reichheld, HBR 2003); NaN stays NaN."""
+    cls = np.select(
+        [score >= PROMOTER_MIN, score > DETRACTOR_MAX, score >= 0],
+        ["promoter", "passive", "detractor"],
+        default="",
+    )
+    return pd.Series(cls, index=score.index).replace("", np.nan).astype(NPS_DTYPE)
 
 
 def survey_features(surveys: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
     """Survey features as of ``as_of``, indexed by ``customer_id``; answers before ``as_of`` only."""
     past = events_before(surveys, as_of)
-    ids = pd.Index(past["customer_id"].unique(), name="customer_id")
-    latest = past.sort_values("timestamp", kind="stable").drop_duplicates(
-        ["customer_id", "element"], keep="last"
+    element = pd.Index(_ORDER, dtype="str").get_indexer(past["element"]).astype("int64")
+    if (element < 0).any():  # validation quarantines unknown elements; never mis-key them
+        past, element = past.loc[element >= 0], element[element >= 0]
+    g = Groups(past, as_of=as_of)
+    k = len(_ORDER)
+    score = past["score"].to_numpy("float64")
+    # Latest answer per (customer, element): sort by key then time (stable), keep each run's last.
+    key = g.codes.astype("int64") * k + element
+    order = np.lexsort((g.ts_ns, key))
+    skey = key[order]
+    last = np.r_[skey[1:] != skey[:-1], True] if len(skey) else np.zeros(0, dtype=bool)
+    latest_key, latest_score = skey[last], score[order][last]
+    cust, elem = latest_key // k, latest_key % k
+    is_element = elem != _NPS
+
+    def per_customer(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.bincount(cust[mask], weights=weights[mask], minlength=g.n)
+
+    answered = per_customer(np.ones(len(cust)), is_element)
+    out: dict[str, np.ndarray] = {
+        HIGH_COUNT: per_customer(np.ones(len(cust)), is_element & (latest_score >= HIGH_SCORE)),
+        ANSWERED: answered,
+    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[ELEMENT_MEAN] = np.where(
+            answered > 0, per_customer(latest_score, is_element) / answered, np.nan
+        )
+        start = 0
+        for level, names in ELEMENTS_BY_LEVEL.items():
+            in_level = (elem >= start) & (elem < start + len(names))
+            n = per_customer(np.ones(len(cust)), in_level)
+            out[LEVEL_MEAN[level]] = np.where(
+                n > 0, per_customer(latest_score, in_level) / n, np.nan
+            )
+            start += len(names)
+    nps = np.full(g.n, np.nan)
+    nps[cust[~is_element]] = latest_score[~is_element]
+    out[NPS_LAST] = nps
+    answers = element != _NPS
+    out[TREND] = g.mean(score, answers & g.window(TREND_DAYS)) - g.mean(
+        score, answers & (g.age_days > TREND_DAYS)
     )
-    elements = latest.loc[latest["element"] != NPS_ELEMENT]
-    ge = elements.groupby("customer_id")["score"]
-    out = pd.DataFrame(index=ids)
-    out[HIGH_COUNT] = (
-        elements.loc[elements["score"] >= HIGH_SCORE]
-        .groupby("customer_id")
-        .size()
-        .reindex(ids, fill_value=0)
-    )
-    out[ELEMENT_MEAN] = ge.mean().reindex(ids)
-    out[ANSWERED] = ge.size().reindex(ids, fill_value=0)
-    nps = latest.loc[latest["element"] == NPS_ELEMENT].set_index("customer_id")["score"]
-    out[NPS_LAST] = nps.reindex(ids)
-    out[SINCE_LAST] = (as_of - past.groupby("customer_id")["timestamp"].max().reindex(ids)) / DAY
-    return out[list(COLUMNS)].astype("float64")
+    out[SINCE_LAST] = g.min_age()
+    result = frame(g, {c: out[c] for c in COLUMNS if c != NPS_CLASS})
+    result.insert(COLUMNS.index(NPS_CLASS), NPS_CLASS, nps_class(result[NPS_LAST]))
+    return result

@@ -40,6 +40,35 @@ class Validated:
             return {}
         return {str(k): int(v) for k, v in self.quarantine["reason"].value_counts().items()}
 
+    def findings(self) -> pd.DataFrame:
+        """What validation found, one row per column and rule: ``table``, ``column``, ``rule``,
+        ``rows`` (quarantined rows), ``rows_in``; ``column`` is ``*`` for whole-row rules and
+        a clean table has one row with rule ``none``."""
+        rows = [
+            {"table": self.table, **reason_parts(reason), "rows": n}
+            for reason, n in sorted(self.counts.items())
+        ] or [{"table": self.table, "column": "*", "rule": "none", "rows": 0}]
+        out = pd.DataFrame(rows, columns=["table", "column", "rule", "rows"])
+        out["rows_in"] = len(self.clean) + len(self.quarantine)
+        return out
+
+
+def reason_parts(reason: str) -> dict[str, str]:
+    """The column and rule a quarantine reason code stands for (docs/data-contract.md)."""
+    if reason == "duplicate":
+        return {"column": "*", "rule": "exact_duplicate"}
+    if reason == "unknown_element":
+        return {"column": "element", "rule": "unknown_element"}
+    if reason.startswith("missing_"):
+        return {"column": reason.removeprefix("missing_"), "rule": "missing"}
+    if reason.startswith("duplicate_"):
+        return {"column": reason.removeprefix("duplicate_"), "rule": "duplicate"}
+    if reason.endswith("_out_of_range"):
+        return {"column": reason.removesuffix("_out_of_range"), "rule": "out_of_range"}
+    if reason.startswith("bad_"):
+        return {"column": reason.removeprefix("bad_"), "rule": "unparseable"}
+    return {"column": "*", "rule": reason}
+
 
 def _blank(s: pd.Series) -> pd.Series:
     """Missing or empty-after-strip values."""

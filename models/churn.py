@@ -15,6 +15,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
 from models.calibration import Calibrator, choose_calibrator
 
 #: Below this share of the minority class, classes are reweighted (calibration undoes the
@@ -38,6 +39,11 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
+def _logit(p: float | np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    return np.log(p / (1 - p))
+
+
 class ChurnModel:
     """LightGBM churn classifier (scikit-learn style).
 
@@ -48,6 +54,11 @@ class ChurnModel:
     early_stopping_rounds : rounds without validation improvement before stopping.
     balance : ``auto`` reweights the positive class when either class is rarer than
         :data:`IMBALANCE_SHARE`; ``none`` never does.
+    prior : ``bgnbd`` boosts from the BG/NBD probability of no purchase in the horizon (as
+        LightGBM ``init_score``) when the frame has the BG/NBD features, so trees learn
+        corrections to the purchase model rather than relearning it; ``none`` boosts from the
+        base rate. On small data (CDNOW, 2,357 customers) this keeps the model from falling
+        below its own BG/NBD input.
     """
 
     def __init__(
@@ -57,11 +68,13 @@ class ChurnModel:
         num_boost_round: int = 1000,
         early_stopping_rounds: int = 50,
         balance: str = "auto",
+        prior: str = "bgnbd",
     ) -> None:
         self.params = params
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.balance = balance
+        self.prior = prior
 
     def fit(
         self,
@@ -84,8 +97,16 @@ class ChurnModel:
             params["scale_pos_weight"] = (1 - share) / share
         self.params_ = params
         self.calibrator_: Calibrator | None = None
+        self.prior_: dict[str, Any] | None = None
+        matrix = self.encode(X)
+        if self.prior == "bgnbd" and {P_ALIVE, EXPECTED_PURCHASES} <= set(self.features_):
+            share_known = np.isfinite(matrix[:, self.features_.index(EXPECTED_PURCHASES)]).mean()
+            if share_known > 0.5:
+                base = float(_logit(np.clip(share, 1e-4, 1 - 1e-4)))
+                self.prior_ = {"kind": "bgnbd", "fallback_logit": base}
         train = lgb.Dataset(
-            self.encode(X),
+            matrix,
+            init_score=self._prior_margin(matrix),
             label=np.asarray(y, dtype=float),
             feature_name=self.features_,
             categorical_feature=list(self.categories_),
@@ -93,9 +114,13 @@ class ChurnModel:
         )
         callbacks, valid_sets = [], []
         if X_valid is not None and y_valid is not None:
+            valid_matrix = self.encode(X_valid)
             valid_sets = [
                 lgb.Dataset(
-                    self.encode(X_valid), label=np.asarray(y_valid, dtype=float), reference=train
+                    valid_matrix,
+                    init_score=self._prior_margin(valid_matrix),
+                    label=np.asarray(y_valid, dtype=float),
+                    reference=train,
                 )
             ]
             callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
@@ -127,10 +152,30 @@ class ChurnModel:
                 )
         return out
 
+    def _prior_margin(self, matrix: np.ndarray) -> np.ndarray | None:
+        """Log-odds of no purchase in the horizon under BG/NBD, per row, or ``None``.
+
+        P(no purchase) = 1 - P(alive) + P(alive) exp(-E[N | alive]) with
+        E[N | alive] = E[N] / P(alive): the Poisson approximation to the BG/NBD expression
+        (Fader, Hardie & Lee 2005); the trees correct what it misses. Rows without the
+        BG/NBD features start from the training base rate.
+        """
+        if self.prior_ is None:
+            return None
+        alive = matrix[:, self.features_.index(P_ALIVE)]
+        expected = matrix[:, self.features_.index(EXPECTED_PURCHASES)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p0 = 1 - alive + alive * np.exp(-expected / np.maximum(alive, 1e-9))
+        margin = _logit(np.clip(p0, 1e-4, 1 - 1e-4))
+        return np.where(np.isfinite(margin), margin, self.prior_["fallback_logit"])
+
     def predict_raw(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """The booster's own probability per row (before calibration)."""
+        """The model's probability per row before calibration (prior plus trees)."""
         matrix = X if isinstance(X, np.ndarray) else self.encode(X)
-        return self.booster_.predict(matrix, num_iteration=self.best_iteration_)
+        if self.prior_ is None:
+            return self.booster_.predict(matrix, num_iteration=self.best_iteration_)
+        score = self.booster_.predict(matrix, num_iteration=self.best_iteration_, raw_score=True)
+        return 1.0 / (1.0 + np.exp(-(score + self._prior_margin(matrix))))
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Churn probability per row, calibrated when :meth:`calibrate` has been run."""
@@ -145,12 +190,17 @@ class ChurnModel:
 
     def contributions(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Per-feature SHAP contributions in log-odds, shape (n, n_features); LightGBM's
-        ``pred_contrib`` (the last column, the expected value, is dropped)."""
+        ``pred_contrib`` (the last column, the expected value, is dropped). With the BG/NBD
+        prior, its log-odds relative to the base rate count towards the BG/NBD
+        expected-purchases feature."""
         matrix = X if isinstance(X, np.ndarray) else self.encode(X)
         contrib = self.booster_.predict(
             matrix, num_iteration=self.best_iteration_, pred_contrib=True
-        )
-        return contrib[:, :-1]
+        )[:, :-1]
+        if self.prior_ is not None:
+            j = self.features_.index(EXPECTED_PURCHASES)
+            contrib[:, j] += self._prior_margin(matrix) - self.prior_["fallback_logit"]
+        return contrib
 
     def model_text(self) -> str:
         """The booster in LightGBM's native text format."""
@@ -163,6 +213,7 @@ class ChurnModel:
             "categories": self.categories_,
             "best_iteration": self.best_iteration_,
             "calibration": self.calibrator_.to_dict() if self.calibrator_ is not None else None,
+            "prior": self.prior_,
         }
 
     @classmethod
@@ -175,6 +226,7 @@ class ChurnModel:
         model.best_iteration_ = int(meta["best_iteration"])
         calibration = meta.get("calibration")
         model.calibrator_ = Calibrator.from_dict(calibration) if calibration else None
+        model.prior_ = meta.get("prior")
         if model.booster_.feature_name() != model.features_:
             raise ValueError("model text and feature list disagree")
         return model

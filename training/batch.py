@@ -23,7 +23,7 @@ from models.scoring import score_frame
 from training import tracking
 from training.config import TrainSettings
 from training.frames import data_end
-from training.io import load_tables, write_quarantine
+from training.io import load_inputs
 
 SNAPSHOT = "snapshot.parquet"
 SNAPSHOT_META = "snapshot.json"
@@ -48,8 +48,7 @@ def score(settings: TrainSettings) -> ScoreResult:
     """Score the customers in ``settings.data_dir`` as of ``settings.as_of`` (default: end of
     data) with the champion, and write the snapshot atomically."""
     bundle, version = tracking.load_champion(settings)
-    loaded = load_tables(settings.data_dir)
-    write_quarantine(loaded, settings.quarantine_dir)
+    loaded, _ = load_inputs(settings)
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
     frame = build_features(loaded.tables, as_of=as_of)
     scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)

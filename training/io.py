@@ -1,24 +1,96 @@
 """Reading input tables from a data folder and writing quarantine files: the training side's
 only file I/O for inputs.
 
-A data folder holds up to five tables, each ``NAME.parquet`` or ``NAME.csv``.
+A data folder holds up to five tables, each ``NAME.parquet`` or ``NAME.csv``, and optionally
+a column map ``columns.toml`` that renames a user's columns onto the canonical ones, per table
+(user column = canonical column)::
+
+    [transactions]
+    cust_no = "customer_id"
+    order_ts = "timestamp"
+    total_eur = "amount"
+
+The map may also be passed explicitly (``TrainSettings.column_map``, env
+``CHURN_COLUMN_MAP``); columns it does not name keep their names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from features.schema import TABLE_NAMES, Tables
+from features.schema import TABLE_NAMES, TABLES, Tables
 from features.validation import TableError, Validated, validate_table
+from training.config import TrainSettings
+
+log = logging.getLogger(__name__)
+#: The column map's file name inside a data folder.
+COLUMN_MAP_FILE = "columns.toml"
 
 
 class DataError(RuntimeError):
     """A fatal input problem: one line, naming the file, the column and the fix (exit code 2)."""
+
+
+def read_column_map(path: Path) -> dict[str, dict[str, str]]:
+    """The column map in ``path``: table -> {user column: canonical column}.
+
+    Raises
+    ------
+    DataError
+        The file is not valid TOML, names an unknown table, maps a column to a non-string,
+        or maps two user columns onto the same canonical column.
+    """
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise DataError(f"{path}: unreadable column map ({exc}); fix the TOML syntax") from exc
+    out: dict[str, dict[str, str]] = {}
+    for table, mapping in raw.items():
+        if table not in TABLES:
+            raise DataError(f"{path}: unknown table [{table}]; use one of {', '.join(TABLE_NAMES)}")
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise DataError(
+                f'{path}: [{table}] must map user columns to canonical names (cust_no = "customer_id")'
+            )
+        targets = list(mapping.values())
+        dupes = sorted({t for t in targets if targets.count(t) > 1})
+        if dupes:
+            raise DataError(f"{path}: [{table}] maps two columns onto '{dupes[0]}'; keep one")
+        out[table] = dict(mapping)
+    return out
+
+
+def apply_column_map(
+    df: pd.DataFrame, mapping: dict[str, str], *, path: Path, map_path: Path
+) -> pd.DataFrame:
+    """Rename ``df``'s columns by ``mapping`` (user -> canonical).
+
+    Raises
+    ------
+    DataError
+        A mapped user column is not in the file, or the file already has the canonical column
+        the map renames another one onto (the result would be ambiguous).
+    """
+    missing = [c for c in mapping if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: column '{missing[0]}' named in {map_path} is not in the file; "
+            f"fix the map or the file (columns: {', '.join(map(str, df.columns))})"
+        )
+    clash = [t for u, t in mapping.items() if t in df.columns and t != u and t not in mapping]
+    if clash:
+        raise DataError(
+            f"{path}: column '{clash[0]}' exists and {map_path} maps another column onto it; "
+            "drop one of them"
+        )
+    return df.rename(columns=mapping)
 
 
 @dataclass(frozen=True)
@@ -73,19 +145,33 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_tables(data_dir: Path) -> LoadedTables:
-    """Read and validate every table in ``data_dir``.
+def load_tables(data_dir: Path, *, column_map: Path | None = None) -> LoadedTables:
+    """Read, rename (column map) and validate every table in ``data_dir``.
+
+    Parameters
+    ----------
+    data_dir : the data folder.
+    column_map : a TOML column map; default ``data_dir/columns.toml`` when it exists.
 
     Raises
     ------
     DataError
-        A table is unreadable, empty, or misses a required column.
+        A table is unreadable, empty, or misses a required column; the column map is invalid.
     """
-    files = find_table_files(Path(data_dir))
+    data_dir = Path(data_dir)
+    files = find_table_files(data_dir)
+    if column_map is None and (data_dir / COLUMN_MAP_FILE).is_file():
+        column_map = data_dir / COLUMN_MAP_FILE
+    if column_map is not None and not Path(column_map).is_file():
+        raise DataError(f"{column_map}: column map not found; fix the path or remove the setting")
+    mapping = read_column_map(Path(column_map)) if column_map is not None else {}
     results: dict[str, Validated] = {}
     for name, path in files.items():
+        raw = _read(path)
+        if name in mapping:
+            raw = apply_column_map(raw, mapping[name], path=path, map_path=Path(column_map))
         try:
-            results[name] = validate_table(name, _read(path))
+            results[name] = validate_table(name, raw)
         except TableError as exc:
             column = f"column '{exc.column}'" if exc.column else "table"
             raise DataError(f"{path}: {column}: {exc.problem}; {exc.fix}") from exc
@@ -94,8 +180,9 @@ def load_tables(data_dir: Path) -> LoadedTables:
 
 
 def write_quarantine(loaded: LoadedTables, out_dir: Path) -> dict[str, dict[str, int]]:
-    """Write each table's quarantined rows to ``out_dir/NAME.csv`` and the counts to
-    ``out_dir/counts.json``; returns the counts per table and reason."""
+    """Write each table's quarantined rows to ``out_dir/NAME.csv``, the counts to
+    ``out_dir/counts.json`` and the findings per table, column and rule to
+    ``out_dir/report.csv``; log each count; return the counts per table and reason."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, dict[str, int]] = {}
     for name, result in loaded.results.items():
@@ -105,5 +192,17 @@ def write_quarantine(loaded: LoadedTables, out_dir: Path) -> dict[str, dict[str,
         elif path.exists():
             path.unlink()
         counts[name] = result.counts
+        for reason, n in sorted(result.counts.items()):
+            log.warning("quarantined %d %s rows: %s (see %s)", n, name, reason, path)
     (out_dir / "counts.json").write_text(json.dumps(counts, indent=2, sort_keys=True))
+    pd.concat([r.findings() for r in loaded.results.values()], ignore_index=True).to_csv(
+        out_dir / "report.csv", index=False
+    )
     return counts
+
+
+def load_inputs(settings: TrainSettings) -> tuple[LoadedTables, dict[str, dict[str, int]]]:
+    """What every command starts with: read and validate the data folder (with the column map
+    of the settings, if any) and write the quarantine; returns the tables and the counts."""
+    loaded = load_tables(settings.data_dir, column_map=settings.column_map)
+    return loaded, write_quarantine(loaded, settings.quarantine_dir)

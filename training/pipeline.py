@@ -30,7 +30,7 @@ from training.baselines import baseline_metrics
 from training.config import TrainSettings
 from training.evaluate import classification_metrics, oracle_metrics
 from training.frames import CutoffPlan, Frames, build_frames, plan_cutoffs
-from training.io import LoadedTables, load_tables, write_quarantine
+from training.io import LoadedTables, load_inputs
 from training.report import render_report
 
 log = logging.getLogger(__name__)
@@ -134,11 +134,15 @@ def gate(
     return ok, reason, {"champion_roc_auc": champ_auc}
 
 
-def _log_inputs(run: tracking.TrainingRun, loaded: LoadedTables, counts: dict) -> None:
+def _log_inputs(
+    run: tracking.TrainingRun, loaded: LoadedTables, counts: dict, settings: TrainSettings
+) -> None:
     run.tags({f"data.{n}.sha256": h for n, h in loaded.sha256.items()})
     run.params({f"rows_in.{n}": v for n, v in loaded.rows_in.items()})
     run.metrics({f"quarantined.{n}": sum(c.values()) for n, c in counts.items()})
+    run.metrics({f"quarantined.{n}.{r}": v for n, c in counts.items() for r, v in c.items()})
     run.dict(counts, "quarantine_counts.json")
+    run.file(settings.quarantine_dir / "report.csv")
     run.inputs(loaded)
 
 
@@ -158,11 +162,10 @@ def _plan_params(plan: CutoffPlan, frames: Frames) -> dict[str, Any]:
 
 def train(settings: TrainSettings) -> TrainResult:
     """Run the whole training pipeline and return what it registered."""
-    loaded = load_tables(settings.data_dir)
-    counts = write_quarantine(loaded, settings.quarantine_dir)
+    loaded, counts = load_inputs(settings)
     with tracking.training_run(settings, run_name="train") as run:
         step = _Timer(run)
-        _log_inputs(run, loaded, counts)
+        _log_inputs(run, loaded, counts, settings)
 
         with step("frames"):
             plan = plan_cutoffs(
@@ -229,8 +232,7 @@ def train(settings: TrainSettings) -> TrainResult:
 def prepare(settings: TrainSettings) -> tuple[LoadedTables, CutoffPlan, Frames]:
     """Load, validate and build the frames as ``train`` does (``make features``, ``make
     evaluate`` and ``make promote`` share it)."""
-    loaded = load_tables(settings.data_dir)
-    write_quarantine(loaded, settings.quarantine_dir)
+    loaded, _ = load_inputs(settings)
     plan = plan_cutoffs(
         loaded.tables,
         horizon_days=settings.horizon_days,

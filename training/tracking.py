@@ -80,6 +80,11 @@ class TrainingRun:
     def dict(self, data: dict[str, Any], name: str) -> None:
         mlflow.log_dict(data, name)
 
+    def file(self, path: Path) -> None:
+        """A local file as a run artifact (when it exists)."""
+        if path.is_file():
+            mlflow.log_artifact(str(path))
+
     def inputs(self, loaded: LoadedTables) -> None:
         """Each validated input table as an MLflow dataset input (name, source file, digest,
         schema), so the UI shows what a run was trained on."""

@@ -112,3 +112,38 @@ def test_missing_required_column_is_fatal_and_names_it():
 def test_empty_table_is_fatal():
     with pytest.raises(TableError, match="no rows"):
         validate_table("customers", pd.DataFrame({"customer_id": []}))
+
+
+def test_labels_and_unknown_channels():
+    labels = pd.DataFrame(
+        {
+            "customer_id": ["A", "A", "B", "C"],
+            "as_of": ["2024-06-01", "2024-06-01", "2024-06-01T02:00+02:00", "soon"],
+            "churned": ["yes", "yes", "0", "1"],
+        }
+    )
+    r = validate_table("labels", labels)
+    assert r.counts == {"duplicate": 1, "bad_as_of": 1}
+    assert r.clean["churned"].tolist() == [True, False]
+    assert r.clean["as_of"].nunique() == 1  # 02:00+02:00 is midnight UTC
+    inter = pd.DataFrame(
+        {
+            "customer_id": ["A"],
+            "timestamp": ["2024-01-01"],
+            "channel": [" SMS "],
+            "interaction_type": ["Webinar"],
+        }
+    )
+    kept = validate_table("interactions", inter)
+    # free-text channels and types are kept (counted under "other" by the features)
+    assert kept.counts == {} and kept.clean["channel"].tolist() == ["sms"]
+
+
+def test_findings_per_column_and_rule():
+    _tables, results = validate_tables(messy_tables())
+    found = results["interactions"].findings().set_index("column")
+    assert found.loc["effort_score", "rule"] == "out_of_range"
+    assert found.loc["resolved", "rule"] == "unparseable"
+    assert (found["rows_in"] == 3).all()
+    clean = validate_table("customers", pd.DataFrame({"customer_id": ["A"]})).findings()
+    assert clean[["rule", "rows"]].values.tolist() == [["none", 0]]

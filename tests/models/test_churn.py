@@ -67,3 +67,35 @@ def test_contributions_sum_to_the_logit(model, data):
     raw = model.booster_.predict(m, num_iteration=model.best_iteration_, raw_score=True)
     np.testing.assert_allclose(full.sum(axis=1), raw, rtol=1e-6, atol=1e-9)
     assert model.contributions(m).shape == (50, 3)
+
+
+def test_bgnbd_prior_is_the_starting_point_and_round_trips():
+    rng = np.random.default_rng(4)
+    n = 3000
+    alive = rng.uniform(0.05, 1, n)
+    expected = alive * rng.gamma(2, 1, n)
+    p0 = 1 - alive + alive * np.exp(-expected / alive)
+    y = pd.Series((rng.random(n) < p0).astype(int))
+    X = pd.DataFrame(
+        {"bgnbd_p_alive": alive, "bgnbd_expected_purchases": expected, "noise": rng.normal(size=n)}
+    )
+    model = ChurnModel(num_boost_round=30).fit(
+        X[:2000], y[:2000], X_valid=X[2000:], y_valid=y[2000:]
+    )
+    assert model.prior_ is not None and model.prior_["kind"] == "bgnbd"
+    # Trees correct the prior; with a prior that is the truth they add little.
+    assert roc_auc_score(y[2000:], model.predict_raw(X[2000:])) > 0.95 * roc_auc_score(
+        y[2000:], p0[2000:]
+    )
+    again = ChurnModel.from_text(model.model_text(), model.to_dict())
+    np.testing.assert_allclose(again.predict_raw(X), model.predict_raw(X))
+    # Contributions (prior counted on expected purchases) still sum to the model's log-odds.
+    m = model.encode(X[:20])
+    expected_value = model.booster_.predict(
+        m, num_iteration=model.best_iteration_, pred_contrib=True
+    )[:, -1]
+    logit = np.log(model.predict_raw(m) / (1 - model.predict_raw(m)))
+    total = model.contributions(m).sum(axis=1) + expected_value + model.prior_["fallback_logit"]
+    np.testing.assert_allclose(total, logit, rtol=1e-6)
+    unprimed = ChurnModel(num_boost_round=30, prior="none").fit(X, y)
+    assert unprimed.prior_ is None

@@ -1,0 +1,50 @@
+"""The assembled frame: every column is in the catalogue, churned customers are not scored,
+counts are zero (not missing) for customers without events, columns are fixed by the contract."""
+
+import pandas as pd
+
+from features.build import build_features, population
+from features.catalogue import catalogue
+from features.schema import Tables
+from features.validation import validate_tables
+from tests.features.test_point_in_time import AS_OF, random_tables
+
+
+def tables() -> Tables:
+    raw = random_tables(3, 40, start="2024-01-01", end="2025-01-01")
+    raw["customers"]["churn_date"] = ["2024-12-01", None, "2025-03-01", None]
+    raw["customers"] = pd.concat(
+        [raw["customers"], pd.DataFrame({"customer_id": ["E"], "plan": ["basic"]})]
+    )
+    return validate_tables(raw)[0]
+
+
+def test_every_feature_is_in_the_catalogue():
+    frame = build_features(tables(), as_of=AS_OF)
+    described = set(catalogue())
+    attributes = {"plan"}
+    assert set(frame.columns) - attributes <= described
+    assert len(frame.columns) > 80
+
+
+def test_churned_customers_are_not_in_the_population():
+    t = tables()
+    frame = build_features(t, as_of=AS_OF)
+    # A churned on 2024-12-01, before as_of: not at risk, not scored. C churns later: scored.
+    assert "A" not in frame.index and "C" in frame.index
+    assert list(frame.index) == list(population(t, as_of=AS_OF))
+
+
+def test_counts_are_zero_for_customers_without_events():
+    frame = build_features(tables(), as_of=AS_OF)
+    e = frame.loc["E"]  # in the customers table, no events at all
+    assert e["frequency"] == 0 and e["interactions_365d"] == 0 and e["engagement_index"] == 0
+    assert e["elements_answered"] == 0 and pd.isna(e["recency_days"])
+    assert pd.isna(e["nps_class"])
+    assert str(frame["nps_class"].dtype) == "category"
+
+
+def test_explicit_ids_keep_order_and_unknowns():
+    frame = build_features(tables(), as_of=AS_OF, customer_ids=pd.Index(["D", "nobody", "B"]))
+    assert list(frame.index) == ["D", "nobody", "B"]
+    assert frame.loc["nobody", "frequency"] == 0
