@@ -15,6 +15,7 @@ from bench.report import Figure, print_figures
 
 #: name -> module; issues add theirs here.
 BENCHMARKS: dict[str, str] = {
+    "clv": "bench.clv",
     "features": "bench.features",
 }
 

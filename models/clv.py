@@ -1,125 +1,521 @@
-"""CLV: BG/NBD purchase counts and Gamma-Gamma spend, on lifetimes, persisted as JSON.
+"""CLV: BG/NBD, Pareto/NBD or MBG/NBD purchase counts and Gamma-Gamma spend, on lifetimes,
+persisted as JSON.
 
 References
 ----------
-Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way: An Alternative to the
-Pareto/NBD Model", Marketing Science 24(2) -- BG/NBD, P(alive) eq. (13), conditional
-expectation eq. (10).
-Fader, Hardie & Lee (2005), "RFM and CLV: Using Iso-Value Curves for Customer Base Analysis",
-J. Marketing Research 42(4) -- Gamma-Gamma spend model.
+Fader, Hardie & Lee (2005a), "Counting Your Customers the Easy Way: An Alternative to the
+Pareto/NBD Model", Marketing Science 24(2) -- BG/NBD: likelihood eq. (6), conditional
+expectation eq. (10), P(alive) (Hardie's note 021).
+Schmittlein, Morrison & Colombo (1987), "Counting Your Customers", Management Science 33(1), and
+Fader, Hardie & Lee (2005), "A Note on Implementing the Pareto/NBD Model in MATLAB" (note 008) --
+Pareto/NBD.
+Batislam, Denizel & Filiztekin (2007), "Empirical validation and comparison of models for
+customer base analysis", IJRM 24(3) -- MBG/NBD (dropout possible at time 0).
+Fader, Hardie & Lee (2005b), "RFM and CLV: Using Iso-Value Curves for Customer Base Analysis",
+J. Marketing Research 42(4), and Hardie's note 025 -- Gamma-Gamma spend model.
 
-This is the only module that imports lifetimes. Fitted parameters live in ``params_``
-(a dict) and round-trip through :meth:`CLVModel.to_dict` / :meth:`CLVModel.from_dict`: no dill.
+Conventions (``docs/clv.md``)
+-----------------------------
+The input is the feature frame of ``features/transactions.py`` at a cutoff ``as_of``: purchases
+on the same UTC day merged, ``frequency`` the repeat purchase days, ``recency_days`` the days from
+the first to the last purchase day, ``T_days`` the days from the first purchase day to
+``as_of``. The count models measure time in ``time_unit`` (weeks: days / 7, as in the CDNOW
+papers), and, with ``observation_end="last_day"`` (the default), measure ``T`` to the *last
+day observed* -- the day before a midnight ``as_of`` -- as the papers and lifetimes'
+``summary_data_from_transaction_data`` do: ``T = ceil(T_days) - 1`` days. A customer who bought
+on the last day observed then has ``recency == T``, and the published CDNOW parameters are
+reproduced from the raw transactions to three decimals. ``observation_end="as_of"`` takes
+``T_days`` as given (a summary already in the papers' convention; models saved before format 2).
+
+Fitting works on the compressed summary: customers with equal (frequency, recency, T) are one
+row with a weight, which lifetimes' likelihoods accept, so the parameters are those of the full
+table for a fraction of the work. The likelihoods and predictions are lifetimes'; the optimiser
+call is ours (scipy's BFGS with autograd's gradient, as lifetimes does, but without lifetimes'
+Hessian over every row and with the optimiser's own failure message kept for the error).
+
+This is the only module that imports lifetimes. Fitted parameters live in ``params_`` (a dict)
+and round-trip through :meth:`CLVModel.to_dict` / :meth:`CLVModel.from_dict`: no dill, no pickle.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from lifetimes import BetaGeoFitter, GammaGammaFitter
-from lifetimes.utils import ConvergenceError
+from autograd import hessian, value_and_grad
+from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
+from scipy.optimize import minimize
+
+log = logging.getLogger(__name__)
 
 #: Columns of the RFM summary the model reads, as the feature builder names them (days).
 SUMMARY_COLUMNS = ("frequency", "recency_days", "T_days", "monetary_repeat_mean")
 OUTPUT_COLUMNS = ("p_alive", "expected_purchases", "expected_order_value", "clv")
 
+#: Purchase-count models by name, with lifetimes' fitter and parameter names.
+COUNT_MODELS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "bgnbd": (BetaGeoFitter, ("r", "alpha", "a", "b")),
+    "pareto_nbd": (ParetoNBDFitter, ("r", "alpha", "s", "beta")),
+    "mbgnbd": (ModifiedBetaGeoFitter, ("r", "alpha", "a", "b")),
+}
+SPEND_PARAMS = ("p", "q", "v")
+TIME_UNITS = {"weeks": 7.0, "days": 1.0}
+OBSERVATION_ENDS = ("last_day", "as_of")
+#: Version of the :meth:`CLVModel.to_dict` layout (1: BG/NBD only, no ``format`` key).
+FORMAT = 2
 
-#: Optimiser tolerances tried in turn. BFGS in lifetimes can stop with "precision loss" once
-#: the gradient is ~1e-7, i.e. converged in substance; a looser tolerance then succeeds.
+#: Optimiser tolerances tried in turn. BFGS can stop with "precision loss" once the gradient
+#: is ~1e-7, i.e. converged in substance; a looser tolerance then succeeds.
 TOLERANCES = (1e-7, 1e-6, 1e-5)
+#: Parameters, on the rescaled axes (time: oldest customer's T = 1, as lifetimes does; spend:
+#: mean spend = 1), outside this range are taken as having run to the boundary of the
+#: parameter space (a degenerate fit).
+PARAM_RANGE = (1e-6, 1e6)
+#: Share of customers held out when ``model="auto"`` chooses by holdout log-likelihood.
+SELECTION_HOLDOUT = 0.2
+MIN_CUSTOMERS = 10
+#: Compressed tables with this many rows or more are first fitted on a coarse grid (times
+#: rounded up to 1 / COARSE_GRID of the oldest customer's T) for a warm start.
+WARM_START_ROWS = 20_000
+COARSE_GRID = 64
 
 
 class CLVModelError(RuntimeError):
     """The fit did not converge to usable parameters; the message names cause and remedy."""
 
 
-def _fit(fitter, name: str, *args, **kwargs):
-    """``fitter.fit(*args)`` with the tolerances of :data:`TOLERANCES`; a clear error if none
-    converges."""
-    for tol in TOLERANCES:
-        try:
-            return fitter.fit(*args, tol=tol, **kwargs)
-        except ConvergenceError:
-            continue
-    raise CLVModelError(
-        f"{name} did not converge (tolerances {TOLERANCES}); "
-        "try a penalizer such as 0.001 (CLVModel(penalizer=0.001))"
+def _suggest(penalizer: float) -> str:
+    return (
+        f"try a penalizer such as {max(0.001, 10 * penalizer):g} "
+        f"(CLVModel(penalizer={max(0.001, 10 * penalizer):g}))"
     )
 
 
-def _compress(summary: pd.DataFrame, unit_days: float) -> pd.DataFrame:
-    """Customers with equal (frequency, recency, T) collapse into one row with a weight."""
-    f = summary["frequency"].to_numpy(dtype=np.int64)
-    r = summary["recency_days"].to_numpy(dtype=float) / unit_days
-    t = summary["T_days"].to_numpy(dtype=float) / unit_days
-    rows = pd.DataFrame({"frequency": f, "recency": r, "T": t})
+def compress(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Rows with equal values in every column collapse into one row with a ``weight`` (the
+    number of customers it stands for): Fader and Hardie's condensed RFM table."""
     return (
-        rows.groupby(["frequency", "recency", "T"], sort=False)
+        pd.DataFrame(columns)
+        .groupby(list(columns), sort=False)
         .size()
         .rename("weight")
         .reset_index()
     )
 
 
-class CLVModel:
-    """BG/NBD + Gamma-Gamma customer-lifetime-value model (scikit-learn style).
+def _optimise(objective, x0: np.ndarray, *, gradient: bool, tol: float, hess_inv0=None):
+    """One scipy run on ``objective(log_params)``: BFGS with autograd's gradient (as lifetimes
+    does), or Nelder-Mead for likelihoods autograd cannot differentiate (Pareto/NBD's)."""
+    if gradient:
+        options = {} if hess_inv0 is None else {"hess_inv0": hess_inv0}
+        with np.errstate(all="ignore"):  # trial steps may overflow; the line search backs off
+            return minimize(
+                value_and_grad(objective), x0, jac=True, method="BFGS", tol=tol, options=options
+            )
+
+    def finite(x: np.ndarray) -> float:
+        value = objective(x)
+        return float(value) if np.isfinite(value) else np.inf
+
+    simplex = np.vstack([x0, x0 + 0.1 * np.eye(len(x0))])
+    with np.errstate(all="ignore"):
+        return minimize(
+            finite,
+            x0,
+            method="Nelder-Mead",
+            options={"xatol": 1e-7, "fatol": 1e-11, "maxfev": 20_000, "initial_simplex": simplex},
+        )
+
+
+def _minimise(
+    objective,
+    x0: np.ndarray,
+    *,
+    name: str,
+    penalizer: float,
+    gradient: bool,
+    warm: tuple[np.ndarray, np.ndarray | None] | None = None,
+):
+    """Minimise ``objective(log_params)``: from ``warm`` (a start and an inverse Hessian) if
+    given, then from ``x0`` with the tolerances of :data:`TOLERANCES` in turn. Raises
+    :class:`CLVModelError` with the optimiser's own message when no run succeeds."""
+    tries = [] if warm is None else [(warm[0], warm[1], TOLERANCES[0])]
+    tries += [(x0, None, tol) for tol in (TOLERANCES if gradient else TOLERANCES[:1])]
+    for start, hess_inv0, tol in tries:
+        out = _optimise(objective, start, gradient=gradient, tol=tol, hess_inv0=hess_inv0)
+        if out.success:
+            return out
+    raise CLVModelError(
+        f"{name}: the optimiser failed ({out.message.strip()}); {_suggest(penalizer)}"
+    )
+
+
+def _check_params(name: str, scaled: dict[str, float], penalizer: float) -> None:
+    lo, hi = PARAM_RANGE
+    bad = {k: v for k, v in scaled.items() if not np.isfinite(v)}
+    if bad:
+        raise CLVModelError(f"{name}: non-finite parameters {bad}; {_suggest(penalizer)}")
+    edge = {k: float(f"{v:.4g}") for k, v in scaled.items() if not lo < v < hi}
+    if edge:
+        raise CLVModelError(
+            f"{name}: parameters {edge} ran to the boundary (outside {PARAM_RANGE} on the "
+            f"rescaled axes); the data cannot identify them; {_suggest(penalizer)}"
+        )
+
+
+def _count_nll(model: str, log_params, freq, rec, T, weights, penalizer: float):
+    """Mean negative log-likelihood per customer plus the L2 penalty, lifetimes' likelihoods.
+
+    Pareto/NBD's is normalised here like the others (lifetimes divides its sum by the mean
+    weight, so a penalizer would weigh differently on a compressed table)."""
+    if model == "pareto_nbd":
+        params = np.exp(log_params)
+        ll = ParetoNBDFitter._conditional_log_likelihood(params, freq, rec, T)
+        return -(weights * ll).sum() / weights.sum() + penalizer * (params**2).sum()
+    fitter = COUNT_MODELS[model][0]
+    return fitter._negative_log_likelihood(log_params, freq, rec, T, weights, penalizer)
+
+
+def _coarse_start(model, f, r, t, w, penalizer, x0, *, gradient):
+    """Start and inverse Hessian for the exact fit, from a fit on a coarser table.
+
+    Recency and T (rescaled to [0, 1]) rounded up to a grid of 1 / :data:`COARSE_GRID` keep
+    ``recency <= T`` and ``recency > 0`` for repeat buyers, and collapse the table to a few
+    thousand rows; its optimum is close to the exact one and its Hessian (autograd) close to
+    the exact Hessian, so BFGS on the exact table then needs a few steps instead of ~30. The
+    exact fit alone decides the parameters; ``None`` below :data:`WARM_START_ROWS` rows or
+    when the coarse fit fails.
+    """
+    if len(f) < WARM_START_ROWS:
+        return None
+    grid = pd.DataFrame(
+        {
+            "f": f,
+            "r": np.ceil(r * COARSE_GRID) / COARSE_GRID,
+            "t": np.ceil(t * COARSE_GRID) / COARSE_GRID,
+            "w": w,
+        }
+    )
+    coarse = grid.groupby(["f", "r", "t"], sort=False)["w"].sum().reset_index()
+    cf, cr, ct, cw = (coarse[c].to_numpy() for c in ("f", "r", "t", "w"))
+
+    def objective(log_params):
+        return _count_nll(model, log_params, cf, cr, ct, cw, penalizer)
+
+    out = _optimise(objective, x0, gradient=gradient, tol=TOLERANCES[0])
+    if not out.success:
+        return None
+    if not gradient:
+        return out.x, None
+    h = hessian(objective)(out.x)
+    if not np.all(np.isfinite(h)) or np.linalg.eigvalsh(h).min() <= 0:
+        return out.x, None
+    inv = np.linalg.inv(h)
+    return out.x, (inv + inv.T) / 2
+
+
+@dataclass(frozen=True)
+class PurchaseFit:
+    """A fitted purchase-count model: parameters in the caller's time unit."""
+
+    model: str
+    params: dict[str, float]
+    log_likelihood: float
+    n_customers: int
+    n_rows: int
+
+
+def fit_purchases(
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    *,
+    model: str = "bgnbd",
+    penalizer: float = 0.0,
+    warm_start: bool = True,
+) -> PurchaseFit:
+    """Fit a purchase-count model on per-customer (frequency, recency, T), compressed first.
 
     Parameters
     ----------
-    time_unit_days : length of the model's time unit in days (7: weeks, as in the CDNOW papers).
-    penalizer : L2 penalty on the log-parameters (lifetimes' ``penalizer_coef``).
-    annual_discount_rate : discount rate per year for discounted CLV.
+    frequency, recency, T : one entry per customer, times in the model's unit.
+    model : one of :data:`COUNT_MODELS`.
+    penalizer : L2 penalty on the parameters (on the rescaled time axis, as lifetimes'
+        ``penalizer_coef``).
+    warm_start : start from a fit on a coarse grid (:func:`_coarse_start`) on large tables.
+
+    Returns
+    -------
+    :class:`PurchaseFit` with the total log-likelihood (unpenalised) over all customers.
+
+    Raises
+    ------
+    CLVModelError
+        The optimiser failed, or the parameters are non-finite or on the boundary.
+    """
+    if model not in COUNT_MODELS:
+        raise ValueError(f"unknown purchase model {model!r}; choose from {list(COUNT_MODELS)}")
+    names = COUNT_MODELS[model][1]
+    if not np.any(np.asarray(frequency) > 0):
+        raise CLVModelError(
+            f"{model}: no customer has a repeat purchase, so purchase rates and dropout cannot be "
+            "told apart; fit on a longer history"
+        )
+    rows = compress(
+        {
+            "frequency": np.asarray(frequency, dtype=np.int64),
+            "recency": np.asarray(recency, dtype=float),
+            "T": np.asarray(T, dtype=float),
+        }
+    )
+    scale = 1.0 / max(float(rows["T"].max()), 1e-12)  # lifetimes' rescaling: oldest T is 1
+    f, w = rows["frequency"].to_numpy(), rows["weight"].to_numpy(dtype=float)
+    r, t = rows["recency"].to_numpy() * scale, rows["T"].to_numpy() * scale
+
+    def objective(log_params):
+        return _count_nll(model, log_params, f, r, t, w, penalizer)
+
+    gradient = model != "pareto_nbd"
+    x0 = np.full(len(names), 0.1 if gradient else 0.0)
+    warm = (
+        _coarse_start(model, f, r, t, w, penalizer, x0, gradient=gradient) if warm_start else None
+    )
+    out = _minimise(objective, x0, name=model, penalizer=penalizer, gradient=gradient, warm=warm)
+    scaled = dict(zip(names, np.exp(out.x).tolist(), strict=True))
+    _check_params(model, scaled, penalizer)
+    params = {k: v / scale if k in ("alpha", "beta") else v for k, v in scaled.items()}
+    ll = purchase_log_likelihood(model, params, rows["frequency"], rows["recency"], rows["T"], w)
+    return PurchaseFit(model, params, ll, int(w.sum()), len(rows))
+
+
+def purchase_log_likelihood(
+    model: str,
+    params: dict[str, float],
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> float:
+    """Total log-likelihood of customers' (frequency, recency, T) under a fitted model
+    (times in the parameters' unit; ``weights`` count customers per row)."""
+    f = np.asarray(frequency, dtype=np.int64)
+    w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=float)
+    log_params = np.log([params[k] for k in COUNT_MODELS[model][1]])
+    mean = _count_nll(model, log_params, f, np.asarray(recency, float), np.asarray(T, float), w, 0)
+    return float(-mean * w.sum())
+
+
+def _holdout_mask(index: pd.Index) -> np.ndarray:
+    """A stable :data:`SELECTION_HOLDOUT` share of customers, by a hash of the id."""
+    h = pd.util.hash_pandas_object(pd.Series(index.astype("str")), index=False).to_numpy()
+    return h % 1000 < SELECTION_HOLDOUT * 1000
+
+
+def select_purchase_model(
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    *,
+    index: pd.Index,
+    penalizer: float = 0.0,
+) -> tuple[str, dict[str, float | None]]:
+    """The count model with the best mean log-likelihood per held-out customer.
+
+    Each model of :data:`COUNT_MODELS` is fitted on the customers outside a stable
+    :data:`SELECTION_HOLDOUT` share (chosen by a hash of ``index``, the customer ids) and
+    scored on that share. Returns the chosen name and every model's held-out mean
+    log-likelihood (``None`` for a model that did not converge).
+    """
+    held = _holdout_mask(index)
+    if min(held.sum(), (~held).sum()) < MIN_CUSTOMERS:
+        raise CLVModelError(
+            f"{len(held)} customers are too few to choose a model by holdout likelihood; "
+            f"set model= one of {list(COUNT_MODELS)}"
+        )
+    f, r, t = (np.asarray(a) for a in (frequency, recency, T))
+    scores: dict[str, float | None] = {}
+    for name in COUNT_MODELS:
+        try:
+            fit = fit_purchases(f[~held], r[~held], t[~held], model=name, penalizer=penalizer)
+        except CLVModelError as exc:
+            log.warning("model selection: %s", exc)
+            scores[name] = None
+            continue
+        ll = purchase_log_likelihood(name, fit.params, f[held], r[held], t[held])
+        scores[name] = ll / int(held.sum())
+    usable = {k: v for k, v in scores.items() if v is not None and np.isfinite(v)}
+    if not usable:
+        raise CLVModelError(f"no purchase model converged; {_suggest(penalizer)}")
+    return max(usable, key=usable.__getitem__), scores
+
+
+def _fit_spend(frequency: np.ndarray, monetary: np.ndarray, penalizer: float) -> dict[str, float]:
+    """Gamma-Gamma on repeat buyers' (frequency, mean repeat spend), compressed.
+
+    Spend is divided by its mean for the fit (only ``v`` carries the currency unit, and scales
+    back), so the boundary check and the penalizer do not depend on the currency."""
+    scale = float(np.mean(monetary))
+    rows = compress({"frequency": frequency.astype(float), "monetary": monetary / scale})
+    x, m, w = (rows[c].to_numpy(dtype=float) for c in ("frequency", "monetary", "weight"))
+
+    def objective(log_params):
+        return GammaGammaFitter._negative_log_likelihood(log_params, x, m, w, penalizer)
+
+    out = _minimise(
+        objective, np.full(3, 0.1), name="Gamma-Gamma", penalizer=penalizer, gradient=True
+    )
+    scaled = dict(zip(SPEND_PARAMS, np.exp(out.x).tolist(), strict=True))
+    _check_params("Gamma-Gamma", scaled, penalizer)
+    if scaled["q"] <= 1:
+        raise CLVModelError(
+            f"Gamma-Gamma: q = {scaled['q']:.4g} <= 1, so the mean spend per purchase is "
+            f"undefined; {_suggest(penalizer)}"
+        )
+    return {**scaled, "v": scaled["v"] * scale}
+
+
+def _spend_frequency_corr(frequency: np.ndarray, monetary: np.ndarray) -> float:
+    if len(frequency) < 3 or np.ptp(frequency) == 0 or np.ptp(monetary) == 0:
+        return float("nan")
+    return float(np.corrcoef(frequency, monetary)[0, 1])
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN."""
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+class CLVModel:
+    """Purchase-count model + Gamma-Gamma customer-lifetime-value model (scikit-learn style).
+
+    Parameters
+    ----------
+    model : ``"bgnbd"`` (default), ``"pareto_nbd"``, ``"mbgnbd"``, or ``"auto"``: the one with
+        the best held-out log-likelihood (:func:`select_purchase_model`).
+    time_unit : ``"weeks"`` (default, as in the CDNOW papers) or ``"days"``: the unit of the
+        fitted parameters.
+    time_unit_days : length of the time unit in days; overrides ``time_unit`` when given (kept
+        for callers of the first version).
+    penalizer : L2 penalty on the parameters (lifetimes' ``penalizer_coef``).
+    annual_discount_rate : discount rate per year for the discounted CLV.
+    observation_end : ``"last_day"`` (default): ``T`` runs to the last day observed,
+        ``ceil(T_days) - 1`` (the papers' and lifetimes' convention); ``"as_of"``: ``T_days``
+        as given. See the module docstring.
+
+    Attributes (after :meth:`fit`)
+    -------------------------------
+    model_ : the fitted count model's name. params_ : count-model and Gamma-Gamma parameters
+    (time in ``time_unit``). log_likelihood_ : the count model's total log-likelihood.
+    selection_ : held-out mean log-likelihood per model (``model="auto"``), else ``None``.
+    spend_frequency_corr_ : Pearson correlation of frequency and mean repeat spend among the
+    Gamma-Gamma customers, which the model assumes near zero. n_spend_customers_,
+    n_spend_excluded_ : repeat buyers used by Gamma-Gamma, and those left out for a
+    non-positive (or missing) mean repeat spend. fit_window_ : ``{"start", "end"}`` ISO
+    timestamps of the fitted purchases when ``fit(as_of=...)`` was given.
     """
 
     def __init__(
         self,
         *,
-        time_unit_days: float = 7.0,
+        model: str = "bgnbd",
+        time_unit: str = "weeks",
+        time_unit_days: float | None = None,
         penalizer: float = 0.0,
         annual_discount_rate: float = 0.10,
+        observation_end: str = "last_day",
     ) -> None:
+        self.model = model
+        self.time_unit = time_unit
         self.time_unit_days = time_unit_days
         self.penalizer = penalizer
         self.annual_discount_rate = annual_discount_rate
+        self.observation_end = observation_end
 
-    def fit(self, summary: pd.DataFrame) -> CLVModel:
+    @property
+    def unit_days(self) -> float:
+        """Length of the model's time unit in days."""
+        if self.time_unit_days is not None:
+            return float(self.time_unit_days)
+        if self.time_unit not in TIME_UNITS:
+            raise ValueError(f"time_unit {self.time_unit!r}: choose from {list(TIME_UNITS)}")
+        return TIME_UNITS[self.time_unit]
+
+    def _clock(self, summary: pd.DataFrame, t_days: pd.Series) -> tuple[np.ndarray, ...]:
+        """(frequency, recency, T) in model units under :attr:`observation_end`."""
+        if self.observation_end not in OBSERVATION_ENDS:
+            raise ValueError(f"observation_end {self.observation_end!r}: {OBSERVATION_ENDS}")
+        t = t_days.to_numpy(dtype=float)
+        if self.observation_end == "last_day":
+            # the day before a midnight as_of; the day of any other as_of (purchases are dated
+            # to the day, so the last day observed is the last a purchase can be dated to)
+            t = np.maximum(np.ceil(t - 1e-9) - 1, 0.0)
+        freq = summary["frequency"].fillna(0).to_numpy(dtype=float)
+        rec = np.minimum(summary["recency_days"].fillna(0).to_numpy(dtype=float), t)
+        return freq, rec / self.unit_days, t / self.unit_days
+
+    def fit(self, summary: pd.DataFrame, *, as_of: pd.Timestamp | None = None) -> CLVModel:
         """Fit on an RFM summary (columns :data:`SUMMARY_COLUMNS`, times in days).
 
-        Customers with no purchase (``T_days`` missing) are left out of the fit. Gamma-Gamma
-        uses repeat buyers with positive mean repeat spend only.
+        Customers with no purchase (``T_days`` missing) are left out. Gamma-Gamma uses repeat
+        buyers with a positive mean repeat spend; the others are counted in
+        ``n_spend_excluded_``. ``as_of``, the summary's cutoff, is recorded as the end of the
+        fit window.
         """
+        if self.model not in (*COUNT_MODELS, "auto"):
+            raise ValueError(f"model {self.model!r}: choose from {[*COUNT_MODELS, 'auto']}")
         known = summary.dropna(subset=["T_days"])
-        if len(known) < 10:
+        if len(known) < MIN_CUSTOMERS:
             raise CLVModelError(f"only {len(known)} customers with purchases: too few to fit")
-        rows = _compress(known, self.time_unit_days)
-        bgf = BetaGeoFitter(penalizer_coef=self.penalizer)
-        _fit(bgf, "BG/NBD", rows["frequency"], rows["recency"], rows["T"], weights=rows["weight"])
-        spend = known.loc[(known["frequency"] > 0) & (known["monetary_repeat_mean"] > 0)]
-        ggf = GammaGammaFitter(penalizer_coef=self.penalizer)
-        _fit(ggf, "Gamma-Gamma", spend["frequency"].astype(int), spend["monetary_repeat_mean"])
-        params = {**bgf.params_.to_dict(), **ggf.params_.to_dict()}
-        bad = {k: v for k, v in params.items() if not np.isfinite(v) or v <= 0}
-        if bad or params["q"] <= 1:
-            raise CLVModelError(
-                f"fit gave unusable parameters {bad or {'q': params['q']}}; "
-                "try a penalizer such as 0.001"
+        freq, rec, t = self._clock(known, known["T_days"])
+        kind, self.selection_ = self.model, None
+        if kind == "auto":
+            kind, self.selection_ = select_purchase_model(
+                freq, rec, t, index=known.index, penalizer=self.penalizer
             )
-        self.params_ = {k: float(v) for k, v in params.items()}
-        self.n_customers_ = len(known)
-        self.n_rows_fitted_ = len(rows)
+        counts = fit_purchases(freq, rec, t, model=kind, penalizer=self.penalizer)
+
+        monetary = known["monetary_repeat_mean"].to_numpy(dtype=float)
+        repeat = freq > 0
+        usable = repeat & (monetary > 0)  # NaN compares False
+        if usable.sum() < MIN_CUSTOMERS:
+            raise CLVModelError(
+                f"only {int(usable.sum())} repeat buyers with positive spend: too few to fit "
+                "Gamma-Gamma"
+            )
+        spend = _fit_spend(freq[usable], monetary[usable], self.penalizer)
+        self.spend_frequency_corr_ = _spend_frequency_corr(freq[usable], monetary[usable])
+        if abs(self.spend_frequency_corr_) > 0.3:
+            log.warning(
+                "Gamma-Gamma assumes spend independent of frequency; their correlation is %.2f",
+                self.spend_frequency_corr_,
+            )
+        self.model_ = kind
+        self.params_ = {**counts.params, **spend}
+        self.log_likelihood_ = counts.log_likelihood
+        self.n_customers_ = counts.n_customers
+        self.n_rows_fitted_ = counts.n_rows
+        self.n_spend_customers_ = int(usable.sum())
+        self.n_spend_excluded_ = int((repeat & ~usable).sum())
+        self.fit_window_ = None
+        if as_of is not None:
+            end = pd.Timestamp(as_of)
+            start = end - pd.Timedelta(days=float(known["T_days"].max()))
+            self.fit_window_ = {"start": start.isoformat(), "end": end.isoformat()}
         return self
 
-    def _bgf(self) -> BetaGeoFitter:
-        bgf = BetaGeoFitter(penalizer_coef=self.penalizer)
-        bgf.params_ = pd.Series({k: self.params_[k] for k in ("r", "alpha", "a", "b")})
-        return bgf
+    def _count_fitter(self):
+        fitter_class, names = COUNT_MODELS[self.model_]
+        fitter = fitter_class()
+        fitter.params_ = pd.Series({k: self.params_[k] for k in names})
+        return fitter
 
-    def _ggf(self) -> GammaGammaFitter:
-        ggf = GammaGammaFitter(penalizer_coef=self.penalizer)
-        ggf.params_ = pd.Series({k: self.params_[k] for k in ("p", "q", "v")})
-        return ggf
+    def _spend_fitter(self) -> GammaGammaFitter:
+        fitter = GammaGammaFitter()
+        fitter.params_ = pd.Series({k: self.params_[k] for k in SPEND_PARAMS})
+        return fitter
 
     def predict(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
         """P(alive), expected purchases and discounted CLV over ``horizon_days``.
@@ -130,31 +526,55 @@ class CLVModel:
         Returns
         -------
         DataFrame indexed like ``summary`` with columns :data:`OUTPUT_COLUMNS`:
-        ``expected_order_value`` in currency (Gamma-Gamma conditional mean), ``clv`` in currency,
-        the monthly-discounted expected spend over the horizon.
+        ``expected_purchases`` over the horizon (conditional expectation, FHL 2005a eq. 10 for
+        BG/NBD), ``expected_order_value`` in currency (Gamma-Gamma conditional mean, note 025
+        eq. 5), ``clv`` in currency: the expected spend over the horizon, discounted month by
+        month at ``annual_discount_rate``.
+
+        Raises
+        ------
+        CLVModelError
+            Some prediction is not finite (never returned as NaN).
         """
-        u = self.time_unit_days
-        freq = summary["frequency"].fillna(0).to_numpy(dtype=float)
-        rec = summary["recency_days"].fillna(0).to_numpy(dtype=float) / u
+        u = self.unit_days
         fallback_t = summary.get("tenure_days", 0.0)
         t_days = summary["T_days"].fillna(fallback_t).fillna(0).clip(lower=0)
-        t = t_days.to_numpy(dtype=float) / u
-        bgf, ggf = self._bgf(), self._ggf()
-        p_alive = bgf.conditional_probability_alive(freq, rec, t)
+        freq, rec, t = self._clock(summary, t_days)
+        with np.errstate(all="ignore"):  # non-finite results are caught below, by name
+            out = self._predict(freq, rec, t, summary, horizon_days=horizon_days)
+        bad = ~np.isfinite(out.to_numpy()).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CLVModelError(
+                f"{int(bad.sum())} customers got non-finite CLV predictions, e.g. frequency "
+                f"{freq[i]:g}, recency {rec[i]:g}, T {t[i]:g} (units of {u:g} days); refit "
+                f"with {_suggest(self.penalizer)}"
+            )
+        return out
+
+    def _predict(self, freq, rec, t, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
+        u = self.unit_days
+        counts = self._count_fitter()
+        p_alive = np.asarray(counts.conditional_probability_alive(freq, rec, t), dtype=float)
         monetary = summary["monetary_repeat_mean"].fillna(0).clip(lower=0).to_numpy(dtype=float)
-        order_value = np.asarray(ggf.conditional_expected_average_profit(freq, monetary))
+        order_value = np.asarray(
+            self._spend_fitter().conditional_expected_average_profit(freq, monetary), dtype=float
+        )
         # Discount month by month: sum_k [E N(t_k) - E N(t_{k-1})] * m / (1 + d)^(t_k / 365).
         steps = np.append(np.arange(30.0, horizon_days, 30.0), horizon_days)
         cum_prev = np.zeros_like(freq)
         clv = np.zeros_like(freq)
         for step in steps:
-            cum = bgf.conditional_expected_number_of_purchases_up_to_time(step / u, freq, rec, t)
+            cum = np.asarray(
+                counts.conditional_expected_number_of_purchases_up_to_time(step / u, freq, rec, t),
+                dtype=float,
+            )
             clv += (cum - cum_prev) * order_value / (1 + self.annual_discount_rate) ** (step / 365)
             cum_prev = cum
         return pd.DataFrame(
             {
-                "p_alive": np.asarray(p_alive, dtype=float),
-                "expected_purchases": np.asarray(cum_prev, dtype=float),
+                "p_alive": p_alive,
+                "expected_purchases": cum_prev,
                 "expected_order_value": order_value,
                 "clv": np.clip(clv, 0, None),
             },
@@ -162,26 +582,62 @@ class CLVModel:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready parameters and settings."""
+        """JSON-ready parameters, settings and fit metadata (layout :data:`FORMAT`)."""
         return {
-            "kind": "bgnbd+gammagamma",
-            "time_unit_days": self.time_unit_days,
+            "format": FORMAT,
+            "kind": f"{self.model_.replace('_', '')}+gammagamma",
+            "model": self.model_,
+            "model_requested": self.model,
+            "time_unit": next(
+                (k for k, v in TIME_UNITS.items() if v == self.unit_days),
+                f"{self.unit_days:g} days",
+            ),
+            "time_unit_days": self.unit_days,
+            "observation_end": self.observation_end,
             "penalizer": self.penalizer,
             "annual_discount_rate": self.annual_discount_rate,
             "params": self.params_,
             "n_customers": self.n_customers_,
+            "n_rows_fitted": self.n_rows_fitted_,
+            "fit_window": self.fit_window_,
+            "diagnostics": {
+                "log_likelihood": self.log_likelihood_,
+                "selection": self.selection_,
+                "spend_frequency_corr": _finite_or_none(self.spend_frequency_corr_),
+                "n_spend_customers": self.n_spend_customers_,
+                "n_spend_excluded": self.n_spend_excluded_,
+            },
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CLVModel:
-        """Rebuild a fitted model from :meth:`to_dict` output."""
-        if data.get("kind") != "bgnbd+gammagamma":
-            raise ValueError(f"unknown CLV model kind {data.get('kind')!r}")
+        """Rebuild a fitted model from :meth:`to_dict` output (this format or format 1)."""
+        version = int(data.get("format", 1))
+        if version == 1:
+            if data.get("kind") != "bgnbd+gammagamma":
+                raise ValueError(f"unknown CLV model kind {data.get('kind')!r}")
+            data = {**data, "model": "bgnbd", "observation_end": "as_of"}
+        elif version != FORMAT:
+            raise ValueError(f"CLV model format {version}: this code reads formats 1 to {FORMAT}")
+        if data["model"] not in COUNT_MODELS:
+            raise ValueError(f"unknown CLV purchase model {data['model']!r}")
         model = cls(
+            model=data.get("model_requested", data["model"]),
+            time_unit=data.get("time_unit", "weeks"),
             time_unit_days=float(data["time_unit_days"]),
             penalizer=float(data["penalizer"]),
             annual_discount_rate=float(data["annual_discount_rate"]),
+            observation_end=data["observation_end"],
         )
+        model.model_ = data["model"]
         model.params_ = {k: float(v) for k, v in data["params"].items()}
         model.n_customers_ = int(data["n_customers"])
+        model.n_rows_fitted_ = data.get("n_rows_fitted")
+        model.fit_window_ = data.get("fit_window")
+        diagnostics = data.get("diagnostics", {})
+        model.log_likelihood_ = diagnostics.get("log_likelihood")
+        model.selection_ = diagnostics.get("selection")
+        model.spend_frequency_corr_ = diagnostics.get("spend_frequency_corr")
+        model.n_spend_customers_ = diagnostics.get("n_spend_customers")
+        model.n_spend_excluded_ = diagnostics.get("n_spend_excluded")
         return model

@@ -24,7 +24,8 @@ from features.catalogue import catalogue_markdown
 from features.transactions import T_DAYS
 from models.bundle import Bundle
 from models.churn import ChurnModel
-from models.clv import CLVModel
+from models.clv import CLVModel, CLVModelError
+from models.clv_evaluation import calibration_holdout, evaluate_holdout, plots
 from training import tracking
 from training.baselines import baseline_metrics
 from training.config import TrainSettings
@@ -85,7 +86,7 @@ def fit_clv(loaded: LoadedTables, plan: CutoffPlan) -> CLVModel | None:
     if loaded.tables.transactions is None:
         return None
     summary = build_features(loaded.tables, as_of=plan.data_end)
-    return CLVModel().fit(summary.dropna(subset=[T_DAYS]))
+    return CLVModel().fit(summary.dropna(subset=[T_DAYS]), as_of=plan.data_end)
 
 
 def evaluate(
@@ -107,6 +108,33 @@ def evaluate(
     for name, values in baselines.items():
         metrics.update({f"baseline.{name}.{k}": v for k, v in values.items()})
     return metrics, prob
+
+
+def evaluate_clv(
+    loaded: LoadedTables, plan: CutoffPlan, run: tracking.TrainingRun
+) -> dict[str, float]:
+    """Calibration/holdout evaluation of the CLV model at the validation cutoff: fitted on
+    purchases before it, compared with the horizon after it and with the naive baseline; the
+    metrics, the conditional-expectation and decile tables and their plots go to MLflow."""
+    if loaded.tables.transactions is None:
+        return {}
+    end = plan.validation + pd.Timedelta(days=plan.horizon_days)
+    summary, actuals = calibration_holdout(
+        loaded.tables.transactions, cutoff=plan.validation, end=end
+    )
+    try:
+        model = CLVModel().fit(summary, as_of=plan.validation)
+    except CLVModelError as exc:
+        log.warning("CLV holdout evaluation skipped: %s", exc)
+        return {}
+    evaluation = evaluate_holdout(model, summary, actuals, horizon_days=plan.horizon_days)
+    run.text(
+        evaluation.conditional_expectation.to_csv(index=False), "clv/conditional_expectation.csv"
+    )
+    run.text(evaluation.deciles.to_csv(index=False), "clv/deciles.csv")
+    for name, png in plots(evaluation).items():
+        run.png(png, f"clv/{name}")
+    return {f"clv_holdout.{k}": v for k, v in evaluation.metrics.items()}
 
 
 def gate(
@@ -193,6 +221,10 @@ def train(settings: TrainSettings) -> TrainResult:
             clv = fit_clv(loaded, plan)
             if clv is not None:
                 run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
+                run.dict(clv.to_dict(), "clv/model.json")
+
+        with step("clv_evaluate"):
+            run.metrics(evaluate_clv(loaded, plan, run))
 
         with step("evaluate"):
             metrics, prob = evaluate(churn, frames, plan, settings)

@@ -80,6 +80,13 @@ class TrainingRun:
     def dict(self, data: dict[str, Any], name: str) -> None:
         mlflow.log_dict(data, name)
 
+    def png(self, data: bytes, name: str) -> None:
+        """PNG bytes as a run artifact at ``name``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            path.write_bytes(data)
+            mlflow.log_artifact(str(path), artifact_path=str(Path(name).parent) or None)
+
     def file(self, path: Path) -> None:
         """A local file as a run artifact (when it exists)."""
         if path.is_file():

@@ -1,4 +1,5 @@
-"""CLV model: published CDNOW parameters, JSON round trip, sane outputs."""
+"""CLV model: published CDNOW parameters, the three count models, convergence errors, the T
+convention, JSON round trip (both formats), sane outputs."""
 
 import json
 from importlib.resources import files
@@ -6,14 +7,23 @@ from importlib.resources import files
 import numpy as np
 import pandas as pd
 import pytest
+from lifetimes import BetaGeoFitter
 
-from models.clv import CLVModel
+from models.clv import (
+    COUNT_MODELS,
+    FORMAT,
+    CLVModel,
+    CLVModelError,
+    fit_purchases,
+    purchase_log_likelihood,
+)
 
 
 @pytest.fixture(scope="module")
 def cdnow() -> pd.DataFrame:
     """The published CDNOW calibration summary (Fader, Hardie & Lee 2005), shipped in lifetimes,
-    in weeks; converted to the feature builder's day columns."""
+    in weeks; converted to the feature builder's day columns. Its T already runs to the last
+    day observed (1997-09-30), so models read it with ``observation_end="as_of"``."""
     path = files("lifetimes") / "datasets" / "cdnow_customers_summary_with_transactions.csv"
     raw = pd.read_csv(str(path))
     return pd.DataFrame(
@@ -23,30 +33,163 @@ def cdnow() -> pd.DataFrame:
             "T_days": raw["T"] * 7,
             "monetary_repeat_mean": raw["zbar"],
         }
-    )
+    ).set_index(pd.Index(raw["ID"].astype(str), name="customer_id"))
 
 
 @pytest.fixture(scope="module")
 def fitted(cdnow) -> CLVModel:
-    return CLVModel(time_unit_days=7).fit(cdnow)
+    return CLVModel(time_unit_days=7, observation_end="as_of").fit(cdnow)
 
 
 def test_bgnbd_reproduces_published_cdnow_parameters(fitted):
     p = fitted.params_
-    # Fader, Hardie & Lee (2005), BG/NBD on CDNOW: r .243, alpha 4.414, a .793, b 2.426
+    # Fader, Hardie & Lee (2005a), BG/NBD on CDNOW: r .243, alpha 4.414, a .793, b 2.426, LL -9582.4
     assert p["r"] == pytest.approx(0.243, abs=5e-4)
     assert p["alpha"] == pytest.approx(4.414, abs=5e-4)
     assert p["a"] == pytest.approx(0.793, abs=5e-4)
     assert p["b"] == pytest.approx(2.426, abs=5e-4)
+    assert fitted.log_likelihood_ == pytest.approx(-9582.4, abs=0.05)
     # compressed fit: far fewer rows than customers
     assert fitted.n_customers_ == 2357 and fitted.n_rows_fitted_ < 2357
 
 
+def test_gamma_gamma_reproduces_published_cdnow_parameters(fitted):
+    # Fader, Hardie & Lee (2005b) / lifetimes' docs, on the published summary: p 6.25, q 3.74,
+    # gamma 15.44
+    p = fitted.params_
+    assert p["p"] == pytest.approx(6.25, abs=0.01)
+    assert p["q"] == pytest.approx(3.74, abs=0.01)
+    assert p["v"] == pytest.approx(15.44, abs=0.01)
+    # the assumption Gamma-Gamma rests on, reported: frequency and spend nearly uncorrelated
+    assert 0 < fitted.spend_frequency_corr_ < 0.2
+    assert fitted.n_spend_customers_ == 946 and fitted.n_spend_excluded_ == 0
+
+
+def test_pareto_nbd_reproduces_published_cdnow_parameters(cdnow):
+    # Fader, Hardie & Lee (2005), note 008: r .5533, alpha 10.5776, s .6061, beta 11.6650, LL -9595.0
+    model = CLVModel(model="pareto_nbd", observation_end="as_of").fit(cdnow)
+    p = model.params_
+    assert p["r"] == pytest.approx(0.5533, abs=1e-3)
+    assert p["alpha"] == pytest.approx(10.5776, abs=0.01)
+    assert p["s"] == pytest.approx(0.6061, abs=1e-3)
+    assert p["beta"] == pytest.approx(11.665, abs=0.01)
+    assert model.log_likelihood_ == pytest.approx(-9595.0, abs=0.05)
+
+
+def test_compressed_fit_matches_plain_lifetimes_fit(cdnow):
+    x, r, t = cdnow["frequency"], cdnow["recency_days"] / 7, cdnow["T_days"] / 7
+    ours = fit_purchases(x, r, t, model="bgnbd")
+    plain = BetaGeoFitter().fit(x, r, t)
+    for k, v in plain.params_.items():
+        assert ours.params[k] == pytest.approx(v, rel=1e-4)
+    assert ours.n_rows < ours.n_customers == 2357
+
+
+@pytest.mark.parametrize("model", list(COUNT_MODELS))
+def test_warm_start_from_the_coarse_grid_changes_nothing(cdnow, model, monkeypatch):
+    x, r, t = cdnow["frequency"], cdnow["recency_days"] / 7, cdnow["T_days"] / 7
+    cold = fit_purchases(x, r, t, model=model)
+    monkeypatch.setattr("models.clv.WARM_START_ROWS", 0)
+    warm = fit_purchases(x, r, t, model=model)
+    for k, v in cold.params.items():
+        assert warm.params[k] == pytest.approx(v, rel=1e-4)
+
+
+@pytest.mark.parametrize("model", list(COUNT_MODELS))
+def test_each_count_model_fits_and_round_trips(cdnow, model):
+    fitted = CLVModel(model=model, observation_end="as_of").fit(cdnow)
+    assert fitted.model_ == model
+    assert set(fitted.params_) == {*COUNT_MODELS[model][1], "p", "q", "v"}
+    assert fitted.log_likelihood_ == pytest.approx(
+        purchase_log_likelihood(
+            model,
+            fitted.params_,
+            cdnow["frequency"],
+            cdnow["recency_days"] / 7,
+            cdnow["T_days"] / 7,
+        )
+    )
+    again = CLVModel.from_dict(json.loads(json.dumps(fitted.to_dict(), allow_nan=False)))
+    a = fitted.predict(cdnow, horizon_days=273)
+    pd.testing.assert_frame_equal(a, again.predict(cdnow, horizon_days=273))
+    assert np.isfinite(a.to_numpy()).all() and a["p_alive"].between(0, 1).all()
+    # the three models agree on the population's holdout purchases within a few percent
+    assert a["expected_purchases"].sum() == pytest.approx(1650, rel=0.05)
+
+
+def test_auto_chooses_by_holdout_log_likelihood(cdnow):
+    model = CLVModel(model="auto", observation_end="as_of").fit(cdnow)
+    scores = model.selection_
+    assert set(scores) == set(COUNT_MODELS)
+    assert model.model_ == max(scores, key=scores.get)
+    assert model.to_dict()["model_requested"] == "auto"
+    # deterministic: the held-out customers are chosen by a hash of their ids
+    assert CLVModel(model="auto", observation_end="as_of").fit(cdnow).selection_ == scores
+
+
 def test_json_round_trip_predicts_identically(fitted, cdnow):
-    again = CLVModel.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    data = fitted.to_dict()
+    assert data["format"] == FORMAT and data["kind"] == "bgnbd+gammagamma"
+    assert data["time_unit"] == "weeks" and data["time_unit_days"] == 7
+    assert data["observation_end"] == "as_of" and data["model_requested"] == "bgnbd"
+    again = CLVModel.from_dict(json.loads(json.dumps(data)))
     a = fitted.predict(cdnow, horizon_days=90)
     b = again.predict(cdnow, horizon_days=90)
     pd.testing.assert_frame_equal(a, b)
+    assert again.to_dict() == data
+
+
+def test_first_format_still_loads_and_predicts_as_before(fitted, cdnow):
+    """A format-1 dict (no ``format`` key) took ``T_days`` as given."""
+    old = {
+        "kind": "bgnbd+gammagamma",
+        "time_unit_days": 7.0,
+        "penalizer": 0.0,
+        "annual_discount_rate": 0.1,
+        "params": fitted.params_,
+        "n_customers": 2357,
+    }
+    loaded = CLVModel.from_dict(old)
+    assert loaded.observation_end == "as_of" and loaded.model_ == "bgnbd"
+    pd.testing.assert_frame_equal(
+        loaded.predict(cdnow, horizon_days=90), fitted.predict(cdnow, horizon_days=90)
+    )
+    # and saves in the current format, keeping what it was fitted with
+    again = CLVModel.from_dict(json.loads(json.dumps(loaded.to_dict(), allow_nan=False)))
+    assert again.to_dict()["format"] == FORMAT and again.observation_end == "as_of"
+    pd.testing.assert_frame_equal(
+        again.predict(cdnow, horizon_days=90), fitted.predict(cdnow, horizon_days=90)
+    )
+    with pytest.raises(ValueError, match="reads formats"):
+        CLVModel.from_dict({**fitted.to_dict(), "format": FORMAT + 1})
+
+
+def test_fit_window_recorded(cdnow):
+    model = CLVModel(observation_end="as_of").fit(cdnow, as_of=pd.Timestamp("1997-10-01", tz="UTC"))
+    window = model.to_dict()["fit_window"]
+    assert window["end"] == "1997-10-01T00:00:00+00:00"
+    assert pd.Timestamp(window["start"]) < pd.Timestamp("1997-01-02", tz="UTC")
+
+
+def test_last_day_convention_counts_T_to_the_day_before_as_of(fitted, cdnow):
+    """The feature frame's T runs to as_of (midnight after the last day observed); the model's
+    T to the last day observed, as in the papers: T_days 273 reads as T 272 days."""
+    as_features = cdnow.assign(T_days=np.round(cdnow["T_days"]) + 1)
+    last_day = CLVModel.from_dict({**fitted.to_dict(), "observation_end": "last_day"})
+    pd.testing.assert_frame_equal(
+        last_day.predict(as_features, horizon_days=90),
+        fitted.predict(cdnow.assign(T_days=np.round(cdnow["T_days"])), horizon_days=90),
+    )
+
+
+def test_time_unit_does_not_change_predictions(cdnow):
+    weeks = CLVModel(time_unit="weeks", observation_end="as_of").fit(cdnow)
+    days = CLVModel(time_unit="days", observation_end="as_of").fit(cdnow)
+    assert days.params_["alpha"] == pytest.approx(7 * weeks.params_["alpha"], rel=1e-3)
+    assert days.params_["r"] == pytest.approx(weeks.params_["r"], rel=1e-3)
+    a = weeks.predict(cdnow, horizon_days=180)
+    b = days.predict(cdnow, horizon_days=180)
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=2e-3, atol=1e-6)
 
 
 def test_outputs_are_sane(fitted, cdnow):
@@ -58,6 +201,11 @@ def test_outputs_are_sane(fitted, cdnow):
     # discounting: zero discount gives more value than 10% a year
     undiscounted = CLVModel.from_dict({**fitted.to_dict(), "annual_discount_rate": 0.0})
     assert undiscounted.predict(cdnow, horizon_days=365)["clv"].sum() > longer["clv"].sum()
+    # with no discount, CLV is expected purchases times expected order value
+    flat = undiscounted.predict(cdnow, horizon_days=365)
+    np.testing.assert_allclose(
+        flat["clv"], flat["expected_purchases"] * flat["expected_order_value"], rtol=1e-9
+    )
 
 
 def test_customers_without_purchases_get_finite_scores(fitted):
@@ -72,3 +220,69 @@ def test_customers_without_purchases_get_finite_scores(fitted):
     )
     out = fitted.predict(new, horizon_days=90)
     assert np.isfinite(out.to_numpy()).all()
+
+
+def _summary(frequency, recency, T, monetary) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "frequency": frequency,
+            "recency_days": recency,
+            "T_days": T,
+            "monetary_repeat_mean": monetary,
+        }
+    )
+
+
+def test_non_positive_spend_is_excluded_and_counted(cdnow):
+    spoiled = cdnow.copy()
+    repeat = spoiled.index[spoiled["frequency"] > 0][:7]
+    spoiled.loc[repeat[:4], "monetary_repeat_mean"] = 0.0
+    spoiled.loc[repeat[4:], "monetary_repeat_mean"] = -5.0
+    model = CLVModel(observation_end="as_of").fit(spoiled)
+    assert model.n_spend_excluded_ == 7 and model.n_spend_customers_ == 946 - 7
+    assert model.to_dict()["diagnostics"]["n_spend_excluded"] == 7
+
+
+def _homogeneous(n: int = 300) -> pd.DataFrame:
+    """Repeat purchases spread evenly: no heterogeneity in dropout for BG/NBD to find."""
+    rng = np.random.default_rng(3)
+    freq = rng.integers(1, 6, n).astype(float)
+    T = rng.integers(100, 300, n).astype(float)
+    rec = np.minimum(np.floor(T * rng.random(n)) + 1, T - 1)
+    return _summary(freq, rec, T, rng.gamma(4.0, 10.0, n))
+
+
+def test_boundary_parameters_raise_a_clear_error_and_the_penalizer_helps():
+    with pytest.raises(CLVModelError, match=r"bgnbd: parameters .* ran to the boundary.*penalizer"):
+        CLVModel().fit(_homogeneous())
+    model = CLVModel(penalizer=0.001).fit(_homogeneous())
+    assert all(np.isfinite(v) for v in model.params_.values())
+
+
+def test_no_repeat_purchases_raise_a_clear_error():
+    n = 200
+    summary = _summary(np.zeros(n), np.zeros(n), np.linspace(30, 300, n), np.nan)
+    with pytest.raises(CLVModelError, match="no customer has a repeat purchase"):
+        CLVModel().fit(summary)
+
+
+def test_degenerate_spend_raises_a_clear_error(cdnow):
+    """Every repeat buyer spends exactly the same: Gamma-Gamma's shape runs off."""
+    same = cdnow.assign(
+        monetary_repeat_mean=cdnow["monetary_repeat_mean"].where(cdnow["frequency"] == 0, 20.0)
+    )
+    with pytest.raises(CLVModelError, match=r"Gamma-Gamma: .*penalizer"):
+        CLVModel(observation_end="as_of").fit(same)
+
+
+def test_non_finite_predictions_raise_instead_of_nan(fitted, cdnow):
+    broken = CLVModel.from_dict(
+        {**fitted.to_dict(), "params": {**fitted.params_, "a": 1.0}}  # (a-1) divides eq. (10)
+    )
+    with pytest.raises(CLVModelError, match="non-finite"):
+        broken.predict(cdnow, horizon_days=90)
+
+
+def test_too_few_customers():
+    with pytest.raises(CLVModelError, match="too few"):
+        CLVModel().fit(_summary([1, 2], [10, 20], [30, 40], [5.0, 6.0]))

@@ -65,7 +65,10 @@ def test_run_logs_inputs_report_and_bundle(trained):
         "surveys",
     }
     names = {a.path for a in client.list_artifacts(first.run_id)}
-    assert {"report.html", "bundle", "feature_catalogue.md", "quarantine_counts.json"} <= names
+    assert {"report.html", "bundle", "feature_catalogue.md", "quarantine_counts.json", "clv"} <= names
+    clv_files = {a.path for a in client.list_artifacts(first.run_id, "clv")}
+    assert {"clv/deciles.csv", "clv/clv_deciles.png", "clv/model.json"} <= clv_files
+    assert "clv_holdout.purchases_mae" in runs[0].data.metrics
     html = tracking.download_report(settings, first.version, settings.scores_dir.parent / "rep")
     assert "Model vs baselines vs oracle" in html.read_text()
 

@@ -1,0 +1,307 @@
+"""CLV on a calibration/holdout split: the checks of the BG/NBD literature, and a naive baseline.
+
+A CLV model fitted on purchases before a cutoff predicts each calibration customer's repeat
+purchases and spend over the holdout window that follows; the holdout's actual purchases (same
+day merged, as in calibration) and spend say how well. As in Fader, Hardie & Lee (2005a), the
+population is the calibration cohort: customers first seen in the holdout are not predicted.
+
+Reported (:func:`evaluate_holdout`): total predicted vs actual repeat purchases; the conditional
+expectation table by number of calibration repeat purchases (FHL 2005a, Figure 5); per-customer
+mean absolute error; the decile calibration of predicted value vs actual holdout spend;
+Spearman and normalised Gini of predicted CLV vs actual spend; each against a naive baseline,
+the customer's historical purchase rate carried forward (:func:`naive_forecast`). Pure
+functions: DataFrames in, a metrics dict, DataFrames and PNG bytes out; logging is the caller's.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy.stats import spearmanr
+
+from features.transactions import purchase_days, transaction_features
+from models.clv import CLVModel
+
+#: Calibration repeat purchases from this number on share the last row of the conditional
+#: expectation table ("7+", as in FHL 2005a).
+MAX_FREQUENCY = 7
+N_DECILES = 10
+
+
+def holdout_actuals(
+    transactions: pd.DataFrame, *, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """Purchase days and purchase spend per customer in the holdout window ``[start, end)``.
+
+    Same-day purchases merge into one as in calibration (``features.transactions``); refunds
+    are not purchases and do not lower ``spend``, which is what CLV forecasts.
+
+    Returns
+    -------
+    DataFrame indexed by ``customer_id`` with ``purchases`` (int) and ``spend`` (currency);
+    customers without a purchase in the window are absent (treat as zero).
+    """
+    ts = transactions["timestamp"]
+    days = purchase_days(transactions.loc[(ts >= start) & (ts < end)])
+    g = days.groupby("customer_id", sort=True)
+    return pd.DataFrame({"purchases": g.size().astype("int64"), "spend": g["amount"].sum()})
+
+
+def calibration_holdout(
+    transactions: pd.DataFrame, *, cutoff: pd.Timestamp, end: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The calibration summary at ``cutoff`` (purchasers before it, the project's transaction
+    features) and the holdout :func:`holdout_actuals` over ``[cutoff, end)``."""
+    summary = transaction_features(transactions, as_of=cutoff).dropna(subset=["T_days"])
+    return summary, holdout_actuals(transactions, start=cutoff, end=end)
+
+
+def naive_forecast(summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
+    """The historical rate carried forward: ``frequency / T_days`` repeat purchases a day, each
+    worth the customer's mean repeat spend; zero for customers without a repeat purchase.
+
+    Returns ``purchases`` and ``spend`` over ``horizon_days``, indexed like ``summary``.
+    """
+    freq = summary["frequency"].fillna(0).to_numpy(dtype=float)
+    t = summary["T_days"].to_numpy(dtype=float)
+    rate = np.divide(freq, t, out=np.zeros_like(freq), where=(t > 0) & np.isfinite(t))
+    purchases = rate * horizon_days
+    monetary = summary["monetary_repeat_mean"].fillna(0).clip(lower=0).to_numpy(dtype=float)
+    return pd.DataFrame(
+        {"purchases": purchases, "spend": purchases * monetary}, index=summary.index
+    )
+
+
+def spearman(x: np.ndarray | pd.Series, y: np.ndarray | pd.Series) -> float:
+    """Spearman rank correlation (ties averaged); NaN when either side is constant."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def _gini(actual: np.ndarray, score: np.ndarray) -> float:
+    """Gini of ``actual`` ordered by ``score`` (descending): twice the area between the
+    cumulative-gain curve and the diagonal. Tied scores share their gain evenly (trapezoids
+    over each tie group), so the result does not depend on row order."""
+    order = np.argsort(-score, kind="stable")
+    s, a = score[order], actual[order]
+    edges = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True])
+    counts = np.diff(edges)
+    gains = np.add.reduceat(a, edges[:-1])
+    x = np.r_[0.0, np.cumsum(counts)] / len(a)
+    y = np.r_[0.0, np.cumsum(gains)] / a.sum()
+    area = np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2)
+    return float(2 * area - 1)
+
+
+def normalised_gini(actual: np.ndarray | pd.Series, predicted: np.ndarray | pd.Series) -> float:
+    """Gini of ``actual`` ranked by ``predicted`` over the Gini of the perfect ranking: 1 for
+    the perfect order, 0 for a random one. NaN when ``actual`` sums to zero."""
+    a, p = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    if len(a) < 2 or a.sum() <= 0:
+        return float("nan")
+    best = _gini(a, a)
+    return _gini(a, p) / best if best > 0 else float("nan")
+
+
+def conditional_expectation_table(
+    frequency: pd.Series, actual: pd.Series, predicted: dict[str, pd.Series]
+) -> pd.DataFrame:
+    """Mean holdout purchases by number of calibration repeat purchases (FHL 2005a, Fig. 5).
+
+    Rows ``0 .. MAX_FREQUENCY - 1`` and ``"7+"``; columns ``n_customers``, ``actual`` and one
+    per entry of ``predicted`` (e.g. ``model``, ``naive``), all means per customer.
+    """
+    capped = np.minimum(frequency.to_numpy(dtype=int), MAX_FREQUENCY)
+    labels = [str(k) for k in range(MAX_FREQUENCY)] + [f"{MAX_FREQUENCY}+"]
+    frame = pd.DataFrame(
+        {"group": capped, "n_customers": 1, "actual": actual.to_numpy(dtype=float)}
+        | {k: v.to_numpy(dtype=float) for k, v in predicted.items()}
+    )
+    g = frame.groupby("group")
+    out = g[["actual", *predicted]].mean()
+    out.insert(0, "n_customers", g.size())
+    out = out.reindex(range(MAX_FREQUENCY + 1))
+    out.index = pd.Index(labels, name="calibration_repeat_purchases")
+    out["n_customers"] = out["n_customers"].fillna(0).astype("int64")
+    return out
+
+
+def decile_table(
+    predicted_value: pd.Series, actual_spend: pd.Series, *, rank_by: pd.Series
+) -> pd.DataFrame:
+    """Customers in ten equal groups by ``rank_by`` (decile 1 = highest), with the mean
+    predicted value, the mean actual spend and the decile's share of all actual spend.
+
+    Ties in ``rank_by`` are broken by row order only to make equal-sized groups.
+    """
+    n = len(rank_by)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(-rank_by.to_numpy(dtype=float), kind="stable")] = np.arange(n)
+    decile = rank * N_DECILES // max(n, 1) + 1
+    frame = pd.DataFrame(
+        {
+            "decile": decile,
+            "predicted": predicted_value.to_numpy(dtype=float),
+            "actual": actual_spend.to_numpy(dtype=float),
+        }
+    )
+    g = frame.groupby("decile")
+    out = pd.DataFrame(
+        {
+            "n_customers": g.size(),
+            "predicted_mean": g["predicted"].mean(),
+            "actual_mean": g["actual"].mean(),
+            "actual_share": g["actual"].sum() / max(frame["actual"].sum(), 1e-12),
+        }
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class HoldoutEvaluation:
+    """What :func:`evaluate_holdout` measured.
+
+    metrics : flat ``name -> float`` (ready for ``mlflow.log_metrics`` under a prefix).
+    customers : per calibration customer: ``frequency``, predicted and actual purchases, the
+        naive purchases, ``clv`` (discounted), ``expected_spend`` (undiscounted), the naive
+        spend and the actual spend.
+    conditional_expectation : :func:`conditional_expectation_table` (model and naive).
+    deciles : :func:`decile_table` of ``expected_spend`` vs actual spend, ranked by ``clv``.
+    """
+
+    metrics: dict[str, float]
+    customers: pd.DataFrame
+    conditional_expectation: pd.DataFrame
+    deciles: pd.DataFrame
+
+
+def evaluate_holdout(
+    model: CLVModel, summary: pd.DataFrame, actuals: pd.DataFrame, *, horizon_days: float
+) -> HoldoutEvaluation:
+    """Score ``model`` (fitted on ``summary``'s purchases) against the holdout.
+
+    Parameters
+    ----------
+    model : a fitted :class:`CLVModel`.
+    summary : the calibration feature frame at the cutoff (customers with a purchase before
+        it; rows without ``T_days`` are dropped).
+    actuals : :func:`holdout_actuals` for ``[cutoff, cutoff + horizon_days)``.
+    horizon_days : the holdout's length.
+
+    Metrics
+    -------
+    ``purchases_actual``, ``purchases_predicted``, ``purchases_naive`` (totals),
+    ``purchases_error_pct`` and ``purchases_error_pct_naive`` (total predicted / actual - 1,
+    in percent), ``purchases_mae`` and ``purchases_mae_naive`` (per customer),
+    ``spend_actual``, ``spend_predicted`` (undiscounted), ``clv_predicted`` (discounted),
+    ``spend_naive``, ``spend_mae`` and ``spend_mae_naive``, ``clv_spearman`` and
+    ``clv_spearman_naive``, ``clv_gini`` and ``clv_gini_naive`` (normalised), ``n_customers``,
+    ``horizon_days``.
+    """
+    cohort = summary.dropna(subset=["T_days"])
+    pred = model.predict(cohort, horizon_days=horizon_days)
+    naive = naive_forecast(cohort, horizon_days=horizon_days)
+    actual = actuals.reindex(cohort.index).fillna(0.0)
+    customers = pd.DataFrame(
+        {
+            "frequency": cohort["frequency"].astype("int64"),
+            "purchases_actual": actual["purchases"],
+            "purchases_predicted": pred["expected_purchases"],
+            "purchases_naive": naive["purchases"],
+            "spend_actual": actual["spend"],
+            "clv": pred["clv"],
+            "expected_spend": pred["expected_purchases"] * pred["expected_order_value"],
+            "spend_naive": naive["spend"],
+        },
+        index=cohort.index,
+    )
+    c = customers
+    total = float(c["purchases_actual"].sum())
+
+    def error_pct(predicted: pd.Series) -> float:
+        return 100 * (float(predicted.sum()) / total - 1) if total > 0 else float("nan")
+
+    metrics = {
+        "n_customers": float(len(c)),
+        "horizon_days": float(horizon_days),
+        "purchases_actual": total,
+        "purchases_predicted": float(c["purchases_predicted"].sum()),
+        "purchases_naive": float(c["purchases_naive"].sum()),
+        "purchases_error_pct": error_pct(c["purchases_predicted"]),
+        "purchases_error_pct_naive": error_pct(c["purchases_naive"]),
+        "purchases_mae": float((c["purchases_predicted"] - c["purchases_actual"]).abs().mean()),
+        "purchases_mae_naive": float((c["purchases_naive"] - c["purchases_actual"]).abs().mean()),
+        "spend_actual": float(c["spend_actual"].sum()),
+        "spend_predicted": float(c["expected_spend"].sum()),
+        "clv_predicted": float(c["clv"].sum()),
+        "spend_naive": float(c["spend_naive"].sum()),
+        "spend_mae": float((c["expected_spend"] - c["spend_actual"]).abs().mean()),
+        "spend_mae_naive": float((c["spend_naive"] - c["spend_actual"]).abs().mean()),
+        "clv_spearman": spearman(c["clv"], c["spend_actual"]),
+        "clv_spearman_naive": spearman(c["spend_naive"], c["spend_actual"]),
+        "clv_gini": normalised_gini(c["spend_actual"], c["clv"]),
+        "clv_gini_naive": normalised_gini(c["spend_actual"], c["spend_naive"]),
+    }
+    table = conditional_expectation_table(
+        c["frequency"],
+        c["purchases_actual"],
+        {"model": c["purchases_predicted"], "naive": c["purchases_naive"]},
+    )
+    deciles = decile_table(c["expected_spend"], c["spend_actual"], rank_by=c["clv"])
+    return HoldoutEvaluation(metrics, customers, table, deciles)
+
+
+def conditional_expectation_figure(evaluation: HoldoutEvaluation) -> Figure:
+    """Mean holdout purchases by calibration repeat purchases: actual, model, naive."""
+    table = evaluation.conditional_expectation
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    x = np.arange(len(table))
+    ax.plot(x, table["actual"], "o-", color="black", label="actual")
+    ax.plot(x, table["model"], "s--", label="model")
+    ax.plot(x, table["naive"], "^:", label="naive (rate carried forward)")
+    ax.set_xticks(x, table.index)
+    ax.set_xlabel("repeat purchases in calibration")
+    ax.set_ylabel("mean repeat purchases in holdout")
+    ax.set_title("Conditional expectation, holdout")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def decile_figure(evaluation: HoldoutEvaluation) -> Figure:
+    """Mean predicted (undiscounted) vs actual holdout spend by predicted-CLV decile."""
+    table = evaluation.deciles
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["predicted_mean"], width=0.4, label="predicted")
+    ax.bar(x + 0.2, table["actual_mean"], width=0.4, color="black", label="actual")
+    ax.set_xticks(x, table.index)
+    ax.set_xlabel("decile of predicted CLV (1 = highest)")
+    ax.set_ylabel("mean spend per customer, holdout")
+    ax.set_title("CLV decile calibration")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """A figure rendered as PNG."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def plots(evaluation: HoldoutEvaluation) -> dict[str, bytes]:
+    """The evaluation's plots as PNG bytes, by artifact file name."""
+    return {
+        "clv_conditional_expectation.png": png_bytes(conditional_expectation_figure(evaluation)),
+        "clv_deciles.png": png_bytes(decile_figure(evaluation)),
+    }
