@@ -17,6 +17,7 @@ from bench.report import Figure, print_figures
 BENCHMARKS: dict[str, str] = {
     "clv": "bench.clv",
     "features": "bench.features",
+    "serving": "bench.serving",
 }
 
 

@@ -76,15 +76,21 @@ def _blank(s: pd.Series) -> pd.Series:
     return as_str.isna() | (as_str.str.strip() == "")
 
 
+def _to_ns(parsed: pd.Series) -> pd.Series:
+    """UTC nanosecond timestamps; values outside their range (1677-2262, e.g. the common
+    "no end date" marker 9999-12-31) become NaT, so the row is quarantined, not fatal."""
+    lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    in_range = (parsed >= lo) & (parsed <= hi)
+    return parsed.where(in_range).astype("datetime64[ns, UTC]")
+
+
 def parse_timestamps(s: pd.Series) -> pd.Series:
     """ISO-8601 strings, dates or datetimes to UTC; naive values are UTC; failures are NaT."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        return _to_ns(s.dt.tz_convert("UTC"))
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return s.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
-    return pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601").astype(
-        "datetime64[ns, UTC]"
-    )
+        return _to_ns(s.dt.tz_localize("UTC"))
+    return _to_ns(pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601"))
 
 
 def _numeric(s: pd.Series) -> pd.Series:

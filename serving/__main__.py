@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         log_config=log_config(),
         server_header=False,
+        # SIGTERM stops accepting connections and lets requests in flight finish (bounded).
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
 

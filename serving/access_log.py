@@ -1,4 +1,4 @@
-"""Access log: method, route template, status and latency per request, nothing more.
+"""Access log and request metrics: method, route template, status and latency per request.
 
 Uvicorn's own access log writes the raw path and query string, which will carry customer ids
 (``/v1/customers/{customer_id}``); this middleware logs the route *template* instead. It is a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,8 +20,16 @@ log = logging.getLogger("serving.access")
 class AccessLogMiddleware:
     """Log ``METHOD /route/{template} STATUS LATENCYms`` for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, *, fixed_paths: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        fixed_paths: frozenset[str] = frozenset(),
+        observe: Callable[[str, str, int, float], None] | None = None,
+    ) -> None:
         self.app = app
+        # Called with method, route template, status and seconds (the Prometheus metrics).
+        self.observe = observe
         # Paths without parameters that are served outside the router's route records
         # (FastAPI's /docs and /openapi.json): safe to log as they are.
         self.fixed_paths = fixed_paths
@@ -45,5 +54,7 @@ class AccessLogMiddleware:
             route = getattr(scope.get("route"), "path", None)
             if route is None:
                 route = scope["path"] if scope["path"] in self.fixed_paths else "-"
-            elapsed_ms = (time.perf_counter() - start) * 1000
-            log.info("%s %s %d %.2fms", scope["method"], route, status, elapsed_ms)
+            elapsed = time.perf_counter() - start
+            log.info("%s %s %d %.2fms", scope["method"], route, status, elapsed * 1000)
+            if self.observe is not None:
+                self.observe(scope["method"], route, status, elapsed)

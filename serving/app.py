@@ -17,10 +17,9 @@ from serving.access_log import AccessLogMiddleware
 from serving.auth import KeyStore
 from serving.body_limit import BodyLimitMiddleware
 from serving.config import Settings, get_settings
-from serving.errors import install_error_handlers
-from serving.routes import health, scores
-from serving.schemas import MAX_CUSTOMER_ID_LENGTH
-from serving.state import ServingState, load_components
+from serving.errors import CatchAllMiddleware, install_error_handlers
+from serving.routes import customers, health, model, predict, scores
+from serving.state import ServingState
 
 API_VERSION = "1"
 DESCRIPTION = """Churn probability, customer lifetime value and value at risk per customer.
@@ -30,16 +29,10 @@ Errors are JSON: `{"error": "<stable code>", "message": "<for people>"}`.
 """
 
 
-def max_body_bytes(settings: Settings) -> int:
-    """The largest request body worth reading: the most ids a request may carry, each at
-    its longest and JSON-escaped (up to 6 bytes a character), plus room for the rest."""
-    return settings.max_customers_per_request * (MAX_CUSTOMER_ID_LENGTH * 6 + 4) + 4096
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the model and the snapshot before the first request is served."""
-    load_components(app.state.serving)
+    app.state.serving.start()
     yield
 
 
@@ -52,12 +45,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.serving = ServingState(settings=settings, key_store=KeyStore(settings.api_keys_file))
+    state = ServingState(settings=settings, key_store=KeyStore(settings.api_keys_file))
+    app.state.serving = state
     install_error_handlers(app)
     # The last middleware added runs first: the access log also sees refused bodies.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes(settings))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     docs = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
-    app.add_middleware(AccessLogMiddleware, fixed_paths=frozenset(p for p in docs if p))
+    app.add_middleware(
+        AccessLogMiddleware,
+        fixed_paths=frozenset(p for p in docs if p),
+        observe=state.metrics.observe,
+    )
+    app.add_middleware(CatchAllMiddleware)
     app.include_router(health.router)
     app.include_router(scores.build_router(settings))
+    app.include_router(customers.build_router(settings))
+    app.include_router(predict.build_router(settings))
+    app.include_router(model.router)
     return app

@@ -46,6 +46,29 @@ class Settings(BaseSettings):
     max_customers_per_request: int = Field(
         1000, ge=1, le=100_000, description="most customer ids one /v1/scores request may ask for"
     )
+    max_predict_customers: int = Field(
+        100, ge=1, le=10_000, description="most customers one /v1/predict request may carry"
+    )
+    max_events_per_customer: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="most transactions, interactions or surveys per customer in /v1/predict",
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="largest request body accepted, bytes (413 above it)",
+    )
+    max_page_size: int = Field(
+        1000, ge=1, le=100_000, description="largest 'limit' of one /v1/at-risk page"
+    )
+    shutdown_grace_seconds: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="on SIGTERM, how long requests in flight may take to finish, seconds",
+    )
     model_cache_dir: Path = Field(
         Path("var/serving-cache"), description="where registered model files are downloaded"
     )

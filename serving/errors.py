@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ HTTP_ERROR_CODES: dict[int, tuple[str, str]] = {
     415: ("unsupported_media_type", "send the body as application/json"),
     429: ("too_many_requests", "too many requests; retry later"),
 }
+
+
+#: Request fields whose keys the client chooses; their keys are never repeated in errors.
+FREE_FORM_FIELDS = frozenset({"attributes"})
 
 
 class ApiError(Exception):
@@ -91,6 +96,11 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
         if err.get("type") == "extra_forbidden" and loc:
             # The last element of the path is the client's own (unexpected) key.
             loc = [*loc[:-1], "<unexpected field>"]
+        # Keys of free-form objects (customer attributes) are client data, not field names.
+        loc = [
+            "<key>" if i > 0 and (loc[i - 1] in FREE_FORM_FIELDS or nxt == "[key]") else part
+            for i, (part, nxt) in enumerate(zip(loc, [*loc[1:], None], strict=True))
+        ]
         details.append({"loc": loc, "message": err.get("msg", ""), "type": err.get("type", "")})
     return details
 
@@ -126,3 +136,83 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """App-wide dependency: a query parameter the route does not declare is a 422, not
+    silently ignored (a misspelt ``risk_bnad=high`` would otherwise return unfiltered
+    results). The parameter's name is client data and is not repeated."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    known = _query_names(route)
+    if any(name not in known for name in request.query_params):
+        raise ApiError(
+            422,
+            "invalid_request",
+            "the request has a query parameter this route does not take; see details",
+            extra={
+                "details": [
+                    {
+                        "loc": ["query", "<unexpected parameter>"],
+                        "message": "unknown query parameter",
+                        "type": "extra_forbidden",
+                    }
+                ]
+            },
+        )
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(route: Any) -> frozenset[str]:
+    """The query parameter names (aliases) a route declares, cached per route."""
+    key = id(route)
+    names = _QUERY_NAMES.get(key)
+    if names is None:
+        found: set[str] = set()
+        stack = [getattr(route, "dependant", None)]
+        while stack:  # the route's own parameters and those of its dependencies
+            dependant = stack.pop()
+            if dependant is None:
+                continue
+            found.update(p.alias for p in dependant.query_params)
+            stack.extend(dependant.dependencies)
+        names = _QUERY_NAMES[key] = frozenset(found)
+    return names
+
+
+class CatchAllMiddleware:
+    """Answer an unexpected exception with the JSON 500 and keep it from reaching uvicorn.
+
+    Starlette's own last-resort handler sends the 500 and then re-raises, after which uvicorn
+    closes the keep-alive connection: the client's *next* request on it fails with a reset.
+    Caught here (the outermost layer), the error is logged once, without a traceback in the
+    response, and the connection stays usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            route = getattr(scope.get("route"), "path", "-")
+            log.exception("unhandled error on %s %s", scope.get("method"), route)
+            if started:
+                raise  # half a response is out: only closing the connection is honest
+            body = error_body("internal_error", "an unexpected error occurred; it has been logged")
+            await JSONResponse(body, status_code=500)(scope, receive, send)

@@ -7,9 +7,18 @@ validated here on every request, so the snapshot loader checks the same constrai
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    field_validator,
+)
 
 #: Longest customer id a request may carry.
 MAX_CUSTOMER_ID_LENGTH = 128
@@ -137,6 +146,8 @@ class ScoresResponse(BaseModel):
 class HealthResponse(BaseModel):
     """Liveness: the process answers."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: Literal["ok"] = "ok"
 
 
@@ -176,3 +187,349 @@ class ValidationErrorResponse(ErrorResponse):
     """A 422: the request does not match the schema."""
 
     details: list[FieldError]
+
+
+# --- /v1/customers, /v1/at-risk ------------------------------------------------------------
+
+
+class AtRiskResponse(BaseModel):
+    """One page of the customers ranked by value at risk (highest first)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "total": 1,
+                    "limit": 50,
+                    "offset": 0,
+                    "as_of": "2026-06-30T00:00:00Z",
+                    "model_version": "3",
+                    "results": [SCORED_EXAMPLE],
+                }
+            ]
+        }
+    )
+
+    total: int = Field(ge=0, description="customers matching the filters, on all pages")
+    limit: int = Field(ge=1)
+    offset: int = Field(ge=0)
+    as_of: str = Field(description="scoring time of the snapshot (ISO-8601, UTC)")
+    model_version: str = Field(description="model version of the snapshot answering")
+    results: list[ScoredCustomer]
+
+
+# --- /v1/model, /v1/admin/reload -------------------------------------------------------------
+
+
+class FeatureInfo(BaseModel):
+    """One input of the churn model."""
+
+    name: str
+    dtype: Literal["numeric", "categorical"]
+    description: str
+    categories: list[str] | None = Field(None, description="known levels of a categorical")
+
+
+class SnapshotInfo(BaseModel):
+    """The scored snapshot being served."""
+
+    model_version: str
+    as_of: str
+    created_at: str
+    customers: int
+    horizon_days: int
+
+
+class ModelResponse(BaseModel):
+    """The model being served and where it came from."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "churn-clv",
+                    "version": "3",
+                    "loaded_at": "2026-07-01T08:00:00Z",
+                    "horizon_days": 90,
+                    "risk_thresholds": {"medium": 0.3, "high": 0.6},
+                    "training": {"cutoffs": ["2026-03-01", "2026-04-01"]},
+                    "metrics": {"auc": 0.81},
+                    "features": [
+                        {
+                            "name": "recency_days",
+                            "dtype": "numeric",
+                            "description": "days since the last purchase",
+                            "categories": None,
+                        }
+                    ],
+                    "snapshot": {
+                        "model_version": "3",
+                        "as_of": "2026-06-30T00:00:00Z",
+                        "created_at": "2026-07-01T02:00:00Z",
+                        "customers": 20000,
+                        "horizon_days": 90,
+                    },
+                }
+            ]
+        }
+    )
+
+    name: str = Field(description="registered model name")
+    version: str = Field(description="registered model version (the champion when loaded)")
+    loaded_at: str = Field(description="when this server loaded it (ISO-8601, UTC)")
+    horizon_days: int = Field(description="churn horizon the model was trained for, days")
+    risk_thresholds: dict[str, float] = Field(description="churn probability of each band")
+    training: dict[str, Any] = Field(description="training window, cutoffs and sizes")
+    metrics: dict[str, Any] = Field(description="validation metrics recorded at training")
+    features: list[FeatureInfo]
+    snapshot: SnapshotInfo | None = Field(description="the scored snapshot, when loaded")
+
+
+class ReloadResponse(BaseModel):
+    """A reload that succeeded: what is served now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "reloaded",
+                    "previous_model_version": "2",
+                    "model_version": "3",
+                    "snapshot_model_version": "3",
+                }
+            ]
+        }
+    )
+
+    status: Literal["reloaded"] = "reloaded"
+    previous_model_version: str | None
+    model_version: str
+    snapshot_model_version: str
+
+
+class ReloadFailedResponse(ErrorResponse):
+    """A reload that failed: the old model keeps serving."""
+
+    checks: dict[str, str]
+    serving_model_version: str
+
+
+# --- /v1/predict -----------------------------------------------------------------------------
+
+#: Customer ids in posted histories: as in the input tables, without surrounding blanks (the
+#: feature code strips them, which would make the answer's id differ from the request's).
+PredictCustomerId = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=MAX_CUSTOMER_ID_LENGTH,
+        pattern=r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$",
+    ),
+]
+#: Timestamps are parsed by the feature code's validation (ISO-8601 or a date; naive = UTC):
+#: a row it cannot read is quarantined and reported, not refused with the whole request.
+Timestamp = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+#: Strict: JSON ``true`` or ``"5"`` is not a number here (the schema says number).
+Number = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+Flag = Annotated[bool, Field(strict=True)]
+
+
+def _text_only(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO-8601 string")
+    return value
+
+
+#: An ISO-8601 string (not a number of seconds, which pydantic would otherwise accept).
+IsoDatetime = Annotated[datetime, BeforeValidator(_text_only)]
+AttributeName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+]
+AttributeValue = Annotated[str, StringConstraints(max_length=256)] | Number | Flag | None
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TransactionIn(_Row):
+    """A purchase (or a refund, negative ``amount``)."""
+
+    timestamp: Timestamp
+    amount: Number
+
+
+class InteractionIn(_Row):
+    """A support ticket, call, chat, onboarding or education session, or usage event."""
+
+    timestamp: Timestamp
+    channel: Label
+    interaction_type: Label
+    effort_score: Number | None = Field(None, description="customer effort score, 1-7")
+    csat: Number | None = Field(None, description="satisfaction, 1-5")
+    resolved: Flag | None = None
+    value_enhancement: Number | None = Field(
+        None, description="1-7: after this interaction I can do more with the product"
+    )
+
+
+class SurveyIn(_Row):
+    """One survey answer: an element of value (or ``nps``) scored 0-10."""
+
+    timestamp: Timestamp
+    element: Label
+    score: Number
+
+
+PREDICT_EXAMPLE: dict[str, Any] = {
+    "customers": [
+        {
+            "customer_id": "C000123",
+            "as_of": "2026-06-30T00:00:00Z",
+            "signup_date": "2025-02-11",
+            "attributes": {"plan": "pro", "region": "north"},
+            "transactions": [
+                {"timestamp": "2025-11-02T10:31:00Z", "amount": 54.0},
+                {"timestamp": "2026-03-18T16:02:00Z", "amount": 61.5},
+            ],
+            "interactions": [
+                {
+                    "timestamp": "2026-05-04T09:00:00Z",
+                    "channel": "phone",
+                    "interaction_type": "support_ticket",
+                    "effort_score": 6,
+                    "csat": 2,
+                    "resolved": False,
+                }
+            ],
+            "surveys": [{"timestamp": "2026-04-01", "element": "saves_time", "score": 4}],
+        }
+    ]
+}
+
+
+#: Columns of the customers table that are not free attributes.
+RESERVED_ATTRIBUTES = frozenset({"customer_id", "signup_date", "churn_date"})
+
+
+class PredictCustomer(_Row):
+    """One customer's raw history, in the columns of the input tables (CONTRACT.md s. 1)."""
+
+    customer_id: PredictCustomerId
+    as_of: IsoDatetime | None = Field(
+        None,
+        # The year range the server accepts (pandas timestamps cover 1677-2262).
+        json_schema_extra={"pattern": r"^(19\d\d|2[01]\d\d|2200)-"},
+        description="scoring time (ISO-8601; naive = UTC): only events before it are used; "
+        "default: now",
+    )
+    signup_date: Timestamp | None = None
+    attributes: dict[AttributeName, AttributeValue] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="customer attribute columns (plan, region, ...) as in the customers table",
+        # pydantic documents the key pattern as patternProperties, which still lets other
+        # keys through in JSON Schema terms; say that only matching names are allowed.
+        json_schema_extra={"additionalProperties": False},
+    )
+    transactions: list[TransactionIn] = Field(default_factory=list)
+    interactions: list[InteractionIn] = Field(default_factory=list)
+    surveys: list[SurveyIn] = Field(default_factory=list)
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_in_range(cls, value: datetime | None) -> datetime | None:
+        # pandas timestamps (nanoseconds) cover 1677-2262; keep well inside.
+        if value is not None and not 1900 <= value.year <= 2200:
+            raise ValueError("as_of must be between the years 1900 and 2200")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _no_reserved_attributes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if RESERVED_ATTRIBUTES.intersection(value):
+            raise ValueError(
+                f"attribute names {sorted(RESERVED_ATTRIBUTES)} are reserved; "
+                "send signup_date as its own field"
+            )
+        return value
+
+
+class PredictRequest(BaseModel):
+    """Customers' raw histories to compute features from and score."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [PREDICT_EXAMPLE]})
+
+    customers: list[PredictCustomer] = Field(min_length=1)
+
+
+def predict_request_model(max_customers: int, max_events: int) -> type[PredictRequest]:
+    """:class:`PredictRequest` limited by the server's settings (shown in the OpenAPI schema)."""
+
+    def events(kind: type[BaseModel]) -> Any:
+        return (
+            list[kind],  # type: ignore[valid-type]
+            Field(default_factory=list, max_length=max_events),
+        )
+
+    customer = create_model(
+        "PredictCustomer",
+        __base__=PredictCustomer,
+        __doc__=PredictCustomer.__doc__,
+        transactions=events(TransactionIn),
+        interactions=events(InteractionIn),
+        surveys=events(SurveyIn),
+    )
+    return create_model(
+        "PredictRequest",
+        __base__=PredictRequest,
+        __doc__=PredictRequest.__doc__,
+        customers=(
+            list[customer],  # type: ignore[valid-type]
+            Field(
+                min_length=1,
+                max_length=max_customers,
+                description=f"1 to {max_customers} customers, distinct ids",
+            ),
+        ),
+    )
+
+
+class QuarantinedRow(BaseModel):
+    """A posted row the feature code's validation refused, and why (the row is not used)."""
+
+    table: Literal["customers", "transactions", "interactions", "surveys"]
+    index: int = Field(ge=0, description="position in the customer's list (0 for customers)")
+    reason: str = Field(description="e.g. bad_timestamp, score_out_of_range, duplicate")
+
+
+class PredictedCustomer(ScoredCustomer):
+    """Scores computed from a posted history, and the rows that could not be used."""
+
+    quarantined: list[QuarantinedRow]
+
+
+class PredictResponse(BaseModel):
+    """Scores for the posted customers, in request order."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {
+                            **SCORED_EXAMPLE,
+                            "quarantined": [
+                                {"table": "surveys", "index": 0, "reason": "unknown_element"}
+                            ],
+                        }
+                    ],
+                    "model_version": "3",
+                }
+            ]
+        }
+    )
+
+    results: list[PredictedCustomer]
+    model_version: str

@@ -5,7 +5,9 @@ Two files in the scores folder:
 - ``snapshot.json``: ``model_version``, ``as_of``, ``created_at``, ``rows``, ``horizon_days``
   and ``sha256``, the digest of the Parquet file's bytes;
 - ``snapshot.parquet``: one row per customer with the fields of a scored customer
-  (CONTRACT.md section 4); ``top_reasons`` is a JSON array in a string column.
+  (CONTRACT.md section 4); ``top_reasons`` is a JSON array in a string column. An optional
+  string column ``segment`` (a CRM segment) is read for the ``segment`` filter of
+  ``/v1/at-risk``.
 
 The Parquet bytes are read once, checked against ``sha256`` and parsed from those same bytes,
 so what is served is exactly what was verified. Every row is validated and turned into its
@@ -21,7 +23,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,8 @@ class Snapshot:
     model_version, as_of, created_at, horizon_days, sha256 : from ``snapshot.json``.
     scores : customer id -> the scored customer, exactly as the API returns it.
     encoded : customer id -> the same, already encoded as compact JSON.
+    segments : customer id -> segment, from the optional ``segment`` column (empty without it);
+        used by the ``segment`` filter of ``/v1/at-risk``, not part of a scored customer.
     """
 
     model_version: str
@@ -79,6 +83,7 @@ class Snapshot:
     sha256: str
     scores: Mapping[str, dict[str, Any]]
     encoded: Mapping[str, bytes]
+    segments: Mapping[str, str | None] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -131,7 +136,7 @@ def _optional_float(value: Any, field: str) -> float | None:
 
 
 def _reasons(text: Any) -> list[dict[str, Any]]:
-    reasons = json.loads(text)
+    reasons = text if isinstance(text, list) else json.loads(text)
     if not isinstance(reasons, list) or not all(
         isinstance(r, dict) and r.keys() == REASON_KEYS for r in reasons
     ):
@@ -141,7 +146,7 @@ def _reasons(text: Any) -> list[dict[str, Any]]:
     return reasons
 
 
-def _row(values: dict[str, Any]) -> dict[str, Any]:
+def scored_row(values: dict[str, Any]) -> dict[str, Any]:
     """One validated scored customer, in API field order."""
     customer_id = values["customer_id"]
     prob, band = values["churn_probability"], values["risk_band"]
@@ -157,8 +162,8 @@ def _row(values: dict[str, Any]) -> dict[str, Any]:
         "churn_probability": float(prob),
         "risk_band": band,
     }
-    for field in OPTIONAL_FLOATS:
-        row[field] = _optional_float(values[field], field)
+    for name in OPTIONAL_FLOATS:
+        row[name] = _optional_float(values[name], name)
     row["top_reasons"] = _reasons(values["top_reasons"])
     row["model_version"] = str(values["model_version"])
     return row
@@ -175,7 +180,7 @@ def _parse_rows(table: pa.Table, meta: dict[str, Any], path: Path) -> dict[str, 
     scores: dict[str, dict[str, Any]] = {}
     for i in range(table.num_rows):
         try:
-            row = _row({f: columns[f][i] for f in SCORE_FIELDS})
+            row = scored_row({f: columns[f][i] for f in SCORE_FIELDS})
         except (TypeError, ValueError) as exc:
             raise SnapshotError(f"{path}: row {i}: {exc}") from exc
         if row["model_version"] != version:
@@ -214,6 +219,11 @@ def load_snapshot(scores_dir: Path) -> Snapshot:
         raise SnapshotError(f"{path}: not a readable snapshot ({exc})") from exc
     scores = _parse_rows(table, meta, path)
     encoded = {cid: _json(row) for cid, row in scores.items()}
+    segments: dict[str, str | None] = {}
+    if "segment" in table.column_names:
+        ids = table.column("customer_id").to_pylist()
+        values = table.column("segment").to_pylist()
+        segments = {cid: None if v is None else str(v) for cid, v in zip(ids, values, strict=True)}
     log.info(
         "loaded snapshot of %d customers as of %s (model version %s)",
         len(scores),
@@ -228,4 +238,5 @@ def load_snapshot(scores_dir: Path) -> Snapshot:
         sha256=meta["sha256"],
         scores=scores,
         encoded=encoded,
+        segments=segments,
     )

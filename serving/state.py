@@ -1,36 +1,49 @@
-"""What the server holds in memory: the champion, the scored snapshot and the key store.
+"""What the server holds in memory, and how it is replaced without dropping a request.
 
-Loaded once at start-up (the app's ``lifespan``) and injected into routes with ``Depends``.
-A component that fails to load is left empty with the reason's code, so the process still
-starts, ``/healthz`` answers and ``/readyz`` says what is missing instead of crash-looping.
+Everything a request reads (the champion, the scored snapshot, its at-risk ranking) lives in
+one immutable :class:`Components` object. A request takes the object that is current when it
+starts (one attribute read, through a dependency) and uses only that object until it ends.
+A reload (``POST /v1/admin/reload``) builds a complete new object off the event loop (download,
+sha256 checks, parsing, ranking), and only if every part loaded does it replace the attribute:
+requests in flight finish on the model they started with, new ones get the new model, and a
+failed reload leaves the old object in place.
+
+At start-up a component that fails to load is left empty with the reason's code, so the
+process still starts, ``/healthz`` answers and ``/readyz`` says what is missing instead of
+crash-looping.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from serving.at_risk import Ranking
 from serving.auth import KeyStore
 from serving.config import Settings
 from serving.errors import ApiError
 from serving.loader import LoadedModel, ModelLoadError, load_champion
+from serving.metrics import Metrics
 from serving.snapshot import Snapshot, SnapshotError, load_snapshot
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ServingState:
-    """The loaded components; ``problems`` maps a component that is missing to its code."""
+@dataclass(frozen=True)
+class Components:
+    """The loaded model and snapshot; ``problems`` maps a missing component to its code."""
 
-    settings: Settings
-    key_store: KeyStore
     model: LoadedModel | None = None
     snapshot: Snapshot | None = None
-    problems: dict[str, str] = field(default_factory=dict)
+    ranking: Ranking | None = None
+    problems: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def ready(self) -> bool:
@@ -47,28 +60,29 @@ class ServingState:
         }
 
 
-def load_components(state: ServingState) -> None:
-    """Load the champion and the snapshot into ``state``; a failure is logged, not raised."""
-    settings = state.settings
+def load_components(settings: Settings) -> Components:
+    """Load the champion and the snapshot; a failure is logged and recorded, not raised."""
+    problems: dict[str, str] = {}
+    model = snapshot = ranking = None
     try:
-        state.model = load_champion(settings)
-        state.problems.pop("model", None)
+        model = load_champion(settings)
     except ModelLoadError as exc:
-        state.problems["model"] = exc.code
+        problems["model"] = exc.code
         log.error("model not loaded (%s): %s", exc.code, exc)
     except Exception:  # a bug or an environment problem: still start, and say why in the log
-        state.problems["model"] = "load_failed"
+        problems["model"] = "load_failed"
         log.exception("model not loaded: unexpected error")
     try:
-        state.snapshot = load_snapshot(settings.scores_dir)
-        state.problems.pop("snapshot", None)
+        snapshot = load_snapshot(settings.scores_dir)
+        ranking = Ranking.build(snapshot)
     except SnapshotError as exc:
-        state.problems["snapshot"] = "snapshot_unavailable"
+        snapshot = None
+        problems["snapshot"] = "snapshot_unavailable"
         log.error("snapshot not loaded: %s", exc)
     except Exception:
-        state.problems["snapshot"] = "load_failed"
+        snapshot = None
+        problems["snapshot"] = "load_failed"
         log.exception("snapshot not loaded: unexpected error")
-    model, snapshot = state.model, state.snapshot
     if model is not None and snapshot is not None and model.version != snapshot.model_version:
         log.warning(
             "the snapshot was scored by model version %s, the champion is version %s; "
@@ -76,12 +90,79 @@ def load_components(state: ServingState) -> None:
             snapshot.model_version,
             model.version,
         )
-    if not state.key_store.path.exists():
-        log.warning(
-            "no API-key store at %s: every /v1 request will get 401 until a key is made "
-            "('make api-key NAME=...')",
-            state.key_store.path,
-        )
+    return Components(model, snapshot, ranking, MappingProxyType(problems))
+
+
+@dataclass
+class ReloadStatus:
+    """The outcome of the last reload, shown by ``/v1/model``."""
+
+    at: datetime
+    ok: bool
+    checks: dict[str, str]
+
+
+class ServingState:
+    """The app's state: settings, key store, metrics and the current :class:`Components`."""
+
+    def __init__(self, settings: Settings, key_store: KeyStore) -> None:
+        self.settings = settings
+        self.key_store = key_store
+        self.current = Components()
+        self.metrics = Metrics(lambda: self.current.snapshot)
+        self.last_reload: ReloadStatus | None = None
+        self._reload_lock = asyncio.Lock()
+
+    def start(self) -> None:
+        """Load at start-up (before the first request)."""
+        self.swap(load_components(self.settings))
+        if not self.key_store.path.exists():
+            log.warning(
+                "no API-key store at %s: every /v1 request will get 401 until a key is made "
+                "('make api-key NAME=...')",
+                self.key_store.path,
+            )
+
+    def swap(self, components: Components) -> None:
+        """Serve ``components`` from the next request on (one reference assignment)."""
+        self.current = components
+        self.metrics.served(components.model)
+
+    async def reload(self) -> Components:
+        """Load the current champion and snapshot completely and swap them in.
+
+        Reloads run one at a time; loading happens in a worker thread so requests keep being
+        answered meanwhile. Raises :class:`ApiError` (503 ``reload_failed``, with the failing
+        components' codes under ``checks``) and keeps serving the old components when either
+        part fails to load.
+        """
+        async with self._reload_lock:
+            fresh = await asyncio.to_thread(load_components, self.settings)
+            now = datetime.now(UTC)
+            if not fresh.ready:
+                self.metrics.reloads.labels("failure").inc()
+                self.last_reload = ReloadStatus(now, False, fresh.checks())
+                old = self.current.model.version if self.current.model else "none"
+                log.error("reload failed (%s); still serving model version %s", fresh.checks(), old)
+                raise ApiError(
+                    503,
+                    "reload_failed",
+                    f"the new model or snapshot did not load; still serving model version {old}",
+                    extra={"checks": fresh.checks(), "serving_model_version": old},
+                )
+            old_version = self.current.model.version if self.current.model else "none"
+            self.swap(fresh)
+            self.metrics.reloads.labels("success").inc()
+            self.last_reload = ReloadStatus(now, True, fresh.checks())
+            assert fresh.model is not None and fresh.snapshot is not None
+            log.info(
+                "reloaded: model version %s -> %s, snapshot of %d customers (model version %s)",
+                old_version,
+                fresh.model.version,
+                len(fresh.snapshot),
+                fresh.snapshot.model_version,
+            )
+            return fresh
 
 
 async def get_state(request: Request) -> ServingState:
@@ -92,17 +173,46 @@ async def get_state(request: Request) -> ServingState:
 State = Annotated[ServingState, Depends(get_state)]
 
 
-async def get_snapshot(state: State) -> Snapshot:
+async def get_components(state: State) -> Components:
+    """FastAPI dependency: the components current when the request started. FastAPI caches
+    it per request, so every dependency of one request sees the same object."""
+    return state.current
+
+
+Current = Annotated[Components, Depends(get_components)]
+
+
+def _not_ready(components: Components, what: str) -> ApiError:
+    return ApiError(
+        503,
+        "not_ready",
+        f"{what} not loaded yet; see /readyz",
+        extra={"checks": components.checks()},
+    )
+
+
+async def get_snapshot(components: Current) -> Snapshot:
     """FastAPI dependency: the loaded snapshot, or a 503 JSON error."""
-    if state.snapshot is None:
-        raise ApiError(
-            503,
-            "not_ready",
-            "scores are not loaded yet; see /readyz",
-            extra={"checks": state.checks()},
-        )
-    return state.snapshot
+    if components.snapshot is None:
+        raise _not_ready(components, "scores are")
+    return components.snapshot
 
 
-#: The loaded snapshot, for route signatures.
+async def get_ranking(components: Current) -> Ranking:
+    """FastAPI dependency: the snapshot's at-risk ranking, or a 503 JSON error."""
+    if components.ranking is None:
+        raise _not_ready(components, "scores are")
+    return components.ranking
+
+
+async def get_model(components: Current) -> LoadedModel:
+    """FastAPI dependency: the loaded champion, or a 503 JSON error."""
+    if components.model is None:
+        raise _not_ready(components, "the model is")
+    return components.model
+
+
+#: The loaded snapshot, ranking and model of this request, for route signatures.
 LoadedSnapshot = Annotated[Snapshot, Depends(get_snapshot)]
+LoadedRanking = Annotated[Ranking, Depends(get_ranking)]
+ServedModel = Annotated[LoadedModel, Depends(get_model)]

@@ -44,6 +44,21 @@ def _iso(ts: pd.Timestamp) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def segments(customers: pd.DataFrame | None, column: str | None, ids: pd.Series) -> pd.Series:
+    """Each scored customer's segment: ``column`` of the customers table (default
+    ``segment``, else ``plan``), or missing."""
+    if customers is None:
+        return pd.Series(None, index=ids.index, dtype="object")
+    column = column or next((c for c in ("segment", "plan") if c in customers.columns), None)
+    if column is None:
+        return pd.Series(None, index=ids.index, dtype="object")
+    if column not in customers.columns:
+        raise ValueError(f"segment column '{column}' is not in the customers table")
+    values = customers.drop_duplicates("customer_id").set_index("customer_id")[column]
+    mapped = ids.map(values.astype("string"))
+    return mapped.astype("object").where(mapped.notna(), None)
+
+
 def score(settings: TrainSettings) -> ScoreResult:
     """Score the customers in ``settings.data_dir`` as of ``settings.as_of`` (default: end of
     data) with the champion, and write the snapshot atomically."""
@@ -56,6 +71,7 @@ def score(settings: TrainSettings) -> ScoreResult:
     out.insert(1, "as_of", _iso(as_of))
     out["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in out["top_reasons"]]
     out["model_version"] = version
+    out["segment"] = segments(loaded.tables.customers, settings.segment_column, out["customer_id"])
     out["risk_band"] = out["risk_band"].astype("str")
 
     directory = Path(settings.scores_dir)

@@ -45,6 +45,9 @@ class TrainSettings(BaseSettings):
     #: Calibrated churn probability at which a customer is in the medium / high risk band.
     risk_medium: float = Field(0.3, gt=0, lt=1)
     risk_high: float = Field(0.6, gt=0, lt=1)
+    #: Customer attribute written as ``segment`` in the scored snapshot (the ``segment`` filter
+    #: of ``/v1/at-risk``); default: the ``segment`` column, else ``plan``, when present.
+    segment_column: str | None = None
     seed: int = 7
 
 

@@ -34,7 +34,8 @@ BUNDLE_PATH = "bundle"
 
 
 def _client(settings: TrainSettings) -> MlflowClient:
-    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    uri = settings.mlflow_tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _experiment_id(settings: TrainSettings) -> str:
@@ -123,12 +124,19 @@ class TrainingRun:
 @contextmanager
 def training_run(settings: TrainSettings, run_name: str | None = None) -> Iterator[TrainingRun]:
     """Start a run in the project's experiment, tagged with the git commit."""
+    # mlflow.start_run and mlflow.log_* use the process-wide URIs: set them for the run and
+    # put back what was there, so a run never redirects other MLflow users in the process.
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    experiment_id = _experiment_id(settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-        mlflow.set_tag("git_commit", git_commit())
-        yield TrainingRun(settings, run.info.run_id)
+    try:
+        experiment_id = _experiment_id(settings)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+            mlflow.set_tag("git_commit", git_commit())
+            yield TrainingRun(settings, run.info.run_id)
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
 
 
 def champion_version(settings: TrainSettings) -> str | None:

@@ -147,3 +147,16 @@ def test_findings_per_column_and_rule():
     assert (found["rows_in"] == 3).all()
     clean = validate_table("customers", pd.DataFrame({"customer_id": ["A"]})).findings()
     assert clean[["rule", "rows"]].values.tolist() == [["none", 0]]
+
+
+def test_out_of_range_dates_are_quarantined_not_fatal():
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D"],
+            "timestamp": ["9999-12-31", "0001-01-01", "-1", "2024-05-01"],
+            "amount": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    result = validate_table("transactions", raw)
+    assert result.counts == {"bad_timestamp": 3}
+    assert list(result.clean["customer_id"]) == ["D"]

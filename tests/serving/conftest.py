@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from features.build import build_features
 from features.labels import churn_labels
@@ -143,18 +144,27 @@ class Registry:
         it; returns the version."""
         if tags is None:
             tags = {"manifest_sha256": bundle.digest}
-        with tracking_uri(self.uri):
-            with mlflow.start_run(experiment_id=self.experiment_id) as run:
-                mlflow.log_artifacts(str(bundle.path), artifact_path="bundle")
-            version = mlflow.register_model(f"runs:/{run.info.run_id}/bundle", name, tags=tags)
-        MlflowClient(tracking_uri=self.uri).set_registered_model_alias(
-            name, "champion", version.version
+        with tracking_uri(self.uri), mlflow.start_run(experiment_id=self.experiment_id) as run:
+            mlflow.log_artifacts(str(bundle.path), artifact_path="bundle")
+        # Registered through a client bound to this registry: the fluent mlflow.register_model
+        # uses the process-wide registry URI, which other tests in the session may have set
+        # (mlflow.set_registry_uri) to a store of their own.
+        client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        version = client.create_model_version(
+            name, f"{run.info.artifact_uri}/bundle", run_id=run.info.run_id, tags=tags
         )
+        client.set_registered_model_alias(name, "champion", version.version)
         return str(version.version)
 
     def files(self, name: str, version: str) -> Path:
         """The local folder the registry serves ``name`` version ``version`` from."""
-        source = MlflowClient(tracking_uri=self.uri).get_model_version(name, version).source
+        client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        source = client.get_model_version(name, version).source
         return Path(url2pathname(urlsplit(source).path))
 
 
@@ -221,16 +231,18 @@ def scores_dir(
 
 @dataclass(frozen=True)
 class Keys:
-    """A key store holding one client key."""
+    """A key store holding a client key and an admin key."""
 
     path: Path
     key: str
+    admin: str = ""
 
 
 @pytest.fixture(scope="session")
 def api_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     path = tmp_path_factory.mktemp("keys") / "api_keys.json"
-    return Keys(path, create_key(path, "crm"))
+    key = create_key(path, "crm")
+    return Keys(path, key, create_key(path, "ops", admin=True))
 
 
 @pytest.fixture()
@@ -266,6 +278,7 @@ def server(
         "CHURN_API_KEYS_FILE": str(api_keys.path),
         "CHURN_MODEL_CACHE_DIR": str(workdir / "cache"),
         "CHURN_MAX_CUSTOMERS_PER_REQUEST": "50",
+        "CHURN_MAX_BODY_BYTES": "1000000",
     }
     with run_server(workdir, env) as running:
         yield running

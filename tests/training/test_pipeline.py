@@ -65,7 +65,13 @@ def test_run_logs_inputs_report_and_bundle(trained):
         "surveys",
     }
     names = {a.path for a in client.list_artifacts(first.run_id)}
-    assert {"report.html", "bundle", "feature_catalogue.md", "quarantine_counts.json", "clv"} <= names
+    assert {
+        "report.html",
+        "bundle",
+        "feature_catalogue.md",
+        "quarantine_counts.json",
+        "clv",
+    } <= names
     clv_files = {a.path for a in client.list_artifacts(first.run_id, "clv")}
     assert {"clv/deciles.csv", "clv/clv_deciles.png", "clv/model.json"} <= clv_files
     assert "clv_holdout.purchases_mae" in runs[0].data.metrics
@@ -115,6 +121,8 @@ def test_score_writes_a_verifiable_snapshot(trained):
     assert snap["churn_probability"].between(0, 1).all()
     assert (snap["clv"] >= 0).all()
     assert ((snap["value_at_risk"] - snap["churn_probability"] * snap["clv"]).abs() < 1e-9).all()
+    customers = customers.set_index("customer_id")
+    assert (snap.set_index("customer_id")["segment"] == customers["plan"]).all()
     reasons = json.loads(snap["top_reasons"].iloc[0])
     assert all({"feature", "description", "value", "contribution"} <= set(r) for r in reasons)
 

@@ -1,0 +1,515 @@
+"""The HTTP server against ``mlflow models serve`` with the same LightGBM model and client.
+
+One run builds everything in a temporary folder: seeded demo tables, features, a fitted
+churn + CLV bundle registered in a throw-away sqlite MLflow registry (through
+``training.tracking``, the project's one registration path), the scored snapshot, an API key;
+then it starts ``python -m serving`` and measures:
+
+- single-customer ``/v1/scores`` latency (p50, p99) at a fixed rate of 200 requests/s (open
+  loop: a slow answer does not delay the next request's send time; time spent waiting for a
+  free connection counts as latency);
+- maximum sustained throughput of single-customer ``/v1/scores`` (closed loop, 8 connections);
+- a 1,000-customer ``/v1/scores`` batch (median of sequential requests);
+- ``/v1/predict`` with a year of raw history for one customer (median);
+
+and then starts ``mlflow models serve`` on the same registered bundle folder (an MLflow
+LightGBM-flavour model) and sends the same customer's encoded feature row as
+``dataframe_split`` JSON, at the same fixed rate with the same client, and reports the ratio
+of the medians. Both servers and the load generator share this machine's cores; the load
+generator is a small asyncio HTTP/1.1 keep-alive client, so its own cost per request is
+tens of microseconds, not the milliseconds of a general-purpose HTTP library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm
+import numpy as np
+import pandas as pd
+
+from bench.report import Figure
+
+BENCH = "serving"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RATE = 200.0  # requests per second for the fixed-rate latency test
+HORIZON_DAYS = 90
+
+
+# --- the load generator ----------------------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends prepared requests and reads replies."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        """Send one request; the status code and body of the reply."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def post(path: str, body: object, headers: dict[str, str]) -> bytes:
+    """A complete HTTP/1.1 POST request with a JSON body."""
+    data = json.dumps(body, separators=(",", ":")).encode()
+    head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    head.append(f"Content-Length: {len(data)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + data
+
+
+@dataclass(frozen=True)
+class Run:
+    """Latencies (seconds) of the requests that succeeded, and how many failed."""
+
+    latencies: list[float]
+    failures: int
+    seconds: float
+
+    def quantile(self, q: float) -> float:
+        return float(np.quantile(self.latencies, q)) if self.latencies else math.nan
+
+
+async def _fixed_rate(port: int, requests: list[bytes], count: int, rate: float) -> Run:
+    """``count`` requests at ``rate`` per second (open loop), cycling through ``requests``."""
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(8):
+        pool.put_nowait(await Connection.open(port))
+    latencies: list[float] = []
+    failures = 0
+    start = time.perf_counter() + 0.05
+
+    async def one(i: int) -> None:
+        nonlocal failures
+        scheduled = start + i / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        # Timed from when this client woke up to send, *before* waiting for a free
+        # connection: waiting for the server (all connections busy) counts, the event loop's
+        # own timer lateness (epoll rounds timeouts to whole milliseconds) does not.
+        due = time.perf_counter()
+        conn = await pool.get()
+        try:
+            status, _ = await conn.send(requests[i % len(requests)])
+        except (OSError, asyncio.IncompleteReadError):
+            failures += 1
+            return
+        pool.put_nowait(conn)
+        if status == 200:
+            latencies.append(time.perf_counter() - due)
+        else:
+            failures += 1
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    seconds = time.perf_counter() - start
+    while not pool.empty():
+        pool.get_nowait().close()
+    return Run(latencies, failures, seconds)
+
+
+async def _closed_loop(port: int, requests: list[bytes], seconds: float, workers: int) -> Run:
+    """As many requests as ``workers`` connections complete in ``seconds``."""
+    latencies: list[float] = []
+    failures = 0
+    start = time.perf_counter()
+    stop = start + seconds
+
+    async def worker(offset: int) -> None:
+        nonlocal failures
+        conn = await Connection.open(port)
+        i = offset
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            status, _ = await conn.send(requests[i % len(requests)])
+            if status == 200:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                failures += 1
+            i += workers
+        conn.close()
+
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    return Run(latencies, failures, time.perf_counter() - start)
+
+
+async def _sequential(port: int, request: bytes, count: int) -> Run:
+    conn = await Connection.open(port)
+    latencies, failures = [], 0
+    start = time.perf_counter()
+    for _ in range(count):
+        t0 = time.perf_counter()
+        status, _ = await conn.send(request)
+        if status == 200:
+            latencies.append(time.perf_counter() - t0)
+        else:
+            failures += 1
+    conn.close()
+    return Run(latencies, failures, time.perf_counter() - start)
+
+
+async def _answer(port: int, request: bytes) -> bytes:
+    conn = await Connection.open(port)
+    _, body = await conn.send(request)
+    conn.close()
+    return body
+
+
+# --- the model, the registry and the servers -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the servers need, in a temporary work folder."""
+
+    work: Path
+    tracking_uri: str
+    model_folder: Path  # the registered bundle: MLmodel + model.lgb + bundle files
+    scores_dir: Path
+    keys_file: Path
+    key: str
+    ids: list[str]
+    mlflow_row: dict[str, object]  # dataframe_split body for the first id
+    history: dict[str, object]  # /v1/predict item: one customer, a year of history
+    history_events: int
+    raw_probability: float  # the booster's own output for the first id (what MLflow returns)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "MLFLOW_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return {**env, **extra}
+
+
+def _year_of_history(raw: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict, int]:  # type: ignore[type-arg]
+    """The customer with the most events in the year before ``as_of``, as a predict item."""
+    since = as_of - pd.Timedelta(days=365)
+    recent = {
+        name: raw[name][(raw[name]["timestamp"] >= since) & (raw[name]["timestamp"] < as_of)]
+        for name in ("transactions", "interactions", "surveys")
+    }
+    counts = sum(r["customer_id"].value_counts() for r in recent.values() if len(r))
+    cid = str(counts.fillna(0).idxmax())  # type: ignore[union-attr]
+    customer = raw["customers"].set_index("customer_id").loc[cid]
+    item: dict[str, object] = {"customer_id": cid, "as_of": as_of.isoformat()}
+    attributes = {}
+    for col, value in customer.items():
+        if col == "signup_date":
+            item["signup_date"] = pd.Timestamp(value).isoformat()
+        elif col != "churn_date" and not pd.isna(value):
+            attributes[str(col)] = value.item() if hasattr(value, "item") else value
+    item["attributes"] = attributes
+    events = 0
+    for name, frame in recent.items():
+        rows = frame[frame["customer_id"] == cid].drop(columns="customer_id")
+        records = []
+        for rec in rows.to_dict("records"):
+            rec["timestamp"] = pd.Timestamp(rec["timestamp"]).isoformat()
+            records.append({k: (None if pd.isna(v) else v) for k, v in rec.items()})
+        item[name] = records
+        events += len(records)
+    return item, events
+
+
+def prepare(work: Path, *, n_customers: int) -> Prepared:
+    """Demo data -> features -> fitted bundle -> registered champion -> snapshot -> key."""
+    from features.build import build_features
+    from features.labels import churn_labels
+    from features.validation import validate_tables
+    from models.bundle import Bundle, sha256_file
+    from models.churn import ChurnModel
+    from models.clv import SUMMARY_COLUMNS, CLVModel
+    from models.scoring import score_frame
+    from serving.auth import create_key
+    from training import tracking
+    from training.config import TrainSettings
+    from training.demo_data import generate_demo_data
+
+    demo = generate_demo_data(n_customers, seed=7, horizon_days=HORIZON_DAYS)
+    raw = {n: getattr(demo, n) for n in ("customers", "transactions", "interactions", "surveys")}
+    tables, _ = validate_tables(raw)
+    as_of = pd.Timestamp(demo.ground_truth["as_of"].iloc[0])
+    frame = build_features(tables, as_of=as_of)
+    labels = churn_labels(tables, as_of=as_of, horizon_days=HORIZON_DAYS, population=frame.index)
+    churn = ChurnModel(num_boost_round=300).fit(frame, labels)
+    clv = CLVModel(penalizer=0.001).fit(frame[list(SUMMARY_COLUMNS)])
+    meta = {"horizon_days": HORIZON_DAYS, "risk_thresholds": {"medium": 0.3, "high": 0.6}}
+    bundle = Bundle(churn, clv, meta=meta)
+
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    settings = TrainSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        mlflow_tracking_uri=uri,
+        mlflow_artifact_root=work / "mlartifacts",
+        experiment_name="bench-serving",
+        model_name="churn-clv",
+    )
+    with tracking.training_run(settings, run_name="bench") as run:
+        version, _ = run.register(bundle)
+    tracking.promote(settings, version)
+    model_folder = next((work / "mlartifacts").rglob("MLmodel")).parent
+
+    scores = score_frame(bundle, frame).reset_index()
+    iso = as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
+    scores.insert(1, "as_of", iso)
+    scores["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in scores["top_reasons"]]
+    scores["model_version"] = version
+    scores["risk_band"] = scores["risk_band"].astype("str")
+    scores_dir = work / "scores"
+    scores_dir.mkdir()
+    scores.to_parquet(scores_dir / "snapshot.parquet", index=False)
+    meta_json = {
+        "model_version": version,
+        "as_of": iso,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": len(scores),
+        "sha256": sha256_file(scores_dir / "snapshot.parquet"),
+        "horizon_days": HORIZON_DAYS,
+    }
+    (scores_dir / "snapshot.json").write_text(json.dumps(meta_json))
+    keys_file = work / "api_keys.json"
+    key = create_key(keys_file, "bench")
+
+    rng = np.random.default_rng(0)
+    ids = [str(i) for i in rng.permutation(frame.index.to_numpy())]
+    row = churn.encode(frame.loc[[ids[0]]])[0]
+    names = lightgbm.Booster(model_str=churn.model_text()).feature_name()
+    # Missing values as NaN literals (Python's JSON extension, which MLflow's parser reads):
+    # JSON null would make pandas object columns, which LightGBM refuses.
+    mlflow_row = {"dataframe_split": {"columns": names, "data": [[float(v) for v in row]]}}
+    history, events = _year_of_history(raw, as_of)
+    raw_probability = float(churn.predict_raw(row[None, :])[0])
+    return Prepared(
+        work,
+        uri,
+        model_folder,
+        scores_dir,
+        keys_file,
+        key,
+        ids,
+        mlflow_row,
+        history,
+        events,
+        raw_probability,
+    )
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], cwd: Path, ready: str) -> Iterator[int]:
+    port = _free_port()
+    log = cwd / f"server-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [a.replace("{port}", str(port)) for a in args],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait(f"http://127.0.0.1:{port}{ready}", process, log, timeout=120)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def our_server(p: Prepared) -> AbstractContextManager[int]:
+    """``python -m serving`` on the prepared champion and snapshot; yields its port."""
+    env = _env(
+        MLFLOW_TRACKING_URI=p.tracking_uri,
+        CHURN_SCORES_DIR=str(p.scores_dir),
+        CHURN_API_KEYS_FILE=str(p.keys_file),
+        CHURN_MODEL_CACHE_DIR=str(p.work / "cache"),
+    )
+    return _process([sys.executable, "-m", "serving", "--port", "{port}"], env, p.work, "/readyz")
+
+
+def mlflow_server(p: Prepared) -> AbstractContextManager[int]:
+    """``mlflow models serve`` on the same registered bundle folder; yields its port."""
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    args = [mlflow, "models", "serve", "-m", str(p.model_folder), "--env-manager", "local"]
+    args += ["-h", "127.0.0.1", "-p", "{port}"]
+    # It starts ``uvicorn`` from PATH: put this environment's scripts first.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return _process(args, _env(MLFLOW_TRACKING_URI=p.tracking_uri, PATH=path), p.work, "/ping")
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+
+
+def _run(coro: Coroutine[Any, Any, Run]) -> Run:
+    """Run one measurement on uvloop when it is installed (as the servers do)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def run(quick: bool) -> list[Figure]:
+    """Measure the server and, unless ``quick``, ``mlflow models serve``; see the module doc."""
+    n_customers = 400 if quick else 5000
+    fixed_count = 40 if quick else 2000  # 10 s at 200 requests/s
+    repeats = 3 if quick else 30
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        p = prepare(Path(tmp), n_customers=n_customers)
+        headers = {"X-API-Key": p.key}
+        singles = [post("/v1/scores", {"customer_ids": [c]}, headers) for c in p.ids[:200]]
+        batch = post("/v1/scores", {"customer_ids": p.ids[:1000]}, headers)
+        batch_size = min(1000, len(p.ids))
+        predict = post("/v1/predict", {"customers": [p.history]}, headers)
+        figures: list[Figure] = []
+        with our_server(p) as port:
+            _run(_sequential(port, singles[0], 50))  # warm-up
+            hot = _run(_sequential(port, singles[0], 20 if quick else 500))
+            fixed = _run(_fixed_rate(port, singles, fixed_count, RATE))
+            peak = _run(_closed_loop(port, singles, 1.0 if quick else 5.0, 8))
+            big = _run(_sequential(port, batch, repeats))
+            pred = _run(_sequential(port, predict, repeats))
+        note = f"{len(fixed.latencies)} ok, {fixed.failures} failed at {RATE:.0f}/s"
+        figures += [
+            Figure(BENCH, "scores 1 customer p50", _ms(fixed.quantile(0.5)), "ms", "< 2", note),
+            Figure(BENCH, "scores 1 customer p99", _ms(fixed.quantile(0.99)), "ms", "< 10", note),
+            Figure(
+                BENCH,
+                "scores 1 customer p50, back-to-back",
+                _ms(hot.quantile(0.5)),
+                "ms",
+                "",
+                "one connection, next request as soon as the answer is in",
+            ),
+            Figure(
+                BENCH,
+                "scores max throughput",
+                len(peak.latencies) / peak.seconds,
+                "req/s",
+                "",
+                f"8 connections, {peak.failures} failed",
+            ),
+            Figure(
+                BENCH,
+                f"scores batch of {batch_size} p50",
+                _ms(big.quantile(0.5)),
+                "ms",
+                "< 50",
+                f"median of {repeats}",
+            ),
+            Figure(
+                BENCH,
+                "predict 1 customer, 1 year p50",
+                _ms(pred.quantile(0.5)),
+                "ms",
+                "",
+                f"{p.history_events} events, median of {repeats}",
+            ),
+        ]
+        if quick:
+            return figures
+        invocation = post("/invocations", p.mlflow_row, {})
+        with mlflow_server(p) as port:
+            _run(_sequential(port, invocation, 50))  # warm-up
+            ref_hot = _run(_sequential(port, invocation, 500))
+            ref = _run(_fixed_rate(port, [invocation], fixed_count, RATE))
+            answer = asyncio.run(_answer(port, invocation))
+        agreement = abs(json.loads(answer)["predictions"][0] - p.raw_probability)
+        ratio = ref.quantile(0.5) / fixed.quantile(0.5)
+        figures += [
+            Figure(
+                BENCH,
+                "mlflow models serve p50",
+                _ms(ref.quantile(0.5)),
+                "ms",
+                "",
+                f"{len(ref.latencies)} ok, {ref.failures} failed at {RATE:.0f}/s",
+            ),
+            Figure(BENCH, "mlflow models serve p99", _ms(ref.quantile(0.99)), "ms"),
+            Figure(BENCH, "p50 ratio mlflow / ours", ratio, "x", ">= 10", f"at {RATE:.0f}/s"),
+            Figure(
+                BENCH,
+                "mlflow models serve p50, back-to-back",
+                _ms(ref_hot.quantile(0.5)),
+                "ms",
+            ),
+            Figure(
+                BENCH,
+                "p50 ratio mlflow / ours, back-to-back",
+                ref_hot.quantile(0.5) / hot.quantile(0.5),
+                "x",
+            ),
+            Figure(
+                BENCH,
+                "mlflow vs booster |difference|",
+                agreement,
+                "probability",
+                "",
+                "same model: MLflow's answer vs the project's uncalibrated booster output",
+            ),
+        ]
+        return figures
+
+
+if __name__ == "__main__":
+    from bench.report import print_figures
+
+    print_figures(run(quick="--quick" in sys.argv))

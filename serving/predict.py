@@ -1,0 +1,113 @@
+"""``/v1/predict``: scores from posted raw histories, with the training code end to end.
+
+The posted customers become the canonical input tables (CONTRACT.md section 1), which go
+through the same three functions as training and batch scoring:
+:func:`features.validation.validate_tables` (bad rows are quarantined and reported per
+customer, never dropped silently), :func:`features.build.build_features` (point in time: only
+events strictly before ``as_of``) and :func:`models.scoring.score_frame`. Nothing here
+computes a feature or a score itself.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from features.build import build_features
+from features.validation import TableError, validate_tables
+from models.bundle import Bundle
+from models.scoring import score_frame
+from serving.errors import ApiError
+from serving.schemas import PredictCustomer
+from serving.snapshot import SCORE_FIELDS, scored_row
+
+#: Event tables and the fields of their posted rows, in table column order.
+EVENT_TABLES = ("transactions", "interactions", "surveys")
+
+
+def _iso(ts: pd.Timestamp) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def scoring_time(customer: PredictCustomer, *, now: datetime) -> pd.Timestamp:
+    """The customer's ``as_of`` in UTC (naive = UTC), or ``now``."""
+    ts = pd.Timestamp(customer.as_of or now)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def raw_tables(
+    customers: Sequence[PredictCustomer],
+) -> tuple[dict[str, pd.DataFrame], dict[str, list[tuple[str, int]]]]:
+    """The posted histories as raw input tables, and for every table row the customer and
+    the row's position in that customer's posted list (to report quarantined rows)."""
+    records: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    origin: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for c in customers:
+        records["customers"].append(
+            {"customer_id": c.customer_id, "signup_date": c.signup_date, **c.attributes}
+        )
+        origin["customers"].append((c.customer_id, 0))
+        for table in EVENT_TABLES:
+            for i, row in enumerate(getattr(c, table)):
+                records[table].append({"customer_id": c.customer_id, **row.model_dump()})
+                origin[table].append((c.customer_id, i))
+    raw = {}
+    for table, rows in records.items():
+        frame = pd.DataFrame.from_records(rows)
+        if table == "customers" and frame["signup_date"].isna().all():
+            frame = frame.drop(columns="signup_date")
+        raw[table] = frame
+    return raw, dict(origin)
+
+
+def predict(
+    bundle: Bundle,
+    customers: Sequence[PredictCustomer],
+    *,
+    model_version: str,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Scored customers (API field order, plus ``quarantined``) in request order.
+
+    Customers are grouped by ``as_of`` and each group's features are built at its cutoff;
+    a customer's features depend on that customer's rows alone (CONTRACT.md section 2).
+    """
+    now = now or datetime.now(UTC)
+    raw, origin = raw_tables(customers)
+    try:
+        tables, results = validate_tables(raw)
+    except TableError as exc:  # cannot happen with the columns built above; never a 500
+        raise ApiError(422, "invalid_history", str(exc)) from exc
+    quarantined: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for table, result in results.items():
+        for position, reason in zip(
+            result.quarantine.index, result.quarantine["reason"], strict=True
+        ):
+            cid, index = origin[table][int(position)]
+            quarantined[cid].append({"table": table, "index": index, "reason": str(reason)})
+
+    by_time: dict[pd.Timestamp, list[str]] = defaultdict(list)
+    for c in customers:
+        by_time[scoring_time(c, now=now)].append(c.customer_id)
+    rows: dict[str, dict[str, Any]] = {}
+    for as_of, ids in by_time.items():
+        frame = build_features(tables, as_of=as_of, customer_ids=pd.Index(ids, dtype="str"))
+        scores = score_frame(bundle, frame)
+        columns = {
+            f: scores[f].tolist() if f in scores else None for f in SCORE_FIELDS if f in scores
+        }
+        for i, cid in enumerate(scores.index):
+            values = {f: columns[f][i] for f in columns}
+            values.update(customer_id=str(cid), as_of=_iso(as_of), model_version=model_version)
+            values["risk_band"] = str(values["risk_band"])
+            rows[str(cid)] = scored_row(values)
+    out = []
+    for c in customers:
+        row = rows[c.customer_id]
+        row["quarantined"] = quarantined.get(c.customer_id, [])
+        out.append(row)
+    return out

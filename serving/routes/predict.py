@@ -1,0 +1,105 @@
+"""``POST /v1/predict``: features from posted raw histories, then scores (serving/predict.py)."""
+
+# No ``from __future__ import annotations``: FastAPI must see the request model built in
+# ``build_router`` (a local name) as a real annotation.
+
+import logging
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Response
+
+from serving.auth import Client
+from serving.config import Settings
+from serving.errors import ApiError, reject_unknown_query
+from serving.predict import predict
+from serving.schemas import (
+    ErrorResponse,
+    PredictResponse,
+    ValidationErrorResponse,
+    predict_request_model,
+)
+from serving.snapshot import _json
+from serving.state import ServedModel
+
+log = logging.getLogger(__name__)
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """The predict route, with request limits taken from ``settings``."""
+    PredictRequest = predict_request_model(
+        settings.max_predict_customers, settings.max_events_per_customer
+    )
+    router = APIRouter(tags=["predict"], dependencies=[Depends(reject_unknown_query)])
+
+    @router.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        summary="Scores from posted raw histories",
+        responses={
+            400: {
+                "model": ErrorResponse,
+                "description": "body could not be read (not UTF-8 JSON)",
+            },
+            401: {"model": ErrorResponse, "description": "missing or wrong API key"},
+            413: {"model": ErrorResponse, "description": "request body too large"},
+            422: {
+                "model": ValidationErrorResponse,
+                "description": "body does not match the schema, or customer ids repeat",
+            },
+            503: {"model": ErrorResponse, "description": "no model loaded"},
+        },
+    )
+    async def post_predict(body: PredictRequest, client: Client, model: ServedModel) -> Response:
+        """Each customer's posted history (the input tables' columns, CONTRACT.md section 1)
+        is validated, turned into features at its ``as_of`` (default: now) and scored with
+        the served model, by the same code as training and batch scoring. Rows the
+        validation refuses (unreadable timestamp, score out of range, unknown element,
+        exact duplicate, ...) are listed under the customer's ``quarantined`` and not used;
+        the request still succeeds."""
+        seen: dict[str, int] = {}
+        for i, customer in enumerate(body.customers):
+            if customer.customer_id in seen:
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    "customer ids must be distinct within a request",
+                    extra={
+                        "details": [
+                            {
+                                "loc": ["body", "customers", i, "customer_id"],
+                                "message": f"same customer_id as customers[{seen[customer.customer_id]}]",
+                                "type": "duplicate",
+                            }
+                        ]
+                    },
+                )
+            seen[customer.customer_id] = i
+        try:
+            # pandas work: off the event loop, so snapshot look-ups keep being answered.
+            results = await anyio.to_thread.run_sync(
+                lambda: predict(model.bundle, body.customers, model_version=model.version)
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("predict: history not usable (%s)", type(exc).__name__)
+            raise ApiError(
+                422,
+                "unusable_history",
+                "the posted history could not be turned into features; check attribute names "
+                "and types against GET /v1/model, and timestamps for years 1678-2261",
+                # The documented 422 shape; the failing row is not located, so no paths.
+                extra={"details": []},
+            ) from exc
+        return Response(
+            b"".join(
+                (
+                    b'{"results":',
+                    _json(results),
+                    b',"model_version":',
+                    _json(model.version),
+                    b"}",
+                )
+            ),
+            media_type="application/json",
+        )
+
+    return router

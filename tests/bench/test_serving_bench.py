@@ -1,0 +1,41 @@
+"""The serving benchmark runs at smoke size: it starts the real server, every request of every
+measurement succeeds, and each figure is a real number (speed itself is never asserted)."""
+
+import math
+
+import pytest
+
+from bench import serving as bench_serving
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings(
+        "ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning"
+    ),
+]
+
+
+def test_quick_run_measures_every_route_without_failures():
+    figures = {f.name: f for f in bench_serving.run(quick=True)}
+
+    for name in (
+        "scores 1 customer p50",
+        "scores 1 customer p99",
+        "scores max throughput",
+        "predict 1 customer, 1 year p50",
+    ):
+        assert name in figures and math.isfinite(figures[name].value) and figures[name].value > 0
+    assert figures["scores 1 customer p50"].note.startswith("40 ok, 0 failed")
+    assert "0 failed" in figures["scores max throughput"].note
+    assert any(name.startswith("scores batch of") for name in figures)
+    assert "events" in figures["predict 1 customer, 1 year p50"].note
+    assert "mlflow models serve p50" not in figures  # the reference runs in the full bench only
+
+
+def test_request_bytes_are_valid_http():
+    request = bench_serving.post("/v1/scores", {"customer_ids": ["a"]}, {"X-API-Key": "k"})
+
+    head, body = request.split(b"\r\n\r\n")
+    assert head.startswith(b"POST /v1/scores HTTP/1.1\r\n")
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert body == b'{"customer_ids":["a"]}'

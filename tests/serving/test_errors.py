@@ -1,0 +1,87 @@
+"""The last-resort error path: an unexpected exception is a JSON 500 without a traceback, and
+the client's keep-alive connection keeps working (uvicorn closes it when an exception reaches
+it, so the next request would fail with a reset)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from serving.access_log import AccessLogMiddleware
+from serving.errors import CatchAllMiddleware, install_error_handlers, validation_details
+from tests.server import free_port
+
+SECRET = "ZZ-internal-detail-91c2"
+
+
+def failing_app() -> FastAPI:
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(CatchAllMiddleware)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError(SECRET)
+
+    @app.get("/fine")
+    async def fine() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+@pytest.fixture()
+def url() -> Iterator[str]:
+    port = free_port()
+    config = uvicorn.Config(failing_app(), host="127.0.0.1", port=port, log_level="critical")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_unexpected_error_is_json_500_and_the_connection_survives(url: str) -> None:
+    with httpx.Client(base_url=url) as client:
+        first = client.get("/boom")
+        second = client.get("/boom")
+        after = client.get("/fine")
+
+    for response in (first, second):
+        assert response.status_code == 500
+        assert response.json() == {
+            "error": "internal_error",
+            "message": "an unexpected error occurred; it has been logged",
+        }
+        assert SECRET not in response.text and "Traceback" not in response.text
+    assert after.status_code == 200
+
+
+def test_keys_of_free_form_objects_are_not_repeated() -> None:
+    details = validation_details(
+        [
+            {
+                "loc": ("body", "customers", 0, "attributes", SECRET, "[key]"),
+                "msg": "m",
+                "type": "t",
+            },
+            {"loc": ("body", "customers", 0, "attributes", SECRET), "msg": "m", "type": "t"},
+            {"loc": ("body", SECRET), "msg": "m", "type": "extra_forbidden"},
+        ]
+    )
+
+    assert SECRET not in str(details)
+    assert details[0]["loc"] == ["body", "customers", 0, "attributes", "<key>", "[key]"]
+    assert details[2]["loc"] == ["body", "<unexpected field>"]
