@@ -105,8 +105,21 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     return details
 
 
+#: Routes that need no API key (CONTRACT.md section 4) and the schema pages.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    # FastAPI validates the body before a route runs: check the key first, so a caller
+    # without one gets 401 and learns nothing about the schema.
+    if request.url.path not in PUBLIC_PATHS:
+        from serving.auth import HEADER, authenticate  # serving.auth imports this module
+
+        try:
+            authenticate(request, request.headers.get(HEADER))
+        except ApiError as err:
+            return await _api_error(request, err)
     return JSONResponse(
         error_body(
             "invalid_request",

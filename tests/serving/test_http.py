@@ -96,6 +96,17 @@ def test_scores_need_an_api_key(server: Server) -> None:
     assert_error(response, 401, "unauthorized")
 
 
+@pytest.mark.parametrize("path", ["/v1/scores", "/v1/predict"])
+def test_no_key_is_401_even_when_the_body_is_invalid(server: Server, path: str) -> None:
+    response = httpx.post(
+        f"{server.url}{path}",
+        content=b"customer_ids=C1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert_error(response, 401, "unauthorized")
+    assert "details" not in response.json()
+
+
 def test_wrong_api_key_is_refused(server: Server, api_keys: Keys) -> None:
     response = httpx.post(
         f"{server.url}/v1/scores",
