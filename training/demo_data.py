@@ -31,7 +31,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.schema import ELEMENTS_BY_LEVEL, HIGH_SCORE, NPS_ELEMENT
+from features.schema import (
+    CHANNELS,
+    ELEMENTS_BY_LEVEL,
+    HIGH_SCORE,
+    INTERACTION_TYPES,
+    NPS_ELEMENT,
+)
 from features.time import as_utc
 
 DEMO_START = pd.Timestamp("2024-07-01", tz="UTC")
@@ -47,14 +53,8 @@ REGIONS: tuple[str, ...] = (
     "middle_east_africa",
 )
 ACQUISITION_CHANNELS: tuple[str, ...] = ("referral", "organic", "paid_search", "social", "partner")
-INTERACTION_CHANNELS: tuple[str, ...] = ("phone", "chat", "email", "web", "in_app")
-INTERACTION_TYPES: tuple[str, ...] = (
-    "support_ticket",
-    "complaint",
-    "onboarding",
-    "education",
-    "usage",
-)
+#: The contract's canonical channels and types (the generator's index order depends on it).
+INTERACTION_CHANNELS: tuple[str, ...] = CHANNELS
 #: The 30 elements in pyramid order (functional first), as the contract lists them.
 ELEMENT_NAMES: tuple[str, ...] = tuple(e for level in ELEMENTS_BY_LEVEL.values() for e in level)
 
