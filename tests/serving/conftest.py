@@ -16,9 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+import httpx
 import lightgbm
 import mlflow
 import numpy as np
@@ -299,3 +301,25 @@ def unready_server(
     }
     with run_server(workdir, env) as running:
         yield running
+
+
+#: A value no response may ever contain: the API never echoes what a client sent.
+MARKER = "ZZ-ECHO-CANARY-7f3a9"
+
+
+@pytest.fixture(scope="module")
+def client(server: Server, api_keys: Keys) -> Iterator[httpx.Client]:
+    """An HTTP client for the ready server, sending a valid API key."""
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": api_keys.key}, timeout=30) as c:
+        yield c
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is a JSON error with ``status`` and ``code``, a message, no traceback and
+    nothing echoed from the request."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["error"] == code and isinstance(body["message"], str) and body["message"]
+    assert "Traceback" not in response.text and MARKER not in response.text
+    return body

@@ -8,32 +8,9 @@ import httpx
 import pytest
 
 from serving.snapshot import SCORE_FIELDS
-from tests.serving.conftest import Keys, ScoresDir, Server
+from tests.serving.conftest import MARKER, Keys, ScoresDir, Server, assert_error
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.filterwarnings(
-        "ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning"
-    ),
-]
-
-#: A value no response may ever contain: the API never echoes what a client sent.
-MARKER = "ZZ-ECHO-CANARY-7f3a9"
-
-
-@pytest.fixture(scope="module")
-def client(server: Server, api_keys: Keys) -> httpx.Client:
-    with httpx.Client(base_url=server.url, headers={"X-API-Key": api_keys.key}, timeout=10) as c:
-        yield c  # type: ignore[misc]
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict:  # type: ignore[type-arg]
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert body["error"] == code and isinstance(body["message"], str) and body["message"]
-    assert "Traceback" not in response.text
-    return body
+pytestmark = pytest.mark.slow
 
 
 def test_healthz(server: Server) -> None:

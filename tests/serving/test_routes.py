@@ -11,30 +11,17 @@ import pytest
 
 from models.scoring import score_frame
 from serving.snapshot import SCORE_FIELDS
-from tests.serving.conftest import AS_OF, Keys, ScoresDir, Server, Trained, synthetic_tables
+from tests.serving.conftest import (
+    AS_OF,
+    MARKER,
+    ScoresDir,
+    Server,
+    Trained,
+    assert_error,
+    synthetic_tables,
+)
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.filterwarnings(
-        "ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning"
-    ),
-]
-
-MARKER = "ZZ-ECHO-CANARY-7f3a9"
-
-
-@pytest.fixture(scope="module")
-def client(server: Server, api_keys: Keys) -> httpx.Client:
-    with httpx.Client(base_url=server.url, headers={"X-API-Key": api_keys.key}, timeout=30) as c:
-        yield c  # type: ignore[misc]
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict:  # type: ignore[type-arg]
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"] == code and body["message"]
-    assert "Traceback" not in response.text and MARKER not in response.text
-    return body
+pytestmark = pytest.mark.slow
 
 
 # --- /v1/customers/{id} ----------------------------------------------------------------------
@@ -52,11 +39,11 @@ def test_customer_returns_its_snapshot_row(client: httpx.Client, scores_dir: Sco
 
 
 def test_unknown_customer_is_404_without_echo(client: httpx.Client) -> None:
-    error(client.get(f"/v1/customers/{MARKER}"), 404, "unknown_customer")
+    assert_error(client.get(f"/v1/customers/{MARKER}"), 404, "unknown_customer")
 
 
 def test_customer_needs_a_key(server: Server) -> None:
-    error(httpx.get(f"{server.url}/v1/customers/C00001"), 401, "unauthorized")
+    assert_error(httpx.get(f"{server.url}/v1/customers/C00001"), 401, "unauthorized")
 
 
 # --- /v1/at-risk ---------------------------------------------------------------------------
@@ -89,14 +76,14 @@ def test_at_risk_filters_by_band_and_min_clv(client: httpx.Client, scores_dir: S
 
 
 def test_at_risk_segment_needs_a_segment_column(client: httpx.Client) -> None:
-    error(client.get("/v1/at-risk", params={"segment": "smb"}), 409, "segment_unavailable")
+    assert_error(client.get("/v1/at-risk", params={"segment": "smb"}), 409, "segment_unavailable")
 
 
 @pytest.mark.parametrize(
     "params", [{"limit": 0}, {"limit": 100_000}, {"offset": -1}, {"risk_band": MARKER}]
 )
 def test_at_risk_bad_parameters_are_422(client: httpx.Client, params: dict) -> None:  # type: ignore[type-arg]
-    body = error(client.get("/v1/at-risk", params=params), 422, "invalid_request")
+    body = assert_error(client.get("/v1/at-risk", params=params), 422, "invalid_request")
     assert body["details"][0]["loc"][0] == "query"
 
 
@@ -221,21 +208,21 @@ def test_predict_customer_without_history_is_scored(client: httpx.Client) -> Non
     ],
 )
 def test_predict_bad_bodies_are_422_without_echo(client: httpx.Client, payload: dict) -> None:  # type: ignore[type-arg]
-    body = error(client.post("/v1/predict", json=payload), 422, "invalid_request")
+    body = assert_error(client.post("/v1/predict", json=payload), 422, "invalid_request")
     assert body["details"] and all(d["loc"][0] == "body" for d in body["details"])
 
 
 def test_predict_needs_a_key(server: Server) -> None:
     response = httpx.post(f"{server.url}/v1/predict", json={"customers": [{"customer_id": "A"}]})
-    error(response, 401, "unauthorized")
+    assert_error(response, 401, "unauthorized")
 
 
 # --- admin, metrics --------------------------------------------------------------------------
 
 
 def test_reload_needs_the_admin_scope(server: Server, client: httpx.Client) -> None:
-    error(httpx.post(f"{server.url}/v1/admin/reload"), 401, "unauthorized")
-    error(client.post("/v1/admin/reload"), 403, "forbidden")
+    assert_error(httpx.post(f"{server.url}/v1/admin/reload"), 401, "unauthorized")
+    assert_error(client.post("/v1/admin/reload"), 403, "forbidden")
 
 
 def test_metrics_count_requests_by_route_with_latency(
@@ -307,7 +294,7 @@ def test_frame_helpers_are_consistent() -> None:
 
 
 def test_unknown_query_parameters_are_422_without_echo(client: httpx.Client) -> None:
-    body = error(
+    body = assert_error(
         client.get("/v1/at-risk", params={"risk_bnad": "high", MARKER: "1"}),
         422,
         "invalid_request",
