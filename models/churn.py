@@ -14,6 +14,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 
 from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
 from models.calibration import Calibrator, choose_calibrator
@@ -39,9 +40,33 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
+#: The boosted model is kept over its starting point (the BG/NBD prior alone) only when its
+#: validation log loss is lower by more than this many standard errors of the paired per-row
+#: difference; otherwise the trees are noise around the prior and are dropped.
+MIN_GAIN_Z = 2.0
+#: Floor on BG/NBD expected purchases before the log, in the fitted prior.
+_MIN_EXPECTED = 1e-4
+
+
 def _logit(p: float | np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=float)
     return np.log(p / (1 - p))
+
+
+def _prior_inputs(alive: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """The fitted prior's inputs: log expected purchases and logit P(alive), shape (n, 2)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.column_stack(
+            [
+                np.log(np.maximum(expected, _MIN_EXPECTED)),
+                _logit(np.clip(alive, 1e-4, 1 - 1e-4)),
+            ]
+        )
+
+
+def _row_log_loss(y: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """Per-row binary log loss of log-odds ``margin``."""
+    return np.logaddexp(0.0, margin) - y * margin
 
 
 class ChurnModel:
@@ -54,11 +79,14 @@ class ChurnModel:
     early_stopping_rounds : rounds without validation improvement before stopping.
     balance : ``auto`` reweights the positive class when either class is rarer than
         :data:`IMBALANCE_SHARE`; ``none`` never does.
-    prior : ``bgnbd`` boosts from the BG/NBD probability of no purchase in the horizon (as
-        LightGBM ``init_score``) when the frame has the BG/NBD features, so trees learn
-        corrections to the purchase model rather than relearning it; ``none`` boosts from the
-        base rate. On small data (CDNOW, 2,357 customers) this keeps the model from falling
-        below its own BG/NBD input.
+    prior : ``bgnbd`` boosts (LightGBM ``init_score``) from a logistic regression of the
+        label on the BG/NBD outputs (log expected purchases, logit P(alive)) fitted on the
+        training rows, when the frame has the BG/NBD features, so trees learn corrections to
+        the purchase model rather than relearning it; ``none`` boosts from the base rate.
+    min_gain_z : with a prior and a validation set, the trees are kept only if they lower the
+        validation log loss by more than ``min_gain_z`` standard errors (paired, per row);
+        otherwise the model is the prior alone (``best_iteration_ == 0``). On small data
+        (CDNOW, 2,357 customers) this keeps the model from falling below its BG/NBD input.
     """
 
     def __init__(
@@ -69,12 +97,14 @@ class ChurnModel:
         early_stopping_rounds: int = 50,
         balance: str = "auto",
         prior: str = "bgnbd",
+        min_gain_z: float = MIN_GAIN_Z,
     ) -> None:
         self.params = params
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.balance = balance
         self.prior = prior
+        self.min_gain_z = min_gain_z
 
     def fit(
         self,
@@ -99,15 +129,14 @@ class ChurnModel:
         self.calibrator_: Calibrator | None = None
         self.prior_: dict[str, Any] | None = None
         matrix = self.encode(X)
+        label = np.asarray(y, dtype=float)
+        weight = np.where(label == 1, params.get("scale_pos_weight", 1.0), 1.0)
         if self.prior == "bgnbd" and {P_ALIVE, EXPECTED_PURCHASES} <= set(self.features_):
-            share_known = np.isfinite(matrix[:, self.features_.index(EXPECTED_PURCHASES)]).mean()
-            if share_known > 0.5:
-                base = float(_logit(np.clip(share, 1e-4, 1 - 1e-4)))
-                self.prior_ = {"kind": "bgnbd", "fallback_logit": base}
+            self.prior_ = self._fit_prior(matrix, label, weight)
         train = lgb.Dataset(
             matrix,
             init_score=self._prior_margin(matrix),
-            label=np.asarray(y, dtype=float),
+            label=label,
             feature_name=self.features_,
             categorical_feature=list(self.categories_),
             free_raw_data=True,
@@ -134,7 +163,63 @@ class ChurnModel:
         self.best_iteration_ = int(
             self.booster_.best_iteration or self.booster_.current_iteration()
         )
+        self.tree_gain_ = None
+        if valid_sets and self.prior_ is not None:
+            self.tree_gain_ = self._tree_gain(
+                valid_matrix, np.asarray(y_valid, dtype=float), params
+            )
+            if not self.tree_gain_["z"] > self.min_gain_z:
+                self.best_iteration_ = 0
         return self
+
+    def _fit_prior(
+        self, matrix: np.ndarray, label: np.ndarray, weight: np.ndarray
+    ) -> dict[str, Any] | None:
+        """The BG/NBD prior: a logistic regression of the label on :func:`_prior_inputs`,
+        weighted like the booster's objective, on the rows with BG/NBD features; ``None``
+        when fewer than half the rows have them or the label has one class there.
+
+        Why fitted rather than a closed form: BG/NBD's own P(no purchase in the horizon)
+        ranks customers worse than its expected purchases on CDNOW (one-time buyers get
+        P(alive) = 1), and the fitted slope on each output lets the data decide how much
+        each says about the label at this horizon.
+        """
+        share = float(np.average(label, weights=weight))
+        alive = matrix[:, self.features_.index(P_ALIVE)]
+        expected = matrix[:, self.features_.index(EXPECTED_PURCHASES)]
+        known = np.isfinite(alive) & np.isfinite(expected)
+        if known.mean() <= 0.5 or len(np.unique(label[known])) < 2:
+            return None
+        lr = LogisticRegression(C=1e6, max_iter=1000)  # two inputs: (almost) unpenalised
+        inputs = _prior_inputs(alive[known], expected[known])
+        lr.fit(inputs, label[known], sample_weight=weight[known])
+        coef = [float(c) for c in lr.coef_[0]]
+        return {
+            "kind": "bgnbd_logistic",
+            "coef": coef,
+            "intercept": float(lr.intercept_[0]),
+            "input_means": [float(v) for v in inputs.mean(axis=0)],
+            "fallback_logit": float(_logit(np.clip(share, 1e-4, 1 - 1e-4))),
+        }
+
+    def _tree_gain(
+        self, matrix: np.ndarray, label: np.ndarray, params: dict[str, Any]
+    ) -> dict[str, float]:
+        """Validation log loss of the prior alone minus that of prior plus trees (per row,
+        weighted as in training): mean, standard error and their ratio ``z``."""
+        weight = np.where(label == 1, params.get("scale_pos_weight", 1.0), 1.0)
+        prior = self._prior_margin(matrix)
+        boosted = prior + self._tree_score(matrix, self.best_iteration_)
+        diff = weight * (_row_log_loss(label, prior) - _row_log_loss(label, boosted))
+        mean = float(diff.mean() / weight.mean())
+        se = float(diff.std(ddof=1) / weight.mean() / np.sqrt(len(diff)))
+        return {"mean": mean, "se": se, "z": mean / se if se > 0 else 0.0}
+
+    def _tree_score(self, matrix: np.ndarray, n_trees: int) -> np.ndarray:
+        """The first ``n_trees`` trees' raw score per row (zero for no trees)."""
+        if n_trees <= 0:
+            return np.zeros(len(matrix))
+        return self.booster_.predict(matrix, num_iteration=n_trees, raw_score=True)
 
     def encode(self, X: pd.DataFrame) -> np.ndarray:
         """The frame as a float64 matrix in :attr:`features_` order (missing columns are NaN)."""
@@ -153,20 +238,25 @@ class ChurnModel:
         return out
 
     def _prior_margin(self, matrix: np.ndarray) -> np.ndarray | None:
-        """Log-odds of no purchase in the horizon under BG/NBD, per row, or ``None``.
+        """The prior's log-odds of churn per row, or ``None`` without a prior.
 
-        P(no purchase) = 1 - P(alive) + P(alive) exp(-E[N | alive]) with
-        E[N | alive] = E[N] / P(alive): the Poisson approximation to the BG/NBD expression
-        (Fader, Hardie & Lee 2005); the trees correct what it misses. Rows without the
-        BG/NBD features start from the training base rate.
+        ``bgnbd_logistic`` (:meth:`_fit_prior`): intercept + coef . (log expected purchases,
+        logit P(alive)). ``bgnbd`` (models saved before it): the Poisson approximation
+        P(no purchase) = 1 - P(alive) + P(alive) exp(-E[N] / P(alive)) (Fader, Hardie & Lee
+        2005). Rows without the BG/NBD features start from the training base rate.
         """
         if self.prior_ is None:
             return None
         alive = matrix[:, self.features_.index(P_ALIVE)]
         expected = matrix[:, self.features_.index(EXPECTED_PURCHASES)]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p0 = 1 - alive + alive * np.exp(-expected / np.maximum(alive, 1e-9))
-        margin = _logit(np.clip(p0, 1e-4, 1 - 1e-4))
+        if self.prior_["kind"] == "bgnbd_logistic":
+            margin = self.prior_["intercept"] + _prior_inputs(alive, expected) @ np.asarray(
+                self.prior_["coef"]
+            )
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                p0 = 1 - alive + alive * np.exp(-expected / np.maximum(alive, 1e-9))
+            margin = _logit(np.clip(p0, 1e-4, 1 - 1e-4))
         return np.where(np.isfinite(margin), margin, self.prior_["fallback_logit"])
 
     def predict_raw(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -174,8 +264,8 @@ class ChurnModel:
         matrix = X if isinstance(X, np.ndarray) else self.encode(X)
         if self.prior_ is None:
             return self.booster_.predict(matrix, num_iteration=self.best_iteration_)
-        score = self.booster_.predict(matrix, num_iteration=self.best_iteration_, raw_score=True)
-        return 1.0 / (1.0 + np.exp(-(score + self._prior_margin(matrix))))
+        score = self._tree_score(matrix, self.best_iteration_) + self._prior_margin(matrix)
+        return 1.0 / (1.0 + np.exp(-score))
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Churn probability per row, calibrated when :meth:`calibrate` has been run."""
@@ -191,19 +281,66 @@ class ChurnModel:
     def contributions(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Per-feature SHAP contributions in log-odds, shape (n, n_features); LightGBM's
         ``pred_contrib`` (the last column, the expected value, is dropped). With the BG/NBD
-        prior, its log-odds relative to the base rate count towards the BG/NBD
-        expected-purchases feature."""
+        prior, its log-odds relative to :meth:`prior_expected_logit` are added: the fitted
+        prior's linear terms (centred on their training means) to the BG/NBD expected-purchases
+        and P(alive) features, and for rows without BG/NBD features the step to the base
+        rate to expected purchases. Contributions plus the trees' expected value plus
+        :meth:`prior_expected_logit` sum to the model's log-odds."""
         matrix = X if isinstance(X, np.ndarray) else self.encode(X)
-        contrib = self.booster_.predict(
-            matrix, num_iteration=self.best_iteration_, pred_contrib=True
-        )[:, :-1]
+        if self.best_iteration_ > 0:
+            contrib = self.booster_.predict(
+                matrix, num_iteration=self.best_iteration_, pred_contrib=True
+            )[:, :-1]
+        else:
+            contrib = np.zeros((len(matrix), len(self.features_)))
         if self.prior_ is not None:
             j = self.features_.index(EXPECTED_PURCHASES)
-            contrib[:, j] += self._prior_margin(matrix) - self.prior_["fallback_logit"]
+            shift = self._prior_margin(matrix) - self.prior_expected_logit()
+            if self.prior_["kind"] == "bgnbd_logistic":
+                k = self.features_.index(P_ALIVE)
+                alive, expected = matrix[:, k], matrix[:, j]
+                terms = (
+                    _prior_inputs(alive, expected) - np.asarray(self.prior_["input_means"])
+                ) * np.asarray(self.prior_["coef"])
+                known = np.isfinite(terms).all(axis=1)
+                contrib[known, j] += terms[known, 0]
+                contrib[known, k] += terms[known, 1]
+                contrib[~known, j] += shift[~known]
+            else:
+                contrib[:, j] += shift
         return contrib
 
+    def prior_expected_logit(self) -> float:
+        """The prior's log-odds at the mean of its training inputs (the base rate for a
+        ``bgnbd`` prior); 0 without a prior."""
+        if self.prior_ is None:
+            return 0.0
+        if self.prior_["kind"] != "bgnbd_logistic":
+            return float(self.prior_["fallback_logit"])
+        coef, means = np.asarray(self.prior_["coef"]), np.asarray(self.prior_["input_means"])
+        return float(self.prior_["intercept"] + coef @ means)
+
+    def trees_expected_value(self) -> float:
+        """The trees' mean raw score (LightGBM's expected value; 0 without trees)."""
+        if self.best_iteration_ <= 0:
+            return 0.0
+        one = np.zeros((1, len(self.features_)))
+        return float(
+            self.booster_.predict(one, num_iteration=self.best_iteration_, pred_contrib=True)[0, -1]
+        )
+
+    def feature_gain(self) -> np.ndarray:
+        """Total split gain per feature over the trees in use (zeros when the model is the
+        prior alone)."""
+        if self.best_iteration_ <= 0:
+            return np.zeros(len(self.features_))
+        return self.booster_.feature_importance(
+            importance_type="gain", iteration=self.best_iteration_
+        )
+
     def model_text(self) -> str:
-        """The booster in LightGBM's native text format."""
+        """The booster in LightGBM's native text format: the trees up to
+        :attr:`best_iteration_`, or every tree when it is 0 (the prior alone; none is used)."""
         return self.booster_.model_to_string(num_iteration=self.best_iteration_)
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 1. load and validate the input tables (bad rows quarantined, counts logged);
 2. plan cutoffs and build point-in-time frames (BG/NBD outputs fitted per cutoff);
 3. fit the churn model on the training cutoffs, early-stopped on the calibration half of the
-   out-of-time validation cutoff, and calibrate it on that half;
+   out-of-time validation cutoff (where the trees must also beat the BG/NBD prior alone, or
+   are dropped), and calibrate it on that half;
 4. fit the CLV model on every purchase up to the end of the data (used for scoring);
 5. evaluate on the test half: the model, the baselines, and the demo oracle where known;
 6. write the report; 7. register the bundle; 8. move the champion alias if the gate passes
@@ -216,6 +217,8 @@ def train(settings: TrainSettings) -> TrainResult:
                 }
             )
             run.metrics({f"calibration.log_loss.{k}": v for k, v in calibration_losses.items()})
+            # validation log loss gained by the trees over the BG/NBD prior (trees kept if z > 2)
+            run.metrics({f"churn.tree_gain.{k}": v for k, v in (churn.tree_gain_ or {}).items()})
 
         with step("clv_fit"):
             clv = fit_clv(loaded, plan)

@@ -95,9 +95,7 @@ def _lift_gain(y: np.ndarray, p: np.ndarray) -> tuple[str, pd.DataFrame]:
 
 
 def _importance(churn: ChurnModel, top: int = 20) -> str:
-    gain = churn.booster_.feature_importance(
-        importance_type="gain", iteration=churn.best_iteration_
-    )
+    gain = churn.feature_gain()
     imp = pd.Series(gain, index=churn.features_).sort_values().tail(top)
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(imp) + 1))
     ax.barh([f"{n}" for n in imp.index], imp.to_numpy())

@@ -69,33 +69,74 @@ def test_contributions_sum_to_the_logit(model, data):
     assert model.contributions(m).shape == (50, 3)
 
 
-def test_bgnbd_prior_is_the_starting_point_and_round_trips():
-    rng = np.random.default_rng(4)
-    n = 3000
+def _bgnbd_data(seed: int, n: int = 3000, signal: float = 0.0) -> tuple[pd.DataFrame, pd.Series]:
+    """BG/NBD-like outputs whose Poisson P(no purchase) is the churn probability, plus a
+    ``signal`` column that moves the log-odds by ``signal`` per unit (0: pure noise)."""
+    rng = np.random.default_rng(seed)
     alive = rng.uniform(0.05, 1, n)
     expected = alive * rng.gamma(2, 1, n)
     p0 = 1 - alive + alive * np.exp(-expected / alive)
-    y = pd.Series((rng.random(n) < p0).astype(int))
-    X = pd.DataFrame(
-        {"bgnbd_p_alive": alive, "bgnbd_expected_purchases": expected, "noise": rng.normal(size=n)}
+    extra = rng.normal(size=n)
+    logit = np.log(p0 / (1 - p0)) + signal * extra
+    y = pd.Series((rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int))
+    X = pd.DataFrame({"bgnbd_p_alive": alive, "bgnbd_expected_purchases": expected, "extra": extra})
+    return X, y
+
+
+def _assert_contributions_sum_to_logit(model: ChurnModel, X: pd.DataFrame) -> None:
+    m = model.encode(X)
+    m[:3, model.features_.index("bgnbd_p_alive")] = np.nan  # rows without BG/NBD features
+    p = model.predict_raw(m)
+    total = (
+        model.contributions(m).sum(axis=1)
+        + model.trees_expected_value()
+        + model.prior_expected_logit()
     )
+    np.testing.assert_allclose(total, np.log(p / (1 - p)), rtol=1e-6, atol=1e-9)
+
+
+def test_bgnbd_prior_is_fitted_and_trees_that_do_not_help_are_dropped():
+    X, y = _bgnbd_data(4)
     model = ChurnModel(num_boost_round=30).fit(
         X[:2000], y[:2000], X_valid=X[2000:], y_valid=y[2000:]
     )
-    assert model.prior_ is not None and model.prior_["kind"] == "bgnbd"
-    # Trees correct the prior; with a prior that is the truth they add little.
-    assert roc_auc_score(y[2000:], model.predict_raw(X[2000:])) > 0.95 * roc_auc_score(
-        y[2000:], p0[2000:]
-    )
+    assert model.prior_ is not None and model.prior_["kind"] == "bgnbd_logistic"
+    # More expected purchases: less churn.
+    assert model.prior_["coef"][0] < 0
+    # The label is the prior plus noise: the trees do not beat it on validation, so the model
+    # is the prior alone, and predicts from it.
+    assert model.tree_gain_["z"] <= model.min_gain_z and model.best_iteration_ == 0
+    prior = 1 / (1 + np.exp(-model._prior_margin(model.encode(X))))
+    np.testing.assert_allclose(model.predict_raw(X), prior)
     again = ChurnModel.from_text(model.model_text(), model.to_dict())
     np.testing.assert_allclose(again.predict_raw(X), model.predict_raw(X))
-    # Contributions (prior counted on expected purchases) still sum to the model's log-odds.
-    m = model.encode(X[:20])
-    expected_value = model.booster_.predict(
-        m, num_iteration=model.best_iteration_, pred_contrib=True
-    )[:, -1]
-    logit = np.log(model.predict_raw(m) / (1 - model.predict_raw(m)))
-    total = model.contributions(m).sum(axis=1) + expected_value + model.prior_["fallback_logit"]
-    np.testing.assert_allclose(total, logit, rtol=1e-6)
+    _assert_contributions_sum_to_logit(model, X[:20])
     unprimed = ChurnModel(num_boost_round=30, prior="none").fit(X, y)
     assert unprimed.prior_ is None
+
+
+def test_trees_are_kept_when_they_beat_the_prior():
+    X, y = _bgnbd_data(5, n=6000, signal=1.0)
+    model = ChurnModel(num_boost_round=200).fit(
+        X[:4000], y[:4000], X_valid=X[4000:], y_valid=y[4000:]
+    )
+    assert model.tree_gain_["z"] > model.min_gain_z and model.best_iteration_ > 0
+    prior = 1 / (1 + np.exp(-model._prior_margin(model.encode(X[4000:]))))
+    assert roc_auc_score(y[4000:], model.predict_raw(X[4000:])) > roc_auc_score(y[4000:], prior)
+    again = ChurnModel.from_text(model.model_text(), model.to_dict())
+    np.testing.assert_allclose(again.predict_raw(X), model.predict_raw(X))
+    _assert_contributions_sum_to_logit(model, X[:20])
+
+
+def test_model_saved_with_the_poisson_prior_still_predicts():
+    X, y = _bgnbd_data(6)
+    model = ChurnModel(num_boost_round=20).fit(X, y)
+    meta = {**model.to_dict(), "prior": {"kind": "bgnbd", "fallback_logit": 1.0}}
+    old = ChurnModel.from_text(model.model_text(), meta)
+    alive, expected = X["bgnbd_p_alive"], X["bgnbd_expected_purchases"]
+    p0 = 1 - alive + alive * np.exp(-expected / alive)
+    trees = old.booster_.predict(old.encode(X), num_iteration=old.best_iteration_, raw_score=True)
+    np.testing.assert_allclose(
+        old.predict_raw(X), 1 / (1 + np.exp(-(trees + np.log(p0 / (1 - p0))))), rtol=1e-9
+    )
+    _assert_contributions_sum_to_logit(old, X[:20])
