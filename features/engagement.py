@@ -7,6 +7,14 @@ engagement: Kumar & Pansari, J. Marketing Research 2016; onboarding and educatio
 "value enhancement" of Dixon, Toman & DeLisi 2013). Tenure is ``tenure_days`` (customers) and
 ``T_days`` (transactions).
 
+Product usage (logins, sessions: ``usage`` interactions) is the densest sign of life a
+service has: its rate per week says how engaged a customer is, and a silence since the last
+usage event says more about dropout than a silence since the last purchase (usage and churn
+move together: Ascarza & Hardie, "A joint model of usage and churn in contractual settings",
+Marketing Science 32(4), 2013). The rates are per
+week over the window, or over the span since the customer's first interaction when that is
+shorter, so new customers are not counted as idle.
+
 The engagement index is a fixed, documented formula (no statistic across customers, so a
 customer's index depends on that customer's rows alone), in ``[0, 1]``, the mean of:
 
@@ -67,9 +75,39 @@ INDEX = register(
     "365d",
     "mean of channel breadth, education, two-way share and contact recency (see docs)",
 )
+USAGE_RATE_90 = register(
+    "usage_per_week_90d",
+    F,
+    "events per week",
+    "90d",
+    "usage events per week over the last 90 days (or since the first interaction, if later)",
+)
+USAGE_RATE_365 = register(
+    "usage_per_week_365d",
+    F,
+    "events per week",
+    "365d",
+    "usage events per week over the last 365 days (or since the first interaction, if later)",
+)
+SINCE_USAGE = register(
+    "days_since_last_usage", F, "days", "all history", "days since the last usage event"
+)
 #: Features that are zero (not missing) for a customer without interactions.
-ZERO_WHEN_ABSENT = (CHANNELS_USED, LEARNING, TWO_WAY, ONE_WAY, INDEX)
-COLUMNS = (CHANNELS_USED, LEARNING, TWO_WAY, ONE_WAY, TWO_WAY_SHARE, INDEX)
+ZERO_WHEN_ABSENT = (CHANNELS_USED, LEARNING, TWO_WAY, ONE_WAY, INDEX, USAGE_RATE_90, USAGE_RATE_365)
+COLUMNS = (
+    CHANNELS_USED,
+    LEARNING,
+    TWO_WAY,
+    ONE_WAY,
+    TWO_WAY_SHARE,
+    INDEX,
+    USAGE_RATE_90,
+    USAGE_RATE_365,
+    SINCE_USAGE,
+)
+#: Shortest span (days) a usage rate is measured over, so a customer first seen yesterday
+#: does not get a rate of seven events a week from one event.
+_MIN_RATE_SPAN_DAYS = 7.0
 _LEARNING_TYPES = ("education", "onboarding")
 
 
@@ -89,6 +127,12 @@ def engagement_index(
     return sum(parts) / len(parts)
 
 
+def _per_week(count: np.ndarray, observed_days: np.ndarray, window: int) -> np.ndarray:
+    """Events per week over the window, or over the customer's observed span when shorter."""
+    span = np.clip(observed_days, _MIN_RATE_SPAN_DAYS, window)
+    return count / span * 7.0
+
+
 def engagement_features(interactions: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
     """Engagement features as of ``as_of`` from interactions strictly before it, indexed by
     ``customer_id``; windows are ``[as_of - 365 days, as_of)``."""
@@ -106,6 +150,8 @@ def engagement_features(interactions: pd.DataFrame, *, as_of: pd.Timestamp) -> p
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, two_way / total, np.nan)
     channels_used = (per_channel > 0).sum(axis=1).astype("float64")
+    usage = past["interaction_type"].eq("usage").fillna(False).to_numpy(dtype=bool)
+    observed = g.max_age()
     out = {
         CHANNELS_USED: channels_used,
         LEARNING: learning,
@@ -113,5 +159,8 @@ def engagement_features(interactions: pd.DataFrame, *, as_of: pd.Timestamp) -> p
         ONE_WAY: total - two_way,
         TWO_WAY_SHARE: share,
         INDEX: engagement_index(channels_used, learning, share, g.min_age()),
+        USAGE_RATE_90: _per_week(g.count(usage & g.window(90)), observed, 90),
+        USAGE_RATE_365: _per_week(g.count(usage & in_year), observed, WINDOW),
+        SINCE_USAGE: g.min_age(usage),
     }
     return frame(g, out)

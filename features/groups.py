@@ -68,6 +68,12 @@ class Groups:
             np.minimum.at(out, self.codes[mask], self.age_days[mask])
         return np.where(np.isinf(out), np.nan, out)
 
+    def max_age(self) -> np.ndarray:
+        """Days since the earliest row per customer (every customer has one)."""
+        out = np.zeros(self.n)
+        np.maximum.at(out, self.codes, self.age_days)
+        return out
+
     def last(self, values: np.ndarray) -> np.ndarray:
         """The latest non-missing value per customer (ties: the later row); NaN without any."""
         ok = np.flatnonzero(~np.isnan(values))

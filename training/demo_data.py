@@ -118,6 +118,13 @@ _CONTACT_SHAPE, _CONTACT_MEAN_PER_WEEK, _CONTACT_FRICTION_SLOPE = 2.0, 0.15, 0.2
 _ONBOARDING_DAYS, _ONBOARDING_PER_WEEK = 28.0, 0.4
 #: After dropout a customer still contacts the firm, but rarely (share of the alive rate).
 _POST_DROPOUT_CONTACT_SHARE = 0.03
+#: Product sessions (logins, app opens), logged as ``usage`` rows without scores: a Poisson
+#: process while alive with rate ``mean * (purchase rate / its mean) ** elasticity * LogNormal``
+#: per week: customers who buy more use the product more. After dropout a lapsed customer still
+#: opens the app now and then (share of the alive rate).
+_SESSION_MEAN_PER_WEEK, _SESSION_PURCHASE_ELASTICITY, _SESSION_LOG_SD = 1.5, 1.0, 0.2
+_POST_DROPOUT_SESSION_SHARE = 0.02
+_SESSION_CHANNEL_P = np.array([0.0, 0.0, 0.0, 0.4, 0.6])  # web, in_app
 #: Unnormalised type weights of ordinary contacts, and how service friction tilts them.
 _TYPE_WEIGHTS = np.array([0.22, 0.04, 0.02, 0.10, 0.62])
 _TYPE_FRICTION_SLOPE = np.array([0.35, 0.6, 0.0, 0.0, 0.0])
@@ -339,11 +346,15 @@ def generate_demo_data(
 
     ids = _customer_ids(n_customers)
     frames = _Frames(ids, start, lat.signup_second, span_days)
+    transactions = frames.transactions(*_draw_transactions(lat, drop_day, span_days, rng_events))
+    contacts = frames.interactions(interactions, lat, rng_events)
+    surveys = frames.surveys(*_draw_surveys(lat, drop_day, span_days, rng_events))
+    sessions = frames.sessions(*_draw_sessions(lat, drop_day, span_days, rng_events))
     return DemoData(
         customers=_customers_frame(ids, start, lat),
-        transactions=frames.transactions(*_draw_transactions(lat, drop_day, span_days, rng_events)),
-        interactions=frames.interactions(interactions, lat, rng_events),
-        surveys=frames.surveys(*_draw_surveys(lat, drop_day, span_days, rng_events)),
+        transactions=transactions,
+        interactions=_merge_sorted(contacts, sessions),
+        surveys=surveys,
         ground_truth=_ground_truth(
             ids, lat, drop_day, state_at_as_of, start, as_of_day, horizon_days, rng_truth
         ),
@@ -670,6 +681,38 @@ def _draw_transactions(
     )
 
 
+def _draw_sessions(
+    lat: _Latents, drop_day: np.ndarray, span_days: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Product sessions: a Poisson process while alive whose rate rises with the purchase
+    rate, and a trickle after dropout. They carry no scores and do not move the hazard (they
+    are product usage, not service). Returns (customer, day, channel code)."""
+    n = lat.signup_day.size
+    rate = (
+        _SESSION_MEAN_PER_WEEK
+        / 7.0
+        * (lat.purchase_rate * 7.0 / _PURCHASE_RATE_MEAN_PER_WEEK) ** _SESSION_PURCHASE_ELASTICITY
+        * np.exp(_SESSION_LOG_SD * rng.standard_normal(n) - _SESSION_LOG_SD**2 / 2)
+    )
+    alive = _alive_span(lat, drop_day, span_days)
+    cust, day = _uniform_times(rng, rng.poisson(rate * alive), lat.signup_day, alive)
+    lapsed_from = np.minimum(np.maximum(drop_day, lat.signup_day), span_days)
+    lapsed = span_days - lapsed_from
+    late_cust, late_day = _uniform_times(
+        rng, rng.poisson(rate * _POST_DROPOUT_SESSION_SHARE * lapsed), lapsed_from, lapsed
+    )
+    cust, day = np.concatenate([cust, late_cust]), np.concatenate([day, late_day])
+    channel = rng.choice(len(INTERACTION_CHANNELS), cust.size, p=_SESSION_CHANNEL_P)
+    return cust, day, channel.astype(np.int8)
+
+
+def _merge_sorted(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Rows of both tables, sorted by customer then time (stable: ties keep ``a`` first)."""
+    both = pd.concat([a, b], ignore_index=True)
+    order = np.lexsort((both["timestamp"].to_numpy(), both["customer_id"].to_numpy()))
+    return both.take(order).reset_index(drop=True)
+
+
 def _draw_surveys(
     lat: _Latents,
     drop_day: np.ndarray,
@@ -904,6 +947,25 @@ class _Frames:
                 "csat": csat_col[order],
                 "resolved": resolved[order],
                 "value_enhancement": value_enhancement[order],
+            }
+        )
+
+    def sessions(self, cust: np.ndarray, day: np.ndarray, channel: np.ndarray) -> pd.DataFrame:
+        """Product sessions as ``usage`` interactions; no score was asked for."""
+        order, customer_id, ts = self._order_and_time(cust, day)
+        blank = pd.array([pd.NA] * cust.size, dtype="Int64")
+        return pd.DataFrame(
+            {
+                "customer_id": customer_id,
+                "timestamp": ts,
+                "channel": _labels(INTERACTION_CHANNELS, channel[order]),
+                "interaction_type": _labels(
+                    INTERACTION_TYPES, np.full(cust.size, _USAGE, dtype=np.int8)
+                ),
+                "effort_score": blank,
+                "csat": blank.copy(),
+                "resolved": pd.array([pd.NA] * cust.size, dtype="boolean"),
+                "value_enhancement": blank.copy(),
             }
         )
 

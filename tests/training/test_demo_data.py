@@ -190,7 +190,8 @@ def test_interaction_scores_are_in_range_and_sometimes_missing(small: DemoData) 
         present = it[column].dropna()
         assert present.between(lo, hi).all(), column
         assert set(present.unique()) == set(range(lo, hi + 1)), column
-        assert 0.2 < it[column].isna().mean() < 0.9, column
+        # service contacts: scores asked for some of the time (usage rows are mostly sessions)
+        assert 0.2 < it.loc[it["interaction_type"] != "usage", column].isna().mean() < 0.9, column
     ticket = it["interaction_type"].isin(["support_ticket", "complaint"])
     assert it.loc[~ticket, "resolved"].isna().all()
     assert it.loc[ticket, "resolved"].notna().mean() > 0.9
@@ -207,6 +208,28 @@ def test_interactions_tell_the_service_story(small: DemoData) -> None:
     # CSAT falls as effort rises (Dixon, Freeman & Toman 2010)
     scored = it[["effort_score", "csat"]].dropna().astype("float64")
     assert scored["effort_score"].corr(scored["csat"]) < -0.3
+
+
+def test_product_sessions_are_a_sign_of_life(small: DemoData) -> None:
+    """Usage rows are mostly unscored product sessions: they stop at dropout and their rate
+    rises with the purchase rate (docs/demo-data.md, "Product sessions")."""
+    it, gt = small.interactions, small.ground_truth
+    as_of = gt["as_of"].iloc[0]
+    usage = it[it["interaction_type"] == "usage"]
+    assert len(usage) > 0.8 * len(it)
+    assert usage["effort_score"].isna().mean() > 0.9
+    recent = usage[
+        (usage["timestamp"] < as_of) & (usage["timestamp"] >= as_of - pd.Timedelta(days=30))
+    ]
+    active = gt["customer_id"].isin(recent["customer_id"])
+    alive = gt["alive_at_as_of"].to_numpy(bool)
+    assert active[alive].mean() > 0.8
+    assert active[~alive].mean() < 0.2
+    before = usage[usage["timestamp"] < as_of]["customer_id"].value_counts()
+    tx = small.transactions
+    paid = tx[(tx["timestamp"] < as_of) & (tx["amount"] > 0)]["customer_id"].value_counts()
+    both = pd.concat([before, paid], axis=1, keys=["sessions", "orders"]).fillna(0)
+    assert both["sessions"].corr(both["orders"], method="spearman") > 0.4
 
 
 def test_surveys_answer_nps_plus_a_subset_of_elements(small: DemoData) -> None:
