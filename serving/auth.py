@@ -192,13 +192,23 @@ def authenticate(request: Request, presented: str | None) -> ApiKey:
     """
     store: KeyStore = request.app.state.serving.key_store
     try:
-        key = store.check(presented)
+        key = scores_key(store, presented)
     except KeyStoreError as exc:
         log.error("%s", exc)
         raise ApiError(503, "auth_unavailable", "API keys cannot be checked right now") from exc
-    if key is None or SCOPE_SCORES not in key.scopes:
+    if key is None:
         raise ApiError(401, "unauthorized", f"a valid API key is required in the {HEADER} header")
     return key
+
+
+def scores_key(store: KeyStore, presented: str | None) -> ApiKey | None:
+    """The stored key matching ``presented`` if it may call the ``/v1`` routes, else ``None``.
+
+    Raises :class:`KeyStoreError` when the store cannot be read. The one place that decides
+    who is let in: :func:`authenticate` and the ``/v1/scores`` fast path both ask it.
+    """
+    key = store.check(presented)
+    return key if key is not None and SCOPE_SCORES in key.scopes else None
 
 
 #: The authenticated caller, for route signatures.

@@ -26,6 +26,8 @@ def test_quick_run_measures_every_route_without_failures():
     ):
         assert name in figures and math.isfinite(figures[name].value) and figures[name].value > 0
     assert figures["scores 1 customer p50"].note.startswith("40 ok, 0 failed")
+    paced = figures["scores 1 customer p50, paced client"]
+    assert paced.note.startswith("40 ok, 0 failed") and math.isfinite(paced.value)
     assert "0 failed" in figures["scores max throughput"].note
     assert any(name.startswith("scores batch of") for name in figures)
     assert "events" in figures["predict 1 customer, 1 year p50"].note
@@ -39,3 +41,11 @@ def test_request_bytes_are_valid_http():
     assert head.startswith(b"POST /v1/scores HTTP/1.1\r\n")
     assert f"Content-Length: {len(body)}".encode() in head
     assert body == b'{"customer_ids":["a"]}'
+
+
+def test_response_length_needs_the_whole_reply():
+    reply = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\ncontent-type: application/json\r\n\r\n{}[]"
+
+    assert bench_serving._response_length(reply[:20]) is None  # head incomplete
+    assert bench_serving._response_length(reply[:-1]) is None  # body incomplete
+    assert bench_serving._response_length(reply) == (200, len(reply))
