@@ -707,8 +707,10 @@ def _draw_sessions(
 
 
 def _merge_sorted(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """Rows of both tables, sorted by customer then time (stable: ties keep ``a`` first)."""
-    both = pd.concat([a, b], ignore_index=True)
+    """Rows of both tables, sorted by customer then time (stable: ties keep ``a`` first).
+    Identical rows (two unscored sessions in the same second) are logged once, as an export
+    would, so that the data set has no exact duplicates for validation to quarantine."""
+    both = pd.concat([a, b], ignore_index=True).drop_duplicates(ignore_index=True)
     order = np.lexsort((both["timestamp"].to_numpy(), both["customer_id"].to_numpy()))
     return both.take(order).reset_index(drop=True)
 
