@@ -85,25 +85,10 @@ class ChurnModel:
         y_valid: pd.Series | None = None,
     ) -> ChurnModel:
         """Fit on ``X`` (feature frame) and ``y`` (0/1); early stopping on the validation pair."""
-        self.features_ = [str(c) for c in X.columns]
-        self.categories_ = {
-            str(c): [str(v) for v in X[c].cat.categories]
-            for c in X.columns
-            if isinstance(X[c].dtype, pd.CategoricalDtype)
-        }
-        params = {**DEFAULT_PARAMS, **(self.params or {})}
         share = float(np.mean(np.asarray(y, dtype=float)))
-        if self.balance == "auto" and min(share, 1 - share) < IMBALANCE_SHARE and 0 < share < 1:
-            params["scale_pos_weight"] = (1 - share) / share
-        self.params_ = params
-        self.calibrator_: Calibrator | None = None
-        self.prior_: dict[str, Any] | None = None
+        known = float(X[EXPECTED_PURCHASES].notna().mean()) if EXPECTED_PURCHASES in X else 0.0
+        params = self.start_fit(X.dtypes, positive_share=share, prior_known_share=known)
         matrix = self.encode(X)
-        if self.prior == "bgnbd" and {P_ALIVE, EXPECTED_PURCHASES} <= set(self.features_):
-            share_known = np.isfinite(matrix[:, self.features_.index(EXPECTED_PURCHASES)]).mean()
-            if share_known > 0.5:
-                base = float(_logit(np.clip(share, 1e-4, 1 - 1e-4)))
-                self.prior_ = {"kind": "bgnbd", "fallback_logit": base}
         train = lgb.Dataset(
             matrix,
             init_score=self._prior_margin(matrix),
@@ -135,6 +120,33 @@ class ChurnModel:
             self.booster_.best_iteration or self.booster_.current_iteration()
         )
         return self
+
+    def start_fit(
+        self, dtypes: pd.Series, *, positive_share: float, prior_known_share: float
+    ) -> dict[str, Any]:
+        """What :meth:`fit` decides before boosting, from the frame's columns and dtypes, the
+        share of positive labels and the share of rows with BG/NBD features: feature list,
+        category lists, LightGBM parameters (class weights) and the prior; returns the
+        parameters. Public so a distributed trainer (training/dask_engine.py) makes the same
+        decisions from statistics gathered over partitions."""
+        self.features_ = [str(c) for c in dtypes.index]
+        self.categories_ = {
+            str(c): [str(v) for v in dtype.categories]
+            for c, dtype in dtypes.items()
+            if isinstance(dtype, pd.CategoricalDtype)
+        }
+        params = {**DEFAULT_PARAMS, **(self.params or {})}
+        share = positive_share
+        if self.balance == "auto" and min(share, 1 - share) < IMBALANCE_SHARE and 0 < share < 1:
+            params["scale_pos_weight"] = (1 - share) / share
+        self.params_ = params
+        self.calibrator_: Calibrator | None = None
+        self.prior_: dict[str, Any] | None = None
+        uses_prior = {P_ALIVE, EXPECTED_PURCHASES} <= set(self.features_)
+        if self.prior == "bgnbd" and uses_prior and prior_known_share > 0.5:
+            base = float(_logit(np.clip(share, 1e-4, 1 - 1e-4)))
+            self.prior_ = {"kind": "bgnbd", "fallback_logit": base}
+        return params
 
     def encode(self, X: pd.DataFrame) -> np.ndarray:
         """The frame as a float64 matrix in :attr:`features_` order (missing columns are NaN)."""
