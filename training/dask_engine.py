@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -415,19 +416,15 @@ def fit_churn_distributed(
     x = [c for c in train.columns if c not in NON_FEATURES]
     churn = ChurnModel(params={"seed": settings.seed})
     y = train["churned"].astype("int64")
-    share, known = (
-        float(v)
-        for v in client.compute(
-            [
-                y.mean(),
-                train[EXPECTED_PURCHASES].notna().mean()
-                if EXPECTED_PURCHASES in train
-                else y.mean() * 0,
-            ],
-            sync=True,
-        )
+    known = (
+        train[EXPECTED_PURCHASES]
+        .isna()
+        .map_partitions(lambda m: ~m, meta=(EXPECTED_PURCHASES, bool))
+        if EXPECTED_PURCHASES in train.columns
+        else y * 0
     )
-    params = churn.start_fit(train[x].dtypes, positive_share=share, prior_known_share=known)
+    share, known_share = (float(v) for v in client.compute([y.mean(), known.mean()], sync=True))
+    params = churn.start_fit(train[x].dtypes, positive_share=share, prior_known_share=known_share)
     features = churn.features_
 
     def encode(part: pd.DataFrame) -> pd.DataFrame:
@@ -446,10 +443,13 @@ def fit_churn_distributed(
         client=client,
         n_estimators=churn.num_boost_round,
         random_state=params["seed"],
-        n_jobs=1,
         **lgb_params,
     )
-    model.fit(X, y, init_score=init, categorical_feature=list(churn.categories_))
+    with warnings.catch_warnings():
+        # the scikit-learn wrapper always passes n_jobs; lightgbm.dask replaces it with each
+        # worker's thread count and says so
+        warnings.filterwarnings("ignore", "Parameter n_jobs will be ignored", UserWarning)
+        model.fit(X, y, init_score=init, categorical_feature=list(churn.categories_))
     churn.booster_ = model.booster_
     calibration = frames.calibration
     churn.best_iteration_ = _replay_early_stopping(
@@ -479,14 +479,16 @@ def score_distributed(
 ) -> ScoreResult:
     """Score every customer per partition; the workers write Parquet parts to
     ``<dask_work_dir>/scores``, which are then streamed into the snapshot file."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     parts_dir = Path(settings.dask_work_dir) / "scores"
     shutil.rmtree(parts_dir, ignore_errors=True)
-    scored = _partition_map(
-        staged, _scored, as_of=as_of, bundle=bundle, version=version, settings=settings
-    )
-    scored.to_parquet(str(parts_dir), write_index=False)
+    kwargs = {"as_of": as_of, "bundle": bundle, "version": version, "settings": settings}
+    first = _scored(staged.tables(0), **kwargs)  # the schema: text columns stay text
+    scored = _partition_map(staged, _scored, meta=first.iloc[:0], **kwargs)
+    schema = pa.Schema.from_pandas(first, preserve_index=False)
+    scored.to_parquet(str(parts_dir), write_index=False, schema=schema)
     files = sorted(parts_dir.glob("part.*.parquet"), key=lambda p: int(p.stem.split(".")[1]))
     rows, bands = 0, {}
 
