@@ -16,6 +16,11 @@ ADMIN ?=
 FORCE ?=
 VERSION ?=
 UI_PORT ?= 5000
+# ENGINE=dask runs train/score/features on Dask (DASK_SCHEDULER=tcp://host:8786, or a local
+# cluster of worker processes when empty); see README "Scaling out".
+ENGINE ?=
+DASK_SCHEDULER ?=
+ENGINE_FLAGS = $(if $(ENGINE),--engine $(ENGINE)) $(if $(DASK_SCHEDULER),--dask-scheduler $(DASK_SCHEDULER))
 DEMO_KEY_FILE := var/demo-key.txt
 
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
@@ -24,7 +29,7 @@ export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: DATA=$(DATA) HORIZON=$(HORIZON) AS_OF=$(AS_OF) PORT=$(PORT) MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI)"
+	@echo "  variables: DATA=$(DATA) HORIZON=$(HORIZON) AS_OF=$(AS_OF) PORT=$(PORT) MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) ENGINE=$(ENGINE) DASK_SCHEDULER=$(DASK_SCHEDULER)"
 
 $(BIN)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -39,13 +44,13 @@ data: install ## write the seeded demo data set (DATA, CUSTOMERS, SEED)
 	$(BIN)/python -m training data --out $(DATA) --customers $(CUSTOMERS) --seed $(SEED) --horizon $(HORIZON)
 
 train: install ## build features, fit CLV + churn, log to MLflow, register, promote if the gate passes (FORCE=1 to force)
-	$(BIN)/python -m training train --data $(DATA) --horizon $(HORIZON) $(if $(FORCE),--force)
+	$(BIN)/python -m training train --data $(DATA) --horizon $(HORIZON) $(if $(FORCE),--force) $(ENGINE_FLAGS)
 
 score: install ## score every customer with the champion and write the snapshot the server reads
-	$(BIN)/python -m training score --data $(DATA) --horizon $(HORIZON) $(if $(AS_OF),--as-of $(AS_OF))
+	$(BIN)/python -m training score --data $(DATA) --horizon $(HORIZON) $(if $(AS_OF),--as-of $(AS_OF)) $(ENGINE_FLAGS)
 
 features: install ## build the point-in-time training and validation frames into var/features
-	$(BIN)/python -m training features --data $(DATA) --horizon $(HORIZON)
+	$(BIN)/python -m training features --data $(DATA) --horizon $(HORIZON) $(ENGINE_FLAGS)
 
 evaluate: install ## metrics of the champion (or VERSION=n) on DATA, next to the baselines and oracle
 	$(BIN)/python -m training evaluate --data $(DATA) --horizon $(HORIZON) $(if $(VERSION),--version $(VERSION))

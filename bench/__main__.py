@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "clv": "bench.clv",
     "features": "bench.features",
     "serving": "bench.serving",
+    "dask": "bench.dask",
 }
 
 

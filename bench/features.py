@@ -39,12 +39,13 @@ TYPES = ("support_ticket", "complaint", "onboarding", "education", "usage")
 ELEMENTS = (*[e for level in ELEMENTS_BY_LEVEL.values() for e in level], NPS_ELEMENT)
 
 
-def bench_tables(sizes: dict[str, int], *, seed: int = 0) -> Tables:
+def bench_tables(sizes: dict[str, int], *, seed: int = 0, first_id: int = 0) -> Tables:
     """Seeded validated-looking tables: ``customer_id`` str, UTC timestamps over two years
-    before :data:`AS_OF` (plus ~3% after it, which the builder must ignore)."""
+    before :data:`AS_OF` (plus ~3% after it, which the builder must ignore). ``first_id``
+    numbers the customers from there, so chunks of a larger base can be made one by one."""
     rng = np.random.default_rng(seed)
     n = sizes["customers"]
-    ids = pd.Index([f"C{i:07d}" for i in range(n)], dtype="str")
+    ids = pd.Index([f"C{i:07d}" for i in range(first_id, first_id + n)], dtype="str")
     span = (AS_OF - START).value * 1.03
 
     def events(k: int) -> tuple[pd.Series, pd.Series]:

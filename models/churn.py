@@ -115,24 +115,15 @@ class ChurnModel:
         y_valid: pd.Series | None = None,
     ) -> ChurnModel:
         """Fit on ``X`` (feature frame) and ``y`` (0/1); early stopping on the validation pair."""
-        self.features_ = [str(c) for c in X.columns]
-        self.categories_ = {
-            str(c): [str(v) for v in X[c].cat.categories]
-            for c in X.columns
-            if isinstance(X[c].dtype, pd.CategoricalDtype)
-        }
-        params = {**DEFAULT_PARAMS, **(self.params or {})}
-        share = float(np.mean(np.asarray(y, dtype=float)))
-        if self.balance == "auto" and min(share, 1 - share) < IMBALANCE_SHARE and 0 < share < 1:
-            params["scale_pos_weight"] = (1 - share) / share
-        self.params_ = params
-        self.calibrator_: Calibrator | None = None
-        self.prior_: dict[str, Any] | None = None
-        matrix = self.encode(X)
         label = np.asarray(y, dtype=float)
-        weight = np.where(label == 1, params.get("scale_pos_weight", 1.0), 1.0)
-        if self.prior == "bgnbd" and {P_ALIVE, EXPECTED_PURCHASES} <= set(self.features_):
-            self.prior_ = self._fit_prior(matrix, label, weight)
+        params = self.start_fit(X.dtypes, positive_share=float(label.mean()))
+        matrix = self.encode(X)
+        if self.uses_prior:
+            self.fit_prior(
+                matrix[:, self.features_.index(P_ALIVE)],
+                matrix[:, self.features_.index(EXPECTED_PURCHASES)],
+                label,
+            )
         train = lgb.Dataset(
             matrix,
             init_score=self._prior_margin(matrix),
@@ -164,43 +155,82 @@ class ChurnModel:
             self.booster_.best_iteration or self.booster_.current_iteration()
         )
         self.tree_gain_ = None
-        if valid_sets and self.prior_ is not None:
-            self.tree_gain_ = self._tree_gain(
-                valid_matrix, np.asarray(y_valid, dtype=float), params
-            )
-            if not self.tree_gain_["z"] > self.min_gain_z:
-                self.best_iteration_ = 0
+        if valid_sets:
+            self.keep_trees_if_they_help(valid_matrix, np.asarray(y_valid, dtype=float))
         return self
 
-    def _fit_prior(
-        self, matrix: np.ndarray, label: np.ndarray, weight: np.ndarray
+    def keep_trees_if_they_help(self, X_valid: pd.DataFrame | np.ndarray, y_valid) -> None:
+        """With a prior: drop the trees (``best_iteration_ = 0``) unless they lower the
+        validation log loss by more than ``min_gain_z`` standard errors; the measured gain is
+        kept in ``tree_gain_``. Public so a distributed trainer applies the same rule."""
+        if self.prior_ is None:
+            return
+        matrix = X_valid if isinstance(X_valid, np.ndarray) else self.encode(X_valid)
+        self.tree_gain_ = self._tree_gain(matrix, np.asarray(y_valid, dtype=float), self.params_)
+        if not self.tree_gain_["z"] > self.min_gain_z:
+            self.best_iteration_ = 0
+
+    def start_fit(self, dtypes: pd.Series, *, positive_share: float) -> dict[str, Any]:
+        """What :meth:`fit` decides before boosting, from the frame's columns and dtypes and
+        the share of positive labels: feature list, category lists and LightGBM parameters
+        (class weights); returns the parameters and resets the prior (:meth:`fit_prior`).
+        Public so a distributed trainer (training/dask_engine.py) makes the same decisions
+        from statistics gathered over partitions."""
+        self.features_ = [str(c) for c in dtypes.index]
+        self.categories_ = {
+            str(c): [str(v) for v in dtype.categories]
+            for c, dtype in dtypes.items()
+            if isinstance(dtype, pd.CategoricalDtype)
+        }
+        params = {**DEFAULT_PARAMS, **(self.params or {})}
+        share = positive_share
+        if self.balance == "auto" and min(share, 1 - share) < IMBALANCE_SHARE and 0 < share < 1:
+            params["scale_pos_weight"] = (1 - share) / share
+        self.params_ = params
+        self.calibrator_: Calibrator | None = None
+        self.prior_: dict[str, Any] | None = None
+        return params
+
+    @property
+    def uses_prior(self) -> bool:
+        """Whether :meth:`fit_prior` applies: ``prior="bgnbd"`` and the BG/NBD features are
+        among the model's features (set by :meth:`start_fit`)."""
+        return self.prior == "bgnbd" and {P_ALIVE, EXPECTED_PURCHASES} <= set(self.features_)
+
+    def fit_prior(
+        self, alive: np.ndarray, expected: np.ndarray, label: np.ndarray
     ) -> dict[str, Any] | None:
-        """The BG/NBD prior: a logistic regression of the label on :func:`_prior_inputs`,
-        weighted like the booster's objective, on the rows with BG/NBD features; ``None``
-        when fewer than half the rows have them or the label has one class there.
+        """Fit the BG/NBD prior (``prior_``) from the training rows' BG/NBD P(alive),
+        expected purchases and 0/1 labels: a logistic regression of the label on
+        :func:`_prior_inputs`, weighted like the booster's objective, on the rows with BG/NBD
+        features; ``None`` when fewer than half the rows have them or the label has one class
+        there. Public so a distributed trainer fits it from the three gathered columns.
 
         Why fitted rather than a closed form: BG/NBD's own P(no purchase in the horizon)
         ranks customers worse than its expected purchases on CDNOW (one-time buyers get
         P(alive) = 1), and the fitted slope on each output lets the data decide how much
         each says about the label at this horizon.
         """
+        alive, expected = np.asarray(alive, dtype=float), np.asarray(expected, dtype=float)
+        label = np.asarray(label, dtype=float)
+        weight = np.where(label == 1, self.params_.get("scale_pos_weight", 1.0), 1.0)
         share = float(np.average(label, weights=weight))
-        alive = matrix[:, self.features_.index(P_ALIVE)]
-        expected = matrix[:, self.features_.index(EXPECTED_PURCHASES)]
         known = np.isfinite(alive) & np.isfinite(expected)
+        self.prior_ = None
         if known.mean() <= 0.5 or len(np.unique(label[known])) < 2:
             return None
         lr = LogisticRegression(C=1e6, max_iter=1000)  # two inputs: (almost) unpenalised
         inputs = _prior_inputs(alive[known], expected[known])
         lr.fit(inputs, label[known], sample_weight=weight[known])
         coef = [float(c) for c in lr.coef_[0]]
-        return {
+        self.prior_ = {
             "kind": "bgnbd_logistic",
             "coef": coef,
             "intercept": float(lr.intercept_[0]),
             "input_means": [float(v) for v in inputs.mean(axis=0)],
             "fallback_logit": float(_logit(np.clip(share, 1e-4, 1 - 1e-4))),
         }
+        return self.prior_
 
     def _tree_gain(
         self, matrix: np.ndarray, label: np.ndarray, params: dict[str, Any]

@@ -94,15 +94,35 @@ def _suggest(penalizer: float) -> str:
     )
 
 
-def compress(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+def compress(columns: dict[str, np.ndarray], weights: np.ndarray | None = None) -> pd.DataFrame:
     """Rows with equal values in every column collapse into one row with a ``weight`` (the
-    number of customers it stands for): Fader and Hardie's condensed RFM table."""
+    number of customers it stands for): Fader and Hardie's condensed RFM table.
+
+    ``weights`` (default one per row) lets an already condensed table, e.g. one gathered from
+    the partitions of a cluster, be condensed again. Rows come out sorted by value, so the
+    table -- and every sum over it -- does not depend on the input's row order: the fit on
+    the whole table and the fit on partial tables gathered from a cluster are the same
+    floating-point computation.
+    """
+    frame = pd.DataFrame(columns)
+    frame["weight"] = 1.0 if weights is None else np.asarray(weights, dtype=float)
+    return frame.groupby(list(columns), sort=True)["weight"].sum().reset_index()
+
+
+def summary_counts(summary: pd.DataFrame) -> pd.DataFrame:
+    """The RFM summary condensed to distinct (:data:`SUMMARY_COLUMNS`) rows with a ``weight``
+    column; customers without a purchase are left out. Condensed tables of disjoint sets of
+    customers add up (concatenate, then condense again by summing ``weight``), so a cluster
+    sends the fit a table whose size is bounded by the distinct histories, not the customers;
+    :meth:`CLVModel.fit` with ``weight_column="weight"`` reads it."""
+    known = summary.dropna(subset=["T_days"])
+    columns = {c: known[c].to_numpy(dtype=float) for c in SUMMARY_COLUMNS}
+    weights = known["weight"].to_numpy(dtype=float) if "weight" in known.columns else None
+    frame = pd.DataFrame(columns)
+    frame["weight"] = 1.0 if weights is None else weights
+    # NaN mean spend (one-time buyers) is a value of its own here, not a dropped row
     return (
-        pd.DataFrame(columns)
-        .groupby(list(columns), sort=False)
-        .size()
-        .rename("weight")
-        .reset_index()
+        frame.groupby(list(SUMMARY_COLUMNS), sort=True, dropna=False)["weight"].sum().reset_index()
     )
 
 
@@ -236,6 +256,7 @@ def fit_purchases(
     model: str = "bgnbd",
     penalizer: float = 0.0,
     warm_start: bool = True,
+    weights: np.ndarray | None = None,
 ) -> PurchaseFit:
     """Fit a purchase-count model on per-customer (frequency, recency, T), compressed first.
 
@@ -246,6 +267,7 @@ def fit_purchases(
     penalizer : L2 penalty on the parameters (on the rescaled time axis, as lifetimes'
         ``penalizer_coef``).
     warm_start : start from a fit on a coarse grid (:func:`_coarse_start`) on large tables.
+    weights : customers per entry (default one): a condensed summary fits as the full one.
 
     Returns
     -------
@@ -269,7 +291,8 @@ def fit_purchases(
             "frequency": np.asarray(frequency, dtype=np.int64),
             "recency": np.asarray(recency, dtype=float),
             "T": np.asarray(T, dtype=float),
-        }
+        },
+        weights,
     )
     scale = 1.0 / max(float(rows["T"].max()), 1e-12)  # lifetimes' rescaling: oldest T is 1
     f, w = rows["frequency"].to_numpy(), rows["weight"].to_numpy(dtype=float)
@@ -352,14 +375,18 @@ def select_purchase_model(
     return max(usable, key=usable.__getitem__), scores
 
 
-def _fit_spend(frequency: np.ndarray, monetary: np.ndarray, penalizer: float) -> dict[str, float]:
-    """Gamma-Gamma on repeat buyers' (frequency, mean repeat spend), compressed.
+def _fit_spend(
+    frequency: np.ndarray, monetary: np.ndarray, penalizer: float, weights: np.ndarray | None = None
+) -> dict[str, float]:
+    """Gamma-Gamma on repeat buyers' (frequency, mean repeat spend), compressed (``weights``:
+    customers per entry, default one).
 
     Spend is divided by its mean for the fit (only ``v`` carries the currency unit, and scales
     back), so the boundary check and the penalizer do not depend on the currency."""
-    scale = float(np.mean(monetary))
-    rows = compress({"frequency": frequency.astype(float), "monetary": monetary / scale})
+    rows = compress({"frequency": frequency.astype(float), "monetary": monetary}, weights)
     x, m, w = (rows[c].to_numpy(dtype=float) for c in ("frequency", "monetary", "weight"))
+    scale = float((m * w).sum() / w.sum())
+    m = m / scale
 
     def objective(log_params):
         return GammaGammaFitter._negative_log_likelihood(log_params, x, m, w, penalizer)
@@ -377,10 +404,15 @@ def _fit_spend(frequency: np.ndarray, monetary: np.ndarray, penalizer: float) ->
     return {**scaled, "v": scaled["v"] * scale}
 
 
-def _spend_frequency_corr(frequency: np.ndarray, monetary: np.ndarray) -> float:
-    if len(frequency) < 3 or np.ptp(frequency) == 0 or np.ptp(monetary) == 0:
+def _spend_frequency_corr(
+    frequency: np.ndarray, monetary: np.ndarray, weights: np.ndarray | None = None
+) -> float:
+    """Pearson correlation of frequency and spend over customers (``weights`` per entry)."""
+    w = np.ones(len(frequency)) if weights is None else np.asarray(weights, dtype=float)
+    if w.sum() < 3 or np.ptp(frequency) == 0 or np.ptp(monetary) == 0:
         return float("nan")
-    return float(np.corrcoef(frequency, monetary)[0, 1])
+    cov = np.cov(frequency, monetary, aweights=w)
+    return float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -456,37 +488,54 @@ class CLVModel:
         rec = np.minimum(summary["recency_days"].fillna(0).to_numpy(dtype=float), t)
         return freq, rec / self.unit_days, t / self.unit_days
 
-    def fit(self, summary: pd.DataFrame, *, as_of: pd.Timestamp | None = None) -> CLVModel:
+    def fit(
+        self,
+        summary: pd.DataFrame,
+        *,
+        as_of: pd.Timestamp | None = None,
+        weight_column: str | None = None,
+    ) -> CLVModel:
         """Fit on an RFM summary (columns :data:`SUMMARY_COLUMNS`, times in days).
 
         Customers with no purchase (``T_days`` missing) are left out. Gamma-Gamma uses repeat
         buyers with a positive mean repeat spend; the others are counted in
         ``n_spend_excluded_``. ``as_of``, the summary's cutoff, is recorded as the end of the
-        fit window.
+        fit window. ``weight_column`` names a column of customers per row: a condensed summary
+        (:func:`summary_counts`, e.g. gathered from a cluster) fits to the same parameters as
+        the per-customer one (``model="auto"`` needs the per-customer rows).
         """
         if self.model not in (*COUNT_MODELS, "auto"):
             raise ValueError(f"model {self.model!r}: choose from {[*COUNT_MODELS, 'auto']}")
         known = summary.dropna(subset=["T_days"])
-        if len(known) < MIN_CUSTOMERS:
-            raise CLVModelError(f"only {len(known)} customers with purchases: too few to fit")
+        w = (
+            np.ones(len(known))
+            if weight_column is None
+            else known[weight_column].to_numpy(dtype=float)
+        )
+        if w.sum() < MIN_CUSTOMERS:
+            raise CLVModelError(f"only {int(w.sum())} customers with purchases: too few to fit")
         freq, rec, t = self._clock(known, known["T_days"])
         kind, self.selection_ = self.model, None
         if kind == "auto":
+            if weight_column is not None:
+                raise ValueError("model='auto' holds out customers by id: fit per-customer rows")
             kind, self.selection_ = select_purchase_model(
                 freq, rec, t, index=known.index, penalizer=self.penalizer
             )
-        counts = fit_purchases(freq, rec, t, model=kind, penalizer=self.penalizer)
+        counts = fit_purchases(freq, rec, t, model=kind, penalizer=self.penalizer, weights=w)
 
         monetary = known["monetary_repeat_mean"].to_numpy(dtype=float)
         repeat = freq > 0
         usable = repeat & (monetary > 0)  # NaN compares False
-        if usable.sum() < MIN_CUSTOMERS:
+        if w[usable].sum() < MIN_CUSTOMERS:
             raise CLVModelError(
-                f"only {int(usable.sum())} repeat buyers with positive spend: too few to fit "
+                f"only {int(w[usable].sum())} repeat buyers with positive spend: too few to fit "
                 "Gamma-Gamma"
             )
-        spend = _fit_spend(freq[usable], monetary[usable], self.penalizer)
-        self.spend_frequency_corr_ = _spend_frequency_corr(freq[usable], monetary[usable])
+        spend = _fit_spend(freq[usable], monetary[usable], self.penalizer, w[usable])
+        self.spend_frequency_corr_ = _spend_frequency_corr(
+            freq[usable], monetary[usable], w[usable]
+        )
         if abs(self.spend_frequency_corr_) > 0.3:
             log.warning(
                 "Gamma-Gamma assumes spend independent of frequency; their correlation is %.2f",
@@ -497,8 +546,8 @@ class CLVModel:
         self.log_likelihood_ = counts.log_likelihood
         self.n_customers_ = counts.n_customers
         self.n_rows_fitted_ = counts.n_rows
-        self.n_spend_customers_ = int(usable.sum())
-        self.n_spend_excluded_ = int((repeat & ~usable).sum())
+        self.n_spend_customers_ = int(w[usable].sum())
+        self.n_spend_excluded_ = int(w[repeat & ~usable].sum())
         self.fit_window_ = None
         if as_of is not None:
             end = pd.Timestamp(as_of)

@@ -23,6 +23,8 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
         "horizon_days": getattr(args, "horizon", None),
         "as_of": getattr(args, "as_of", None),
         "force_promote": getattr(args, "force", None) or None,
+        "engine": getattr(args, "engine", None),
+        "dask_scheduler": getattr(args, "dask_scheduler", None),
     }
     return TrainSettings(**{k: v for k, v in overrides.items() if v not in (None, "")})
 
@@ -42,7 +44,7 @@ def _data(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from training.pipeline import train
+    from training.engine import train
     from training.report import metrics_table
 
     settings = _settings(args)
@@ -53,18 +55,13 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _features(args: argparse.Namespace) -> None:
-    from training.pipeline import prepare
+    from training.engine import features
 
-    settings = _settings(args)
-    _, plan, frames = prepare(settings)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("train", "calibration", "test"):
-        frame = getattr(frames, name)
-        frame.to_parquet(out / f"{name}.parquet")
-        print(
-            f"{name}: {len(frame):,} rows x {len(frames.features)} features -> {out / name}.parquet"
-        )
+    written = features(_settings(args), out)
+    for name, rows in written.rows.items():
+        print(f"{name}: {rows:,} rows x {written.n_features} features -> {out / name}.parquet")
+    plan = written.plan
     print(f"validation cutoff {plan.validation.date()}, horizon {plan.horizon_days} days")
 
 
@@ -100,7 +97,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from training.batch import score
+    from training.engine import score
 
     result = score(_settings(args))
     bands = ", ".join(f"{k} {v:,}" for k, v in sorted(result.risk_bands.items()))
@@ -135,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--force", action="store_true", help="promote regardless of the gate")
         p.add_argument("--version", default=None, help="registered version (default: champion)")
         p.add_argument("--out", default=f"var/{name}", help="output folder")
+        p.add_argument("--engine", choices=("local", "dask"), default=None, help="env ENGINE")
+        p.add_argument(
+            "--dask-scheduler", dest="dask_scheduler", default=None, help="env DASK_SCHEDULER"
+        )
         p.set_defaults(func=func)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,55 @@ def segments(customers: pd.DataFrame | None, column: str | None, ids: pd.Series)
     return mapped.astype("object").where(mapped.notna(), None)
 
 
+def snapshot_rows(
+    scores: pd.DataFrame,
+    *,
+    as_of: pd.Timestamp,
+    version: str,
+    customers: pd.DataFrame | None,
+    segment_column: str | None,
+) -> pd.DataFrame:
+    """:func:`models.scoring.score_frame` output as snapshot rows (one per customer): the
+    ``as_of``, reasons as JSON text, the model version and the segment. Per customer, so a
+    distributed engine writes it per partition."""
+    out = scores.reset_index()
+    out.insert(1, "as_of", _iso(as_of))
+    out["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in out["top_reasons"]]
+    out["model_version"] = version
+    out["segment"] = segments(customers, segment_column, out["customer_id"])
+    out["risk_band"] = out["risk_band"].astype("str")
+    return out
+
+
+def publish_snapshot(
+    write: Callable[[Path], int],
+    directory: Path,
+    *,
+    as_of: pd.Timestamp,
+    version: str,
+    horizon_days: int,
+) -> Path:
+    """Write the snapshot with ``write(tmp_path)`` (returns the rows written), then its meta (sha256 of the bytes), and
+    rename both into place, so a reader never sees half a snapshot."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{SNAPSHOT}.tmp"
+    rows = write(tmp)
+    meta = {
+        "model_version": version,
+        "as_of": _iso(as_of),
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "rows": rows,
+        "sha256": sha256_file(tmp),
+        "horizon_days": horizon_days,
+    }
+    tmp_meta = directory / f".{SNAPSHOT_META}.tmp"
+    tmp_meta.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, directory / SNAPSHOT)
+    os.replace(tmp_meta, directory / SNAPSHOT_META)
+    return directory / SNAPSHOT
+
+
 def score(settings: TrainSettings) -> ScoreResult:
     """Score the customers in ``settings.data_dir`` as of ``settings.as_of`` (default: end of
     data) with the champion, and write the snapshot atomically."""
@@ -67,28 +117,24 @@ def score(settings: TrainSettings) -> ScoreResult:
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
     frame = build_features(loaded.tables, as_of=as_of)
     scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
-    out = scores.reset_index()
-    out.insert(1, "as_of", _iso(as_of))
-    out["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in out["top_reasons"]]
-    out["model_version"] = version
-    out["segment"] = segments(loaded.tables.customers, settings.segment_column, out["customer_id"])
-    out["risk_band"] = out["risk_band"].astype("str")
+    out = snapshot_rows(
+        scores,
+        as_of=as_of,
+        version=version,
+        customers=loaded.tables.customers,
+        segment_column=settings.segment_column,
+    )
 
-    directory = Path(settings.scores_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{SNAPSHOT}.tmp"
-    out.to_parquet(tmp, index=False)
-    meta = {
-        "model_version": version,
-        "as_of": _iso(as_of),
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "rows": len(out),
-        "sha256": sha256_file(tmp),
-        "horizon_days": settings.horizon_days,
-    }
-    tmp_meta = directory / f".{SNAPSHOT_META}.tmp"
-    tmp_meta.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, directory / SNAPSHOT)
-    os.replace(tmp_meta, directory / SNAPSHOT_META)
+    def write(tmp: Path) -> int:
+        out.to_parquet(tmp, index=False)
+        return len(out)
+
+    path = publish_snapshot(
+        write,
+        settings.scores_dir,
+        as_of=as_of,
+        version=version,
+        horizon_days=settings.horizon_days,
+    )
     bands = {str(k): int(v) for k, v in out["risk_band"].value_counts().items()}
-    return ScoreResult(directory / SNAPSHOT, len(out), as_of, version, bands)
+    return ScoreResult(path, len(out), as_of, version, bands)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,20 @@ class TrainSettings(BaseSettings):
     #: of ``/v1/at-risk``); default: the ``segment`` column, else ``plan``, when present.
     segment_column: str | None = None
     seed: int = 7
+    #: ``local`` (pandas in this process) or ``dask`` (training/dask_engine.py): env ``ENGINE``.
+    engine: Literal["local", "dask"] = Field(
+        "local", validation_alias=AliasChoices("CHURN_ENGINE", "ENGINE")
+    )
+    #: Address of a running Dask scheduler (``tcp://host:8786``); default with ``engine=dask``:
+    #: a local cluster of ``dask_workers`` worker processes. Env ``DASK_SCHEDULER``.
+    dask_scheduler: str | None = Field(
+        None, validation_alias=AliasChoices("CHURN_DASK_SCHEDULER", "DASK_SCHEDULER")
+    )
+    dask_workers: int = Field(2, ge=1)
+    #: Customer partitions (each customer's rows in one); 0: about 100,000 customers each.
+    dask_partitions: int = Field(0, ge=0)
+    #: Where the Dask engine stages validated, co-partitioned tables and scored parts.
+    dask_work_dir: Path = Path("var/dask")
 
 
 @lru_cache

@@ -109,7 +109,23 @@ def labelled_frame(tables: Tables, *, as_of: pd.Timestamp, horizon_days: int) ->
     ``as_of``) joined with the ``churned`` label and the cutoff; customers without a label
     (explicit-label data only) are left out."""
     frame = build_features(tables, as_of=as_of)
-    frame = add_clv_features(frame, fit_clv_at_cutoff(frame), horizon_days=horizon_days)
+    return with_labels(
+        tables, frame, fit_clv_at_cutoff(frame), as_of=as_of, horizon_days=horizon_days
+    )
+
+
+def with_labels(
+    tables: Tables,
+    frame: pd.DataFrame,
+    clv: CLVModel | None,
+    *,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+) -> pd.DataFrame:
+    """The second half of :func:`labelled_frame`: BG/NBD outputs of ``clv`` (fitted on the
+    whole population before ``as_of``) added to ``frame``, then the label and the cutoff.
+    Per customer, so a distributed engine runs it per partition with a ``clv`` fitted once."""
+    frame = add_clv_features(frame, clv, horizon_days=horizon_days)
     labels = churn_labels(tables, as_of=as_of, horizon_days=horizon_days, population=frame.index)
     frame = frame.assign(churned=labels, cutoff=as_of)
     return frame.loc[frame["churned"].notna()]

@@ -109,14 +109,15 @@ class LoadedTables:
 
 
 def find_table_files(data_dir: Path) -> dict[str, Path]:
-    """The table files present in ``data_dir`` (Parquet preferred over CSV)."""
+    """The table files present in ``data_dir`` (Parquet preferred over CSV); ``NAME.parquet``
+    may be a folder of Parquet parts (a partitioned table, as Dask and Spark write them)."""
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data folder not found; run 'make data' or pass DATA=<folder>")
     found: dict[str, Path] = {}
     for name in TABLE_NAMES:
         for suffix in (".parquet", ".csv"):
             path = data_dir / f"{name}{suffix}"
-            if path.is_file():
+            if path.is_file() or (suffix == ".parquet" and path.is_dir()):
                 found[name] = path
                 break
     if not found:
@@ -137,11 +138,17 @@ def _read(path: Path) -> pd.DataFrame:
         ) from exc
 
 
-def _sha256(path: Path) -> str:
+def table_sha256(path: Path) -> str:
+    """sha256 of a table file, or of a folder of parts (their relative names and bytes, in
+    name order)."""
     h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            h.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
@@ -176,7 +183,7 @@ def load_tables(data_dir: Path, *, column_map: Path | None = None) -> LoadedTabl
             column = f"column '{exc.column}'" if exc.column else "table"
             raise DataError(f"{path}: {column}: {exc.problem}; {exc.fix}") from exc
     tables = Tables(**{n: r.clean for n, r in results.items()})
-    return LoadedTables(tables, results, files, {n: _sha256(p) for n, p in files.items()})
+    return LoadedTables(tables, results, files, {n: table_sha256(p) for n, p in files.items()})
 
 
 def write_quarantine(loaded: LoadedTables, out_dir: Path) -> dict[str, dict[str, int]]:

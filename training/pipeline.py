@@ -164,7 +164,12 @@ def gate(
 
 
 def _log_inputs(
-    run: tracking.TrainingRun, loaded: LoadedTables, counts: dict, settings: TrainSettings
+    run: tracking.TrainingRun,
+    loaded: LoadedTables,
+    counts: dict,
+    settings: TrainSettings,
+    *,
+    datasets: bool = True,
 ) -> None:
     run.tags({f"data.{n}.sha256": h for n, h in loaded.sha256.items()})
     run.params({f"rows_in.{n}": v for n, v in loaded.rows_in.items()})
@@ -172,7 +177,8 @@ def _log_inputs(
     run.metrics({f"quarantined.{n}.{r}": v for n, c in counts.items() for r, v in c.items()})
     run.dict(counts, "quarantine_counts.json")
     run.file(settings.quarantine_dir / "report.csv")
-    run.inputs(loaded)
+    if datasets:
+        run.inputs(loaded)
 
 
 def _plan_params(plan: CutoffPlan, frames: Frames) -> dict[str, Any]:
@@ -182,19 +188,34 @@ def _plan_params(plan: CutoffPlan, frames: Frames) -> dict[str, Any]:
         "validation_cutoff": plan.validation.isoformat(),
         "training_cutoffs": ",".join(c.date().isoformat() for c in plan.training),
         "data_end": plan.data_end.isoformat(),
-        "train_rows": len(frames.train),
+        "train_rows": getattr(frames, "train_rows", len(frames.train)),
         "calibration_rows": len(frames.calibration),
         "test_rows": len(frames.test),
         "n_features": len(frames.features),
     }
 
 
-def train(settings: TrainSettings) -> TrainResult:
-    """Run the whole training pipeline and return what it registered."""
-    loaded, counts = load_inputs(settings)
+@dataclass(frozen=True)
+class EngineSteps:
+    """The steps an engine implements (training/engine.py); the rest of :func:`train` --
+    MLflow logging, evaluation, report, registration and the gate -- is the same for all."""
+
+    load: Any = load_inputs
+    build_frames: Any = build_frames
+    fit_churn: Any = fit_churn
+    fit_clv: Any = fit_clv
+    evaluate_clv: Any = evaluate_clv
+    log_datasets: bool = True
+
+
+def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainResult:
+    """Run the whole training pipeline and return what it registered (``engine``: the local
+    steps by default)."""
+    engine = engine or EngineSteps()
+    loaded, counts = engine.load(settings)
     with tracking.training_run(settings, run_name="train") as run:
         step = _Timer(run)
-        _log_inputs(run, loaded, counts, settings)
+        _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
 
         with step("frames"):
             plan = plan_cutoffs(
@@ -203,11 +224,11 @@ def train(settings: TrainSettings) -> TrainResult:
                 n_training=settings.n_training_cutoffs,
                 spacing_days=settings.cutoff_spacing_days,
             )
-            frames = build_frames(loaded.tables, plan)
+            frames = engine.build_frames(loaded.tables, plan)
             run.params(_plan_params(plan, frames))
 
         with step("churn_fit"):
-            churn, calibration_losses = fit_churn(frames, settings)
+            churn, calibration_losses = engine.fit_churn(frames, settings)
             run.params(
                 {
                     "lgb.best_iteration": churn.best_iteration_,
@@ -221,13 +242,13 @@ def train(settings: TrainSettings) -> TrainResult:
             run.metrics({f"churn.tree_gain.{k}": v for k, v in (churn.tree_gain_ or {}).items()})
 
         with step("clv_fit"):
-            clv = fit_clv(loaded, plan)
+            clv = engine.fit_clv(loaded, plan)
             if clv is not None:
                 run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
                 run.dict(clv.to_dict(), "clv/model.json")
 
         with step("clv_evaluate"):
-            run.metrics(evaluate_clv(loaded, plan, run))
+            run.metrics(engine.evaluate_clv(loaded, plan, run))
 
         with step("evaluate"):
             metrics, prob = evaluate(churn, frames, plan, settings)

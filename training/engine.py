@@ -1,0 +1,115 @@
+"""The engine switch: ``ENGINE=local`` (pandas in this process, the default) or ``ENGINE=dask``
+(training/dask_engine.py, on ``DASK_SCHEDULER`` or a local cluster of worker processes).
+
+``make train``, ``make score`` and ``make features`` call these functions; both engines run
+the same feature, label, model and scoring code, and training logs, registers and gates
+through :func:`training.pipeline.train` either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from features.time import as_utc
+from training.batch import ScoreResult
+from training.config import TrainSettings
+from training.frames import CutoffPlan, Frames, plan_cutoffs
+from training.pipeline import EngineSteps, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+def train(settings: TrainSettings) -> TrainResult:
+    """``make train`` on the configured engine."""
+    from training import pipeline
+
+    if settings.engine == "local":
+        return pipeline.train(settings)
+    from training import dask_engine as de
+
+    with de.dask_client(settings) as client:
+        staged: dict[str, de.Staged] = {}
+
+        def load(s: TrainSettings):
+            loaded, staged["tables"], counts = de.stage_inputs(s)
+            return loaded, counts
+
+        def fit_clv(loaded, plan: CutoffPlan):
+            if loaded.tables.transactions is None:
+                return None
+            return de.fit_clv_distributed(staged["tables"], as_of=plan.data_end, record_window=True)
+
+        def skip_clv_evaluation(loaded, plan, run) -> dict[str, float]:
+            log.warning("CLV holdout evaluation runs on the local engine only; skipped")
+            return {}
+
+        steps = EngineSteps(
+            load=load,
+            build_frames=lambda tables, plan: de.build_frames_distributed(staged["tables"], plan),
+            fit_churn=lambda frames, s: de.fit_churn_distributed(frames, s, client),
+            fit_clv=fit_clv,
+            evaluate_clv=skip_clv_evaluation,
+            log_datasets=False,
+        )
+        return pipeline.train(settings, steps)
+
+
+def score(settings: TrainSettings) -> ScoreResult:
+    """``make score`` on the configured engine."""
+    from training import batch
+
+    if settings.engine == "local":
+        return batch.score(settings)
+    from training import dask_engine as de
+    from training import tracking
+    from training.frames import data_end
+
+    bundle, version = tracking.load_champion(settings)
+    with de.dask_client(settings):
+        loaded, staged, _ = de.stage_inputs(settings)
+        as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
+        return de.score_distributed(staged, bundle, version, settings, as_of=as_of)
+
+
+@dataclass(frozen=True)
+class FeatureOutput:
+    """What ``make features`` wrote."""
+
+    plan: CutoffPlan
+    rows: dict[str, int]
+    n_features: int
+
+
+def features(settings: TrainSettings, out: Path) -> FeatureOutput:
+    """``make features``: the training and validation frames as Parquet in ``out``
+    (``train.parquet`` is a folder of parts on the Dask engine)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if settings.engine == "local":
+        from training.pipeline import prepare
+
+        _, plan, frames = prepare(settings)
+        for name in ("train", "calibration", "test"):
+            getattr(frames, name).to_parquet(out / f"{name}.parquet")
+        return FeatureOutput(plan, _rows(frames), len(frames.features))
+    from training import dask_engine as de
+
+    with de.dask_client(settings):
+        loaded, staged, _ = de.stage_inputs(settings)
+        plan = plan_cutoffs(
+            loaded.tables,
+            horizon_days=settings.horizon_days,
+            n_training=settings.n_training_cutoffs,
+            spacing_days=settings.cutoff_spacing_days,
+        )
+        frames = de.build_frames_distributed(staged, plan)
+        frames.train_all.to_parquet(str(out / "train.parquet"))
+        for name in ("calibration", "test"):
+            getattr(frames, name).to_parquet(out / f"{name}.parquet")
+        rows = {**_rows(frames), "train": frames.train_rows}
+        return FeatureOutput(plan, rows, len(frames.features))
+
+
+def _rows(frames: Frames) -> dict[str, int]:
+    return {n: len(getattr(frames, n)) for n in ("train", "calibration", "test")}
