@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("mlflow", "alembic", "urllib3"):
+    for noisy in ("mlflow", "alembic", "urllib3", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         args.func(args)

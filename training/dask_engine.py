@@ -49,6 +49,7 @@ from features.schema import TABLES, Tables
 from features.validation import TableError, Validated, validate_table
 from models.churn import ChurnModel
 from models.clv import CLVModel, CLVModelError, summary_counts
+from models.clv_evaluation import calibration_holdout
 from models.scoring import score_frame
 from training.batch import ScoreResult, publish_snapshot, snapshot_rows
 from training.config import TrainSettings
@@ -306,6 +307,25 @@ def fit_clv_distributed(
     except CLVModelError as exc:
         log.warning("no BG/NBD features at this cutoff: %s", exc)
         return None
+
+
+def clv_holdout_distributed(
+    staged: Staged, client, *, cutoff: pd.Timestamp, end: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`models.clv_evaluation.calibration_holdout` per partition, gathered: the
+    calibration summary and holdout actuals are one small row per customer."""
+    from dask import delayed
+
+    def part(i: int) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        tx = staged.tables(i).transactions
+        return None if tx is None else calibration_holdout(tx, cutoff=cutoff, end=end)
+
+    parts = [
+        p
+        for p in client.compute([delayed(part)(i) for i in range(staged.npartitions)], sync=True)
+        if p is not None
+    ]
+    return pd.concat([s for s, _ in parts]), pd.concat([a for _, a in parts])
 
 
 def _labelled(tables: Tables, *, as_of, horizon_days, clv) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from features.time import as_utc
@@ -41,16 +42,16 @@ def train(settings: TrainSettings) -> TrainResult:
                 return None
             return de.fit_clv_distributed(staged["tables"], as_of=plan.data_end, record_window=True)
 
-        def skip_clv_evaluation(loaded, plan, run) -> dict[str, float]:
-            log.warning("CLV holdout evaluation runs on the local engine only; skipped")
-            return {}
+        def evaluate_clv(loaded, plan, run) -> dict[str, float]:
+            holdout = partial(de.clv_holdout_distributed, staged["tables"], client)
+            return pipeline.evaluate_clv(loaded, plan, run, holdout=holdout)
 
         steps = EngineSteps(
             load=load,
             build_frames=lambda tables, plan: de.build_frames_distributed(staged["tables"], plan),
             fit_churn=lambda frames, s: de.fit_churn_distributed(frames, s, client),
             fit_clv=fit_clv,
-            evaluate_clv=skip_clv_evaluation,
+            evaluate_clv=evaluate_clv,
             log_datasets=False,
         )
         return pipeline.train(settings, steps)

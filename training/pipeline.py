@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -112,17 +114,24 @@ def evaluate(
 
 
 def evaluate_clv(
-    loaded: LoadedTables, plan: CutoffPlan, run: tracking.TrainingRun
+    loaded: LoadedTables,
+    plan: CutoffPlan,
+    run: tracking.TrainingRun,
+    holdout: Callable[..., tuple[pd.DataFrame, pd.DataFrame]] | None = None,
 ) -> dict[str, float]:
     """Calibration/holdout evaluation of the CLV model at the validation cutoff: fitted on
     purchases before it, compared with the horizon after it and with the naive baseline; the
-    metrics, the conditional-expectation and decile tables and their plots go to MLflow."""
+    metrics, the conditional-expectation and decile tables and their plots go to MLflow.
+
+    ``holdout(cutoff=, end=)`` gives the (summary, actuals) pair; default
+    :func:`models.clv_evaluation.calibration_holdout` on the loaded transactions (the Dask
+    engine gathers the same pair from its partitions)."""
     if loaded.tables.transactions is None:
         return {}
     end = plan.validation + pd.Timedelta(days=plan.horizon_days)
-    summary, actuals = calibration_holdout(
-        loaded.tables.transactions, cutoff=plan.validation, end=end
-    )
+    if holdout is None:
+        holdout = partial(calibration_holdout, loaded.tables.transactions)
+    summary, actuals = holdout(cutoff=plan.validation, end=end)
     try:
         model = CLVModel().fit(summary, as_of=plan.validation)
     except CLVModelError as exc:

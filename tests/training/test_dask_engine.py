@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import json
 
+import distributed
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.build import build_features
 from models.bundle import sha256_file
-from training import engine, tracking
+from training import dask_engine, engine, tracking
 from training.frames import data_end
 from training.io import load_inputs
 from training.pipeline import fit_clv, plan_cutoffs
-
-distributed = pytest.importorskip("distributed")
-dask_engine = pytest.importorskip("training.dask_engine")
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +118,13 @@ def test_churn_on_dask_is_as_good_as_local_and_saved_the_same_way(trained, dask_
     assert bundle.churn.prior_ is not None and bundle.churn.calibrator_ is not None
     assert 0 < bundle.churn.best_iteration_ <= bundle.churn.num_boost_round
     assert "baseline.logistic.roc_auc" in on_dask.metrics
+    # the CLV holdout evaluation is gathered from the partitions: the same numbers as local
+    client = mlflow.MlflowClient(tracking_uri=dask_settings.mlflow_tracking_uri)
+    dask_m, local_m = (client.get_run(r.run_id).data.metrics for r in (on_dask, on_local))
+    clv = sorted(k for k in local_m if k.startswith("clv_holdout."))
+    assert clv
+    for k in clv:
+        assert dask_m[k] == pytest.approx(local_m[k], rel=1e-9, abs=1e-12), k
 
 
 def test_dask_scoring_writes_every_customer(trained, dask_settings, local):
