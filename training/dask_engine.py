@@ -94,7 +94,7 @@ def dask_client(settings: TrainSettings) -> Iterator[Any]:
             n_workers=settings.dask_workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: the default 8787 may be taken
         ) as cluster,
         Client(cluster) as client,
     ):

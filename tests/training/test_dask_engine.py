@@ -25,7 +25,7 @@ def cluster():
     """Two single-threaded worker processes, shared by the module's tests."""
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as c,
         distributed.Client(c),
     ):
