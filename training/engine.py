@@ -8,7 +8,6 @@ through :func:`training.pipeline.train` either way.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,8 +17,6 @@ from training.batch import ScoreResult
 from training.config import TrainSettings
 from training.frames import CutoffPlan, Frames, plan_cutoffs
 from training.pipeline import EngineSteps, TrainResult
-
-log = logging.getLogger(__name__)
 
 
 def train(settings: TrainSettings) -> TrainResult:
