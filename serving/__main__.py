@@ -1,21 +1,26 @@
 """``python -m serving [--host H] [--port P]``: run the API with uvicorn.
 
 Host and port default to the settings (``CHURN_HOST``, ``CHURN_PORT``; 127.0.0.1:8000). The
-app is built by uvicorn's factory mode, so settings are read when the server starts, not when
-a module is imported. Uvicorn's access log is off: it would write raw paths, which will carry
-customer ids; :mod:`serving.access_log` logs route templates instead.
+app is built here, when the server starts (settings are read then, not when a module is
+imported), and served with the HTTP protocol of :mod:`serving.http_protocol`, which answers
+successful ``POST /v1/scores`` requests before uvicorn's ASGI machinery. Uvicorn's access log
+is off: it would write raw paths, which will carry customer ids; :mod:`serving.access_log`
+logs route templates instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import sys
 from typing import Any
 
 import uvicorn
-from uvicorn.config import LOGGING_CONFIG
+from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 
-from serving.config import get_settings
+from serving.app import create_app
+from serving.config import Settings, get_settings
+from serving.http_protocol import scores_protocol
 
 
 def log_config() -> dict[str, Any]:
@@ -25,24 +30,35 @@ def log_config() -> dict[str, Any]:
     return config
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and serve until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", help="interface to listen on (default: CHURN_HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="TCP port (default: CHURN_PORT or 8000)")
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+def server_config(
+    settings: Settings, *, host: str | None = None, port: int | None = None
+) -> uvicorn.Config:
+    """The uvicorn configuration of ``python -m serving``: a new app for ``settings``, served
+    with its scores protocol; ``host`` and ``port`` default to the settings'."""
+    app = create_app(settings)
+    return uvicorn.Config(
+        app,
+        http=scores_protocol(app.state.scores_answerer),
+        host=host or settings.host,
+        port=port or settings.port,
         access_log=False,
         log_config=log_config(),
         server_header=False,
         # SIGTERM stops accepting connections and lets requests in flight finish (bounded).
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", help="interface to listen on (default: CHURN_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="TCP port (default: CHURN_PORT or 8000)")
+    args = parser.parse_args(argv)
+    server = uvicorn.Server(server_config(get_settings(), host=args.host, port=args.port))
+    server.run()
+    if not server.started:  # as ``uvicorn.run`` does: the server could not start
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("serving.access")
 
 
+def log_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Write one access-log line: method, route template (never the raw path), status and
+    latency in milliseconds."""
+    log.info("%s %s %d %.2fms", method, route, status, seconds * 1000)
+
+
 class AccessLogMiddleware:
     """Log ``METHOD /route/{template} STATUS LATENCYms`` for every HTTP request."""
 
@@ -55,6 +61,6 @@ class AccessLogMiddleware:
             if route is None:
                 route = scope["path"] if scope["path"] in self.fixed_paths else "-"
             elapsed = time.perf_counter() - start
-            log.info("%s %s %d %.2fms", scope["method"], route, status, elapsed * 1000)
+            log_request(scope["method"], route, status, elapsed)
             if self.observe is not None:
                 self.observe(scope["method"], route, status, elapsed)

@@ -20,7 +20,7 @@ from serving.body_limit import BodyLimitMiddleware
 from serving.config import Settings, get_settings
 from serving.errors import CatchAllMiddleware, install_error_handlers
 from serving.routes import customers, health, model, predict, scores
-from serving.routes.scores import ScoresFastPath
+from serving.routes.scores import ScoresAnswerer, ScoresFastPath
 from serving.state import ServingState
 
 API_VERSION = "1"
@@ -62,7 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     scores_route = next(
         r for r in scores_router.routes if isinstance(r, APIRoute) and r.path == scores.PATH
     )
-    app.add_middleware(ScoresFastPath, state=state, route=scores_route)
+    # One answerer for both layers in front of the route: this middleware, and the HTTP
+    # protocol of ``python -m serving`` (serving/http_protocol.py), which finds it here.
+    app.state.scores_answerer = ScoresAnswerer(state)
+    app.add_middleware(ScoresFastPath, answerer=app.state.scores_answerer, route=scores_route)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     docs = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
     app.add_middleware(
