@@ -3,22 +3,23 @@
 One run builds everything in a temporary folder: seeded demo tables, features, a fitted
 churn + CLV bundle registered in a throw-away sqlite MLflow registry (through
 ``training.tracking``, the project's one registration path), the scored snapshot, an API key;
-then it starts ``python -m serving`` and measures:
+then it starts ``python -m serving`` and, unless ``--quick``, ``mlflow models serve`` on the
+same registered bundle folder (an MLflow LightGBM-flavour model, sent the same customer's
+encoded feature row as ``dataframe_split`` JSON), both running side by side, and measures:
 
 - single-customer ``/v1/scores`` latency (p50, p99) at a fixed rate of 200 requests/s (open
   loop: a slow answer does not delay the next request's send time; time spent waiting for a
-  free connection counts as latency);
+  free connection counts as latency), in :data:`ROUNDS` rounds that alternate between the two
+  servers, so that a busy spell on this shared machine hits both; the ratio of the pooled
+  medians is the headline, and the round-by-round ratios are printed beside it;
 - the same p50 with the *paced* client (:func:`_paced`), which busy-waits around each request
   so that its own wake-ups from sleep are not counted; both servers get both clients;
 - maximum sustained throughput of single-customer ``/v1/scores`` (closed loop, 8 connections);
 - a 1,000-customer ``/v1/scores`` batch (median of sequential requests);
-- ``/v1/predict`` with a year of raw history for one customer (median);
+- ``/v1/predict`` with a year of raw history for one customer (median).
 
-and then starts ``mlflow models serve`` on the same registered bundle folder (an MLflow
-LightGBM-flavour model) and sends the same customer's encoded feature row as
-``dataframe_split`` JSON, at the same fixed rate with the same client, and reports the ratio
-of the medians (the headline ratio uses the asyncio client, as before the paced one was
-added). Both servers and the load generator share this machine's cores; the load
+The headline ratio uses the asyncio client. Both servers and the load generator share this
+machine's cores; the load
 generator is a small asyncio HTTP/1.1 keep-alive client, so its own cost per request is
 tens of microseconds, not the milliseconds of a general-purpose HTTP library.
 """
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Coroutine, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from bench.report import Figure
 BENCH = "serving"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RATE = 200.0  # requests per second for the fixed-rate latency test
+ROUNDS = 5  # fixed-rate rounds per server, alternating between the two servers
 # The paced client (``_paced``) spins, rather than sleeps, from SPIN_AHEAD seconds before a
 # send time, and for up to SPIN_FOR seconds after a send while it waits for the reply; past
 # that it blocks in select(). Bounded, so that on this 2-core machine it takes at most a third
@@ -520,10 +522,23 @@ def _ms(seconds: float) -> float:
     return seconds * 1000
 
 
+def _pooled(runs: list[Run]) -> Run:
+    """The rounds of one measurement as one run."""
+    latencies = [x for run in runs for x in run.latencies]
+    return Run(latencies, sum(r.failures for r in runs), sum(r.seconds for r in runs))
+
+
+def _p50_ratios(reference: list[Run], ours: list[Run]) -> list[float]:
+    """Round by round: the reference's p50 over ours."""
+    return [r.quantile(0.5) / o.quantile(0.5) for r, o in zip(reference, ours, strict=True)]
+
+
 def run(quick: bool) -> list[Figure]:
     """Measure the server and, unless ``quick``, ``mlflow models serve``; see the module doc."""
     n_customers = 400 if quick else 5000
-    fixed_count = 40 if quick else 2000  # 10 s at 200 requests/s
+    fixed_count = 40 if quick else 2000  # 10 s at 200 requests/s, per server and client
+    rounds = 1 if quick else ROUNDS
+    per_round = fixed_count // rounds
     repeats = 3 if quick else 30
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         p = prepare(Path(tmp), n_customers=n_customers)
@@ -532,27 +547,45 @@ def run(quick: bool) -> list[Figure]:
         batch = post("/v1/scores", {"customer_ids": p.ids[:1000]}, headers)
         batch_size = min(1000, len(p.ids))
         predict = post("/v1/predict", {"customers": [p.history]}, headers)
+        invocation = [post("/invocations", p.mlflow_row, {})]
         figures: list[Figure] = []
         load = os.getloadavg()
-        with our_server(p) as port:
+        reference = nullcontext(0) if quick else mlflow_server(p)
+        with our_server(p) as port, reference as ref_port:
+            sequential = 20 if quick else 500
             _run(_sequential(port, singles[0], 50))  # warm-up
-            hot = _run(_sequential(port, singles[0], 20 if quick else 500))
-            fixed = _run(_fixed_rate(port, singles, fixed_count, RATE))
-            paced = _paced(port, singles, fixed_count, RATE)
+            hot = _run(_sequential(port, singles[0], sequential))
+            ref_hot = None
+            if ref_port:
+                _run(_sequential(ref_port, invocation[0], 50))
+                ref_hot = _run(_sequential(ref_port, invocation[0], sequential))
+            fixed: list[Run] = []
+            ref: list[Run] = []
+            paced: list[Run] = []
+            ref_paced: list[Run] = []
+            for _ in range(rounds):  # interleaved, so that both servers meet the same machine
+                fixed.append(_run(_fixed_rate(port, singles, per_round, RATE)))
+                if ref_port:
+                    ref.append(_run(_fixed_rate(ref_port, invocation, per_round, RATE)))
+                paced.append(_paced(port, singles, per_round, RATE))
+                if ref_port:
+                    ref_paced.append(_paced(ref_port, invocation, per_round, RATE))
             peak = _run(_closed_loop(port, singles, 1.0 if quick else 5.0, 8))
             big = _run(_sequential(port, batch, repeats))
             pred = _run(_sequential(port, predict, repeats))
-        note = f"{len(fixed.latencies)} ok, {fixed.failures} failed at {RATE:.0f}/s"
+            answer = asyncio.run(_answer(ref_port, invocation[0])) if ref_port else b""
+        ours, ours_paced = _pooled(fixed), _pooled(paced)
+        note = f"{len(ours.latencies)} ok, {ours.failures} failed at {RATE:.0f}/s"
         figures += [
-            Figure(BENCH, "scores 1 customer p50", _ms(fixed.quantile(0.5)), "ms", "< 2", note),
-            Figure(BENCH, "scores 1 customer p99", _ms(fixed.quantile(0.99)), "ms", "< 10", note),
+            Figure(BENCH, "scores 1 customer p50", _ms(ours.quantile(0.5)), "ms", "< 2", note),
+            Figure(BENCH, "scores 1 customer p99", _ms(ours.quantile(0.99)), "ms", "< 10", note),
             Figure(
                 BENCH,
                 "scores 1 customer p50, paced client",
-                _ms(paced.quantile(0.5)),
+                _ms(ours_paced.quantile(0.5)),
                 "ms",
                 "",
-                f"{len(paced.latencies)} ok, {paced.failures} failed at {RATE:.0f}/s; "
+                f"{len(ours_paced.latencies)} ok, {ours_paced.failures} failed at {RATE:.0f}/s; "
                 "client busy-waits around each request",
             ),
             Figure(
@@ -590,49 +623,45 @@ def run(quick: bool) -> list[Figure]:
         ]
         if quick:
             return figures
-        invocation = post("/invocations", p.mlflow_row, {})
-        with mlflow_server(p) as port:
-            _run(_sequential(port, invocation, 50))  # warm-up
-            ref_hot = _run(_sequential(port, invocation, 500))
-            ref = _run(_fixed_rate(port, [invocation], fixed_count, RATE))
-            ref_paced = _paced(port, [invocation], fixed_count, RATE)
-            answer = asyncio.run(_answer(port, invocation))
+        assert ref_hot is not None
+        theirs, theirs_paced = _pooled(ref), _pooled(ref_paced)
+        by_round = _p50_ratios(ref, fixed)
+        by_round_paced = _p50_ratios(ref_paced, paced)
         agreement = abs(json.loads(answer)["predictions"][0] - p.raw_probability)
-        ratio = ref.quantile(0.5) / fixed.quantile(0.5)
         figures += [
             Figure(
                 BENCH,
                 "mlflow models serve p50",
-                _ms(ref.quantile(0.5)),
+                _ms(theirs.quantile(0.5)),
                 "ms",
                 "",
-                f"{len(ref.latencies)} ok, {ref.failures} failed at {RATE:.0f}/s",
+                f"{len(theirs.latencies)} ok, {theirs.failures} failed at {RATE:.0f}/s",
             ),
-            Figure(BENCH, "mlflow models serve p99", _ms(ref.quantile(0.99)), "ms"),
+            Figure(BENCH, "mlflow models serve p99", _ms(theirs.quantile(0.99)), "ms"),
             Figure(
                 BENCH,
                 "p50 ratio mlflow / ours",
-                ratio,
+                theirs.quantile(0.5) / ours.quantile(0.5),
                 "x",
                 ">= 10",
-                f"at {RATE:.0f}/s; load average {load[0]:.1f} at start, "
-                f"{os.getloadavg()[0]:.1f} now (2 cores)",
+                f"at {RATE:.0f}/s, {rounds} interleaved rounds: {_spread(by_round)}; load "
+                f"average {load[0]:.1f} at start, {os.getloadavg()[0]:.1f} now (2 cores)",
             ),
             Figure(
                 BENCH,
                 "mlflow models serve p50, paced client",
-                _ms(ref_paced.quantile(0.5)),
+                _ms(theirs_paced.quantile(0.5)),
                 "ms",
                 "",
-                f"{len(ref_paced.latencies)} ok, {ref_paced.failures} failed at {RATE:.0f}/s",
+                f"{len(theirs_paced.latencies)} ok, {theirs_paced.failures} failed at {RATE:.0f}/s",
             ),
             Figure(
                 BENCH,
                 "p50 ratio mlflow / ours, paced client",
-                ref_paced.quantile(0.5) / paced.quantile(0.5),
+                theirs_paced.quantile(0.5) / ours_paced.quantile(0.5),
                 "x",
                 "",
-                "meaningful on an otherwise idle machine only (see README)",
+                f"rounds: {_spread(by_round_paced)}; meaningful on an idle machine only (README)",
             ),
             Figure(
                 BENCH,
@@ -656,6 +685,11 @@ def run(quick: bool) -> list[Figure]:
             ),
         ]
         return figures
+
+
+def _spread(ratios: list[float]) -> str:
+    """Round ratios as ``median (min-max)``."""
+    return f"median {np.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f})"
 
 
 if __name__ == "__main__":
