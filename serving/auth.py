@@ -25,6 +25,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,6 +55,11 @@ class ApiKey:
     sha256: str
     scopes: frozenset[str]
     created_at: str
+
+    @cached_property
+    def digest(self) -> bytes:
+        """The stored sha256 as bytes, for comparing with a presented key's digest."""
+        return bytes.fromhex(self.sha256)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the store."""
@@ -138,7 +144,7 @@ def match_key(keys: list[ApiKey], presented: str) -> ApiKey | None:
     found = None
     for k in keys:
         # No early exit: every stored hash is compared whatever the outcome.
-        if hmac.compare_digest(digest, bytes.fromhex(k.sha256)) and found is None:
+        if hmac.compare_digest(digest, k.digest) and found is None:
             found = k
     return found
 

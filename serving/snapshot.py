@@ -24,6 +24,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -96,15 +97,12 @@ class Snapshot:
             found.get(cid) or _json({"customer_id": cid, "error": "unknown_customer"})
             for cid in customer_ids
         ]
-        return b"".join(
-            (
-                b'{"results":[',
-                b",".join(parts),
-                b'],"model_version":',
-                _json(self.model_version),
-                b"}",
-            )
-        )
+        return b"".join((b'{"results":[', b",".join(parts), self._scores_tail))
+
+    @cached_property
+    def _scores_tail(self) -> bytes:
+        """What follows the results in every ``/v1/scores`` body."""
+        return b'],"model_version":' + _json(self.model_version) + b"}"
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

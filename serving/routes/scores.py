@@ -15,8 +15,6 @@ access log, metrics, catch-all), and, under ``python -m serving``, the HTTP prot
 # No ``from __future__ import annotations`` here: FastAPI must see the request model built in
 # ``build_router`` (a local name) as a real annotation, not a string.
 
-import json
-
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -77,9 +75,12 @@ def build_router(settings: Settings) -> APIRouter:
 class ScoresAnswerer:
     """The successful ``POST /v1/scores`` answer, decided without FastAPI.
 
-    The body is validated exactly as FastAPI does it (``json.loads``, then the request model
-    built from the same settings, in Python mode); the key is checked by the same
-    :func:`serving.auth.scores_key`; the snapshot is the one being served when the call is made.
+    The body is validated by the request model built from the same settings, parsed by
+    pydantic in JSON mode: for every body that ``json.loads`` reads, it takes the same
+    decisions as the route (which parses with ``json.loads`` and validates in Python mode), and
+    a body it refuses that the route would take (one starting with a UTF-8 byte-order mark) is
+    simply left to the route. The key is checked by the same :func:`serving.auth.scores_key`;
+    the snapshot is the one being served when the call is made.
     """
 
     def __init__(self, state: ServingState) -> None:
@@ -95,7 +96,7 @@ class ScoresAnswerer:
         try:
             if scores_key(self.state.key_store, key.decode("latin-1")) is None:
                 return None
-            request = self.model.model_validate(json.loads(body))
+            request = self.model.model_validate_json(body)
         except Exception:  # an unreadable key store or body, or a body the model refuses
             return None
         return snapshot.scores_json(request.customer_ids)  # type: ignore[attr-defined]
