@@ -2,8 +2,9 @@
 
 ``create_app(settings)`` builds a fresh app; nothing is read or loaded at import time. The
 champion model and the scored snapshot are loaded once, when the server starts (``lifespan``),
-and handed to routes through dependencies. Run it with ``python -m serving`` (uvicorn's
-factory mode) or ``uvicorn --factory serving.app:create_app``.
+and handed to routes through dependencies. Run it with ``python -m serving``, which adds the
+``/v1/scores`` HTTP protocol (:mod:`serving.http_protocol`); ``uvicorn --factory
+serving.app:create_app`` serves the same API through uvicorn's own protocol.
 """
 
 from __future__ import annotations
