@@ -60,6 +60,33 @@ def test_unseen_category_and_missing_column_are_missing_values(model):
     assert 0 <= model.predict_proba(X)[0] <= 1
 
 
+def test_encoding_converts_each_dtype_like_to_numeric(model):
+    # Numeric and boolean columns are converted as one block, others one by one: every
+    # dtype a feature frame can carry must come out as ``pd.to_numeric`` would give it.
+    model = ChurnModel.from_text(model.model_text(), model.to_dict())
+    model.features_ = ["f", "i", "b", "nb", "text", "plan", "absent"]
+    X = pd.DataFrame(
+        {
+            "f": [1.5, np.nan, 3.0],
+            "i": pd.array([1, None, 3], dtype="Int64"),
+            "b": [True, False, True],
+            "nb": pd.array([True, None, False], dtype="boolean"),
+            "text": ["2.5", "not a number", None],
+            "plan": pd.Categorical(["plus", "platinum", None]),
+        }
+    )
+
+    m = model.encode(X)
+
+    plus = float(model.categories_["plan"].index("plus"))
+    expected = [
+        [1.5, 1, 1, 1, 2.5, plus, np.nan],
+        [np.nan, np.nan, 0, np.nan, np.nan, np.nan, np.nan],
+        [3.0, 3, 1, 0, np.nan, np.nan, np.nan],
+    ]
+    np.testing.assert_array_equal(m, np.array(expected, dtype=float))
+
+
 def test_contributions_sum_to_the_logit(model, data):
     X, _ = data
     m = model.encode(X[:50])
