@@ -1,9 +1,10 @@
 """Validation: fatal table problems raise; row problems are quarantined, counted, never lost."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from features.validation import TableError, validate_table, validate_tables
+from features.validation import TableError, _blank, validate_table, validate_tables
 
 
 def messy_tables() -> dict[str, pd.DataFrame]:
@@ -160,3 +161,24 @@ def test_out_of_range_dates_are_quarantined_not_fatal():
     result = validate_table("transactions", raw)
     assert result.counts == {"bad_timestamp": 3}
     assert list(result.clean["customer_id"]) == ["D"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series([1.0, np.nan, np.inf]),
+        pd.Series(pd.array([1, None], dtype="Int64")),
+        pd.Series(pd.array([True, None], dtype="boolean")),
+        pd.Series(pd.to_datetime(["2026-01-01", None], utc=True)),
+        pd.Series(["a", " ", None, ""]),
+        pd.Series(["a", 1, None, " \t"], dtype=object),
+        pd.Series(pd.Categorical(["", "x", None])),
+    ],
+    ids=lambda s: str(s.dtype),
+)
+def test_blank_means_missing_or_empty_text_whatever_the_dtype(values: pd.Series) -> None:
+    # Non-text columns skip the conversion to text; the answer must be the same as with it.
+    as_text = values.astype("string")
+    expected = (as_text.isna() | (as_text.str.strip() == "")).to_numpy(dtype=bool)
+
+    assert np.array_equal(_blank(values).to_numpy(dtype=bool), expected)
