@@ -81,7 +81,7 @@ def _blank(s: pd.Series) -> pd.Series:
         or pd.api.types.is_datetime64_any_dtype(dtype)
     ):
         return s.isna()
-    as_str = s.astype("string")
+    as_str = s if isinstance(dtype, pd.StringDtype) else s.astype("string")
     return as_str.isna() | (as_str.str.strip() == "")
 
 
@@ -149,10 +149,14 @@ def validate_table(name: str, raw: pd.DataFrame) -> Validated:
         raise TableError(name, None, "the table has no rows", "remove the file or fill it")
 
     df = raw.reset_index(drop=True).copy()
-    reason = pd.Series(pd.NA, index=df.index, dtype="string")
+    # Each row's first failed rule; ``unset`` marks rows that have passed every rule so far.
+    reason = np.full(len(df), None, dtype=object)
+    unset = np.ones(len(df), dtype=bool)
 
     def flag(mask: pd.Series, why: str) -> None:
-        reason.loc[mask.to_numpy(dtype=bool) & reason.isna().to_numpy()] = why
+        hit = mask.to_numpy(dtype=bool) & unset
+        reason[hit] = why
+        unset[hit] = False
 
     flag(_blank(df["customer_id"]), "missing_customer_id")
     df["customer_id"] = df["customer_id"].astype("string").str.strip().astype("str")
@@ -196,13 +200,13 @@ def validate_table(name: str, raw: pd.DataFrame) -> Validated:
         df[col] = value
 
     if name == "customers":
-        flag(df["customer_id"].duplicated(keep="first") & reason.isna(), "duplicate_customer_id")
+        flag(df["customer_id"].duplicated(keep="first"), "duplicate_customer_id")
     else:
         flag(raw.reset_index(drop=True).duplicated(keep="first"), "duplicate")
 
-    bad = reason.notna().to_numpy()
+    bad = ~unset
     quarantine = raw.reset_index(drop=True).loc[bad].copy()
-    quarantine["reason"] = reason[bad].astype("str")
+    quarantine["reason"] = pd.Series(reason[bad], index=quarantine.index, dtype="str")
     return Validated(name, df.loc[~bad].reset_index(drop=True), quarantine)
 
 
