@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,3 +83,21 @@ def run_server(workdir: Path, env: dict[str, str], *, timeout: float = 30.0) -> 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def serve_in_thread(config: uvicorn.Config, *, timeout: float = 30.0) -> Iterator[uvicorn.Server]:
+    """A real uvicorn server on ``config`` in a thread of this process (so a test can look
+    inside the app or its protocol), started before the block and stopped after it."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)

@@ -4,8 +4,6 @@ it, so the next request would fail with a reset)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -15,7 +13,7 @@ from fastapi import FastAPI
 
 from serving.access_log import AccessLogMiddleware
 from serving.errors import CatchAllMiddleware, install_error_handlers, validation_details
-from tests.server import free_port
+from tests.server import free_port, serve_in_thread
 
 SECRET = "ZZ-internal-detail-91c2"
 
@@ -41,16 +39,8 @@ def failing_app() -> FastAPI:
 def url() -> Iterator[str]:
     port = free_port()
     config = uvicorn.Config(failing_app(), host="127.0.0.1", port=port, log_level="critical")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(config, timeout=10):
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_unexpected_error_is_json_500_and_the_connection_survives(url: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import uvicorn
 
 from serving.__main__ import server_config
 from serving.config import Settings
-from tests.server import free_port
+from tests.server import free_port, serve_in_thread
 from tests.serving.conftest import MARKER, Keys, Registry, ScoresDir
 
 pytestmark = pytest.mark.slow
@@ -51,18 +50,8 @@ def running(
     )
     port = free_port()
     config = server_config(settings, port=port)  # as ``python -m serving`` builds it
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(config) as server:
         yield Running(port, config.http, server)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def request(
