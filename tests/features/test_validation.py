@@ -181,4 +181,4 @@ def test_blank_means_missing_or_empty_text_whatever_the_dtype(values: pd.Series)
     as_text = values.astype("string")
     expected = (as_text.isna() | (as_text.str.strip() == "")).to_numpy(dtype=bool)
 
-    assert np.array_equal(_blank(values).to_numpy(dtype=bool), expected)
+    assert np.array_equal(np.asarray(_blank(values), dtype=bool), expected)
