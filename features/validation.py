@@ -136,6 +136,10 @@ class Validated:
         problem = f"all {len(self.quarantine):,} rows quarantined ({listed})"
         if column == "*" or column not in self.quarantine.columns:
             return TableError(self.table, None, problem, "see the quarantine files")
+        if reason_parts(top[0][0])["rule"] == "missing":
+            return TableError(
+                self.table, column, f"{problem}; it is blank", _fix(top[0][0], column)
+            )
         hit = self.quarantine["reason"].str.split(";").map(lambda rs: top[0][0] in rs)
         shape = value_shape(self.quarantine.loc[hit.to_numpy(dtype=bool), column].iloc[0])
         return TableError(

@@ -182,7 +182,9 @@ def _log_inputs(
 ) -> None:
     run.tags({f"data.{n}.sha256": h for n, h in loaded.sha256.items()})
     run.params({f"rows_in.{n}": v for n, v in loaded.rows_in.items()})
-    run.metrics({f"quarantined.{n}": sum(c.values()) for n, c in counts.items()})
+    # rows quarantined and values blanked; the per-reason counts count every failed rule
+    run.metrics({f"quarantined.{n}": len(r.quarantine) for n, r in loaded.results.items()})
+    run.metrics({f"blanked.{n}": len(r.fields) for n, r in loaded.results.items()})
     run.metrics({f"quarantined.{n}.{r}": v for n, c in counts.items() for r, v in c.items()})
     run.dict(counts, "quarantine_counts.json")
     run.file(settings.quarantine_dir / "report.csv")
