@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,10 +56,15 @@ class TableError(ValueError):
         super().__init__(f"{table}: {where}: {problem}; {fix}")
 
 
+#: The findings of a table without any: one shared, read-only frame (building an empty frame
+#: costs as much as validating a one-customer history).
+_NO_FIELDS = pd.DataFrame(
+    {c: pd.Series(dtype="int64" if c == "row" else "str") for c in FIELD_COLUMNS}
+)
+
+
 def _no_fields() -> pd.DataFrame:
-    return pd.DataFrame(
-        {c: pd.Series(dtype="int64" if c == "row" else "str") for c in FIELD_COLUMNS}
-    )
+    return _NO_FIELDS
 
 
 @dataclass(frozen=True)
@@ -202,10 +208,11 @@ def reason_parts(reason: str) -> dict[str, str]:
 # -- column parsers: a pandas Series in, NumPy arrays out --------------------------------------
 
 
-def _text(s: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Stripped (optionally lower-cased) text as an object array (``None`` where missing) and
-    where it is blank (missing or empty after the strip). Non-text values are turned into
-    their text, as ``astype("string")`` does."""
+def _text(s: pd.Series, *, lower: bool = False) -> tuple[Any, np.ndarray]:
+    """Stripped (optionally lower-cased) text and where it is blank (missing or empty after
+    the strip). The text is an object array (``None`` where missing) for a small column and a
+    pandas ``str`` array for a large one; non-text values are turned into their text, as
+    ``astype("str")`` does."""
     if len(s) < _SMALL:
         raw = s.to_numpy(dtype=object)
         missing = pd.isna(raw)
@@ -217,11 +224,11 @@ def _text(s: pd.Series, *, lower: bool = False) -> tuple[np.ndarray, np.ndarray]
             text = [None if t is None else t.lower() for t in text]
         out = np.array(text, dtype=object)
         return out, missing | (out == "")
-    t = s.astype("string").str.strip()
+    # large: pandas' string methods; the text stays a pandas string array (no Python objects)
+    t = s.astype("str").str.strip()
     if lower:
         t = t.str.lower()
-    out = t.to_numpy(dtype=object, na_value=None)
-    return out, (t.isna() | (t == "")).to_numpy(dtype=bool)
+    return t.array, (t.isna() | (t == "")).to_numpy(dtype=bool)
 
 
 def _blank(s: pd.Series) -> np.ndarray:
@@ -265,7 +272,7 @@ def _timestamps(s: pd.Series) -> np.ndarray:
         return _ns(np.asarray(s.array.tz_convert(None)))
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         return _ns(s.to_numpy())
-    parsed = pd.to_datetime(s.to_numpy(dtype=object), utc=True, errors="coerce", format="ISO8601")
+    parsed = pd.to_datetime(s.array, utc=True, errors="coerce", format="ISO8601")
     return _ns(np.asarray(parsed.tz_convert(None)))
 
 
@@ -283,7 +290,7 @@ def _numbers(s: pd.Series) -> np.ndarray:
     """float64 values; text that is not a number and missing values are NaN."""
     if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
         return s.to_numpy(dtype="float64", na_value=np.nan)
-    values = s.to_numpy(dtype=object)
+    values = s.to_numpy(dtype=object) if len(s) < _SMALL else s
     return np.asarray(pd.to_numeric(values, errors="coerce"), dtype="float64")
 
 
@@ -499,6 +506,23 @@ def _attribute_rules(col_of: _Columns, rules: _Rules, out: dict[str, object]) ->
             out[col] = s.mask(pd.Series(bad, index=s.index)).array
 
 
+#: Empty quarantines by column names and dtypes: shared, read-only frames, as
+#: :data:`_NO_FIELDS`; bounded because the server sees whatever attribute columns are posted.
+_NO_QUARANTINE: dict[tuple, pd.DataFrame] = {}
+
+
+def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
+    """``raw``'s columns with no rows, plus ``reason``."""
+    key = tuple((c, col_of[c].dtype) for c in raw.columns)
+    empty = _NO_QUARANTINE.get(key)
+    if empty is None:
+        if len(_NO_QUARANTINE) > 256:
+            _NO_QUARANTINE.clear()
+        empty = raw.iloc[:0].assign(reason=pd.Series(dtype="str"))
+        _NO_QUARANTINE[key] = empty
+    return empty
+
+
 def _split(
     name: str, raw: pd.DataFrame, col_of: _Columns, rules: _Rules, out: dict[str, object]
 ) -> Validated:
@@ -515,6 +539,8 @@ def _split(
     clean = pd.DataFrame(columns, columns=list(raw.columns))
 
     bad_pos = np.flatnonzero(bad)
+    if not len(bad_pos) and not rules.found:
+        return Validated(name, clean, _no_quarantine(raw, col_of), _NO_FIELDS)
     quarantine = raw.iloc[bad_pos].copy()
     reasons = np.full(len(bad_pos), "", dtype=object)
     field_rows: list[pd.DataFrame] = []

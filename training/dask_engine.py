@@ -46,7 +46,7 @@ import pandas as pd
 from features.build import build_features
 from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
 from features.schema import TABLES, Tables
-from features.validation import TableError, Validated, validate_table
+from features.validation import DEFAULT_CLOCK_SKEW, TableError, Validated, validate_table
 from models.churn import ChurnModel
 from models.clv import CLVModel, CLVModelError, summary_counts
 from models.clv_evaluation import calibration_holdout
@@ -59,6 +59,7 @@ from training.io import (
     DataError,
     LoadedTables,
     apply_column_map,
+    check_table,
     find_table_files,
     read_column_map,
     table_sha256,
@@ -126,23 +127,32 @@ def _read_dask(path: Path):
     return dd.read_csv(str(path), dtype=str, keep_default_na=False, na_values=[""])
 
 
-def _validated_part(raw: pd.DataFrame, name: str) -> Validated:
+def _validated_part(
+    raw: pd.DataFrame,
+    name: str,
+    now: pd.Timestamp | None = None,
+    clock_skew: pd.Timedelta = DEFAULT_CLOCK_SKEW,
+) -> Validated:
     """:func:`validate_table` on one partition; an empty partition is valid and empty (with
     the dtypes validation gives), not the whole-table error."""
     if len(raw):
-        return validate_table(name, raw)
+        return validate_table(name, raw, now=now, clock_skew=clock_skew)
     blank = raw.reindex([0])  # one all-missing row: quarantined, leaving typed empty columns
-    return Validated(
-        name, validate_table(name, blank).clean, raw.assign(reason=pd.Series(dtype="str"))
-    )
+    clean = validate_table(name, blank, now=now, clock_skew=clock_skew).clean
+    return Validated(name, clean, raw.assign(reason=pd.Series(dtype="str")))
 
 
-def _clean_part(raw: pd.DataFrame, name: str) -> pd.DataFrame:
-    return _validated_part(raw.drop(columns="_key"), name).clean
+def _clean_part(raw: pd.DataFrame, name: str, *args: Any) -> pd.DataFrame:
+    return _validated_part(raw.drop(columns="_key"), name, *args).clean
 
 
-def _quarantine_part(raw: pd.DataFrame, name: str) -> pd.DataFrame:
-    return _validated_part(raw.drop(columns="_key"), name).quarantine
+def _quarantine_part(raw: pd.DataFrame, name: str, *args: Any) -> pd.DataFrame:
+    return _validated_part(raw.drop(columns="_key"), name, *args).quarantine
+
+
+def _fields_part(raw: pd.DataFrame, name: str, *args: Any) -> pd.DataFrame:
+    # row numbers count within the shuffled partition, not the file: blanked in stage_inputs
+    return _validated_part(raw.drop(columns="_key"), name, *args).fields
 
 
 def partitions_for(rows: int, settings: TrainSettings) -> int:
@@ -200,23 +210,29 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
     npart = partitions_for(n_customers, settings)
     out = Path(settings.dask_work_dir) / "staged"
     shutil.rmtree(out, ignore_errors=True)
-    writes, quarantines, paths = [], {}, {}
+    writes, quarantines, fields, paths = [], {}, {}, {}
+    now, skew = pd.Timestamp.now(tz="UTC"), pd.Timedelta(minutes=settings.clock_skew_minutes)
     for name, (_, raw) in raws.items():
         # the validated id is the stripped text; hash that, so a padded id lands with its twin
         key = raw["customer_id"].astype("string").str.strip()
         shuffled = raw.assign(_key=key).shuffle("_key", npartitions=npart, shuffle_method=SHUFFLE)
         meta = _clean_part(raw._meta.assign(_key=pd.Series(dtype="string")), name)
-        clean = shuffled.map_partitions(_clean_part, name, meta=meta)
+        clean = shuffled.map_partitions(_clean_part, name, now, skew, meta=meta)
         qmeta = raw._meta.assign(reason=pd.Series(dtype="str"))
-        quarantines[name] = shuffled.map_partitions(_quarantine_part, name, meta=qmeta)
+        quarantines[name] = shuffled.map_partitions(_quarantine_part, name, now, skew, meta=qmeta)
+        fmeta = Validated(name, meta, qmeta).fields
+        fields[name] = shuffled.map_partitions(_fields_part, name, now, skew, meta=fmeta)
         paths[name] = out / name
         writes.append(clean.to_parquet(str(paths[name]), write_index=False, compute=False))
-    *_, bad = dask.compute(*writes, quarantines)
+    *_, bad, blanked = dask.compute(*writes, quarantines, fields)
     staged = Staged(paths, npart)
     results = {}
     for name in raws:
         kept = dd.read_parquet(str(paths[name])).shape[0].compute()
-        results[name] = _Counted(name, bad[name].reset_index(drop=True), int(kept))
+        found = blanked[name].reset_index(drop=True).assign(row=pd.NA)
+        results[name] = check_table(
+            raws[name][0], _Counted(name, bad[name].reset_index(drop=True), int(kept), found)
+        )
     loaded = LoadedTables(
         plan_tables(staged), results, files, {n: table_sha256(p) for n, p in files.items()}
     )
@@ -230,8 +246,11 @@ class _Counted(Validated):
 
     kept: int = 0
 
-    def __init__(self, table: str, quarantine: pd.DataFrame, kept: int) -> None:
+    def __init__(
+        self, table: str, quarantine: pd.DataFrame, kept: int, fields: pd.DataFrame
+    ) -> None:
         object.__setattr__(self, "table", table)
+        object.__setattr__(self, "fields", fields)
         object.__setattr__(self, "clean", pd.DataFrame(index=pd.RangeIndex(kept)))
         object.__setattr__(self, "quarantine", quarantine)
         object.__setattr__(self, "kept", kept)
