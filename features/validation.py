@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -84,6 +84,8 @@ class Validated:
     clean: pd.DataFrame
     quarantine: pd.DataFrame
     fields: pd.DataFrame = field(default_factory=_no_fields)
+    #: Whether ``quarantine``'s index is the input row (not after a shuffle by customer).
+    numbered: ClassVar[bool] = True
 
     @property
     def counts(self) -> dict[str, int]:

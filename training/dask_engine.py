@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -245,6 +245,7 @@ class _Counted(Validated):
     (which stay staged on disk)."""
 
     kept: int = 0
+    numbered: ClassVar[bool] = False  # shuffled by customer: the input row is not known
 
     def __init__(
         self, table: str, quarantine: pd.DataFrame, kept: int, fields: pd.DataFrame

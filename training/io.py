@@ -241,7 +241,8 @@ def write_quarantine(loaded: LoadedTables, out_dir: Path) -> dict[str, dict[str,
         path = out_dir / f"{name}.csv"
         if len(result.quarantine):
             written = result.quarantine.copy()
-            written.insert(0, "row", written.index + 1, allow_duplicates=True)
+            rows = written.index + 1 if result.numbered else pd.NA
+            written.insert(0, "row", rows, allow_duplicates=True)
             written.to_csv(path, index=False)
         elif path.exists():
             path.unlink()
