@@ -36,9 +36,7 @@ _BOOL_TEXT = {
     "true": True, "1": True, "1.0": True, "yes": True, "y": True,
     "false": False, "0": False, "0.0": False, "no": False, "n": False,
 }  # fmt: skip
-_BOOL_INDEX = pd.Index(list(_BOOL_TEXT), dtype=object)
 _BOOL_VALUES = np.array(list(_BOOL_TEXT.values()), dtype=bool)
-_ELEMENT_INDEX = pd.Index(sorted(SURVEY_ELEMENTS), dtype=object)
 #: Below this many rows text is handled element by element in Python, above it by pandas'
 #: vectorised string methods: the same result, each the faster at its size.
 _SMALL = 512
@@ -242,11 +240,7 @@ def _blank(s: pd.Series) -> np.ndarray:
         or pd.api.types.is_bool_dtype(dtype)
         or pd.api.types.is_datetime64_any_dtype(dtype)
     ):
-        return (
-            pd.isna(s.to_numpy())
-            if not isinstance(dtype, pd.DatetimeTZDtype)
-            else s.isna().to_numpy()
-        )
+        return np.asarray(pd.isna(s.array), dtype=bool)
     return _text(s)[1]
 
 
@@ -296,14 +290,35 @@ def _numbers(s: pd.Series) -> np.ndarray:
     return np.asarray(pd.to_numeric(values, errors="coerce"), dtype="float64")
 
 
+class _Vocabulary:
+    """A fixed set of text values, looked up by a dict for a few values and by a pandas
+    index (a hash table in C) for many."""
+
+    def __init__(self, values: list[str]) -> None:
+        self.index = pd.Index(values, dtype=object)
+        self.lookup = {v: i for i, v in enumerate(values)}
+
+    def positions(self, text: Any) -> np.ndarray:
+        """Each value's position in the vocabulary, -1 where it is not in it (or missing)."""
+        if isinstance(text, np.ndarray) and len(text) < _SMALL:
+            get = self.lookup.get
+            return np.fromiter((get(t, -1) for t in text), dtype=np.intp, count=len(text))
+        return self.index.get_indexer(text)
+
+
 def _booleans(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """true/false/1/0/yes/no (any case) as values and a mask of what is not one of them."""
     if pd.api.types.is_bool_dtype(s.dtype):
         missing = pd.isna(s.to_numpy(dtype=object))
         return s.to_numpy(dtype=bool, na_value=False), missing
     text, _ = _text(s, lower=True)
-    pos = _BOOL_INDEX.get_indexer(text)
+    pos = _BOOLS.positions(text)
     return _BOOL_VALUES[np.maximum(pos, 0)], pos < 0
+
+
+_BOOLS = _Vocabulary(list(_BOOL_TEXT))
+_ELEMENTS = _Vocabulary(sorted(SURVEY_ELEMENTS))
+_MARKERS = _Vocabulary(sorted(MISSING_MARKERS))
 
 
 # -- the rules ---------------------------------------------------------------------------------
@@ -435,7 +450,7 @@ def validate_table(
     if name == "surveys":
         element, blank = _text(col_of["element"], lower=True)
         rules.row(blank, "missing_element")
-        rules.row(~blank & (_ELEMENT_INDEX.get_indexer(element) < 0), "unknown_element")
+        rules.row(~blank & (_ELEMENTS.positions(element) < 0), "unknown_element")
         out["element"] = element
     if name == "interactions":
         for col in ("channel", "interaction_type"):
@@ -483,7 +498,6 @@ def _future_limit(now: pd.Timestamp, clock_skew: pd.Timedelta) -> int:
     return int((ts + clock_skew).as_unit("ns").value)
 
 
-_MARKER_INDEX = pd.Index(sorted(MISSING_MARKERS), dtype=object)
 #: Customer columns with their own rules; every other column is an attribute.
 _CUSTOMER_COLUMNS = frozenset({"customer_id", *TABLES["customers"].optional})
 
@@ -502,7 +516,7 @@ def _attribute_rules(col_of: _Columns, rules: _Rules, out: dict[str, object]) ->
             bad = np.isinf(values)
         else:
             text, _ = _text(s, lower=True)
-            bad = _MARKER_INDEX.get_indexer(text) >= 0
+            bad = _MARKERS.positions(text) >= 0
         if bad.any():
             rules.field(col, bad, f"bad_{col}")
             out[col] = s.mask(pd.Series(bad, index=s.index)).array
@@ -538,7 +552,7 @@ def _split(
         if isinstance(values, np.ndarray) and values.dtype == object:
             values = pd.array(values, dtype="str")
         columns[col] = values[keep] if bad.any() else values
-    clean = pd.DataFrame(columns, columns=list(raw.columns))
+    clean = pd.DataFrame(columns, copy=False)  # dict order is the column order
 
     bad_pos = np.flatnonzero(bad)
     if not len(bad_pos) and not rules.found:
