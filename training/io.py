@@ -185,6 +185,7 @@ def load_tables(
     column_map: Path | None = None,
     now: pd.Timestamp | None = None,
     clock_skew: pd.Timedelta = DEFAULT_CLOCK_SKEW,
+    check: bool = True,
 ) -> LoadedTables:
     """Read, rename (column map) and validate every table in ``data_dir``.
 
@@ -194,6 +195,8 @@ def load_tables(
     column_map : a TOML column map; default ``data_dir/columns.toml`` when it exists.
     now : the wall-clock time events must not be after (plus ``clock_skew``); default: now.
     clock_skew : tolerance for the clocks of the systems that wrote the data.
+    check : stop on a table whose every row is quarantined (:func:`check_table`); ``False``
+        leaves that to the caller, to write the quarantine files first.
 
     Raises
     ------
@@ -218,7 +221,7 @@ def load_tables(
             result = validate_table(name, raw, now=now, clock_skew=clock_skew)
         except TableError as exc:
             raise table_data_error(path, exc) from exc
-        results[name] = check_table(path, result)
+        results[name] = check_table(path, result) if check else result
     tables = Tables(**{n: r.clean for n, r in results.items()})
     return LoadedTables(tables, results, files, {n: table_sha256(p) for n, p in files.items()})
 
@@ -267,10 +270,25 @@ def write_quarantine(loaded: LoadedTables, out_dir: Path) -> dict[str, dict[str,
 
 def load_inputs(settings: TrainSettings) -> tuple[LoadedTables, dict[str, dict[str, int]]]:
     """What every command starts with: read and validate the data folder (with the column map
-    of the settings, if any) and write the quarantine; returns the tables and the counts."""
+    of the settings, if any) and write the quarantine; returns the tables and the counts.
+
+    Raises
+    ------
+    DataError
+        As :func:`load_tables`; a table with every row quarantined only after the quarantine
+        files are written, so its rows and reasons are there to look at.
+    """
     loaded = load_tables(
         settings.data_dir,
         column_map=settings.column_map,
         clock_skew=pd.Timedelta(minutes=settings.clock_skew_minutes),
+        check=False,
     )
-    return loaded, write_quarantine(loaded, settings.quarantine_dir)
+    counts = write_quarantine(loaded, settings.quarantine_dir)
+    for name, result in loaded.results.items():
+        try:
+            check_table(loaded.files.get(name, name), result)
+        except DataError as exc:
+            where = settings.quarantine_dir / f"{name}.csv"
+            raise DataError(f"{exc} (the rows and their reasons: {where})") from exc
+    return loaded, counts

@@ -219,6 +219,7 @@ def test_all_quarantined_table_is_one_line_and_exit_2(tmp_path, column, values, 
     assert f"transactions.csv: column '{column}': all 3 rows quarantined" in lines[0]
     assert expect in lines[0]
     assert "03/14/1997" not in done.stderr
+    assert (tmp_path / "quarantine" / "transactions.csv").is_file()  # written before the stop
 
 
 def test_future_timestamps_are_quarantined_and_the_run_trains(tmp_path, demo_dir):
