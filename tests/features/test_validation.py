@@ -385,3 +385,23 @@ def test_rows_in_equal_rows_kept_plus_rows_quarantined(name, rows):
     assert (r.quarantine["reason"].str.len() > 0).all()
     assert not r.clean["customer_id"].isna().any()
     assert set(r.fields["row"]).isdisjoint(set(r.quarantine.index + 1))
+
+
+@pytest.mark.parametrize("n", [40, 3000])
+def test_exact_duplicates_match_pandas_at_any_size(n):
+    rng = np.random.default_rng(n)
+    days = rng.integers(0, 5, n)
+    raw = pd.DataFrame(
+        {
+            "customer_id": rng.choice(["A", "B", "C"], n),
+            # the same instant written two ways is not an exact copy
+            "timestamp": [
+                f"2024-03-0{d + 1}" if d % 2 else f"2024-03-0{d + 1}T00:00Z" for d in days
+            ],
+            "amount": rng.choice(["1", "2", None], n),
+        }
+    )
+    r = validate_table("transactions", raw)
+    expected = int(raw.duplicated().sum())
+    assert r.counts.get("duplicate", 0) == expected > 0
+    assert not r.clean.duplicated(["customer_id", "timestamp", "amount"]).any()
