@@ -40,6 +40,8 @@ _BOOL_VALUES = np.array(list(_BOOL_TEXT.values()), dtype=bool)
 #: Below this many rows text is handled element by element in Python, above it by pandas'
 #: vectorised string methods: the same result, each the faster at its size.
 _SMALL = 512
+#: The dtype of text columns in the clean tables.
+_STR = pd.StringDtype(na_value=np.nan)
 _NS_MIN = pd.Timestamp.min.as_unit("ns").value
 _NS_MAX = pd.Timestamp.max.as_unit("ns").value
 FIELD_COLUMNS = ("table", "row", "column", "reason", "value")
@@ -223,7 +225,10 @@ def _text(s: pd.Series, *, lower: bool = False) -> tuple[Any, np.ndarray]:
         if lower:
             text = [None if t is None else t.lower() for t in text]
         out = np.array(text, dtype=object)
-        return out, missing | (out == "")
+        blank = missing | (out == "")
+        if s.dtype == _STR and all(m or t == v for t, v, m in zip(text, raw, missing, strict=True)):
+            return s.array, blank  # already clean text: no conversion back to a string array
+        return out, blank
     # large: pandas' string methods; the text stays a pandas string array (no Python objects)
     t = s.astype("str").str.strip()
     if lower:
