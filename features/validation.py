@@ -362,6 +362,19 @@ class _Columns(dict):
         self.frame = frame
 
 
+def _repeats(values: Any) -> np.ndarray:
+    """Values equal to an earlier value (missing values equal each other)."""
+    if len(values) >= _SMALL:
+        return pd.Index(values).duplicated(keep="first")
+    seen: set[object] = set()
+    out = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        key = None if v is None or v != v else v  # NaN != NaN: one key for every missing
+        out[i] = key in seen
+        seen.add(key)
+    return out
+
+
 def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) -> np.ndarray:
     """Rows that exactly repeat an earlier row (missing values equal each other).
 
@@ -503,7 +516,7 @@ def validate_table(
         out[col] = value
     if name == "customers":
         _attribute_rules(col_of, rules, out)
-        rules.row(pd.Index(ids).duplicated(keep="first"), "duplicate_customer_id")
+        rules.row(_repeats(ids), "duplicate_customer_id")
     else:
         rules.row(_duplicated(raw, col_of, stamps), "duplicate")
     return _split(name, raw, col_of, rules, out)
