@@ -5,7 +5,7 @@ Nothing here computes a feature, a label or a score: the project's own functions
 (:func:`features.build.build_features`, :func:`training.frames.with_labels`,
 :func:`models.scoring.score_frame`, :func:`training.batch.snapshot_rows`) run unchanged on
 one partition of customers at a time, which the point-in-time rule allows because a
-customer's features depend on that customer's rows alone (CONTRACT.md section 2).
+customer's features depend on that customer's rows alone (docs/data-contract.md, "Time").
 
 1. **stage**: each input table is read as a Dask DataFrame (a Parquet file, a folder of
    Parquet parts, or a CSV), shuffled by ``customer_id`` into the same number of partitions,
