@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 MANIFEST_TAG = "manifest_sha256"
 BUNDLE_PATH = "bundle"
-#: MLflow 3's UI opens an experiment by this tag: without it the experiment counts as GenAI
-#: and opens on the traces page; ``custom_model_development`` opens on the runs table.
+#: MLflow 3's UI picks an experiment's start page by this tag: without it the UI guesses (and
+#: opened ours on the GenAI traces page); ``custom_model_development`` opens on the runs table.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 #: The description the MLflow UI shows for an experiment, run or version (markdown).
@@ -114,7 +114,8 @@ def fail_abandoned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
     (killed, out of memory, machine restarted), or when it started more than
     :data:`STALE_RUN_AGE` ago (any host). Each gets a ``failed_reason`` tag saying which.
     MLflow itself closes a run only when its process exits through Python; a SIGKILL leaves it
-    RUNNING forever.
+    RUNNING forever. A pid taken over by a new process keeps its run RUNNING until the age
+    limit.
     """
     host = socket.gethostname()
     now_ms = int(time.time() * 1000)
@@ -264,8 +265,9 @@ def version_description(
             f"Oracle ROC-AUC (the demo's true probabilities): "
             f"{metrics['valid.oracle_roc_auc']:.4f}.",
         ]
-    verdict = f"promoted to `{CHAMPION}`" if promoted else f"`{CHAMPION}` unchanged"
-    lines += ["", f"Gate: {gate}; {verdict}."]
+    # Written at registration: a later ``make promote`` moves the alias, not this text.
+    verdict = f"promoted to `{CHAMPION}`" if promoted else "not promoted"
+    lines += ["", f"Gate at registration: {gate}; {verdict}."]
     return "\n".join(lines)
 
 
