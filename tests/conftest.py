@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,17 @@ def isolated_settings(root: Path, data_dir: Path, **overrides) -> TrainSettings:
 def make_settings():
     """``make_settings(root, data_dir, **overrides)``: see :func:`isolated_settings`."""
     return isolated_settings
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (tests/postgres.py); its URL. Skipped where
+    the binaries are missing, except in CI (``CI=true``), where .ci/run installs them."""
+    from tests.postgres import INSTALL_HINT, pg_bin_dir, postgres_server
+
+    if pg_bin_dir() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{INSTALL_HINT} (.ci/run installs it in CI)")
+        pytest.skip(INSTALL_HINT)
+    with postgres_server() as url:
+        yield url

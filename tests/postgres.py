@@ -73,7 +73,17 @@ def postgres_server() -> Iterator[str]:
         # -w: pg_ctl returns once the server accepts connections
         subprocess.run(
             _as_owner(
-                [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o", options, "start"]
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(root / "log"),
+                    "-w",
+                    "-o",
+                    options,
+                    "start",
+                ]
             ),
             **run,
         )
