@@ -397,3 +397,29 @@ def test_messy_exports_train_from_sources_alone(
     ]
     print(f"{where}: " + "; ".join(quarantined))  # the counts, for the record (pytest -s)
     assert score(settings).rows > 0
+
+
+def test_dask_staging_reads_the_queries(duckdb_folder, tmp_path, make_settings):
+    import distributed
+
+    from training import dask_engine
+
+    # a worker process: in-process workers would inherit pytest's warnings-as-errors filter
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        settings = make_settings(
+            tmp_path,
+            duckdb_folder,
+            engine="dask",
+            dask_scheduler=cluster.scheduler_address,
+            dask_partitions=2,
+            dask_work_dir=tmp_path / "work",
+        )
+        with dask_engine.dask_client(settings):
+            loaded, staged, counts = dask_engine.stage_inputs(settings)
+    local = load_tables(duckdb_folder)
+    assert counts == write_quarantine(local, tmp_path / "q")
+    assert loaded.rows_in == local.rows_in and loaded.sha256 == local.sha256
+    kept = sum(len(staged.tables(i).transactions) for i in range(staged.npartitions))
+    assert kept == len(local.tables.transactions)
