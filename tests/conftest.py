@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,11 +43,8 @@ def make_settings():
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server for the session (tests/postgres.py); its URL. Skipped where
     the binaries are missing, except in CI (``CI=true``), where .ci/run installs them."""
-    from tests.postgres import INSTALL_HINT, pg_bin_dir, postgres_server
+    from tests.postgres import postgres_server, require_postgres
 
-    if pg_bin_dir() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{INSTALL_HINT} (.ci/run installs it in CI)")
-        pytest.skip(INSTALL_HINT)
+    require_postgres()
     with postgres_server() as url:
         yield url

@@ -35,6 +35,17 @@ def pg_bin_dir() -> Path | None:
     return None
 
 
+def require_postgres() -> None:
+    """Skip the calling test where the binaries are missing, except in CI (``CI=true``), where
+    .ci/run installs them and their absence is a failure."""
+    import pytest
+
+    if pg_bin_dir() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{INSTALL_HINT} (.ci/run installs it in CI)")
+        pytest.skip(INSTALL_HINT)
+
+
 def _as_owner(args: list[str]) -> list[str]:
     """``args`` run as ``postgres`` when we are root (the server refuses root)."""
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args

@@ -16,7 +16,8 @@ files: relative paths are looked up in the data folder (DuckDB's ``file_search_p
 timestamps without an offset are UTC. With ``[database] url = "postgresql://..."`` they run
 in that PostgreSQL database; ``${NAME}`` in the URL is replaced by the environment variable
 ``NAME``, so no password needs to sit in the file. The client is ADBC (libpq's binary COPY into
-Arrow), measured about 6x faster than SQLAlchemy + psycopg 3 (``python -m bench sources``).
+Arrow): it read 10 M rows into pandas in 5.5 s, 19x faster than SQLAlchemy + psycopg 3
+(``python -m bench sources``).
 
 The result of a query is a DataFrame that training/io.py validates and quarantines exactly
 like a file's rows; nothing here checks values.
