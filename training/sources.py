@@ -180,7 +180,11 @@ def _frame_digest(sql: str, frame: pd.DataFrame) -> str:
     (vectorised; a database has no file bytes to hash)."""
     h = hashlib.sha256(sql.encode())
     h.update("\0".join(map(str, frame.columns)).encode())
-    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    try:
+        rows = pd.util.hash_pandas_object(frame, index=False)
+    except TypeError:  # unhashable cells (a PostgreSQL array arrives as a list): their text
+        rows = pd.util.hash_pandas_object(frame.astype("string"), index=False)
+    h.update(rows.to_numpy().tobytes())
     return h.hexdigest()
 
 
@@ -284,9 +288,11 @@ def find_tables(data_dir: Path) -> tuple[dict[str, Path], dict[str, Queried]]:
     data_dir = Path(data_dir)
     sources = read_sources(data_dir)
     found = find_table_files(data_dir, none_ok=sources is not None)
-    queried = query_tables(sources) if sources is not None else {}
-    used = [*found.values(), *(f for q in queried.values() for f in q.files)]
+    named = [] if sources is None or sources.url else sources.queries.values()
+    used = [*found.values(), *(f for sql in named for f in referenced_files(sql, data_dir))]
+    # before the queries run: a file a failing query was meant to read shows up here
     log_unused(data_dir, [*used, data_dir / SOURCES_FILE, data_dir / COLUMN_MAP_FILE])
+    queried = query_tables(sources) if sources is not None else {}
     files = {
         n: data_dir / SOURCES_FILE if n in queried else found[n]
         for n in TABLE_NAMES

@@ -240,6 +240,23 @@ def test_sql_table_replaces_its_file_and_other_files_still_load(demo_dir, tmp_pa
     assert loaded.sha256["customers"] == files.sha256["customers"]
 
 
+def test_column_map_still_renames_files_next_to_sources(tmp_path):
+    (tmp_path / "tx.csv").write_text("cust_no,order_ts,total\nA,2024-03-01,10\nB,2024-03-02,x\n")
+    (tmp_path / "transactions.csv").write_text("cust,ts,eur\nA,2024-03-01,10\n")
+    (tmp_path / "columns.toml").write_text(
+        '[transactions]\ncust = "customer_id"\nts = "timestamp"\neur = "amount"\n'
+    )
+    (tmp_path / "sources.toml").write_text(
+        "[tables.surveys]\n"
+        "sql = \"SELECT cust_no AS customer_id, order_ts AS timestamp, 'nps' AS element, "
+        "9 AS score FROM read_csv('tx.csv', all_varchar = true)\"\n"
+    )
+    loaded = load_tables(tmp_path)
+    assert loaded.tables.transactions["amount"].tolist() == [10.0]
+    assert loaded.tables.surveys["customer_id"].tolist() == ["A", "B"]
+    assert loaded.files["transactions"].name == "transactions.csv"
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
