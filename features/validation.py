@@ -144,12 +144,13 @@ class Validated:
         problem = f"all {len(self.quarantine):,} rows quarantined ({listed})"
         if column == "*" or column not in self.quarantine.columns:
             return TableError(self.table, None, problem, "see the quarantine files")
-        if reason_parts(top[0][0])["rule"] == "missing":
-            return TableError(
-                self.table, column, f"{problem}; it is blank", _fix(top[0][0], column)
-            )
         hit = self.quarantine["reason"].str.split(";").map(lambda rs: top[0][0] in rs)
-        shape = value_shape(self.quarantine.loc[hit.to_numpy(dtype=bool), column].iloc[0])
+        failing = self.quarantine.loc[hit.to_numpy(dtype=bool), column]
+        if _blank(failing).all():
+            return TableError(
+                self.table, column, f"{problem}; it is blank", _fix(f"missing_{column}", column)
+            )
+        shape = value_shape(failing.iloc[0])
         return TableError(
             self.table, column, f"{problem}; values look like {shape}", _fix(top[0][0], column)
         )
@@ -159,7 +160,10 @@ def _fix(reason: str, column: str) -> str:
     """What to do when every row fails ``reason`` (the whole-table error's advice)."""
     rule = reason_parts(reason)["rule"]
     if rule == "missing":
-        return f"map the column that holds '{column}' in columns.toml or sources.toml"
+        return (
+            f"map the column that holds '{column}' in columns.toml or sources.toml "
+            "(a query gives blanks where a cast or try_strptime fails)"
+        )
     if rule == "future":
         return "the timestamps are after now: check the clock and time zone of the export"
     if rule == "unparseable" and column in {c for s in TABLES.values() for c in s.timestamps}:
@@ -458,9 +462,8 @@ def validate_table(
         nat = ns == np.iinfo(np.int64).min
         blank = _blank(col_of[col])
         future = (ns > limit) if limit is not None and col != "churn_date" else None
-        if col in spec.required:
-            rules.row(blank, f"missing_{col}")
-            rules.row(nat & ~blank, f"bad_{col}")
+        if col in spec.required:  # blank or unparseable (a query's NULL is blank): one code
+            rules.row(nat, f"bad_{col}")
             if future is not None:
                 rules.row(future, f"future_{col}")
         else:  # an optional date: blank is "unknown", a bad one is blanked
@@ -475,13 +478,11 @@ def validate_table(
     if name == "transactions":
         amount = _numbers(col_of["amount"])
         blank = _blank(col_of["amount"])
-        rules.row(blank, "missing_amount")
-        rules.row(~blank & ~np.isfinite(amount), "bad_amount")
+        rules.row(~np.isfinite(amount), "bad_amount")  # blank, text or infinite
         out["amount"] = amount
     if name == "surveys":
         element, blank = _text(col_of["element"], lower=True)
-        rules.row(blank, "missing_element")
-        rules.row(~blank & (_ELEMENTS.positions(element) < 0), "unknown_element")
+        rules.row(_ELEMENTS.positions(element) < 0, "unknown_element")  # blank too
         out["element"] = element
     if name == "interactions":
         for col in ("channel", "interaction_type"):
@@ -494,9 +495,7 @@ def validate_table(
             out["resolved"] = pd.arrays.BooleanArray(values, unknown)
     if name == "labels":
         values, unknown = _booleans(col_of["churned"])
-        blank = _blank(col_of["churned"])
-        rules.row(blank, "missing_churned")
-        rules.row(unknown & ~blank, "bad_churned")
+        rules.row(unknown, "bad_churned")  # blank too
         out["churned"] = pd.arrays.BooleanArray(values, unknown)
     for col, (lo, hi) in spec.ranges.items():
         if col not in raw.columns:

@@ -245,14 +245,13 @@ def test_every_failed_rule_of_a_row_is_counted():
     r = validate_table("transactions", raw)
     assert r.quarantine["reason"].tolist() == [
         "missing_customer_id;bad_timestamp;bad_amount",
-        "missing_amount",
-        "missing_amount;duplicate",
+        "bad_amount",  # blank
+        "bad_amount;duplicate",
     ]
     assert r.counts == {
         "missing_customer_id": 1,
         "bad_timestamp": 1,
-        "bad_amount": 1,
-        "missing_amount": 2,
+        "bad_amount": 3,
         "duplicate": 1,
     }
     assert r.clean["customer_id"].tolist() == ["B"]
@@ -324,7 +323,7 @@ def test_future_events_are_quarantined_against_the_given_now():
     ("column", "values", "expect"),
     [
         ("timestamp", ["03/14/1997", "12/01/2001"], ["99/99/9999", "try_strptime(timestamp"]),
-        ("amount", ["", " "], ["missing_amount 2", "it is blank", "columns.toml"]),
+        ("amount", ["", " "], ["bad_amount 2", "it is blank", "columns.toml"]),
         ("amount", ["12,50 EUR", "3,00 EUR"], ["99,99 aaa", "bad_amount 2"]),
     ],
 )
