@@ -293,18 +293,19 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
     steps by default)."""
     engine = engine or EngineSteps()
     loaded, counts = engine.load(settings)
+    # planned before the run opens: a data problem found here leaves no half-logged run
+    plan = plan_cutoffs(
+        loaded.tables,
+        horizon_days=settings.horizon_days,
+        n_training=settings.n_training_cutoffs,
+        spacing_days=settings.cutoff_spacing_days,
+        quarantine=counts,
+    )
     with tracking.training_run(settings, run_name="train") as run:
         step = _Timer(run)
         _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
 
         with step("frames"):
-            plan = plan_cutoffs(
-                loaded.tables,
-                horizon_days=settings.horizon_days,
-                n_training=settings.n_training_cutoffs,
-                spacing_days=settings.cutoff_spacing_days,
-                quarantine=counts,
-            )
             frames = engine.build_frames(loaded.tables, plan)
             check_frames(loaded.tables, plan, frames)
             run.params(_plan_params(plan, frames))
