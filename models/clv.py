@@ -333,7 +333,10 @@ def purchase_log_likelihood(
     f = np.asarray(frequency, dtype=np.int64)
     w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=float)
     log_params = np.log([params[k] for k in COUNT_MODELS[model][1]])
-    mean = _count_nll(model, log_params, f, np.asarray(recency, float), np.asarray(T, float), w, 0)
+    with np.errstate(all="ignore"):  # a parameter set the data rules out gives -inf or NaN
+        mean = _count_nll(
+            model, log_params, f, np.asarray(recency, float), np.asarray(T, float), w, 0
+        )
     return float(-mean * w.sum())
 
 

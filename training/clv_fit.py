@@ -160,7 +160,11 @@ def _ranked_others(table: pd.DataFrame, tried: list) -> tuple[list[tuple[str, fl
             except CLVModelError as exc:
                 tried.append(f"{model} penalizer {penalizer:g} (80% fit): {exc}")
                 continue
-            scores[(model, penalizer)] = clv.score(held, weight_column="weight")
+            held_out = clv.score(held, weight_column="weight")
+            if not np.isfinite(held_out):
+                tried.append(f"{model} penalizer {penalizer:g}: held-out likelihood {held_out}")
+                continue
+            scores[(model, penalizer)] = held_out
             break
     ranked = sorted(scores, key=scores.__getitem__, reverse=True)
     note = ", ".join(f"{m} {scores[(m, p)]:.4f}" for m, p in ranked)
