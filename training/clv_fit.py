@@ -197,7 +197,8 @@ def fit_clv_with_fallback(
 
     Returns
     -------
-    :class:`CLVFit`; the model and penalizer used (or why none) are logged at INFO.
+    :class:`CLVFit`; the model and penalizer used (or why none) are logged at INFO, each
+    failed attempt at DEBUG.
     """
     table = _condensed(summary, weight_column)
     tried: list[str] = []
@@ -228,7 +229,9 @@ def fit_clv_with_fallback(
         )
         result = CLVFit(None, "not fitted", reason)
     result = CLVFit(result.model, result.status, result.reason, tuple(tried))
+    label = f" ({where})" if where else ""
     for line in tried:
-        log.info("CLV fit%s: tried %s", f" ({where})" if where else "", line)
-    log.info("CLV fit%s: %s", f" ({where})" if where else "", result.describe())
+        log.debug("CLV fit%s: tried %s", label, line)
+    attempts = f" after {len(tried)} failed attempts (DEBUG lists them)" if tried else ""
+    log.info("CLV fit%s: %s%s", label, result.describe(), attempts)
     return result

@@ -335,7 +335,8 @@ def check_frames(tables: Tables, plan: CutoffPlan, frames: Frames) -> None:
         if tables.customers is not None:
             common = int(labelled.drop_duplicates().isin(tables.customers["customer_id"]).sum())
         raise DataError(
-            f"{origin}: no usable label: none of the {labelled.nunique():,} customers labelled "
+            f"labels table: column 'customer_id': no usable label: none of the "
+            f"{labelled.nunique():,} customers labelled "
             f"at {plan.validation.date()} has features then ({known:,} ids in the customers "
             f"table, {common:,} in common); use the same customer_id in labels as in the other "
             "tables, and label only customers who signed up before as_of"
