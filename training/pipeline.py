@@ -288,19 +288,27 @@ class EngineSteps:
     log_datasets: bool = True
 
 
-def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainResult:
-    """Run the whole training pipeline and return what it registered (``engine``: the local
-    steps by default)."""
-    engine = engine or EngineSteps()
-    loaded, counts = engine.load(settings)
-    # planned before the run opens: a data problem found here leaves no half-logged run
-    plan = plan_cutoffs(
+def plan_for(
+    settings: TrainSettings, loaded: LoadedTables, counts: dict[str, dict[str, int]]
+) -> CutoffPlan:
+    """:func:`training.frames.plan_cutoffs` with the settings' horizon and cutoffs (``counts``:
+    the quarantine counts, which word a labels-table error)."""
+    return plan_cutoffs(
         loaded.tables,
         horizon_days=settings.horizon_days,
         n_training=settings.n_training_cutoffs,
         spacing_days=settings.cutoff_spacing_days,
         quarantine=counts,
     )
+
+
+def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainResult:
+    """Run the whole training pipeline and return what it registered (``engine``: the local
+    steps by default)."""
+    engine = engine or EngineSteps()
+    loaded, counts = engine.load(settings)
+    # planned before the run opens: a data problem found here leaves no half-logged run
+    plan = plan_for(settings, loaded, counts)
     with tracking.training_run(settings, run_name="train") as run:
         step = _Timer(run)
         _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
@@ -374,13 +382,7 @@ def prepare(settings: TrainSettings) -> tuple[LoadedTables, CutoffPlan, Frames]:
     """Load, validate and build the frames as ``train`` does (``make features``, ``make
     evaluate`` and ``make promote`` share it)."""
     loaded, counts = load_inputs(settings)
-    plan = plan_cutoffs(
-        loaded.tables,
-        horizon_days=settings.horizon_days,
-        n_training=settings.n_training_cutoffs,
-        spacing_days=settings.cutoff_spacing_days,
-        quarantine=counts,
-    )
+    plan = plan_for(settings, loaded, counts)
     frames = build_frames(loaded.tables, plan)
     check_frames(loaded.tables, plan, frames)
     return loaded, plan, frames

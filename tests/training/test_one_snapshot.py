@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from features.schema import Tables
-from tests.server import clean_env, run_server
+from tests.server import run_server, workspace_env
 from training.frames import OUT_OF_TIME, RANDOM_SPLIT, plan_cutoffs, split_snapshot
 
 N_CUSTOMERS = 2000
@@ -85,17 +85,6 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=600,
-    )
-
-
-def workspace_env(root: Path) -> dict[str, str]:
-    return clean_env(
-        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
-        CHURN_MLFLOW_ARTIFACT_ROOT=str(root / "mlartifacts"),
-        CHURN_SCORES_DIR=str(root / "scores"),
-        CHURN_QUARANTINE_DIR=str(root / "quarantine"),
-        CHURN_API_KEYS_FILE=str(root / "keys.json"),
-        CHURN_MODEL_CACHE_DIR=str(root / "cache"),
     )
 
 
