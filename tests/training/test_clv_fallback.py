@@ -16,11 +16,17 @@ import pytest
 from features.build import build_features
 from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
 from features.schema import Tables
-from models.clv import CLVModel, CLVModelError
+from models.clv import CLVModel, CLVModelError, summary_counts
 from serving.snapshot import load_snapshot
 from training import tracking
 from training.batch import score
-from training.clv_fit import PENALIZERS, fit_clv_with_fallback, holdout_split
+from training.clv_fit import (
+    OTHER_MODELS,
+    PENALIZERS,
+    _ranked_others,
+    fit_clv_with_fallback,
+    holdout_split,
+)
 from training.pipeline import train
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
@@ -94,8 +100,6 @@ def test_spend_that_cannot_be_modelled_keeps_expected_purchases():
 
 def test_holdout_split_keeps_every_customer_and_ignores_row_order():
     frame = summary(poisson_purchases(800, seed=4, dropout=0.3))
-    from models.clv import summary_counts
-
     table = summary_counts(frame)
     fit_part, held = holdout_split(table)
     total = table["weight"].sum()
@@ -155,3 +159,19 @@ def test_no_dropout_purchases_train_without_clv_features(no_dropout_run, caplog)
     served = load_snapshot(settings.scores_dir)  # what the server loads, verified
     row = served.scores[snap["customer_id"].iloc[0]]
     assert row["clv"] is None and 0 <= row["churn_probability"] <= 1
+
+
+def test_other_models_are_ranked_by_held_out_likelihood():
+    table = summary_counts(summary(poisson_purchases(1200, seed=2, dropout=0.4)))
+    tried: list[str] = []
+    pairs, note = _ranked_others(table, tried)
+    fit_part, held = holdout_split(table)
+    scores = {
+        m: CLVModel(model=m, spend=False)
+        .fit(fit_part, weight_column="weight")
+        .score(held, weight_column="weight")
+        for m in OTHER_MODELS
+    }
+    assert tried == [] and pairs[0] == (max(scores, key=scores.__getitem__), 0.0)
+    assert {m for m, _ in pairs} == set(OTHER_MODELS)
+    assert note.startswith("held-out log-likelihood per customer: ")
