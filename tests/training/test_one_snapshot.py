@@ -17,7 +17,16 @@ import pytest
 
 from features.schema import Tables
 from tests.server import run_server, workspace_env
-from training.frames import OUT_OF_TIME, RANDOM_SPLIT, plan_cutoffs, split_snapshot
+from training.frames import (
+    OUT_OF_TIME,
+    RANDOM_SPLIT,
+    CutoffPlan,
+    Frames,
+    check_frames,
+    plan_cutoffs,
+    split_snapshot,
+)
+from training.io import DataError
 
 N_CUSTOMERS = 2000
 SNAPSHOT = "2025-06-01"
@@ -216,3 +225,32 @@ def test_whole_table_label_problems_are_one_line_and_exit_2(tmp_path, case, expe
     line = _error_line(run(["train", "--data", str(data)], workspace_env(tmp_path), tmp_path))
     for text in expected:
         assert text in line, line
+
+
+def _frames(labels: list[int], *, split: tuple[int, int]) -> Frames:
+    frame = pd.DataFrame(
+        {"x": np.arange(len(labels), dtype=float), "churned": labels},
+        index=pd.Index([f"C{i}" for i in range(len(labels))], name="customer_id"),
+    )
+    a, b = split
+    return Frames(frame.iloc[:a], frame.iloc[a:b], frame.iloc[b:])
+
+
+def test_derived_labels_with_one_class_name_their_source_and_fix():
+    plan = CutoffPlan(
+        pd.Timestamp("2025-06-01", tz="UTC"),
+        pd.Timestamp("2025-03-01", tz="UTC"),
+        (pd.Timestamp("2024-12-01", tz="UTC"),),
+        90,
+        "non_contractual",
+    )
+    with pytest.raises(DataError) as err:
+        check_frames(Tables(), plan, _frames([0] * 30, split=(10, 20)))
+    line = str(err.value)
+    assert "\n" not in line and line.startswith("transactions table (churned = no purchase")
+    assert "one class only: all 30 labelled rows are churned = 0" in line
+    assert "--horizon" in line
+    # both classes overall, but the test part has churned = 0 only
+    with pytest.raises(DataError, match=r"the test part has one class only \(10 rows\); 10 of 30"):
+        check_frames(Tables(), plan, _frames([0, 1] * 10 + [0] * 10, split=(10, 20)))
+    check_frames(Tables(), plan, _frames([0, 1] * 15, split=(10, 20)))  # usable: no error
