@@ -48,12 +48,20 @@ from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
 from features.schema import TABLES, Tables
 from features.validation import DEFAULT_CLOCK_SKEW, TableError, Validated, validate_table
 from models.churn import ChurnModel
-from models.clv import CLVModel, CLVModelError, summary_counts
+from models.clv import summary_counts
 from models.clv_evaluation import calibration_holdout
 from models.scoring import score_frame
 from training.batch import ScoreResult, publish_snapshot, snapshot_rows
+from training.clv_fit import CLVFit, fit_clv_with_fallback
 from training.config import TrainSettings
-from training.frames import NON_FEATURES, CutoffPlan, Frames, split_validation, with_labels
+from training.frames import (
+    NON_FEATURES,
+    CutoffPlan,
+    Frames,
+    split_snapshot,
+    split_validation,
+    with_labels,
+)
 from training.io import (
     COLUMN_MAP_FILE,
     DataError,
@@ -321,20 +329,21 @@ def _summary(tables: Tables, *, as_of: pd.Timestamp) -> pd.DataFrame:
 
 def fit_clv_distributed(
     staged: Staged, *, as_of: pd.Timestamp, record_window: bool = False
-) -> CLVModel | None:
+) -> CLVFit | None:
     """The CLV model of all purchases before ``as_of``, fitted on the condensed summaries the
-    partitions send (equal to the local fit); ``None`` without transactions or when the fit
-    fails, as :func:`training.frames.fit_clv_at_cutoff`."""
+    partitions send, with the fallbacks of :func:`training.clv_fit.fit_clv_with_fallback`
+    (equal to the local fit); ``None`` without transactions, as
+    :func:`training.frames.fit_clv_at_cutoff`."""
     parts = _partition_map(staged, _summary, meta=pd.DataFrame(), as_of=as_of).compute()
     if parts.empty:
         return None
-    try:
-        return CLVModel().fit(
-            summary_counts(parts), weight_column="weight", as_of=as_of if record_window else None
-        )
-    except CLVModelError as exc:
-        log.warning("no BG/NBD features at this cutoff: %s", exc)
-        return None
+    where = "final model" if record_window else f"BG/NBD features at {as_of.date()}"
+    return fit_clv_with_fallback(
+        summary_counts(parts),
+        weight_column="weight",
+        as_of=as_of if record_window else None,
+        where=where,
+    )
 
 
 def clv_holdout_distributed(
@@ -411,14 +420,24 @@ def build_frames_distributed(staged: Staged, plan: CutoffPlan) -> DaskFrames:
     import dask.dataframe as dd
 
     parts = []
+    fits: dict[str, str] = {}
     for cutoff in (*plan.training, plan.validation):
-        clv = fit_clv_distributed(staged, as_of=cutoff)
+        fit = fit_clv_distributed(staged, as_of=cutoff)
+        clv = None if fit is None else fit.model
+        if fit is not None:
+            fits[cutoff.date().isoformat()] = fit.describe()
         parts.append(
             _partition_map(staged, _labelled, as_of=cutoff, horizon_days=plan.horizon_days, clv=clv)
         )
         log.info("frame at %s planned (%d partitions)", cutoff.date(), staged.npartitions)
     *train, valid = parts
     valid = unify_categories(valid).compute().sort_index()
+    if plan.one_snapshot:  # one label snapshot: a random split, as the local engine does
+        rows, calibration, test = split_snapshot(valid)
+        train_all = dd.from_pandas(rows, npartitions=max(1, staged.npartitions))
+        return DaskFrames(
+            rows, calibration, test, clv_fits=fits, train_all=train_all, train_rows=len(rows)
+        )
     train = unify_categories(dd.concat(train)).persist()
     for col in valid.columns:
         if isinstance(valid[col].dtype, pd.CategoricalDtype):
@@ -429,7 +448,7 @@ def build_frames_distributed(staged: Staged, plan: CutoffPlan) -> DaskFrames:
     sample = (
         train.sample(frac=fraction, random_state=0).compute() if fraction < 1 else train.compute()
     )
-    return DaskFrames(sample, calibration, test, train_all=train, train_rows=rows)
+    return DaskFrames(sample, calibration, test, clv_fits=fits, train_all=train, train_rows=rows)
 
 
 # -- 3. churn -------------------------------------------------------------------------------
