@@ -1,4 +1,4 @@
-"""``ENGINE=dask``: the same pipeline on a Dask cluster, for customer bases larger than one
+"""``CHURN_ENGINE=dask`` (``make train ENGINE=dask``): the same pipeline on a Dask cluster, for customer bases larger than one
 machine's memory.
 
 Nothing here computes a feature, a label or a score: the project's own functions
@@ -31,7 +31,6 @@ MLflow logging, evaluation, the report and the promotion gate are
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
@@ -84,7 +83,6 @@ def dask_client(settings: TrainSettings) -> Iterator[Any]:
     # Keep pandas' own string dtype: dask would turn text columns into pyarrow strings with
     # <NA>, and the frames would no longer equal the local engine's.
     dask.config.set({"dataframe.convert-string": False})
-    os.environ["DASK_DATAFRAME__CONVERT_STRING"] = "False"  # inherited by local workers
     if settings.dask_scheduler:
         with Client(settings.dask_scheduler) as client:
             yield client
@@ -95,6 +93,8 @@ def dask_client(settings: TrainSettings) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",  # any free port: the default 8787 may be taken
+            # the same string rule in the worker processes, set in their environment only
+            env={"DASK_DATAFRAME__CONVERT_STRING": "False"},
         ) as cluster,
         Client(cluster) as client,
     ):
