@@ -154,6 +154,14 @@ def split_validation(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return valid.loc[~to_test], valid.loc[to_test]
 
 
+def recast_categories(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column that is categorical in ``like`` re-cast to the categories
+    its values take (sorted, as pandas gives a text column): frames stacked over cutoffs or
+    partitions have different category lists, which concatenation turns into plain text."""
+    columns = [c for c in like.columns if isinstance(like[c].dtype, pd.CategoricalDtype)]
+    return frame.assign(**{c: frame[c].astype("string").astype("category") for c in columns})
+
+
 def build_frames(tables: Tables, plan: CutoffPlan) -> Frames:
     """Labelled frames at every cutoff of ``plan``, with progress in the log."""
     parts = []
@@ -169,9 +177,6 @@ def build_frames(tables: Tables, plan: CutoffPlan) -> Frames:
             time.perf_counter() - t0,
         )
     *train, valid = parts
-    stacked = pd.concat(train)
-    for col in valid.columns:
-        if isinstance(valid[col].dtype, pd.CategoricalDtype):
-            stacked[col] = stacked[col].astype("string").astype("category")
+    stacked = recast_categories(pd.concat(train), like=valid)
     calibration, test = split_validation(valid)
     return Frames(stacked, calibration, test)
