@@ -79,7 +79,7 @@ def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
         ``registry_unavailable`` when the registry cannot be read.
     """
     try:
-        return _resolve(registry_client(tracking_uri), tracking_uri, name, alias=alias).version
+        return str(_resolve(registry_client(tracking_uri), tracking_uri, name, alias=alias).version)
     except ModelLoadError as exc:
         if exc.code == "no_champion":
             return None
