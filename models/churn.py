@@ -170,6 +170,45 @@ class ChurnModel:
         if not self.tree_gain_["z"] > self.min_gain_z:
             self.best_iteration_ = 0
 
+    def adopt_booster(
+        self, booster: lgb.Booster, X_valid: pd.DataFrame | np.ndarray, y_valid
+    ) -> ChurnModel:
+        """Use ``booster``, trained elsewhere, as :meth:`fit` would have left it, choosing the
+        trees on the validation pair ``(X_valid, y_valid)`` by the rules of :meth:`fit`.
+
+        The booster must have been trained on :meth:`encode` output after :meth:`start_fit`
+        (and :meth:`fit_prior`) on this model, from :meth:`prior_margin` as ``init_score``
+        (``lightgbm.dask`` in training/dask_engine.py). Early stopping is replayed: the
+        iteration with the best validation log loss (prior included), stopping after
+        ``early_stopping_rounds`` without improvement, as LightGBM's callback would; then
+        :meth:`keep_trees_if_they_help`.
+        """
+        matrix = X_valid if isinstance(X_valid, np.ndarray) else self.encode(X_valid)
+        y = np.asarray(y_valid, dtype=float)
+        self.booster_ = booster
+        margin = self._prior_margin(matrix)
+        score = np.zeros(len(matrix)) if margin is None else margin.copy()
+        best, best_loss = 0, np.inf
+        for i in range(booster.current_iteration()):
+            score += booster.predict(matrix, raw_score=True, start_iteration=i, num_iteration=1)
+            # LightGBM's binary_logloss, clipped as LightGBM clips it
+            p = np.clip(1 / (1 + np.exp(-score)), 1e-15, 1 - 1e-15)
+            loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+            if loss < best_loss:
+                best, best_loss = i + 1, loss
+            elif i + 1 - best >= self.early_stopping_rounds:
+                break
+        self.best_iteration_ = best
+        self.tree_gain_ = None
+        self.keep_trees_if_they_help(matrix, y)
+        return self
+
+    def prior_margin(self, X: pd.DataFrame | np.ndarray) -> np.ndarray | None:
+        """The prior's log-odds of churn per row (the ``init_score`` boosting starts from), or
+        ``None`` without a prior; ``X`` is a feature frame or :meth:`encode` output. Public so
+        a booster trained elsewhere starts where :meth:`fit` would (:meth:`adopt_booster`)."""
+        return self._prior_margin(X if isinstance(X, np.ndarray) else self.encode(X))
+
     def start_fit(self, dtypes: pd.Series, *, positive_share: float) -> dict[str, Any]:
         """What :meth:`fit` decides before boosting, from the frame's columns and dtypes and
         the share of positive labels: feature list, category lists and LightGBM parameters

@@ -1,10 +1,11 @@
 """Scores from a bundle and a feature frame: the one implementation behind batch scoring and
 the server's on-demand predictions.
 
-Output per customer (docs/http-api.md): ``churn_probability``, ``risk_band``,
-``p_alive``, ``expected_purchases``, ``expected_order_value``, ``clv`` (discounted, over the
-horizon), ``value_at_risk = churn_probability * clv`` and ``top_reasons``: the features that
-push this customer's churn risk up most (LightGBM SHAP contributions, log-odds).
+Output per customer (:data:`models.contract.SCORE_FIELDS`, docs/http-api.md):
+``churn_probability``, ``risk_band``, ``p_alive``, ``expected_purchases``,
+``expected_order_value``, ``clv`` (discounted, over the horizon),
+``value_at_risk = churn_probability * clv`` and ``top_reasons``: the features that push this
+customer's churn risk up most (LightGBM SHAP contributions, log-odds).
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ import pandas as pd
 from features.catalogue import describe
 from models.bundle import Bundle
 from models.clv_features import clv_feature_columns
+from models.contract import OPTIONAL_SCORE_FIELDS, RISK_BANDS
 
-RISK_BANDS = ("low", "medium", "high")
 DEFAULT_THRESHOLDS = {"medium": 0.3, "high": 0.6}
 
 
 def risk_band(prob: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     """``low`` / ``medium`` / ``high`` from the bundle's probability thresholds."""
-    return np.select(
-        [prob >= thresholds["high"], prob >= thresholds["medium"]], ["high", "medium"], "low"
-    )
+    low, medium, high = RISK_BANDS
+    return np.select([prob >= thresholds[high], prob >= thresholds[medium]], [high, medium], low)
 
 
 def _reason_value(value: Any) -> float | str | None:
@@ -89,13 +89,7 @@ def score_frame(
         out = out.join(clv)
         out["value_at_risk"] = out["churn_probability"] * out["clv"]
     else:
-        for col in (
-            "p_alive",
-            "expected_purchases",
-            "expected_order_value",
-            "clv",
-            "value_at_risk",
-        ):
+        for col in OPTIONAL_SCORE_FIELDS:
             out[col] = np.nan
     out["top_reasons"] = top_reasons(
         frame, bundle.churn.contributions(matrix), bundle.churn.features_, k=reasons

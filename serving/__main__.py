@@ -19,7 +19,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 
 from serving.app import create_app
-from serving.config import Settings, get_settings
+from serving.config import Settings, SettingsError, get_settings
 from serving.http_protocol import scores_protocol
 
 
@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", help="interface to listen on (default: CHURN_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (default: CHURN_PORT or 8000)")
     args = parser.parse_args(argv)
-    server = uvicorn.Server(server_config(get_settings(), host=args.host, port=args.port))
+    try:
+        settings = get_settings()
+    except SettingsError as exc:  # an unknown CHURN_* variable or a bad value: one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    server = uvicorn.Server(server_config(settings, host=args.host, port=args.port))
     server.run()
     if not server.started:  # as ``uvicorn.run`` does: the server could not start
         sys.exit(STARTUP_FAILURE)

@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    path = args.file or get_settings().api_keys_file
     try:
+        path = args.file or get_settings().api_keys_file
         key = create_key(path, args.name, admin=args.admin)
     except (ValueError, KeyStoreError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

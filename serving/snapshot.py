@@ -5,9 +5,9 @@ Two files in the scores folder:
 - ``snapshot.json``: ``model_version``, ``as_of``, ``created_at``, ``rows``, ``horizon_days``
   and ``sha256``, the digest of the Parquet file's bytes;
 - ``snapshot.parquet``: one row per customer with the fields of a scored customer
-  (docs/http-api.md); ``top_reasons`` is a JSON array in a string column. An optional
-  string column ``segment`` (a CRM segment) is read for the ``segment`` filter of
-  ``/v1/at-risk``.
+  (:data:`models.contract.SCORE_FIELDS`, docs/http-api.md); ``top_reasons`` is a JSON array
+  in a string column. An optional string column ``segment`` (a CRM segment) is read for the
+  ``segment`` filter of ``/v1/at-risk``.
 
 The Parquet bytes are read once, checked against ``sha256`` and parsed from those same bytes,
 so what is served is exactly what was verified. Every row is validated and turned into its
@@ -31,28 +31,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from models import contract
+from models.contract import SCORE_FIELDS, SEGMENT_FIELD, SNAPSHOT_FILE, SNAPSHOT_META_FILE
+
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FILE = "snapshot.parquet"
-META_FILE = "snapshot.json"
-#: The fields of one scored customer, in the order the API returns them.
-SCORE_FIELDS = (
-    "customer_id",
-    "as_of",
-    "churn_probability",
-    "risk_band",
-    "p_alive",
-    "expected_purchases",
-    "expected_order_value",
-    "clv",
-    "value_at_risk",
-    "top_reasons",
-    "model_version",
-)
-#: Model outputs that are missing (JSON null) when the model could not compute them.
-OPTIONAL_FLOATS = ("p_alive", "expected_purchases", "expected_order_value", "clv", "value_at_risk")
-RISK_BANDS = frozenset({"low", "medium", "high"})
-REASON_KEYS = frozenset({"feature", "description", "value", "contribution"})
+# As sets, for the membership tests of every row.
+_RISK_BANDS = frozenset(contract.RISK_BANDS)
+_REASON_KEYS = frozenset(contract.REASON_KEYS)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -114,7 +100,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise SnapshotError(f"{path}: unreadable ({exc})") from exc
     if not isinstance(meta, dict):
         raise SnapshotError(f"{path}: expected a JSON object")
-    missing = {"model_version", "as_of", "rows", "sha256", "horizon_days"} - meta.keys()
+    missing = set(contract.SNAPSHOT_META_KEYS) - meta.keys()
     if missing:
         raise SnapshotError(f"{path}: missing keys {sorted(missing)}")
     if not isinstance(meta["sha256"], str) or not _SHA256_HEX.fullmatch(meta["sha256"]):
@@ -136,7 +122,7 @@ def _optional_float(value: Any, field: str) -> float | None:
 def _reasons(text: Any) -> list[dict[str, Any]]:
     reasons = text if isinstance(text, list) else json.loads(text)
     if not isinstance(reasons, list) or not all(
-        isinstance(r, dict) and r.keys() == REASON_KEYS for r in reasons
+        isinstance(r, dict) and r.keys() == _REASON_KEYS for r in reasons
     ):
         raise ValueError(
             "top_reasons is not a JSON array of {feature, description, value, contribution}"
@@ -152,15 +138,15 @@ def scored_row(values: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("customer_id is empty")
     if prob is None or not 0.0 <= float(prob) <= 1.0:
         raise ValueError("churn_probability is missing or outside [0, 1]")
-    if band not in RISK_BANDS:
-        raise ValueError(f"risk_band is not one of {sorted(RISK_BANDS)}")
+    if band not in _RISK_BANDS:
+        raise ValueError(f"risk_band is not one of {list(contract.RISK_BANDS)}")
     row: dict[str, Any] = {
         "customer_id": customer_id,
         "as_of": str(values["as_of"]),
         "churn_probability": float(prob),
         "risk_band": band,
     }
-    for name in OPTIONAL_FLOATS:
+    for name in contract.OPTIONAL_SCORE_FIELDS:
         row[name] = _optional_float(values[name], name)
     row["top_reasons"] = _reasons(values["top_reasons"])
     row["model_version"] = str(values["model_version"])
@@ -201,7 +187,7 @@ def load_snapshot(scores_dir: Path) -> Snapshot:
         when a file is missing or unreadable, the Parquet bytes differ from the recorded
         sha256, or a row breaks the format (the message names the file, row and field).
     """
-    meta = _read_meta(scores_dir / META_FILE)
+    meta = _read_meta(scores_dir / SNAPSHOT_META_FILE)
     path = scores_dir / SNAPSHOT_FILE
     try:
         data = path.read_bytes()
@@ -209,7 +195,7 @@ def load_snapshot(scores_dir: Path) -> Snapshot:
         raise SnapshotError(f"{path}: unreadable ({exc})") from exc
     if hashlib.sha256(data).hexdigest() != meta["sha256"]:
         raise SnapshotError(
-            f"{path}: sha256 differs from {META_FILE}; refusing to serve it (re-run 'make score')"
+            f"{path}: sha256 differs from {SNAPSHOT_META_FILE}; refusing to serve it (re-run 'make score')"
         )
     try:
         table = pq.read_table(pa.BufferReader(data))
@@ -218,9 +204,9 @@ def load_snapshot(scores_dir: Path) -> Snapshot:
     scores = _parse_rows(table, meta, path)
     encoded = {cid: _json(row) for cid, row in scores.items()}
     segments: dict[str, str | None] = {}
-    if "segment" in table.column_names:
+    if SEGMENT_FIELD in table.column_names:
         ids = table.column("customer_id").to_pylist()
-        values = table.column("segment").to_pylist()
+        values = table.column(SEGMENT_FIELD).to_pylist()
         segments = {cid: None if v is None else str(v) for cid, v in zip(ids, values, strict=True)}
     log.info(
         "loaded snapshot of %d customers as of %s (model version %s)",

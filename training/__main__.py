@@ -1,6 +1,7 @@
 """Command line of the training side: ``python -m training {data,train,score}``.
 
-Fatal input problems print one line and exit with code 2 (no traceback).
+Fatal input problems and bad settings (an unknown ``CHURN_*`` variable, a value out of range)
+print one line and exit with code 2 (no traceback).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.config import TrainSettings
+from training.config import SettingsError, TrainSettings
 from training.io import DataError
 
 EXIT_BAD_INPUT = 2
@@ -132,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--force", action="store_true", help="promote regardless of the gate")
         p.add_argument("--version", default=None, help="registered version (default: champion)")
         p.add_argument("--out", default=f"var/{name}", help="output folder")
-        p.add_argument("--engine", choices=("local", "dask"), default=None, help="env ENGINE")
+        p.add_argument("--engine", choices=("local", "dask"), default=None, help="env CHURN_ENGINE")
         p.add_argument(
-            "--dask-scheduler", dest="dask_scheduler", default=None, help="env DASK_SCHEDULER"
+            "--dask-scheduler", dest="dask_scheduler", default=None, help="env CHURN_DASK_SCHEDULER"
         )
         p.set_defaults(func=func)
     args = parser.parse_args(argv)
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         args.func(args)
-    except DataError as exc:
+    except (DataError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (RuntimeError, ValueError) as exc:

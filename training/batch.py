@@ -20,14 +20,12 @@ import pandas as pd
 from features.build import build_features
 from features.time import as_utc
 from models.bundle import sha256_file
+from models.contract import SEGMENT_FIELD, SNAPSHOT_FILE, SNAPSHOT_META_FILE
 from models.scoring import score_frame
 from training import tracking
 from training.config import TrainSettings
 from training.frames import data_end
 from training.io import load_inputs
-
-SNAPSHOT = "snapshot.parquet"
-SNAPSHOT_META = "snapshot.json"
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ def snapshot_rows(
     out.insert(1, "as_of", _iso(as_of))
     out["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in out["top_reasons"]]
     out["model_version"] = version
-    out["segment"] = segments(customers, segment_column, out["customer_id"])
+    out[SEGMENT_FIELD] = segments(customers, segment_column, out["customer_id"])
     out["risk_band"] = out["risk_band"].astype("str")
     return out
 
@@ -92,7 +90,7 @@ def publish_snapshot(
     rename both into place, so a reader never sees half a snapshot."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{SNAPSHOT}.tmp"
+    tmp = directory / f".{SNAPSHOT_FILE}.tmp"
     rows = write(tmp)
     meta = {
         "model_version": version,
@@ -102,11 +100,11 @@ def publish_snapshot(
         "sha256": sha256_file(tmp),
         "horizon_days": horizon_days,
     }
-    tmp_meta = directory / f".{SNAPSHOT_META}.tmp"
+    tmp_meta = directory / f".{SNAPSHOT_META_FILE}.tmp"
     tmp_meta.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, directory / SNAPSHOT)
-    os.replace(tmp_meta, directory / SNAPSHOT_META)
-    return directory / SNAPSHOT
+    os.replace(tmp, directory / SNAPSHOT_FILE)
+    os.replace(tmp_meta, directory / SNAPSHOT_META_FILE)
+    return directory / SNAPSHOT_FILE
 
 
 def score(settings: TrainSettings) -> ScoreResult:

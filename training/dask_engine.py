@@ -1,4 +1,4 @@
-"""``ENGINE=dask``: the same pipeline on a Dask cluster, for customer bases larger than one
+"""``CHURN_ENGINE=dask`` (``make train ENGINE=dask``): the same pipeline on a Dask cluster, for customer bases larger than one
 machine's memory.
 
 Nothing here computes a feature, a label or a score: the project's own functions
@@ -19,8 +19,9 @@ customer's features depend on that customer's rows alone (docs/data-contract.md,
    BG/NBD features and labels per partition. Category lists are unified across partitions.
 3. **churn**: ``lightgbm.dask`` on the training cutoffs (data-parallel over the workers), with
    the same feature encoding, class weights and BG/NBD prior as :class:`ChurnModel` (as
-   ``init_score``); early stopping is the local rule replayed on the calibration half
-   afterwards; the result is a :class:`ChurnModel` saved as LightGBM text + JSON like any other.
+   ``init_score``, :meth:`ChurnModel.prior_margin`); :meth:`ChurnModel.adopt_booster` then
+   replays the local early-stopping rule on the calibration half; the result is a
+   :class:`ChurnModel` saved as LightGBM text + JSON like any other.
 4. **score**: features and scores per partition, written by the workers as Parquet parts,
    then streamed part by part into the one snapshot file the server reads.
 
@@ -31,7 +32,6 @@ MLflow logging, evaluation, the report and the promotion gate are
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
@@ -45,8 +45,8 @@ import pandas as pd
 
 from features.build import build_features
 from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
-from features.schema import TABLES, Tables
-from features.validation import DEFAULT_CLOCK_SKEW, TableError, Validated, validate_table
+from features.schema import Tables
+from features.validation import DEFAULT_CLOCK_SKEW, Validated, validate_table
 from models.churn import ChurnModel
 from models.clv import summary_counts
 from models.clv_evaluation import calibration_holdout
@@ -58,18 +58,20 @@ from training.frames import (
     NON_FEATURES,
     CutoffPlan,
     Frames,
+    recast_categories,
     split_snapshot,
     split_validation,
     with_labels,
 )
 from training.io import (
-    COLUMN_MAP_FILE,
-    DataError,
+    CSV_OPTIONS,
     LoadedTables,
     apply_column_map,
     check_table,
-    read_column_map,
+    reject_all_quarantined,
+    resolve_column_map,
     table_sha256,
+    unreadable,
     write_quarantine,
 )
 from training.sources import find_tables
@@ -93,7 +95,6 @@ def dask_client(settings: TrainSettings) -> Iterator[Any]:
     # Keep pandas' own string dtype: dask would turn text columns into pyarrow strings with
     # <NA>, and the frames would no longer equal the local engine's.
     dask.config.set({"dataframe.convert-string": False})
-    os.environ["DASK_DATAFRAME__CONVERT_STRING"] = "False"  # inherited by local workers
     if settings.dask_scheduler:
         with Client(settings.dask_scheduler) as client:
             yield client
@@ -104,6 +105,8 @@ def dask_client(settings: TrainSettings) -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",  # any free port: the default 8787 may be taken
+            # the same string rule in the worker processes, set in their environment only
+            env={"DASK_DATAFRAME__CONVERT_STRING": "False"},
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -132,7 +135,7 @@ def _read_dask(path: Path):
 
     if path.suffix == ".parquet":
         return dd.read_parquet(str(path))
-    return dd.read_csv(str(path), dtype=str, keep_default_na=False, na_values=[""])
+    return dd.read_csv(str(path), **CSV_OPTIONS)
 
 
 def _validated_part(
@@ -183,10 +186,7 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
 
     data_dir = Path(settings.data_dir)
     files, queried = find_tables(data_dir)  # sources.toml queries run here, then partitioned
-    column_map = settings.column_map
-    if column_map is None and (data_dir / COLUMN_MAP_FILE).is_file():
-        column_map = data_dir / COLUMN_MAP_FILE
-    mapping = read_column_map(Path(column_map)) if column_map is not None else {}
+    mapping, map_path = resolve_column_map(data_dir, settings.column_map)
     raws = {}
     for name, path in files.items():
         try:
@@ -196,28 +196,16 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
                 else _read_dask(path)
             )
         except Exception as exc:
-            raise DataError(
-                f"{path}: unreadable ({type(exc).__name__}); check the file format"
-            ) from exc
-        if name in mapping:
-            apply_column_map(raw._meta, mapping[name], path=path, map_path=Path(column_map))
+            raise unreadable(path, exc) from exc
+        if name in mapping and map_path is not None:
+            apply_column_map(raw._meta, mapping[name], path=path, map_path=map_path)
             raw = raw.rename(columns=mapping[name])
-        missing = [c for c in TABLES[name].required if c not in raw.columns]
-        if missing:
-            exc = TableError(
-                name,
-                missing[0],
-                "required column is missing",
-                f"add it, or map your column onto '{missing[0]}' in the column-mapping config",
-            )
-            raise DataError(f"{path}: column '{exc.column}': {exc.problem}; {exc.fix}")
+        check_table(name, raw._meta, path)
         raws[name] = (path, raw)
     rows = {n: int(r.shape[0].compute()) for n, (_, r) in raws.items()}
     for name, n in rows.items():
-        if n == 0:
-            raise DataError(
-                f"{raws[name][0]}: table: the table has no rows; remove the file or fill it"
-            )
+        path, raw = raws[name]
+        check_table(name, raw._meta, path, rows=n)
     n_customers = rows.get("customers", max(rows.values()) // 10)
     npart = partitions_for(n_customers, settings)
     out = Path(settings.dask_work_dir) / "staged"
@@ -243,7 +231,7 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
         kept = dd.read_parquet(str(paths[name])).shape[0].compute()
         found = blanked[name].reset_index(drop=True).assign(row=pd.NA)
         where = queried[name].label if name in queried else raws[name][0]
-        results[name] = check_table(
+        results[name] = reject_all_quarantined(
             where, _Counted(name, bad[name].reset_index(drop=True), int(kept), found)
         )
     loaded = LoadedTables(
@@ -432,6 +420,7 @@ def build_frames_distributed(staged: Staged, plan: CutoffPlan) -> DaskFrames:
         log.info("frame at %s planned (%d partitions)", cutoff.date(), staged.npartitions)
     *train, valid = parts
     valid = unify_categories(valid).compute().sort_index()
+    valid = recast_categories(valid, like=valid)
     if plan.one_snapshot:  # one label snapshot: a random split, as the local engine does
         rows, calibration, test = split_snapshot(valid)
         train_all = dd.from_pandas(rows, npartitions=max(1, staged.npartitions))
@@ -439,9 +428,6 @@ def build_frames_distributed(staged: Staged, plan: CutoffPlan) -> DaskFrames:
             rows, calibration, test, clv_fits=fits, train_all=train_all, train_rows=len(rows)
         )
     train = unify_categories(dd.concat(train)).persist()
-    for col in valid.columns:
-        if isinstance(valid[col].dtype, pd.CategoricalDtype):
-            valid[col] = valid[col].astype("string").astype("category")
     calibration, test = split_validation(valid)
     rows = int(train.shape[0].compute())
     fraction = min(1.0, BASELINE_ROWS / max(rows, 1))
@@ -452,24 +438,6 @@ def build_frames_distributed(staged: Staged, plan: CutoffPlan) -> DaskFrames:
 
 
 # -- 3. churn -------------------------------------------------------------------------------
-
-
-def _replay_early_stopping(churn: ChurnModel, X: pd.DataFrame, y: np.ndarray) -> int:
-    """The iteration LightGBM's ``early_stopping`` would keep on ``(X, y)``: the best binary
-    log loss (prior included), stopping after ``early_stopping_rounds`` without improvement."""
-    matrix = churn.encode(X)
-    margin = churn._prior_margin(matrix)
-    score = np.zeros(len(matrix)) if margin is None else margin.copy()
-    best, best_loss = 0, np.inf
-    for i in range(churn.booster_.current_iteration()):
-        score += churn.booster_.predict(matrix, raw_score=True, start_iteration=i, num_iteration=1)
-        p = np.clip(1 / (1 + np.exp(-score)), 1e-15, 1 - 1e-15)
-        loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
-        if loss < best_loss:
-            best, best_loss = i + 1, loss
-        elif i + 1 - best >= churn.early_stopping_rounds:
-            break
-    return best
 
 
 def fit_churn_distributed(
@@ -499,7 +467,7 @@ def fit_churn_distributed(
         return pd.DataFrame(churn.encode(part), columns=features, index=part.index)
 
     def prior(part: pd.DataFrame) -> pd.Series:
-        margin = churn._prior_margin(churn.encode(part))
+        margin = churn.prior_margin(part)
         return pd.Series(0.0 if margin is None else margin, index=part.index, dtype="float64")
 
     X = train[x].map_partitions(
@@ -518,13 +486,10 @@ def fit_churn_distributed(
         # worker's thread count and says so
         warnings.filterwarnings("ignore", "Parameter n_jobs will be ignored", UserWarning)
         model.fit(X, y, init_score=init, categorical_feature=list(churn.categories_))
-    churn.booster_ = model.booster_
     calibration = frames.calibration
-    churn.best_iteration_ = _replay_early_stopping(
-        churn, calibration[x], calibration["churned"].to_numpy(dtype=float)
+    churn.adopt_booster(
+        model.booster_, calibration[x], calibration["churned"].to_numpy(dtype=float)
     )
-    churn.tree_gain_ = None
-    churn.keep_trees_if_they_help(calibration[x], calibration["churned"].to_numpy(dtype=float))
     losses = churn.calibrate(calibration[x], calibration["churned"].astype(int))
     return churn, losses
 

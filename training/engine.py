@@ -1,5 +1,6 @@
-"""The engine switch: ``ENGINE=local`` (pandas in this process, the default) or ``ENGINE=dask``
-(training/dask_engine.py, on ``DASK_SCHEDULER`` or a local cluster of worker processes).
+"""The engine switch: ``CHURN_ENGINE=local`` (pandas in this process, the default) or
+``CHURN_ENGINE=dask`` (training/dask_engine.py, on ``CHURN_DASK_SCHEDULER`` or a local cluster
+of worker processes); ``make train ENGINE=dask DASK_SCHEDULER=...`` passes them as flags.
 
 ``make train``, ``make score`` and ``make features`` call these functions; both engines run
 the same feature, label, model and scoring code, and training logs, registers and gates

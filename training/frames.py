@@ -249,6 +249,14 @@ def split_snapshot(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.
     return frame.loc[part == 0], frame.loc[part == 1], frame.loc[part == 2]
 
 
+def recast_categories(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column that is categorical in ``like`` re-cast to the categories
+    its values take (sorted, as pandas gives a text column): frames stacked over cutoffs or
+    partitions have different category lists, which concatenation turns into plain text."""
+    columns = [c for c in like.columns if isinstance(like[c].dtype, pd.CategoricalDtype)]
+    return frame.assign(**{c: frame[c].astype("string").astype("category") for c in columns})
+
+
 def build_frames(tables: Tables, plan: CutoffPlan) -> Frames:
     """Labelled frames at every cutoff of ``plan``, with progress in the log."""
     parts = []
@@ -270,10 +278,7 @@ def build_frames(tables: Tables, plan: CutoffPlan) -> Frames:
     *train, valid = parts
     if plan.one_snapshot:
         return Frames(*split_snapshot(valid), clv_fits=fits)
-    stacked = pd.concat(train)
-    for col in valid.columns:
-        if isinstance(valid[col].dtype, pd.CategoricalDtype):
-            stacked[col] = stacked[col].astype("string").astype("category")
+    stacked = recast_categories(pd.concat(train), like=valid)
     calibration, test = split_validation(valid)
     return Frames(stacked, calibration, test, clv_fits=fits)
 

@@ -12,6 +12,10 @@ a column map ``columns.toml`` that renames a user's columns onto the canonical o
 
 The map may also be passed explicitly (``TrainSettings.column_map``, env
 ``CHURN_COLUMN_MAP``); columns it does not name keep their names.
+
+The pieces of reading a table (:func:`resolve_column_map`, :data:`CSV_OPTIONS`,
+:func:`unreadable`, :func:`check_table`, :func:`table_error`) are public so the Dask engine,
+which reads the same files as Dask DataFrames, reads and refuses them exactly as here.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -38,6 +43,9 @@ from training.config import TrainSettings
 log = logging.getLogger(__name__)
 #: The column map's file name inside a data folder.
 COLUMN_MAP_FILE = "columns.toml"
+#: How a CSV table is read (pandas and Dask alike): every column as text, which validation
+#: then parses per column; only an empty cell is missing ("NA" or "null" are values).
+CSV_OPTIONS: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_values": [""]}
 
 
 class DataError(RuntimeError):
@@ -71,6 +79,26 @@ def read_column_map(path: Path) -> dict[str, dict[str, str]]:
             raise DataError(f"{path}: [{table}] maps two columns onto '{dupes[0]}'; keep one")
         out[table] = dict(mapping)
     return out
+
+
+def resolve_column_map(
+    data_dir: Path, column_map: Path | None
+) -> tuple[dict[str, dict[str, str]], Path | None]:
+    """The column map for the tables of ``data_dir`` and the file it came from: ``column_map``,
+    else ``data_dir/columns.toml`` when it exists, else none (``{}, None``).
+
+    Raises
+    ------
+    DataError
+        ``column_map`` is given but not a file, or the map is invalid (:func:`read_column_map`).
+    """
+    if column_map is None and (Path(data_dir) / COLUMN_MAP_FILE).is_file():
+        column_map = Path(data_dir) / COLUMN_MAP_FILE
+    if column_map is None:
+        return {}, None
+    if not Path(column_map).is_file():
+        raise DataError(f"{column_map}: column map not found; fix the path or remove the setting")
+    return read_column_map(Path(column_map)), Path(column_map)
 
 
 def apply_column_map(
@@ -134,15 +162,42 @@ def find_table_files(data_dir: Path, *, none_ok: bool = False) -> dict[str, Path
     return found
 
 
+def unreadable(path: Path, exc: Exception) -> DataError:
+    """The error for a table file no parser can read (a fatal, file-level problem)."""
+    return DataError(f"{path}: unreadable ({type(exc).__name__}); check the file format")
+
+
+def table_error(path: Path | str, exc: TableError) -> DataError:
+    """A validation :class:`TableError` as the one-line error naming the file (or query)."""
+    column = f"column '{exc.column}'" if exc.column else "table"
+    return DataError(f"{path}: {column}: {exc.problem}; {exc.fix}")
+
+
+def check_table(name: str, columns: pd.DataFrame, path: Path, *, rows: int | None = None) -> None:
+    """:func:`validate_table`'s fatal checks for a table known by its columns (the columns of
+    ``columns``) and, once counted, its number of ``rows``: a required column missing, or no
+    rows. For readers that see a table's columns before its rows (training/dask_engine.py).
+
+    Raises
+    ------
+    DataError
+        As :func:`load_tables` would for the same file.
+    """
+    try:
+        validate_table(name, columns.iloc[:0])
+    except TableError as exc:
+        # an empty probe always fails the row check: it only counts when no rows were counted
+        if exc.column is not None or rows == 0:
+            raise table_error(path, exc) from exc
+
+
 def _read(path: Path) -> pd.DataFrame:
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_csv(path, **CSV_OPTIONS)
     except Exception as exc:  # any parser failure is a fatal, file-level problem
-        raise DataError(
-            f"{path}: unreadable ({type(exc).__name__}); check the file format"
-        ) from exc
+        raise unreadable(path, exc) from exc
 
 
 def table_sha256(path: Path) -> str:
@@ -159,13 +214,7 @@ def table_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def table_data_error(path: Path | str, exc: TableError) -> DataError:
-    """A validation error of a whole table as the one-line :class:`DataError` naming the file."""
-    column = f"column '{exc.column}'" if exc.column else "table"
-    return DataError(f"{path}: {column}: {exc.problem}; {exc.fix}")
-
-
-def check_table(path: Path | str, result: Validated) -> Validated:
+def reject_all_quarantined(path: Path | str, result: Validated) -> Validated:
     """``result`` unless every row of the table was quarantined, which is fatal: the features
     would have no rows of it and later steps would fail on an empty table.
 
@@ -176,7 +225,7 @@ def check_table(path: Path | str, result: Validated) -> Validated:
     """
     problem = result.table_error()
     if problem is not None:
-        raise table_data_error(path, problem)
+        raise table_error(path, problem)
     return result
 
 
@@ -210,22 +259,18 @@ def load_tables(
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     data_dir = Path(data_dir)
     files, queried = sources.find_tables(data_dir)
-    if column_map is None and (data_dir / COLUMN_MAP_FILE).is_file():
-        column_map = data_dir / COLUMN_MAP_FILE
-    if column_map is not None and not Path(column_map).is_file():
-        raise DataError(f"{column_map}: column map not found; fix the path or remove the setting")
-    mapping = read_column_map(Path(column_map)) if column_map is not None else {}
+    mapping, map_path = resolve_column_map(data_dir, column_map)
     results: dict[str, Validated] = {}
     for name, path in files.items():
         raw = queried[name].frame if name in queried else _read(path)
         where = queried[name].label if name in queried else path
-        if name in mapping:
-            raw = apply_column_map(raw, mapping[name], path=where, map_path=Path(column_map))
+        if name in mapping and map_path is not None:
+            raw = apply_column_map(raw, mapping[name], path=where, map_path=map_path)
         try:
             result = validate_table(name, raw, now=now, clock_skew=clock_skew)
         except TableError as exc:
-            raise table_data_error(where, exc) from exc
-        results[name] = check_table(where, result) if check else result
+            raise table_error(where, exc) from exc
+        results[name] = reject_all_quarantined(where, result) if check else result
     tables = Tables(**{n: r.clean for n, r in results.items()})
     sha = {n: queried[n].sha256 if n in queried else table_sha256(p) for n, p in files.items()}
     return LoadedTables(tables, results, files, sha)

@@ -3,7 +3,8 @@
 The only module of ``training/`` that imports MLflow. A model version is a bundle folder
 (MLflow's LightGBM flavour, so MLflow's own tools recognise it, plus our JSON and manifest)
 logged as run artifacts and registered under one name; the manifest's sha256 is a version tag
-that readers check before they parse anything.
+that readers check before they parse anything. Reading a version back goes through the one
+verified loader, :mod:`models.registry`, which the server uses too.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ import lightgbm as lgb
 import mlflow
 from mlflow import MlflowClient
 from mlflow.data.sources import LocalArtifactDatasetSource
-from mlflow.exceptions import MlflowException
 
-from models.bundle import Bundle, read_bundle, write_bundle
+from models import registry
+from models.bundle import Bundle, write_bundle
+from models.contract import MANIFEST_TAG
 from training.config import TrainSettings
 from training.io import LoadedTables
 
 log = logging.getLogger(__name__)
-CHAMPION = "champion"
-MANIFEST_TAG = "manifest_sha256"
 BUNDLE_PATH = "bundle"
 #: MLflow 3's UI picks an experiment's start page by this tag: without it the UI guesses (and
 #: opened ours on the GenAI traces page); ``custom_model_development`` opens on the runs table.
@@ -65,8 +65,7 @@ MODEL_NOTE = (
 
 
 def _client(settings: TrainSettings) -> MlflowClient:
-    uri = settings.mlflow_tracking_uri
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return registry.registry_client(settings.mlflow_tracking_uri)
 
 
 def _experiment_id(settings: TrainSettings) -> str:
@@ -266,7 +265,7 @@ def version_description(
             f"{metrics['valid.oracle_roc_auc']:.4f}.",
         ]
     # Written at registration: a later ``make promote`` moves the alias, not this text.
-    verdict = f"promoted to `{CHAMPION}`" if promoted else "not promoted"
+    verdict = f"promoted to `{settings.model_alias}`" if promoted else "not promoted"
     lines += ["", f"Gate at registration: {gate}; {verdict}."]
     return "\n".join(lines)
 
@@ -301,43 +300,41 @@ def training_run(settings: TrainSettings, run_name: str | None = None) -> Iterat
 
 
 def champion_version(settings: TrainSettings) -> str | None:
-    """The version number holding the champion alias, or ``None``."""
-    try:
-        return str(
-            _client(settings).get_model_version_by_alias(settings.model_name, CHAMPION).version
-        )
-    except MlflowException:
-        return None
+    """The version number holding the ``model_alias`` (champion) alias, or ``None``."""
+    return registry.alias_version(
+        settings.mlflow_tracking_uri, settings.model_name, settings.model_alias
+    )
 
 
 def load_version(settings: TrainSettings, version: str) -> Bundle:
-    """Download a registered version and read it, verifying its manifest digest first."""
-    client = _client(settings)
-    mv = client.get_model_version(settings.model_name, version)
-    digest = mv.tags.get(MANIFEST_TAG)
-    if not digest:
-        raise RuntimeError(f"model version {version} has no {MANIFEST_TAG} tag; refusing to load")
-    # Ask our own client for the files' location: a models:/ URI would be resolved against the
-    # process-wide registry, not the one configured here (MLflow 3.x).
-    source = client.get_model_version_download_uri(settings.model_name, version)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp)
-        return read_bundle(path, expected_manifest_sha256=digest)
+    """A registered version's bundle, read by the verified loader (:mod:`models.registry`)."""
+    return registry.load_model_version(
+        settings.mlflow_tracking_uri, settings.model_name, version=version
+    ).bundle
 
 
 def load_champion(settings: TrainSettings) -> tuple[Bundle, str]:
-    """The champion's bundle and version; raises ``RuntimeError`` when there is none."""
-    version = champion_version(settings)
-    if version is None:
-        raise RuntimeError(
-            f"no '{CHAMPION}' version of model '{settings.model_name}'; run 'make train' first"
+    """The champion's bundle and version.
+
+    Raises
+    ------
+    models.registry.ModelLoadError
+        (a ``RuntimeError``) when there is no champion or it cannot be read or verified.
+    """
+    try:
+        loaded = registry.load_model_version(
+            settings.mlflow_tracking_uri, settings.model_name, alias=settings.model_alias
         )
-    return load_version(settings, version), version
+    except registry.ModelLoadError as exc:
+        if exc.code != "no_champion":
+            raise
+        raise registry.ModelLoadError(exc.code, f"{exc}; run 'make train' first") from None
+    return loaded.bundle, loaded.version
 
 
 def promote(settings: TrainSettings, version: str) -> None:
-    """Move the champion alias to ``version`` (the last step of a training run)."""
-    _client(settings).set_registered_model_alias(settings.model_name, CHAMPION, version)
+    """Move the ``model_alias`` (champion) alias to ``version`` (the last step of a run)."""
+    _client(settings).set_registered_model_alias(settings.model_name, settings.model_alias, version)
 
 
 def download_report(settings: TrainSettings, version: str, out_dir: Path) -> Path:

@@ -1,5 +1,6 @@
 """Churn model: learns, round-trips through model text, encodes categories safely."""
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
@@ -167,3 +168,33 @@ def test_model_saved_with_the_poisson_prior_still_predicts():
         old.predict_raw(X), 1 / (1 + np.exp(-(trees + np.log(p0 / (1 - p0))))), rtol=1e-9
     )
     _assert_contributions_sum_to_logit(old, X[:20])
+
+
+def test_a_booster_trained_elsewhere_is_adopted_as_fit_would_keep_it():
+    """A booster trained outside :meth:`ChurnModel.fit` (as lightgbm.dask does), from the
+    model's own encoding and prior, ends with the trees and predictions ``fit`` gives."""
+    X, y = _bgnbd_data(5, n=6000, signal=1.0)
+    train, valid = slice(0, 4000), slice(4000, None)
+    fitted = ChurnModel(num_boost_round=400).fit(
+        X[train], y[train], X_valid=X[valid], y_valid=y[valid]
+    )
+    other = ChurnModel(num_boost_round=400)
+    params = other.start_fit(X.dtypes, positive_share=float(y[train].mean()))
+    m = other.encode(X[train])
+    other.fit_prior(m[:, 0], m[:, 1], y[train].to_numpy(dtype=float))
+    booster = lgb.train(
+        params,
+        lgb.Dataset(
+            m,
+            label=y[train].to_numpy(dtype=float),
+            init_score=other.prior_margin(m),
+            feature_name=other.features_,
+        ),
+        num_boost_round=fitted.booster_.current_iteration(),
+    )
+
+    other.adopt_booster(booster, X[valid], y[valid])
+
+    assert other.best_iteration_ == fitted.best_iteration_ > 0
+    np.testing.assert_allclose(other.predict_raw(X), fitted.predict_raw(X))
+    np.testing.assert_allclose(other.prior_margin(X), fitted.prior_margin(other.encode(X)))

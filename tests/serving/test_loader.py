@@ -13,6 +13,8 @@ from models.bundle import sha256_file
 from serving.config import Settings
 from serving.loader import ModelLoadError, load_champion, redact_uri
 from tests.serving.conftest import MODEL_NAME, BundleDir, Registry, Trained
+from training import tracking
+from training.config import TrainSettings
 
 pytestmark = [
     # mlflow's sqlite store triggers this deprecation inside sqlalchemy
@@ -137,3 +139,25 @@ def test_cache_folder_is_created(champion: str, settings_for: SettingsFor, tmp_p
     load_champion(settings_for(model_cache_dir=cache))
 
     assert cache.is_dir()
+
+
+@pytest.mark.parametrize("tag", ["not-a-digest", "0" * 64])
+def test_training_reads_versions_through_the_same_verified_loader(
+    registry: Registry, bundle_dir: BundleDir, tmp_path: Path, tag: str
+) -> None:
+    """Training's gate, evaluation and scoring read versions with the server's loader
+    (models/registry.py): the same refusals, from the registry it is configured with."""
+    name = f"training-bad-tag-{tag[:3]}"
+    version = registry.publish(bundle_dir, name, tags={"manifest_sha256": tag})
+    good = registry.publish(bundle_dir, name)
+    settings = TrainSettings(
+        mlflow_tracking_uri=registry.uri, model_name=name, scores_dir=tmp_path / "scores"
+    )
+
+    with pytest.raises(ModelLoadError) as err:
+        tracking.load_version(settings, version)
+
+    assert err.value.code == "untrusted_model"
+    bundle, champion = tracking.load_champion(settings)
+    assert champion == good == tracking.champion_version(settings)
+    assert bundle.churn.features_ == tracking.load_version(settings, good).churn.features_

@@ -52,7 +52,7 @@ sql = '''
 """
 POSTGRES_SOURCES = r"""
 [database]
-url = "${CHURN_TEST_DB_URL}"
+url = "${SOURCES_TEST_DB_URL}"
 
 [tables.transactions]
 sql = '''
@@ -274,9 +274,9 @@ def test_column_map_still_renames_files_next_to_sources(tmp_path):
         ),
         ("[tables.surveys]\nquery = 'SELECT 1'\n", r"\[tables.surveys\]: needs exactly one key"),
         (
-            '[database]\nurl = "postgresql://u:${CHURN_TEST_UNSET_VAR}@h/db"\n'
+            '[database]\nurl = "postgresql://u:${SOURCES_TEST_UNSET_VAR}@h/db"\n'
             "[tables.surveys]\nsql = 'SELECT 1'\n",
-            r"sources.toml \[database\]: environment variable CHURN_TEST_UNSET_VAR is not set",
+            r"sources.toml \[database\]: environment variable SOURCES_TEST_UNSET_VAR is not set",
         ),
         ("[tables.surveys\n", r"sources.toml: unreadable \(.*\); fix the TOML syntax"),
         (
@@ -286,7 +286,7 @@ def test_column_map_still_renames_files_next_to_sources(tmp_path):
     ],
 )
 def test_bad_sources_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, toml, message):
-    monkeypatch.delenv("CHURN_TEST_UNSET_VAR", raising=False)
+    monkeypatch.delenv("SOURCES_TEST_UNSET_VAR", raising=False)
     (tmp_path / "orders.csv").write_text("cust_id,order_date\nA,01/02/2024\n")
     (tmp_path / "sources.toml").write_text(toml)
     with pytest.raises(DataError, match=message):
@@ -338,8 +338,8 @@ def postgres_demo(postgres_url, demo_dir, tmp_path_factory, monkeypatch_module):
     _ingest(
         postgres_url, {f"demo_{n}": pq.read_table(demo_dir / f"{n}.parquet") for n in DEMO_TABLES}
     )
-    monkeypatch_module.setenv("CHURN_TEST_DB_URL", postgres_url)
-    toml = '[database]\nurl = "${CHURN_TEST_DB_URL}"\n' + "".join(
+    monkeypatch_module.setenv("SOURCES_TEST_DB_URL", postgres_url)
+    toml = '[database]\nurl = "${SOURCES_TEST_DB_URL}"\n' + "".join(
         f'[tables.{n}]\nsql = "SELECT * FROM demo_{n}"\n' for n in DEMO_TABLES
     )
     return _postgres_folder(tmp_path_factory.mktemp("pg") / "data", toml)
@@ -384,7 +384,7 @@ def postgres_exports(postgres_url, exports, tmp_path_factory, monkeypatch_module
         postgres_url,
         {n: pa.Table.from_pandas(df, preserve_index=False) for n, df in exports.items()},
     )
-    monkeypatch_module.setenv("CHURN_TEST_DB_URL", postgres_url)
+    monkeypatch_module.setenv("SOURCES_TEST_DB_URL", postgres_url)
     return _postgres_folder(tmp_path_factory.mktemp("pgx") / "data", POSTGRES_SOURCES)
 
 

@@ -32,7 +32,9 @@ def trained(tmp_path_factory, demo_dir, make_settings):
     training run."""
     root = tmp_path_factory.mktemp("tracking")
     settings = make_settings(root, demo_dir)
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    # registry_uri too: without it the client reads the process-wide registry, which an earlier
+    # test in the session may have pointed at its own store
+    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     exp_id = client.create_experiment(
         settings.experiment_name, artifact_location=settings.mlflow_artifact_root.as_uri()
     )

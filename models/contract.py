@@ -1,0 +1,62 @@
+"""The names training writes and serving reads, in one place (docs/ describes the formats).
+
+Training (``make train``, ``make score``) produces two things the server consumes: registered
+model versions in the MLflow registry and the scored snapshot in the scores folder. Both sides
+import the names below, so a rename is one edit and cannot leave the two halves disagreeing.
+
+- **Registry**: a version's files are a :mod:`models.bundle` folder; its registry tag
+  :data:`MANIFEST_TAG` holds the sha256 of the bundle's ``manifest.json``; the version being
+  served holds the alias :data:`CHAMPION_ALIAS` (the default of the ``model_alias`` setting).
+- **Snapshot**: ``<scores_dir>/`` :data:`SNAPSHOT_FILE` (one row per customer, the columns
+  :data:`SCORE_FIELDS`, plus an optional :data:`SEGMENT_FIELD`) and :data:`SNAPSHOT_META_FILE`
+  (the keys :data:`SNAPSHOT_META_KEYS`, ``sha256`` being the digest of the Parquet bytes).
+"""
+
+from __future__ import annotations
+
+# -- registry ------------------------------------------------------------------------------
+
+#: Registry tag holding the sha256 of a version's ``manifest.json`` (set at registration;
+#: a reader refuses a version without it).
+MANIFEST_TAG = "manifest_sha256"
+#: Registry alias of the version in production (promoted by training, served by the server).
+CHAMPION_ALIAS = "champion"
+
+# -- scored snapshot -----------------------------------------------------------------------
+
+#: One row per scored customer.
+SNAPSHOT_FILE = "snapshot.parquet"
+#: Model version, ``as_of``, row count and the Parquet file's sha256.
+SNAPSHOT_META_FILE = "snapshot.json"
+#: Keys every ``snapshot.json`` has (``created_at`` is written too, and optional to readers).
+SNAPSHOT_META_KEYS = ("model_version", "as_of", "rows", "sha256", "horizon_days")
+
+#: The fields of one scored customer, in the order the API returns them.
+SCORE_FIELDS = (
+    "customer_id",
+    "as_of",
+    "churn_probability",
+    "risk_band",
+    "p_alive",
+    "expected_purchases",
+    "expected_order_value",
+    "clv",
+    "value_at_risk",
+    "top_reasons",
+    "model_version",
+)
+#: Model outputs that are missing (JSON null) when the CLV model could not compute them.
+OPTIONAL_SCORE_FIELDS = (
+    "p_alive",
+    "expected_purchases",
+    "expected_order_value",
+    "clv",
+    "value_at_risk",
+)
+#: Risk bands, lowest first.
+RISK_BANDS = ("low", "medium", "high")
+#: The keys of each entry of ``top_reasons``.
+REASON_KEYS = ("feature", "description", "value", "contribution")
+#: Optional snapshot column: a CRM segment (the ``segment`` filter of ``/v1/at-risk``); not
+#: part of a scored customer.
+SEGMENT_FIELD = "segment"
