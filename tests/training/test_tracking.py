@@ -32,7 +32,8 @@ def trained(tmp_path_factory, demo_dir, make_settings):
     training run."""
     root = tmp_path_factory.mktemp("tracking")
     settings = make_settings(root, demo_dir)
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    # registry given explicitly: an earlier in-process run leaves the global registry URI set
+    client = MlflowClient(settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
     exp_id = client.create_experiment(
         settings.experiment_name, artifact_location=settings.mlflow_artifact_root.as_uri()
     )
