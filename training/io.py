@@ -340,7 +340,7 @@ def load_inputs(settings: TrainSettings) -> tuple[LoadedTables, dict[str, dict[s
         # a table read by a query is named as sources.py names it in errors
         where = path if path.name.startswith(f"{name}.") else f"{path} [tables.{name}]"
         try:
-            check_table(where, result)
+            reject_all_quarantined(where, result)
         except DataError as exc:
             rows = settings.quarantine_dir / f"{name}.csv"
             raise DataError(f"{exc} (the rows and their reasons: {rows})") from exc
