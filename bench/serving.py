@@ -666,8 +666,8 @@ def run(quick: bool) -> list[Figure]:
         ours, ours_paced = _pooled(fixed), _pooled(paced)
         note = f"{len(ours.latencies)} ok, {ours.failures} failed at {RATE:.0f}/s"
         figures += [
-            Figure(BENCH, "scores 1 customer p50", _ms(ours.quantile(0.5)), "ms", "< 2", note),
-            Figure(BENCH, "scores 1 customer p99", _ms(ours.quantile(0.99)), "ms", "< 10", note),
+            Figure(BENCH, "scores 1 customer p50", _ms(ours.quantile(0.5)), "ms", "<= 1", note),
+            Figure(BENCH, "scores 1 customer p99", _ms(ours.quantile(0.99)), "ms", "<= 5", note),
             Figure(
                 BENCH,
                 "scores 1 customer p50, paced client",
@@ -966,9 +966,10 @@ def run_layers(quick: bool) -> list[Figure]:
         if previous is not None:
             added = pooled.quantile(0.5) - previous.quantile(0.5)
             note += f"; p50 {_ms(added):+.3f} ms over the layer before"
+        ours = name == "ours"  # the targets are the server's, not the layers'
         figures += [
-            Figure(BENCH, f"{label} p50", _ms(pooled.quantile(0.5)), "ms", "<= 1", note),
-            Figure(BENCH, f"{label} p99", _ms(pooled.quantile(0.99)), "ms", "<= 5"),
+            Figure(BENCH, f"{label} p50", _ms(pooled.quantile(0.5)), "ms", "<= 1" * ours, note),
+            Figure(BENCH, f"{label} p99", _ms(pooled.quantile(0.99)), "ms", "<= 5" * ours),
         ]
         previous = pooled
     return figures
