@@ -207,7 +207,7 @@ def authenticate(request: Request, presented: str | None) -> ApiKey:
     return key
 
 
-#: Routes that need no API key (README, "HTTP API") and the schema pages.
+#: Routes that need no API key (docs/http-api.md) and the schema pages.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
 
 
