@@ -2,8 +2,8 @@
 
 ``create_app(settings)`` builds a fresh app; nothing is read or loaded at import time. The
 champion model and the scored snapshot are loaded once, when the server starts (``lifespan``),
-and handed to routes through dependencies. Run it with ``python -m serving`` (or ``uvicorn
---factory serving.app:create_app``, the same app without the logging setup).
+and handed to routes through dependencies. Run it with ``python -m serving``, which also sets
+up logging and turns off uvicorn's own access log (it would write raw paths, with ids).
 """
 
 from __future__ import annotations
