@@ -358,10 +358,10 @@ def _predict_item(
     ``raw["customers"]`` and the event rows in ``rows`` (per table)."""
     customer = raw["customers"].set_index("customer_id").loc[cid]
     item: dict[str, object] = {"customer_id": cid, "as_of": as_of.isoformat()}
-    attributes = {}
+    attributes: dict[str, object] = {}
     for col, value in customer.items():
         if col == "signup_date":
-            item["signup_date"] = pd.Timestamp(value).isoformat()
+            item["signup_date"] = pd.Timestamp(value).isoformat()  # type: ignore[arg-type]
         elif col != "churn_date" and not pd.isna(value):
             attributes[str(col)] = value.item() if hasattr(value, "item") else value
     item["attributes"] = attributes
