@@ -31,7 +31,8 @@ def test_quick_run_measures_every_route_without_failures():
     assert "0 failed" in figures["scores max throughput"].note
     assert any(name.startswith("scores batch of") for name in figures)
     assert "events" in figures["predict 1 customer, 1 year p50"].note
-    # The fair comparison's customer: the history the issue names, every request answered.
+    # The fair comparison's customer (12 purchases, 6 contacts, 2 survey answers), every
+    # request answered.
     for name in ("predict 1 customer p50", "predict 1 customer p99"):
         assert math.isfinite(figures[name].value) and figures[name].value > 0
         assert figures[name].note == ("4 ok, 0 failed; 12 transactions, 6 interactions, 2 surveys")
