@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "serving": "bench.serving",
     "dask": "bench.dask",
     "sources": "bench.sources",
+    "validation": "bench.validation",
 }
 
 

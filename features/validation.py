@@ -1,19 +1,50 @@
-"""Row- and table-level validation of the input tables (docs/data-contract.md, "Validation").
+"""Row-, field- and table-level validation of the input tables (docs/data-contract.md).
 
 A problem with a whole table raises :class:`TableError` (the caller turns it into one line and
-exit code 2). A problem with a row never stops the run: the row moves to the quarantine with
-its reason, and ``rows in == rows kept + rows quarantined`` always holds. Pure pandas, no I/O:
-training validates files with it and the server validates posted histories with it.
+exit code 2). A bad value in a required column moves its row to the quarantine with every rule
+it failed; a bad value in an optional column is blanked and recorded as a field finding, and
+the row is kept. ``rows in == rows kept + rows quarantined`` always holds. Pure pandas and
+NumPy, no I/O, no clock: training validates files with it and the server validates posted
+histories with it, each passing its own wall-clock time as ``now``.
+
+The rules run on NumPy arrays: the server validates a one-customer history (about a dozen
+rows per table) on every ``/v1/predict``, where each pandas operation costs tens of
+microseconds, and training validates tables of millions of rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from features.schema import SURVEY_ELEMENTS, TABLES, Tables
+
+#: Events up to this far after ``now`` are kept: clocks of the systems that wrote the data and
+#: of the machine validating it differ by seconds to minutes (training/config.py sets it).
+DEFAULT_CLOCK_SKEW = pd.Timedelta(minutes=15)
+#: Text in an attribute column that is no value: spreadsheet errors and null markers
+#: (compared lower-case, stripped). "none" and "-" are not here: they can be real categories.
+MISSING_MARKERS: frozenset[str] = frozenset(
+    {"null", "nan", "n/a", "#n/a", "#value!", "#ref!", "#div/0!", "#num!", "#name?", "#null!"}
+)
+#: Text forms of a boolean (compared lower-case, stripped).
+_BOOL_TEXT = {
+    "true": True, "1": True, "1.0": True, "yes": True, "y": True,
+    "false": False, "0": False, "0.0": False, "no": False, "n": False,
+}  # fmt: skip
+_BOOL_VALUES = np.array(list(_BOOL_TEXT.values()), dtype=bool)
+#: Below this many rows text is handled element by element in Python, above it by pandas'
+#: vectorised string methods: the same result, each the faster at its size.
+_SMALL = 512
+#: The dtype of text columns in the clean tables.
+_STR = pd.StringDtype(na_value=np.nan)
+_NS_MIN = pd.Timestamp.min.as_unit("ns").value
+_NS_MAX = pd.Timestamp.max.as_unit("ns").value
+FIELD_COLUMNS = ("table", "row", "column", "reason", "value")
 
 
 class TableError(ValueError):
@@ -25,111 +56,374 @@ class TableError(ValueError):
         super().__init__(f"{table}: {where}: {problem}; {fix}")
 
 
+#: The findings of a table without any: one shared, read-only frame (building an empty frame
+#: costs as much as validating a one-customer history).
+_NO_FIELDS = pd.DataFrame(
+    {c: pd.Series(dtype="int64" if c == "row" else "str") for c in FIELD_COLUMNS}
+)
+
+
+def _no_fields() -> pd.DataFrame:
+    return _NO_FIELDS
+
+
 @dataclass(frozen=True)
 class Validated:
-    """The clean rows of one table and the quarantined ones (with a ``reason`` column)."""
+    """The result of validating one table.
+
+    Attributes
+    ----------
+    clean : the kept rows, normalised (bad optional values blanked).
+    quarantine : the quarantined rows as read, index = 0-based input row, plus ``reason``:
+        every rule the row failed, joined with ``;``.
+    fields : one row per blanked value of a kept row: ``table``, ``row`` (1-based input
+        row), ``column``, ``reason``, ``value`` (the raw value, for the local file only).
+    """
 
     table: str
     clean: pd.DataFrame
     quarantine: pd.DataFrame
+    fields: pd.DataFrame = field(default_factory=_no_fields)
+    #: Whether ``quarantine``'s index is the input row (not after a shuffle by customer).
+    numbered: ClassVar[bool] = True
 
     @property
     def counts(self) -> dict[str, int]:
-        """Quarantined rows per reason."""
-        if self.quarantine.empty:
-            return {}
-        return {str(k): int(v) for k, v in self.quarantine["reason"].value_counts().items()}
+        """Failed rules per reason code: every rule of a quarantined row, every blanked value."""
+        out: Counter[str] = Counter()
+        if len(self.quarantine):
+            for reasons, n in self.quarantine["reason"].value_counts().items():
+                for reason in str(reasons).split(";"):
+                    out[reason] += int(n)
+        if len(self.fields):
+            out.update({str(k): int(v) for k, v in self.fields["reason"].value_counts().items()})
+        return dict(out)
 
     def findings(self) -> pd.DataFrame:
         """What validation found, one row per column and rule: ``table``, ``column``, ``rule``,
-        ``rows`` (quarantined rows), ``rows_in``; ``column`` is ``*`` for whole-row rules and
-        a clean table has one row with rule ``none``."""
+        ``reason``, ``action`` (``row_quarantined`` or ``value_blanked``), ``rows`` (rows
+        that failed the rule), ``rows_in``; ``column`` is ``*`` for whole-row rules and a clean
+        table has one row with rule ``none``."""
+        blanked = set(self.fields["reason"]) if len(self.fields) else set()
         rows = [
-            {"table": self.table, **reason_parts(reason), "rows": n}
+            {
+                "table": self.table,
+                **reason_parts(reason),
+                "reason": reason,
+                "action": "value_blanked" if reason in blanked else "row_quarantined",
+                "rows": n,
+            }
             for reason, n in sorted(self.counts.items())
-        ] or [{"table": self.table, "column": "*", "rule": "none", "rows": 0}]
-        out = pd.DataFrame(rows, columns=["table", "column", "rule", "rows"])
+        ] or [
+            {
+                "table": self.table,
+                "column": "*",
+                "rule": "none",
+                "reason": "",
+                "action": "",
+                "rows": 0,
+            }
+        ]
+        out = pd.DataFrame(rows, columns=["table", "column", "rule", "reason", "action", "rows"])
         out["rows_in"] = len(self.clean) + len(self.quarantine)
         return out
 
+    def table_error(self) -> TableError | None:
+        """The whole-table failure when every row is quarantined, else ``None``: the top
+        reasons with counts and the masked shape of one failing value (digits as ``9``,
+        letters as ``a``; never the value itself, which may be a customer's data)."""
+        if len(self.clean) or not len(self.quarantine):
+            return None
+        row_counts = Counter()
+        for reasons, n in self.quarantine["reason"].value_counts().items():
+            for reason in str(reasons).split(";"):
+                row_counts[reason] += int(n)
+        top = row_counts.most_common(3)
+        column = reason_parts(top[0][0])["column"]
+        listed = ", ".join(f"{r} {n:,}" for r, n in top)
+        problem = f"all {len(self.quarantine):,} rows quarantined ({listed})"
+        if column == "*" or column not in self.quarantine.columns:
+            return TableError(self.table, None, problem, "see the quarantine files")
+        hit = self.quarantine["reason"].str.split(";").map(lambda rs: top[0][0] in rs)
+        failing = self.quarantine.loc[hit.to_numpy(dtype=bool), column]
+        if _blank(failing).all():
+            return TableError(
+                self.table, column, f"{problem}; it is blank", _fix(f"missing_{column}", column)
+            )
+        shape = value_shape(failing.iloc[0])
+        return TableError(
+            self.table, column, f"{problem}; values look like {shape}", _fix(top[0][0], column)
+        )
+
+
+def _fix(reason: str, column: str) -> str:
+    """What to do when every row fails ``reason`` (the whole-table error's advice)."""
+    rule = reason_parts(reason)["rule"]
+    if rule == "missing":
+        return (
+            f"map the column that holds '{column}' in columns.toml or sources.toml "
+            "(a query gives blanks where a cast or try_strptime fails)"
+        )
+    if rule == "future":
+        return "the timestamps are after now: check the clock and time zone of the export"
+    if rule == "unparseable" and column in {c for s in TABLES.values() for c in s.timestamps}:
+        return (
+            "write ISO-8601 (2024-03-14) or set a format in sources.toml, "
+            f"e.g. try_strptime({column}, '%m/%d/%Y')"
+        )
+    if rule == "unparseable":
+        return f"convert '{column}' in sources.toml (a number, or true/false)"
+    if rule == "out_of_range":
+        return f"rescale '{column}' to its range in sources.toml (docs/data-contract.md)"
+    if rule == "unknown_element":
+        return "map the values onto the elements in docs/data-contract.md in sources.toml"
+    return "see the quarantine files and docs/data-contract.md"
+
+
+def value_shape(value: object, limit: int = 24) -> str:
+    """The shape of a value for a log line: digits become ``9``, letters ``a``, the rest is
+    kept, cut to ``limit`` characters; blank is ``(blank)``."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "(blank)"
+    text = str(value).strip()
+    if not text:
+        return "(blank)"
+    masked = "".join("9" if ch.isdigit() else "a" if ch.isalpha() else ch for ch in text[:limit])
+    return masked + ("..." if len(text) > limit else "")
+
 
 def reason_parts(reason: str) -> dict[str, str]:
-    """The column and rule a quarantine reason code stands for (docs/data-contract.md)."""
+    """The column and rule a reason code stands for (docs/data-contract.md)."""
     if reason == "duplicate":
         return {"column": "*", "rule": "exact_duplicate"}
     if reason == "unknown_element":
         return {"column": "element", "rule": "unknown_element"}
-    if reason.startswith("missing_"):
-        return {"column": reason.removeprefix("missing_"), "rule": "missing"}
-    if reason.startswith("duplicate_"):
-        return {"column": reason.removeprefix("duplicate_"), "rule": "duplicate"}
+    for prefix, rule in (
+        ("missing_", "missing"),
+        ("duplicate_", "duplicate"),
+        ("future_", "future"),
+        ("bad_", "unparseable"),
+    ):
+        if reason.startswith(prefix):
+            return {"column": reason.removeprefix(prefix), "rule": rule}
     if reason.endswith("_out_of_range"):
         return {"column": reason.removesuffix("_out_of_range"), "rule": "out_of_range"}
-    if reason.startswith("bad_"):
-        return {"column": reason.removeprefix("bad_"), "rule": "unparseable"}
     return {"column": "*", "rule": reason}
 
 
-def _blank(s: pd.Series) -> pd.Series:
+# -- column parsers: a pandas Series in, NumPy arrays out --------------------------------------
+
+
+def _text(s: pd.Series, *, lower: bool = False) -> tuple[Any, np.ndarray]:
+    """Stripped (optionally lower-cased) text and where it is blank (missing or empty after
+    the strip). The text is an object array (``None`` where missing) for a small column and a
+    pandas ``str`` array for a large one; non-text values are turned into their text, as
+    ``astype("str")`` does."""
+    if len(s) < _SMALL:
+        raw = s.to_numpy(dtype=object)
+        missing = pd.isna(raw)
+        text = [
+            None if m else (v if isinstance(v, str) else str(v)).strip()
+            for v, m in zip(raw, missing, strict=True)
+        ]
+        if lower:
+            text = [None if t is None else t.lower() for t in text]
+        out = np.array(text, dtype=object)
+        blank = missing | (out == "")
+        if s.dtype == _STR and all(m or t == v for t, v, m in zip(text, raw, missing, strict=True)):
+            return s.array, blank  # already clean text: no conversion back to a string array
+        return out, blank
+    # large: pandas' string methods; the text stays a pandas string array (no Python objects)
+    t = s.astype("str").str.strip()
+    if lower:
+        t = t.str.lower()
+    return t.array, (t.isna() | (t == "")).to_numpy(dtype=bool)
+
+
+def _blank(s: pd.Series) -> np.ndarray:
     """Missing or empty-after-strip values. Only text can be empty: a numeric, boolean or
-    datetime column is blank where it is missing (and is not converted to text to find out,
-    which costs about a millisecond per column even for a one-customer ``/v1/predict``)."""
+    datetime column is blank where it is missing (and is not converted to text to find out)."""
     dtype = s.dtype
     if (
         pd.api.types.is_numeric_dtype(dtype)
         or pd.api.types.is_bool_dtype(dtype)
         or pd.api.types.is_datetime64_any_dtype(dtype)
     ):
-        return s.isna()
-    as_str = s if isinstance(dtype, pd.StringDtype) else s.astype("string")
-    return as_str.isna() | (as_str.str.strip() == "")
+        return np.asarray(pd.isna(s.array), dtype=bool)
+    return _text(s)[1]
 
 
-def _to_ns(parsed: pd.Series) -> pd.Series:
-    """UTC nanosecond timestamps; values outside their range (1677-2262, e.g. the common
-    "no end date" marker 9999-12-31) become NaT, so the row is quarantined, not fatal."""
-    lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
-    in_range = (parsed >= lo) & (parsed <= hi)
-    return parsed.where(in_range).astype("datetime64[ns, UTC]")
+def _ns(values: np.ndarray) -> np.ndarray:
+    """``datetime64`` of any unit to int64 UTC nanoseconds; values outside the nanosecond range
+    (1677-2262, e.g. the "no end date" marker 9999-12-31) become NaT, so they fail a rule
+    instead of overflowing."""
+    unit = np.datetime_data(values.dtype)[0]
+    ints = values.view("i8")
+    if unit == "ns":
+        return ints
+    factor = int(np.timedelta64(1, unit) // np.timedelta64(1, "ns"))
+    ok = (
+        (ints != np.iinfo(np.int64).min) & (ints >= _NS_MIN // factor) & (ints <= _NS_MAX // factor)
+    )
+    out = np.full(len(ints), np.iinfo(np.int64).min, dtype=np.int64)
+    out[ok] = ints[ok] * factor
+    return out
+
+
+def _timestamps(s: pd.Series) -> np.ndarray:
+    """UTC nanoseconds (int64, NaT = int64 min) of ISO-8601 strings, dates or datetimes; naive
+    values are UTC; failures are NaT."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return _ns(np.asarray(s.array.tz_convert(None)))
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return _ns(s.to_numpy())
+    parsed = pd.to_datetime(s.array, utc=True, errors="coerce", format="ISO8601")
+    return _ns(np.asarray(parsed.tz_convert(None)))
+
+
+def _as_utc(ns: np.ndarray) -> pd.arrays.DatetimeArray:
+    """int64 UTC nanoseconds as a ``datetime64[ns, UTC]`` array."""
+    return pd.array(ns.view("M8[ns]"), dtype=pd.DatetimeTZDtype("ns", "UTC"))
 
 
 def parse_timestamps(s: pd.Series) -> pd.Series:
     """ISO-8601 strings, dates or datetimes to UTC; naive values are UTC; failures are NaT."""
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return _to_ns(s.dt.tz_convert("UTC"))
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return _to_ns(s.dt.tz_localize("UTC"))
-    return _to_ns(pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601"))
+    return pd.Series(_as_utc(_timestamps(s)), index=s.index, name=s.name)
 
 
-def _numeric(s: pd.Series) -> pd.Series:
-    return pd.to_numeric(s, errors="coerce").astype("float64")
+def _numbers(s: pd.Series) -> np.ndarray:
+    """float64 values; text that is not a number and missing values are NaN."""
+    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+        return s.to_numpy(dtype="float64", na_value=np.nan)
+    values = s.to_numpy(dtype=object) if len(s) < _SMALL else s
+    return np.asarray(pd.to_numeric(values, errors="coerce"), dtype="float64")
 
 
-def _parse_bool(s: pd.Series) -> pd.Series:
-    """true/false/1/0/yes/no (any case) to a nullable boolean; anything else is NA."""
+class _Vocabulary:
+    """A fixed set of text values, looked up by a dict for a few values and by a pandas
+    index (a hash table in C) for many."""
+
+    def __init__(self, values: list[str]) -> None:
+        self.index = pd.Index(values, dtype=object)
+        self.lookup = {v: i for i, v in enumerate(values)}
+
+    def positions(self, text: Any) -> np.ndarray:
+        """Each value's position in the vocabulary, -1 where it is not in it (or missing)."""
+        if isinstance(text, np.ndarray) and len(text) < _SMALL:
+            get = self.lookup.get
+            return np.fromiter((get(t, -1) for t in text), dtype=np.intp, count=len(text))
+        return self.index.get_indexer(text)
+
+
+def _booleans(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """true/false/1/0/yes/no (any case) as values and a mask of what is not one of them."""
     if pd.api.types.is_bool_dtype(s.dtype):
-        return s.astype("boolean")
-    text = s.astype("string").str.strip().str.lower()
-    mapped = text.map(
-        {
-            "true": True,
-            "1": True,
-            "1.0": True,
-            "yes": True,
-            "y": True,
-            "false": False,
-            "0": False,
-            "0.0": False,
-            "no": False,
-            "n": False,
-        }
-    )
-    return mapped.astype("boolean")
+        missing = pd.isna(s.to_numpy(dtype=object))
+        return s.to_numpy(dtype=bool, na_value=False), missing
+    text, _ = _text(s, lower=True)
+    pos = _BOOLS.positions(text)
+    return _BOOL_VALUES[np.maximum(pos, 0)], pos < 0
 
 
-def validate_table(name: str, raw: pd.DataFrame) -> Validated:
-    """Check one table against the contract and split it into clean and quarantined rows.
+_BOOLS = _Vocabulary(list(_BOOL_TEXT))
+_ELEMENTS = _Vocabulary(sorted(SURVEY_ELEMENTS))
+_MARKERS = _Vocabulary(sorted(MISSING_MARKERS))
+
+
+# -- the rules ---------------------------------------------------------------------------------
+
+
+class _Rules:
+    """Failed rules in the order they ran: ``(column, reason, mask)``; ``column`` is ``None``
+    for a row rule (the row is quarantined) and names the column of a field rule (the value is
+    blanked, the row kept)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.found: list[tuple[str | None, str, np.ndarray]] = []
+
+    def row(self, mask: np.ndarray, reason: str) -> None:
+        if mask.any():
+            self.found.append((None, reason, mask))
+
+    def field(self, column: str, mask: np.ndarray, reason: str) -> None:
+        if mask.any():
+            self.found.append((column, reason, mask))
+
+    def bad_rows(self) -> np.ndarray:
+        bad = np.zeros(self.n, dtype=bool)
+        for column, _, mask in self.found:
+            if column is None:
+                bad |= mask
+        return bad
+
+
+class _Columns(dict):
+    """The columns of a frame as Series, taken once (all at once is cheaper than one by one)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        super().__init__(frame.items())
+        self.frame = frame
+
+
+def _repeats(values: Any) -> np.ndarray:
+    """Values equal to an earlier value (missing values equal each other)."""
+    if len(values) >= _SMALL:
+        return pd.Index(values).duplicated(keep="first")
+    seen: set[object] = set()
+    out = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        key = None if v is None or v != v else v  # NaN != NaN: one key for every missing
+        out[i] = key in seen
+        seen.add(key)
+    return out
+
+
+def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) -> np.ndarray:
+    """Rows that exactly repeat an earlier row (missing values equal each other).
+
+    Copies of a row have the same parsed timestamp, so only rows whose ``stamps`` (int64
+    nanoseconds) repeat are compared in full: usually none or a few.
+    """
+    n = len(raw)
+    candidates = np.ones(n, dtype=bool)
+    if stamps is not None:
+        _, inverse, counts = np.unique(stamps, return_inverse=True, return_counts=True)
+        candidates = counts[inverse] > 1
+        if not candidates.any():
+            return np.zeros(n, dtype=bool)
+    pos = np.flatnonzero(candidates)
+    out = np.zeros(n, dtype=bool)
+    if len(pos) >= _SMALL:
+        sub = raw if len(pos) == n else raw.iloc[pos]
+        out[pos] = sub.duplicated(keep="first").to_numpy(dtype=bool)
+        return out
+    columns = [col_of[c].to_numpy(dtype=object)[pos] for c in raw.columns]
+    columns = [np.where(pd.isna(c), None, c) for c in columns]
+    seen: set[tuple] = set()
+    for i, key in zip(pos, zip(*columns, strict=True), strict=True):
+        out[i] = key in seen
+        seen.add(key)
+    return out
+
+
+def validate_table(
+    name: str,
+    raw: pd.DataFrame,
+    *,
+    now: pd.Timestamp | None = None,
+    clock_skew: pd.Timedelta = DEFAULT_CLOCK_SKEW,
+) -> Validated:
+    """Check one table against the contract: quarantine rows with a bad required value, blank
+    bad optional values, keep the rest.
+
+    Parameters
+    ----------
+    name : the table (``features.schema.TABLES``).
+    raw : the table as read; its rows are numbered 1.. in input order for the findings.
+    now : the caller's wall-clock time; events (and signup dates, label ``as_of``) later than
+        ``now + clock_skew`` are in the future and fail. ``None``: no future check.
+    clock_skew : the tolerance for clocks that differ.
 
     Raises
     ------
@@ -147,74 +441,192 @@ def validate_table(name: str, raw: pd.DataFrame) -> Validated:
         )
     if raw.empty:
         raise TableError(name, None, "the table has no rows", "remove the file or fill it")
+    if not isinstance(raw.index, pd.RangeIndex) or raw.index.start != 0 or raw.index.step != 1:
+        raw = raw.reset_index(drop=True)
+    n = len(raw)
+    # each column once: a column lookup costs as much as a rule on a dozen rows
+    col_of = _Columns(raw)
+    rules = _Rules(n)
+    out: dict[str, object] = {}
+    limit = None if now is None else _future_limit(now, clock_skew)
+    stamps = None  # the required timestamp column, to find duplicate candidates
 
-    df = raw.reset_index(drop=True).copy()
-    # Each row's first failed rule; ``unset`` marks rows that have passed every rule so far.
-    reason = np.full(len(df), None, dtype=object)
-    unset = np.ones(len(df), dtype=bool)
-
-    def flag(mask: pd.Series, why: str) -> None:
-        hit = mask.to_numpy(dtype=bool) & unset
-        reason[hit] = why
-        unset[hit] = False
-
-    flag(_blank(df["customer_id"]), "missing_customer_id")
-    df["customer_id"] = df["customer_id"].astype("string").str.strip().astype("str")
+    ids, blank_id = _text(col_of["customer_id"])
+    rules.row(blank_id, "missing_customer_id")
+    out["customer_id"] = ids
 
     for col in spec.timestamps:
-        if col not in df.columns:
+        if col not in raw.columns:
             continue
-        parsed = parse_timestamps(df[col])
-        required = col in spec.required
-        bad = parsed.isna() & (~_blank(df[col]) | required)
-        flag(bad, f"bad_{col}")
-        df[col] = parsed
+        ns = _timestamps(col_of[col])
+        nat = ns == np.iinfo(np.int64).min
+        blank = _blank(col_of[col])
+        future = (ns > limit) if limit is not None and col != "churn_date" else None
+        if col in spec.required:  # blank or unparseable (a query's NULL is blank): one code
+            rules.row(nat, f"bad_{col}")
+            if future is not None:
+                rules.row(future, f"future_{col}")
+        else:  # an optional date: blank is "unknown", a bad one is blanked
+            rules.field(col, nat & ~blank, f"bad_{col}")
+            if future is not None:
+                rules.field(col, future, f"future_{col}")
+                ns = np.where(future, np.iinfo(np.int64).min, ns)
+        out[col] = _as_utc(ns)
+        if col in spec.required:
+            stamps = ns
 
     if name == "transactions":
-        amount = _numeric(df["amount"])
-        flag(amount.isna() | ~np.isfinite(amount.fillna(0)), "bad_amount")
-        df["amount"] = amount
+        amount = _numbers(col_of["amount"])
+        blank = _blank(col_of["amount"])
+        rules.row(~np.isfinite(amount), "bad_amount")  # blank, text or infinite
+        out["amount"] = amount
     if name == "surveys":
-        flag(
-            ~df["element"].astype("string").str.strip().str.lower().isin(SURVEY_ELEMENTS),
-            "unknown_element",
-        )
-        df["element"] = df["element"].astype("string").str.strip().str.lower().astype("str")
+        element, blank = _text(col_of["element"], lower=True)
+        rules.row(_ELEMENTS.positions(element) < 0, "unknown_element")  # blank too
+        out["element"] = element
     if name == "interactions":
         for col in ("channel", "interaction_type"):
-            df[col] = df[col].astype("string").str.strip().str.lower().astype("str")
-        if "resolved" in df.columns:
-            parsed = _parse_bool(df["resolved"])
-            flag(parsed.isna() & ~_blank(df["resolved"]), "bad_resolved")
-            df["resolved"] = parsed
+            text, blank = _text(col_of[col], lower=True)
+            rules.row(blank, f"missing_{col}")
+            out[col] = text
+        if "resolved" in raw.columns:
+            values, unknown = _booleans(col_of["resolved"])
+            rules.field("resolved", unknown & ~_blank(col_of["resolved"]), "bad_resolved")
+            out["resolved"] = pd.arrays.BooleanArray(values, unknown)
     if name == "labels":
-        churned = _parse_bool(df["churned"])
-        flag(churned.isna(), "bad_churned")
-        df["churned"] = churned
+        values, unknown = _booleans(col_of["churned"])
+        rules.row(unknown, "bad_churned")  # blank too
+        out["churned"] = pd.arrays.BooleanArray(values, unknown)
     for col, (lo, hi) in spec.ranges.items():
-        if col not in df.columns:
+        if col not in raw.columns:
             continue
-        value = _numeric(df[col])
-        present = ~_blank(df[col])
-        flag(present & (value.isna() | (value < lo) | (value > hi)), f"{col}_out_of_range")
-        df[col] = value
-
+        value = _numbers(col_of[col])
+        blank = _blank(col_of[col])
+        not_number = ~blank & np.isnan(value)
+        outside = ~np.isnan(value) & ((value < lo) | (value > hi))
+        if col in spec.required:
+            rules.row(blank, f"missing_{col}")
+            rules.row(not_number, f"bad_{col}")
+            rules.row(outside, f"{col}_out_of_range")
+        else:  # blank is "not asked"; a value that is no score is blanked
+            rules.field(col, not_number, f"bad_{col}")
+            rules.field(col, outside, f"{col}_out_of_range")
+            value = np.where(outside, np.nan, value)
+        out[col] = value
     if name == "customers":
-        flag(df["customer_id"].duplicated(keep="first"), "duplicate_customer_id")
+        _attribute_rules(col_of, rules, out)
+        rules.row(_repeats(ids), "duplicate_customer_id")
     else:
-        flag(raw.reset_index(drop=True).duplicated(keep="first"), "duplicate")
-
-    bad = ~unset
-    quarantine = raw.reset_index(drop=True).loc[bad].copy()
-    quarantine["reason"] = pd.Series(reason[bad], index=quarantine.index, dtype="str")
-    return Validated(name, df.loc[~bad].reset_index(drop=True), quarantine)
+        rules.row(_duplicated(raw, col_of, stamps), "duplicate")
+    return _split(name, raw, col_of, rules, out)
 
 
-def validate_tables(raw: dict[str, pd.DataFrame]) -> tuple[Tables, dict[str, Validated]]:
-    """Validate every table present; returns the clean :class:`Tables` and per-table results."""
+def _future_limit(now: pd.Timestamp, clock_skew: pd.Timedelta) -> int:
+    """``now + clock_skew`` in UTC nanoseconds (a naive ``now`` is UTC)."""
+    ts = pd.Timestamp(now)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int((ts + clock_skew).as_unit("ns").value)
+
+
+#: Customer columns with their own rules; every other column is an attribute.
+_CUSTOMER_COLUMNS = frozenset({"customer_id", *TABLES["customers"].optional})
+
+
+def _attribute_rules(col_of: _Columns, rules: _Rules, out: dict[str, object]) -> None:
+    """Blank values of attribute columns that are clearly no value: infinite numbers and
+    spreadsheet errors or null markers in text (:data:`MISSING_MARKERS`)."""
+    for col in col_of.frame.columns:
+        if col in _CUSTOMER_COLUMNS:
+            continue
+        s = col_of[col]
+        if pd.api.types.is_bool_dtype(s.dtype):
+            continue
+        if pd.api.types.is_numeric_dtype(s.dtype):
+            values = s.to_numpy(dtype="float64", na_value=np.nan)
+            bad = np.isinf(values)
+        else:
+            text, _ = _text(s, lower=True)
+            bad = _MARKERS.positions(text) >= 0
+        if bad.any():
+            rules.field(col, bad, f"bad_{col}")
+            out[col] = s.mask(pd.Series(bad, index=s.index)).array
+
+
+#: Empty quarantines by column names and dtypes: shared, read-only frames, as
+#: :data:`_NO_FIELDS`; bounded because the server sees whatever attribute columns are posted.
+_NO_QUARANTINE: dict[tuple, pd.DataFrame] = {}
+
+
+def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
+    """``raw``'s columns with no rows, plus ``reason``."""
+    key = tuple((c, col_of[c].dtype) for c in raw.columns)
+    empty = _NO_QUARANTINE.get(key)
+    if empty is None:
+        if len(_NO_QUARANTINE) > 256:
+            _NO_QUARANTINE.clear()
+        empty = raw.iloc[:0].assign(reason=pd.Series(dtype="str"))
+        _NO_QUARANTINE[key] = empty
+    return empty
+
+
+def _split(
+    name: str, raw: pd.DataFrame, col_of: _Columns, rules: _Rules, out: dict[str, object]
+) -> Validated:
+    """The kept rows (normalised columns), the quarantined rows as read with every reason, and
+    the blanked values of kept rows."""
+    bad = rules.bad_rows()
+    keep = ~bad
+    columns = {}
+    for col in raw.columns:
+        values = out[col] if col in out else col_of[col].array
+        if isinstance(values, np.ndarray) and values.dtype == object:
+            values = pd.array(values, dtype="str")
+        columns[col] = values[keep] if bad.any() else values
+    clean = pd.DataFrame(columns, copy=False)  # dict order is the column order
+
+    bad_pos = np.flatnonzero(bad)
+    if not len(bad_pos) and not rules.found:
+        return Validated(name, clean, _no_quarantine(raw, col_of), _NO_FIELDS)
+    quarantine = raw.iloc[bad_pos].copy()
+    reasons = np.full(len(bad_pos), "", dtype=object)
+    field_rows: list[pd.DataFrame] = []
+    for column, reason, mask in rules.found:
+        hit = mask[bad_pos]
+        reasons[hit] = reasons[hit] + (";" + reason)
+        if column is None:
+            continue
+        pos = np.flatnonzero(mask & keep)
+        if len(pos):
+            values = col_of[column].to_numpy(dtype=object)[pos]
+            field_rows.append(
+                pd.DataFrame(
+                    {
+                        "table": name,
+                        "row": pos + 1,
+                        "column": column,
+                        "reason": reason,
+                        "value": [str(v) for v in values],
+                    }
+                )
+            )
+    quarantine["reason"] = pd.array([r[1:] for r in reasons], dtype="str")
+    fields = pd.concat(field_rows, ignore_index=True) if field_rows else _no_fields()
+    return Validated(name, clean, quarantine, fields)
+
+
+def validate_tables(
+    raw: dict[str, pd.DataFrame],
+    *,
+    now: pd.Timestamp | None = None,
+    clock_skew: pd.Timedelta = DEFAULT_CLOCK_SKEW,
+) -> tuple[Tables, dict[str, Validated]]:
+    """Validate every table present (:func:`validate_table`); returns the clean
+    :class:`Tables` and per-table results."""
     unknown = set(raw) - set(TABLES)
     if unknown:
         raise ValueError(f"unknown tables: {sorted(unknown)}")
-    results = {name: validate_table(name, df) for name, df in raw.items()}
+    results = {
+        name: validate_table(name, df, now=now, clock_skew=clock_skew) for name, df in raw.items()
+    }
     tables = Tables(**{name: r.clean for name, r in results.items()})
     return tables, results

@@ -87,6 +87,12 @@ class CLVModelError(RuntimeError):
     """The fit did not converge to usable parameters; the message names cause and remedy."""
 
 
+class SpendModelError(CLVModelError):
+    """The purchase-count model fitted but Gamma-Gamma did not (too few repeat buyers with a
+    positive spend, or spend the model cannot describe, e.g. every amount the same); a
+    ``CLVModel(spend=False)`` on the same data gives P(alive) and expected purchases."""
+
+
 def _suggest(penalizer: float) -> str:
     return (
         f"try a penalizer such as {max(0.001, 10 * penalizer):g} "
@@ -327,7 +333,10 @@ def purchase_log_likelihood(
     f = np.asarray(frequency, dtype=np.int64)
     w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=float)
     log_params = np.log([params[k] for k in COUNT_MODELS[model][1]])
-    mean = _count_nll(model, log_params, f, np.asarray(recency, float), np.asarray(T, float), w, 0)
+    with np.errstate(all="ignore"):  # a parameter set the data rules out gives -inf or NaN
+        mean = _count_nll(
+            model, log_params, f, np.asarray(recency, float), np.asarray(T, float), w, 0
+        )
     return float(-mean * w.sum())
 
 
@@ -436,6 +445,9 @@ class CLVModel:
     observation_end : ``"last_day"`` (default): ``T`` runs to the last day observed,
         ``ceil(T_days) - 1`` (the papers' and lifetimes' convention); ``"as_of"``: ``T_days``
         as given. See the module docstring.
+    spend : fit Gamma-Gamma (default). ``False``: the purchase-count model only, so
+        ``expected_order_value`` and ``clv`` are NaN (for data whose spend cannot be
+        modelled; :class:`SpendModelError` says when).
 
     Attributes (after :meth:`fit`)
     -------------------------------
@@ -458,6 +470,7 @@ class CLVModel:
         penalizer: float = 0.0,
         annual_discount_rate: float = 0.10,
         observation_end: str = "last_day",
+        spend: bool = True,
     ) -> None:
         self.model = model
         self.time_unit = time_unit
@@ -465,6 +478,7 @@ class CLVModel:
         self.penalizer = penalizer
         self.annual_discount_rate = annual_discount_rate
         self.observation_end = observation_end
+        self.spend = spend
 
     @property
     def unit_days(self) -> float:
@@ -527,15 +541,20 @@ class CLVModel:
         monetary = known["monetary_repeat_mean"].to_numpy(dtype=float)
         repeat = freq > 0
         usable = repeat & (monetary > 0)  # NaN compares False
-        if w[usable].sum() < MIN_CUSTOMERS:
-            raise CLVModelError(
-                f"only {int(w[usable].sum())} repeat buyers with positive spend: too few to fit "
-                "Gamma-Gamma"
+        spend, self.spend_frequency_corr_ = {}, float("nan")
+        if self.spend:
+            if w[usable].sum() < MIN_CUSTOMERS:
+                raise SpendModelError(
+                    f"only {int(w[usable].sum())} repeat buyers with positive spend: too few to "
+                    "fit Gamma-Gamma"
+                )
+            try:
+                spend = _fit_spend(freq[usable], monetary[usable], self.penalizer, w[usable])
+            except CLVModelError as exc:
+                raise SpendModelError(str(exc)) from exc
+            self.spend_frequency_corr_ = _spend_frequency_corr(
+                freq[usable], monetary[usable], w[usable]
             )
-        spend = _fit_spend(freq[usable], monetary[usable], self.penalizer, w[usable])
-        self.spend_frequency_corr_ = _spend_frequency_corr(
-            freq[usable], monetary[usable], w[usable]
-        )
         if abs(self.spend_frequency_corr_) > 0.3:
             log.warning(
                 "Gamma-Gamma assumes spend independent of frequency; their correlation is %.2f",
@@ -546,8 +565,8 @@ class CLVModel:
         self.log_likelihood_ = counts.log_likelihood
         self.n_customers_ = counts.n_customers
         self.n_rows_fitted_ = counts.n_rows
-        self.n_spend_customers_ = int(w[usable].sum())
-        self.n_spend_excluded_ = int(w[repeat & ~usable].sum())
+        self.n_spend_customers_ = int(w[usable].sum()) if self.spend else 0
+        self.n_spend_excluded_ = int(w[repeat & ~usable].sum()) if self.spend else 0
         self.fit_window_ = None
         if as_of is not None:
             end = pd.Timestamp(as_of)
@@ -565,6 +584,20 @@ class CLVModel:
         fitter = GammaGammaFitter()
         fitter.params_ = pd.Series({k: self.params_[k] for k in SPEND_PARAMS})
         return fitter
+
+    def score(self, summary: pd.DataFrame, *, weight_column: str | None = None) -> float:
+        """Mean log-likelihood per customer of ``summary``'s purchase histories under the
+        fitted count model: on customers left out of the fit, the held-out likelihood that
+        compares count models (``weight_column``: customers per row, as in :meth:`fit`)."""
+        known = summary.dropna(subset=["T_days"])
+        w = (
+            np.ones(len(known))
+            if weight_column is None
+            else known[weight_column].to_numpy(dtype=float)
+        )
+        freq, rec, t = self._clock(known, known["T_days"])
+        params = {k: self.params_[k] for k in COUNT_MODELS[self.model_][1]}
+        return purchase_log_likelihood(self.model_, params, freq, rec, t, w) / w.sum()
 
     def predict(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
         """P(alive), expected purchases and discounted CLV over ``horizon_days``.
@@ -591,7 +624,9 @@ class CLVModel:
         freq, rec, t = self._clock(summary, t_days)
         with np.errstate(all="ignore"):  # non-finite results are caught below, by name
             out = self._predict(freq, rec, t, summary, horizon_days=horizon_days)
-        bad = ~np.isfinite(out.to_numpy()).all(axis=1)
+        # without a spend model the currency columns are NaN by design
+        checked = out if self.spend else out[["p_alive", "expected_purchases"]]
+        bad = ~np.isfinite(checked.to_numpy()).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise CLVModelError(
@@ -606,8 +641,13 @@ class CLVModel:
         counts = self._count_fitter()
         p_alive = np.asarray(counts.conditional_probability_alive(freq, rec, t), dtype=float)
         monetary = summary["monetary_repeat_mean"].fillna(0).clip(lower=0).to_numpy(dtype=float)
-        order_value = np.asarray(
-            self._spend_fitter().conditional_expected_average_profit(freq, monetary), dtype=float
+        order_value = (
+            np.asarray(
+                self._spend_fitter().conditional_expected_average_profit(freq, monetary),
+                dtype=float,
+            )
+            if self.spend
+            else np.full(len(freq), np.nan)
         )
         # Discount month by month: sum_k [E N(t_k) - E N(t_{k-1})] * m / (1 + d)^(t_k / 365).
         steps = np.append(np.arange(30.0, horizon_days, 30.0), horizon_days)
@@ -634,7 +674,8 @@ class CLVModel:
         """JSON-ready parameters, settings and fit metadata (layout :data:`FORMAT`)."""
         return {
             "format": FORMAT,
-            "kind": f"{self.model_.replace('_', '')}+gammagamma",
+            "kind": self.model_.replace("_", "") + ("+gammagamma" if self.spend else ""),
+            "spend": self.spend,
             "model": self.model_,
             "model_requested": self.model,
             "time_unit": next(
@@ -677,6 +718,7 @@ class CLVModel:
             penalizer=float(data["penalizer"]),
             annual_discount_rate=float(data["annual_discount_rate"]),
             observation_end=data["observation_end"],
+            spend=bool(data.get("spend", True)),
         )
         model.model_ = data["model"]
         model.params_ = {k: float(v) for k, v in data["params"].items()}

@@ -79,7 +79,7 @@ def predict(
     now = now or datetime.now(UTC)
     raw, origin = raw_tables(customers)
     try:
-        tables, results = validate_tables(raw)
+        tables, results = validate_tables(raw, now=pd.Timestamp(now))
     except TableError as exc:  # cannot happen with the columns built above; never a 500
         raise ApiError(422, "invalid_history", str(exc)) from exc
     quarantined: dict[str, list[dict[str, Any]]] = defaultdict(list)

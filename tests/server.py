@@ -27,6 +27,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def workspace_env(root: Path) -> dict[str, str]:
+    """A clean environment whose MLflow store, scores, quarantine, API keys and model cache
+    all live under ``root``."""
+    return clean_env(
+        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
+        CHURN_MLFLOW_ARTIFACT_ROOT=str(root / "mlartifacts"),
+        CHURN_SCORES_DIR=str(root / "scores"),
+        CHURN_QUARANTINE_DIR=str(root / "quarantine"),
+        CHURN_API_KEYS_FILE=str(root / "keys.json"),
+        CHURN_MODEL_CACHE_DIR=str(root / "cache"),
+    )
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server import clean_env, run_server
+from tests.server import run_server, workspace_env
 
 N_CUSTOMERS = 2000
 
@@ -24,15 +24,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("e2e")
-    env = clean_env(
-        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
-        CHURN_MLFLOW_ARTIFACT_ROOT=str(root / "mlartifacts"),
-        CHURN_SCORES_DIR=str(root / "scores"),
-        CHURN_QUARANTINE_DIR=str(root / "quarantine"),
-        CHURN_API_KEYS_FILE=str(root / "keys.json"),
-        CHURN_MODEL_CACHE_DIR=str(root / "cache"),
-    )
-    return root, env
+    return root, workspace_env(root)
 
 
 @pytest.fixture(scope="module")

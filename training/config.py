@@ -37,6 +37,10 @@ class TrainSettings(BaseSettings):
     model_name: str = "churn-clv"
     scores_dir: Path = Path("var/scores")
     quarantine_dir: Path = Path("var/quarantine")
+    #: Events (and signup dates, label ``as_of``) later than the wall clock plus this many
+    #: minutes are quarantined as in the future (docs/data-contract.md); the slack is for
+    #: clocks of the exporting systems that run ahead.
+    clock_skew_minutes: int = Field(15, ge=0, le=7 * 24 * 60)
     #: Training cutoffs before the validation cutoff, and their spacing in days.
     n_training_cutoffs: int = Field(4, ge=1, le=52)
     cutoff_spacing_days: int = Field(30, ge=1)

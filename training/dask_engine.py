@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -46,19 +46,28 @@ import pandas as pd
 from features.build import build_features
 from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
 from features.schema import TABLES, Tables
-from features.validation import TableError, Validated, validate_table
+from features.validation import DEFAULT_CLOCK_SKEW, TableError, Validated, validate_table
 from models.churn import ChurnModel
-from models.clv import CLVModel, CLVModelError, summary_counts
+from models.clv import summary_counts
 from models.clv_evaluation import calibration_holdout
 from models.scoring import score_frame
 from training.batch import ScoreResult, publish_snapshot, snapshot_rows
+from training.clv_fit import CLVFit, fit_clv_with_fallback
 from training.config import TrainSettings
-from training.frames import NON_FEATURES, CutoffPlan, Frames, split_validation, with_labels
+from training.frames import (
+    NON_FEATURES,
+    CutoffPlan,
+    Frames,
+    split_snapshot,
+    split_validation,
+    with_labels,
+)
 from training.io import (
     COLUMN_MAP_FILE,
     DataError,
     LoadedTables,
     apply_column_map,
+    check_table,
     read_column_map,
     table_sha256,
     write_quarantine,
@@ -126,23 +135,32 @@ def _read_dask(path: Path):
     return dd.read_csv(str(path), dtype=str, keep_default_na=False, na_values=[""])
 
 
-def _validated_part(raw: pd.DataFrame, name: str) -> Validated:
+def _validated_part(
+    raw: pd.DataFrame,
+    name: str,
+    now: pd.Timestamp | None = None,
+    clock_skew: pd.Timedelta = DEFAULT_CLOCK_SKEW,
+) -> Validated:
     """:func:`validate_table` on one partition; an empty partition is valid and empty (with
     the dtypes validation gives), not the whole-table error."""
     if len(raw):
-        return validate_table(name, raw)
+        return validate_table(name, raw, now=now, clock_skew=clock_skew)
     blank = raw.reindex([0])  # one all-missing row: quarantined, leaving typed empty columns
-    return Validated(
-        name, validate_table(name, blank).clean, raw.assign(reason=pd.Series(dtype="str"))
-    )
+    clean = validate_table(name, blank, now=now, clock_skew=clock_skew).clean
+    return Validated(name, clean, raw.assign(reason=pd.Series(dtype="str")))
 
 
-def _clean_part(raw: pd.DataFrame, name: str) -> pd.DataFrame:
-    return _validated_part(raw.drop(columns="_key"), name).clean
+def _clean_part(raw: pd.DataFrame, name: str, *args: Any) -> pd.DataFrame:
+    return _validated_part(raw.drop(columns="_key"), name, *args).clean
 
 
-def _quarantine_part(raw: pd.DataFrame, name: str) -> pd.DataFrame:
-    return _validated_part(raw.drop(columns="_key"), name).quarantine
+def _quarantine_part(raw: pd.DataFrame, name: str, *args: Any) -> pd.DataFrame:
+    return _validated_part(raw.drop(columns="_key"), name, *args).quarantine
+
+
+def _fields_part(raw: pd.DataFrame, name: str, *args: Any) -> pd.DataFrame:
+    # row numbers count within the shuffled partition, not the file: blanked in stage_inputs
+    return _validated_part(raw.drop(columns="_key"), name, *args).fields
 
 
 def partitions_for(rows: int, settings: TrainSettings) -> int:
@@ -204,23 +222,30 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
     npart = partitions_for(n_customers, settings)
     out = Path(settings.dask_work_dir) / "staged"
     shutil.rmtree(out, ignore_errors=True)
-    writes, quarantines, paths = [], {}, {}
+    writes, quarantines, fields, paths = [], {}, {}, {}
+    now, skew = pd.Timestamp.now(tz="UTC"), pd.Timedelta(minutes=settings.clock_skew_minutes)
     for name, (_, raw) in raws.items():
         # the validated id is the stripped text; hash that, so a padded id lands with its twin
         key = raw["customer_id"].astype("string").str.strip()
         shuffled = raw.assign(_key=key).shuffle("_key", npartitions=npart, shuffle_method=SHUFFLE)
         meta = _clean_part(raw._meta.assign(_key=pd.Series(dtype="string")), name)
-        clean = shuffled.map_partitions(_clean_part, name, meta=meta)
+        clean = shuffled.map_partitions(_clean_part, name, now, skew, meta=meta)
         qmeta = raw._meta.assign(reason=pd.Series(dtype="str"))
-        quarantines[name] = shuffled.map_partitions(_quarantine_part, name, meta=qmeta)
+        quarantines[name] = shuffled.map_partitions(_quarantine_part, name, now, skew, meta=qmeta)
+        fmeta = Validated(name, meta, qmeta).fields
+        fields[name] = shuffled.map_partitions(_fields_part, name, now, skew, meta=fmeta)
         paths[name] = out / name
         writes.append(clean.to_parquet(str(paths[name]), write_index=False, compute=False))
-    *_, bad = dask.compute(*writes, quarantines)
+    *_, bad, blanked = dask.compute(*writes, quarantines, fields)
     staged = Staged(paths, npart)
     results = {}
     for name in raws:
         kept = dd.read_parquet(str(paths[name])).shape[0].compute()
-        results[name] = _Counted(name, bad[name].reset_index(drop=True), int(kept))
+        found = blanked[name].reset_index(drop=True).assign(row=pd.NA)
+        where = queried[name].label if name in queried else raws[name][0]
+        results[name] = check_table(
+            where, _Counted(name, bad[name].reset_index(drop=True), int(kept), found)
+        )
     loaded = LoadedTables(
         plan_tables(staged),
         results,
@@ -236,9 +261,13 @@ class _Counted(Validated):
     (which stay staged on disk)."""
 
     kept: int = 0
+    numbered: ClassVar[bool] = False  # shuffled by customer: the input row is not known
 
-    def __init__(self, table: str, quarantine: pd.DataFrame, kept: int) -> None:
+    def __init__(
+        self, table: str, quarantine: pd.DataFrame, kept: int, fields: pd.DataFrame
+    ) -> None:
         object.__setattr__(self, "table", table)
+        object.__setattr__(self, "fields", fields)
         object.__setattr__(self, "clean", pd.DataFrame(index=pd.RangeIndex(kept)))
         object.__setattr__(self, "quarantine", quarantine)
         object.__setattr__(self, "kept", kept)
@@ -300,20 +329,21 @@ def _summary(tables: Tables, *, as_of: pd.Timestamp) -> pd.DataFrame:
 
 def fit_clv_distributed(
     staged: Staged, *, as_of: pd.Timestamp, record_window: bool = False
-) -> CLVModel | None:
+) -> CLVFit | None:
     """The CLV model of all purchases before ``as_of``, fitted on the condensed summaries the
-    partitions send (equal to the local fit); ``None`` without transactions or when the fit
-    fails, as :func:`training.frames.fit_clv_at_cutoff`."""
+    partitions send, with the fallbacks of :func:`training.clv_fit.fit_clv_with_fallback`
+    (equal to the local fit); ``None`` without transactions, as
+    :func:`training.frames.fit_clv_at_cutoff`."""
     parts = _partition_map(staged, _summary, meta=pd.DataFrame(), as_of=as_of).compute()
     if parts.empty:
         return None
-    try:
-        return CLVModel().fit(
-            summary_counts(parts), weight_column="weight", as_of=as_of if record_window else None
-        )
-    except CLVModelError as exc:
-        log.warning("no BG/NBD features at this cutoff: %s", exc)
-        return None
+    where = "final model" if record_window else f"BG/NBD features at {as_of.date()}"
+    return fit_clv_with_fallback(
+        summary_counts(parts),
+        weight_column="weight",
+        as_of=as_of if record_window else None,
+        where=where,
+    )
 
 
 def clv_holdout_distributed(
@@ -390,14 +420,24 @@ def build_frames_distributed(staged: Staged, plan: CutoffPlan) -> DaskFrames:
     import dask.dataframe as dd
 
     parts = []
+    fits: dict[str, str] = {}
     for cutoff in (*plan.training, plan.validation):
-        clv = fit_clv_distributed(staged, as_of=cutoff)
+        fit = fit_clv_distributed(staged, as_of=cutoff)
+        clv = None if fit is None else fit.model
+        if fit is not None:
+            fits[cutoff.date().isoformat()] = fit.describe()
         parts.append(
             _partition_map(staged, _labelled, as_of=cutoff, horizon_days=plan.horizon_days, clv=clv)
         )
         log.info("frame at %s planned (%d partitions)", cutoff.date(), staged.npartitions)
     *train, valid = parts
     valid = unify_categories(valid).compute().sort_index()
+    if plan.one_snapshot:  # one label snapshot: a random split, as the local engine does
+        rows, calibration, test = split_snapshot(valid)
+        train_all = dd.from_pandas(rows, npartitions=max(1, staged.npartitions))
+        return DaskFrames(
+            rows, calibration, test, clv_fits=fits, train_all=train_all, train_rows=len(rows)
+        )
     train = unify_categories(dd.concat(train)).persist()
     for col in valid.columns:
         if isinstance(valid[col].dtype, pd.CategoricalDtype):
@@ -408,7 +448,7 @@ def build_frames_distributed(staged: Staged, plan: CutoffPlan) -> DaskFrames:
     sample = (
         train.sample(frac=fraction, random_state=0).compute() if fraction < 1 else train.compute()
     )
-    return DaskFrames(sample, calibration, test, train_all=train, train_rows=rows)
+    return DaskFrames(sample, calibration, test, clv_fits=fits, train_all=train, train_rows=rows)
 
 
 # -- 3. churn -------------------------------------------------------------------------------

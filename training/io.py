@@ -26,7 +26,13 @@ from pathlib import Path
 import pandas as pd
 
 from features.schema import TABLE_NAMES, TABLES, Tables
-from features.validation import TableError, Validated, validate_table
+from features.validation import (
+    DEFAULT_CLOCK_SKEW,
+    FIELD_COLUMNS,
+    TableError,
+    Validated,
+    validate_table,
+)
 from training.config import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -153,21 +159,55 @@ def table_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_tables(data_dir: Path, *, column_map: Path | None = None) -> LoadedTables:
+def table_data_error(path: Path | str, exc: TableError) -> DataError:
+    """A validation error of a whole table as the one-line :class:`DataError` naming the file."""
+    column = f"column '{exc.column}'" if exc.column else "table"
+    return DataError(f"{path}: {column}: {exc.problem}; {exc.fix}")
+
+
+def check_table(path: Path | str, result: Validated) -> Validated:
+    """``result`` unless every row of the table was quarantined, which is fatal: the features
+    would have no rows of it and later steps would fail on an empty table.
+
+    Raises
+    ------
+    DataError
+        Every row quarantined: names the file, the top reasons and the shape of a bad value.
+    """
+    problem = result.table_error()
+    if problem is not None:
+        raise table_data_error(path, problem)
+    return result
+
+
+def load_tables(
+    data_dir: Path,
+    *,
+    column_map: Path | None = None,
+    now: pd.Timestamp | None = None,
+    clock_skew: pd.Timedelta = DEFAULT_CLOCK_SKEW,
+    check: bool = True,
+) -> LoadedTables:
     """Read, rename (column map) and validate every table in ``data_dir``.
 
     Parameters
     ----------
     data_dir : the data folder.
     column_map : a TOML column map; default ``data_dir/columns.toml`` when it exists.
+    now : the wall-clock time events must not be after (plus ``clock_skew``); default: now.
+    clock_skew : tolerance for the clocks of the systems that wrote the data.
+    check : stop on a table whose every row is quarantined (:func:`check_table`); ``False``
+        leaves that to the caller, to write the quarantine files first.
 
     Raises
     ------
     DataError
-        A table is unreadable, empty, or misses a required column; the column map is invalid.
+        A table is unreadable, empty, misses a required column or has every row quarantined;
+        the column map is invalid.
     """
     from training import sources  # which imports this module (DataError, table_sha256)
 
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
     data_dir = Path(data_dir)
     files, queried = sources.find_tables(data_dir)
     if column_map is None and (data_dir / COLUMN_MAP_FILE).is_file():
@@ -182,39 +222,81 @@ def load_tables(data_dir: Path, *, column_map: Path | None = None) -> LoadedTabl
         if name in mapping:
             raw = apply_column_map(raw, mapping[name], path=where, map_path=Path(column_map))
         try:
-            results[name] = validate_table(name, raw)
+            result = validate_table(name, raw, now=now, clock_skew=clock_skew)
         except TableError as exc:
-            column = f"column '{exc.column}'" if exc.column else "table"
-            raise DataError(f"{where}: {column}: {exc.problem}; {exc.fix}") from exc
+            raise table_data_error(where, exc) from exc
+        results[name] = check_table(where, result) if check else result
     tables = Tables(**{n: r.clean for n, r in results.items()})
     sha = {n: queried[n].sha256 if n in queried else table_sha256(p) for n, p in files.items()}
     return LoadedTables(tables, results, files, sha)
 
 
 def write_quarantine(loaded: LoadedTables, out_dir: Path) -> dict[str, dict[str, int]]:
-    """Write each table's quarantined rows to ``out_dir/NAME.csv``, the counts to
-    ``out_dir/counts.json`` and the findings per table, column and rule to
-    ``out_dir/report.csv``; log each count; return the counts per table and reason."""
+    """Write what validation found to ``out_dir``; log each count; return the counts.
+
+    - ``NAME.csv``: the quarantined rows of table ``NAME`` as read, with ``row`` (1-based input
+      row) and ``reason`` (every failed rule, ``;``-joined);
+    - ``fields.csv``: one line per blanked value of a kept row (``table``, ``row``,
+      ``column``, ``reason``, ``value``); the value is in this local file only, never in the
+      log or MLflow;
+    - ``counts.json``: table -> reason code -> rows that failed the rule (every rule counted);
+    - ``report.csv``: the findings per table, column and rule, with the action and rows in.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, dict[str, int]] = {}
+    fields = []
     for name, result in loaded.results.items():
         path = out_dir / f"{name}.csv"
         if len(result.quarantine):
-            result.quarantine.to_csv(path, index=False)
+            written = result.quarantine.copy()
+            rows = written.index + 1 if result.numbered else pd.NA
+            written.insert(0, "row", rows, allow_duplicates=True)
+            written.to_csv(path, index=False)
         elif path.exists():
             path.unlink()
         counts[name] = result.counts
+        blanked = set(result.fields["reason"]) if len(result.fields) else set()
         for reason, n in sorted(result.counts.items()):
-            log.warning("quarantined %d %s rows: %s (see %s)", n, name, reason, path)
+            if reason in blanked:
+                where = out_dir / "fields.csv"
+                log.warning("blanked %d %s values: %s (rows kept; see %s)", n, name, reason, where)
+            else:
+                log.warning("quarantined %d %s rows: %s (see %s)", n, name, reason, path)
+        fields.append(result.fields)
     (out_dir / "counts.json").write_text(json.dumps(counts, indent=2, sort_keys=True))
     pd.concat([r.findings() for r in loaded.results.values()], ignore_index=True).to_csv(
         out_dir / "report.csv", index=False
     )
+    found = [f for f in fields if len(f)]
+    table = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=FIELD_COLUMNS)
+    table.to_csv(out_dir / "fields.csv", index=False)
     return counts
 
 
 def load_inputs(settings: TrainSettings) -> tuple[LoadedTables, dict[str, dict[str, int]]]:
     """What every command starts with: read and validate the data folder (with the column map
-    of the settings, if any) and write the quarantine; returns the tables and the counts."""
-    loaded = load_tables(settings.data_dir, column_map=settings.column_map)
-    return loaded, write_quarantine(loaded, settings.quarantine_dir)
+    of the settings, if any) and write the quarantine; returns the tables and the counts.
+
+    Raises
+    ------
+    DataError
+        As :func:`load_tables`; a table with every row quarantined only after the quarantine
+        files are written, so its rows and reasons are there to look at.
+    """
+    loaded = load_tables(
+        settings.data_dir,
+        column_map=settings.column_map,
+        clock_skew=pd.Timedelta(minutes=settings.clock_skew_minutes),
+        check=False,
+    )
+    counts = write_quarantine(loaded, settings.quarantine_dir)
+    for name, result in loaded.results.items():
+        path = Path(loaded.files[name])
+        # a table read by a query is named as sources.py names it in errors
+        where = path if path.name.startswith(f"{name}.") else f"{path} [tables.{name}]"
+        try:
+            check_table(where, result)
+        except DataError as exc:
+            rows = settings.quarantine_dir / f"{name}.csv"
+            raise DataError(f"{exc} (the rows and their reasons: {rows})") from exc
+    return loaded, counts

@@ -1,11 +1,14 @@
 """``make train``: a short list of named steps, each logging to MLflow.
 
 1. load and validate the input tables (bad rows quarantined, counts logged);
-2. plan cutoffs and build point-in-time frames (BG/NBD outputs fitted per cutoff);
-3. fit the churn model on the training cutoffs, early-stopped on the calibration half of the
+2. plan cutoffs and build point-in-time frames (BG/NBD outputs fitted per cutoff); one
+   label snapshot is split at random instead (training/frames.py, stated in the report);
+3. fit the CLV model on every purchase up to the end of the data (used for scoring), with
+   the fallbacks of training/clv_fit.py; if none fits, the churn model goes without the
+   BG/NBD features (one WARNING, tag ``clv.status``);
+4. fit the churn model on the training cutoffs, early-stopped on the calibration half of the
    out-of-time validation cutoff (where the trees must also beat the BG/NBD prior alone, or
    are dropped), and calibrate it on that half;
-4. fit the CLV model on every purchase up to the end of the data (used for scoring);
 5. evaluate on the test half: the model, the baselines, and the demo oracle where known;
 6. write the report; 7. register the bundle; 8. move the champion alias if the gate passes
    (the alias moves last, so a run stopped anywhere leaves the champion as it was).
@@ -31,9 +34,17 @@ from models.clv import CLVModel, CLVModelError
 from models.clv_evaluation import calibration_holdout, evaluate_holdout, plots
 from training import tracking
 from training.baselines import baseline_metrics
+from training.clv_fit import CLVFit, fit_clv_with_fallback
 from training.config import TrainSettings
 from training.evaluate import classification_metrics, oracle_metrics
-from training.frames import CutoffPlan, Frames, build_frames, plan_cutoffs
+from training.frames import (
+    CutoffPlan,
+    Frames,
+    build_frames,
+    check_frames,
+    plan_cutoffs,
+    without_clv_features,
+)
 from training.io import LoadedTables, load_inputs
 from training.report import render_report
 
@@ -83,13 +94,62 @@ def fit_churn(frames: Frames, settings: TrainSettings) -> tuple[ChurnModel, dict
     return model, losses
 
 
-def fit_clv(loaded: LoadedTables, plan: CutoffPlan) -> CLVModel | None:
-    """BG/NBD + Gamma-Gamma on every purchase before the end of the data; ``None`` without
-    transactions (snapshot-style data has no purchase history)."""
+def fit_clv(loaded: LoadedTables, plan: CutoffPlan) -> CLVFit | None:
+    """BG/NBD + Gamma-Gamma on every purchase before the end of the data, with the fallbacks
+    of :func:`training.clv_fit.fit_clv_with_fallback`; ``None`` without transactions
+    (snapshot-style data has no purchase history)."""
     if loaded.tables.transactions is None:
         return None
     summary = build_features(loaded.tables, as_of=plan.data_end)
-    return CLVModel().fit(summary.dropna(subset=[T_DAYS]), as_of=plan.data_end)
+    return fit_clv_with_fallback(
+        summary.dropna(subset=[T_DAYS]), as_of=plan.data_end, where="final model"
+    )
+
+
+def settle_clv(
+    fit: CLVFit | None, frames: Frames, run: tracking.TrainingRun
+) -> tuple[CLVModel | None, Frames]:
+    """Record the CLV fits in MLflow and decide the churn model's BG/NBD features.
+
+    Without a final CLV model (or without one at every cutoff) the features are dropped, so
+    the churn model never learns from values scoring cannot give; each problem is ONE
+    WARNING line and a ``clv.status`` / ``clv_features.status`` tag."""
+    run.tags({f"clv_features.{d}": line[:4999] for d, line in frames.clv_fits.items()})
+    if fit is None:  # no transactions: nothing to fit, nothing to warn about
+        return None, frames
+    run.params(fit.mlflow_params())
+    run.tags({k: v[:4999] for k, v in fit.mlflow_tags().items()})
+    failed = [d for d, line in frames.clv_fits.items() if line.startswith("not fitted")]
+    if fit.model is None:
+        log.warning(
+            "CLV not fitted, so the churn model is trained without BG/NBD features and the "
+            "scored snapshot has no CLV fields: %s",
+            fit.reason,
+        )
+        run.tags({"clv_features.status": "dropped: no final CLV model"})
+        return None, without_clv_features(frames)
+    if fit.status != "fitted":
+        log.warning(
+            "CLV fitted without a spend model (%s): scores carry P(alive) and expected "
+            "purchases, no CLV in currency: %s",
+            fit.model.model_,
+            fit.reason,
+        )
+    if failed and len(failed) == len(frames.clv_fits):
+        log.warning(
+            "BG/NBD features could not be fitted at any cutoff, so the churn model is trained "
+            "without them: %s",
+            frames.clv_fits[failed[-1]],
+        )
+        run.tags({"clv_features.status": "dropped: not fitted at any cutoff"})
+        return fit.model, without_clv_features(frames)
+    if failed:
+        log.warning(
+            "BG/NBD features missing (NaN) at cutoffs %s: %s",
+            ", ".join(failed),
+            frames.clv_fits[failed[-1]],
+        )
+    return fit.model, frames
 
 
 def evaluate(
@@ -118,22 +178,32 @@ def evaluate_clv(
     plan: CutoffPlan,
     run: tracking.TrainingRun,
     holdout: Callable[..., tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+    *,
+    clv: CLVModel | None = None,
 ) -> dict[str, float]:
     """Calibration/holdout evaluation of the CLV model at the validation cutoff: fitted on
     purchases before it, compared with the horizon after it and with the naive baseline; the
     metrics, the conditional-expectation and decile tables and their plots go to MLflow.
 
-    ``holdout(cutoff=, end=)`` gives the (summary, actuals) pair; default
-    :func:`models.clv_evaluation.calibration_holdout` on the loaded transactions (the Dask
-    engine gathers the same pair from its partitions)."""
-    if loaded.tables.transactions is None:
+    ``clv``: the run's final model, whose count model, penalizer and spend setting are
+    evaluated (nothing without one). The holdout window ends at the end of the data at the
+    latest (explicit labels can sit a horizon before it). ``holdout(cutoff=, end=)`` gives
+    the (summary, actuals) pair; default :func:`models.clv_evaluation.calibration_holdout` on
+    the loaded transactions (the Dask engine gathers the same pair from its partitions)."""
+    if loaded.tables.transactions is None or clv is None:
         return {}
-    end = plan.validation + pd.Timedelta(days=plan.horizon_days)
+    if not clv.spend:
+        log.info("CLV holdout evaluation skipped: the model has no spend part")
+        return {}
+    horizon = pd.Timedelta(days=plan.horizon_days)
+    cutoff = min(plan.validation, plan.data_end - horizon)
     if holdout is None:
         holdout = partial(calibration_holdout, loaded.tables.transactions)
-    summary, actuals = holdout(cutoff=plan.validation, end=end)
+    summary, actuals = holdout(cutoff=cutoff, end=cutoff + horizon)
     try:
-        model = CLVModel().fit(summary, as_of=plan.validation)
+        model = CLVModel(model=clv.model_, penalizer=clv.penalizer, spend=clv.spend).fit(
+            summary, as_of=cutoff
+        )
     except CLVModelError as exc:
         log.warning("CLV holdout evaluation skipped: %s", exc)
         return {}
@@ -182,7 +252,9 @@ def _log_inputs(
 ) -> None:
     run.tags({f"data.{n}.sha256": h for n, h in loaded.sha256.items()})
     run.params({f"rows_in.{n}": v for n, v in loaded.rows_in.items()})
-    run.metrics({f"quarantined.{n}": sum(c.values()) for n, c in counts.items()})
+    # rows quarantined and values blanked; the per-reason counts count every failed rule
+    run.metrics({f"quarantined.{n}": len(r.quarantine) for n, r in loaded.results.items()})
+    run.metrics({f"blanked.{n}": len(r.fields) for n, r in loaded.results.items()})
     run.metrics({f"quarantined.{n}.{r}": v for n, c in counts.items() for r, v in c.items()})
     run.dict(counts, "quarantine_counts.json")
     run.file(settings.quarantine_dir / "report.csv")
@@ -194,6 +266,7 @@ def _plan_params(plan: CutoffPlan, frames: Frames) -> dict[str, Any]:
     return {
         "horizon_days": plan.horizon_days,
         "label_source": plan.label_source,
+        "validation": plan.validation_kind,
         "validation_cutoff": plan.validation.isoformat(),
         "training_cutoffs": ",".join(c.date().isoformat() for c in plan.training),
         "data_end": plan.data_end.isoformat(),
@@ -217,24 +290,42 @@ class EngineSteps:
     log_datasets: bool = True
 
 
+def plan_for(
+    settings: TrainSettings, loaded: LoadedTables, counts: dict[str, dict[str, int]]
+) -> CutoffPlan:
+    """:func:`training.frames.plan_cutoffs` with the settings' horizon and cutoffs (``counts``:
+    the quarantine counts, which word a labels-table error)."""
+    return plan_cutoffs(
+        loaded.tables,
+        horizon_days=settings.horizon_days,
+        n_training=settings.n_training_cutoffs,
+        spacing_days=settings.cutoff_spacing_days,
+        quarantine=counts,
+    )
+
+
 def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainResult:
     """Run the whole training pipeline and return what it registered (``engine``: the local
     steps by default)."""
     engine = engine or EngineSteps()
     loaded, counts = engine.load(settings)
+    # planned before the run opens: a data problem found here leaves no half-logged run
+    plan = plan_for(settings, loaded, counts)
     with tracking.training_run(settings) as run:
         step = _Timer(run)
         _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
 
         with step("frames"):
-            plan = plan_cutoffs(
-                loaded.tables,
-                horizon_days=settings.horizon_days,
-                n_training=settings.n_training_cutoffs,
-                spacing_days=settings.cutoff_spacing_days,
-            )
             frames = engine.build_frames(loaded.tables, plan)
+            check_frames(loaded.tables, plan, frames)
             run.params(_plan_params(plan, frames))
+            run.tags({"validation": plan.validation_kind})
+
+        with step("clv_fit"):
+            clv, frames = settle_clv(engine.fit_clv(loaded, plan), frames, run)
+            if clv is not None:
+                run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
+                run.dict(clv.to_dict(), "clv/model.json")
 
         with step("churn_fit"):
             churn, calibration_losses = engine.fit_churn(frames, settings)
@@ -250,14 +341,8 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             # validation log loss gained by the trees over the BG/NBD prior (trees kept if z > 2)
             run.metrics({f"churn.tree_gain.{k}": v for k, v in (churn.tree_gain_ or {}).items()})
 
-        with step("clv_fit"):
-            clv = engine.fit_clv(loaded, plan)
-            if clv is not None:
-                run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
-                run.dict(clv.to_dict(), "clv/model.json")
-
         with step("clv_evaluate"):
-            run.metrics(engine.evaluate_clv(loaded, plan, run))
+            run.metrics(engine.evaluate_clv(loaded, plan, run, clv=clv))
 
         with step("evaluate"):
             metrics, prob = evaluate(churn, frames, plan, settings)
@@ -278,6 +363,7 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
                     "horizon_days": plan.horizon_days,
                     "risk_thresholds": {"medium": settings.risk_medium, "high": settings.risk_high},
                     "label_source": plan.label_source,
+                    "validation": plan.validation_kind,
                     "training": {
                         "data_end": plan.data_end.isoformat(),
                         "validation_cutoff": plan.validation.isoformat(),
@@ -303,14 +389,11 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
 def prepare(settings: TrainSettings) -> tuple[LoadedTables, CutoffPlan, Frames]:
     """Load, validate and build the frames as ``train`` does (``make features``, ``make
     evaluate`` and ``make promote`` share it)."""
-    loaded, _ = load_inputs(settings)
-    plan = plan_cutoffs(
-        loaded.tables,
-        horizon_days=settings.horizon_days,
-        n_training=settings.n_training_cutoffs,
-        spacing_days=settings.cutoff_spacing_days,
-    )
-    return loaded, plan, build_frames(loaded.tables, plan)
+    loaded, counts = load_inputs(settings)
+    plan = plan_for(settings, loaded, counts)
+    frames = build_frames(loaded.tables, plan)
+    check_frames(loaded.tables, plan, frames)
+    return loaded, plan, frames
 
 
 def evaluate_version(

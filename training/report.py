@@ -18,7 +18,7 @@ from sklearn.metrics import roc_curve
 from features.catalogue import describe
 from features.model_outputs import EXPECTED_PURCHASES
 from models.churn import ChurnModel
-from training.frames import CutoffPlan, Frames
+from training.frames import RANDOM_SPLIT, SNAPSHOT_SPLIT, CutoffPlan, Frames
 
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top10")
 
@@ -128,11 +128,22 @@ def render_report(
         lift_png,
         _importance(churn),
     ]
-    window = (
-        f"training cutoffs {', '.join(str(c.date()) for c in plan.training)}; "
-        f"validation cutoff {plan.validation.date()} (test half: {len(y):,} customers); "
-        f"horizon {plan.horizon_days} days; labels: {plan.label_source}"
-    )
+    if plan.one_snapshot:
+        shares = "/".join(f"{100 * s:g}" for s in SNAPSHOT_SPLIT)
+        window = (
+            f"Validation: {RANDOM_SPLIT}. One label snapshot at {plan.validation.date()}: its "
+            f"customers are split {shares} (train/calibration/test) by a stable hash of "
+            f"customer_id, stratified by label (test: {len(y):,} customers); the metrics do "
+            f"not show how the model ages. Horizon {plan.horizon_days} days; "
+            f"labels: {plan.label_source}"
+        )
+    else:
+        window = (
+            f"Validation: {plan.validation_kind}. "
+            f"Training cutoffs {', '.join(str(c.date()) for c in plan.training)}; "
+            f"validation cutoff {plan.validation.date()} (test half: {len(y):,} customers); "
+            f"horizon {plan.horizon_days} days; labels: {plan.label_source}"
+        )
     return "\n".join(
         [
             "<!doctype html><html><head><meta charset='utf-8'><title>churn model report</title>",

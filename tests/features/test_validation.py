@@ -1,9 +1,13 @@
-"""Validation: fatal table problems raise; row problems are quarantined, counted, never lost."""
+"""Validation: fatal table problems raise; bad required values quarantine the row, bad
+optional values are blanked and recorded; every failed rule is counted; nothing is lost."""
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from features import validation
 from features.validation import TableError, _blank, validate_table, validate_tables
 
 
@@ -86,6 +90,27 @@ def test_messy_fixture_exact_quarantine_counts():
         r = results[name]
         assert len(df) == len(r.clean) + len(r.quarantine), name
         assert r.quarantine["reason"].notna().all()
+    # optional values are blanked, their rows kept: all three interactions, customer C
+    assert len(results["interactions"].clean) == 3 and results["interactions"].quarantine.empty
+    assert results["customers"].clean["customer_id"].tolist() == ["A", "B", "C"]
+    found = pd.concat([r.fields for r in results.values()], ignore_index=True)
+    assert sorted(
+        zip(
+            found["table"],
+            found["row"],
+            found["column"],
+            found["reason"],
+            found["value"],
+            strict=True,
+        )
+    ) == [
+        ("customers", 3, "signup_date", "bad_signup_date", "not a date"),
+        ("interactions", 2, "effort_score", "effort_score_out_of_range", "9.0"),
+        ("interactions", 3, "resolved", "bad_resolved", "maybe"),
+    ]
+    inter = results["interactions"].clean
+    assert inter["effort_score"].isna().tolist() == [False, True, True]
+    assert inter["resolved"].isna().tolist() == [False, False, True]
 
 
 def test_clean_rows_are_normalised():
@@ -181,4 +206,201 @@ def test_blank_means_missing_or_empty_text_whatever_the_dtype(values: pd.Series)
     as_text = values.astype("string")
     expected = (as_text.isna() | (as_text.str.strip() == "")).to_numpy(dtype=bool)
 
-    assert np.array_equal(_blank(values).to_numpy(dtype=bool), expected)
+    assert np.array_equal(np.asarray(_blank(values), dtype=bool), expected)
+
+
+def test_helpdesk_text_scores_blank_the_score_and_keep_the_ticket():
+    # satisfaction exported as good/bad: the tickets happened, only the score is unusable
+    n = 10
+    raw = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "timestamp": ["2024-03-01"] * n,
+            "channel": ["email"] * n,
+            "interaction_type": ["support_ticket"] * n,
+            "csat": ["good", "bad", "good", "good", "bad", "bad", "good", "4", "5", ""],
+            "resolved": ["solved", "true", "false", "", "yes", "no", "1", "0", "open", "y"],
+        }
+    )
+    r = validate_table("interactions", raw)
+    assert r.quarantine.empty and len(r.clean) == n
+    assert r.counts == {"bad_csat": 7, "bad_resolved": 2}
+    assert r.clean["csat"].tolist()[7:9] == [4.0, 5.0]
+    assert r.clean["csat"].isna().sum() == 8  # 7 text scores blanked + 1 not asked
+    blanked = r.fields.loc[r.fields["column"] == "resolved"]
+    assert blanked["row"].tolist() == [1, 9] and blanked["value"].tolist() == ["solved", "open"]
+    found = r.findings().set_index("reason")
+    assert found.loc["bad_csat", "action"] == "value_blanked"
+    assert found.loc["bad_csat", "rows"] == 7 and found.loc["bad_csat", "column"] == "csat"
+
+
+def test_every_failed_rule_of_a_row_is_counted():
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["", "A", "A", "B"],
+            "timestamp": ["03/14/1997", "2024-01-01", "2024-01-01", "2024-01-02"],
+            "amount": ["x", "", "", "3"],
+        }
+    )
+    r = validate_table("transactions", raw)
+    assert r.quarantine["reason"].tolist() == [
+        "missing_customer_id;bad_timestamp;bad_amount",
+        "bad_amount",  # blank
+        "bad_amount;duplicate",
+    ]
+    assert r.counts == {
+        "missing_customer_id": 1,
+        "bad_timestamp": 1,
+        "bad_amount": 3,
+        "duplicate": 1,
+    }
+    assert r.clean["customer_id"].tolist() == ["B"]
+
+
+def test_a_quarantined_row_lists_its_optional_findings_too():
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["A", "B"],
+            "timestamp": ["never", "2024-01-01"],
+            "channel": ["chat", "chat"],
+            "interaction_type": ["usage", "usage"],
+            "csat": ["9", "3"],
+        }
+    )
+    r = validate_table("interactions", raw)
+    assert r.quarantine["reason"].tolist() == ["bad_timestamp;csat_out_of_range"]
+    assert r.fields.empty  # a finding of a quarantined row is in its reason, not fields.csv
+    assert r.counts == {"bad_timestamp": 1, "csat_out_of_range": 1}
+
+
+def test_garbage_customer_attributes_and_dates_are_blanked():
+    raw = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C"],
+            "signup_date": ["2024-01-01", "2099-01-01", "9999-12-31"],
+            "churn_date": ["", "2027-06-30", "soon"],  # a future churn date is a notice
+            "plan": ["basic", "#N/A", "none"],
+            "seats": [1.0, np.inf, 3.0],
+        }
+    )
+    r = validate_table("customers", raw, now=pd.Timestamp("2026-12-01", tz="UTC"))
+    assert r.quarantine.empty and len(r.clean) == 3
+    assert r.counts == {
+        "future_signup_date": 1,
+        "bad_signup_date": 1,
+        "bad_churn_date": 1,
+        "bad_plan": 1,
+        "bad_seats": 1,
+    }
+    assert r.clean["signup_date"].isna().tolist() == [False, True, True]
+    assert r.clean["churn_date"].notna().tolist() == [False, True, False]
+    assert r.clean["plan"].tolist()[::2] == ["basic", "none"] and pd.isna(r.clean["plan"][1])
+    assert r.clean["seats"].isna().tolist() == [False, True, False]
+
+
+def test_future_events_are_quarantined_against_the_given_now():
+    now = pd.Timestamp("2026-12-01T12:00Z")
+    stamps = {
+        "2099-01-01": "future_timestamp",
+        str(now + pd.Timedelta(days=365)): "future_timestamp",
+        str(now + pd.Timedelta(minutes=5)): None,  # inside the clock-skew tolerance
+        "2026-11-30": None,
+    }
+    raw = pd.DataFrame(
+        {"customer_id": list("ABCD"), "timestamp": list(stamps), "amount": [1.0] * 4}
+    )
+    r = validate_table("transactions", raw, now=now)
+    assert r.counts == {"future_timestamp": 2}
+    assert r.clean["customer_id"].tolist() == ["C", "D"]
+    strict = validate_table("transactions", raw, now=now, clock_skew=pd.Timedelta(0))
+    assert strict.counts == {"future_timestamp": 3}
+    assert validate_table("transactions", raw).counts == {}  # no clock, no future check
+    labels = pd.DataFrame({"customer_id": ["A"], "as_of": ["2030-01-01"], "churned": ["1"]})
+    assert validate_table("labels", labels, now=now).counts == {"future_as_of": 1}
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "expect"),
+    [
+        ("timestamp", ["03/14/1997", "12/01/2001"], ["99/99/9999", "try_strptime(timestamp"]),
+        ("amount", ["", " "], ["bad_amount 2", "it is blank", "columns.toml"]),
+        ("amount", ["12,50 EUR", "3,00 EUR"], ["99,99 aaa", "bad_amount 2"]),
+    ],
+)
+def test_a_table_with_every_row_quarantined_is_one_masked_line(column, values, expect):
+    raw = pd.DataFrame({"customer_id": ["A", "B"], "timestamp": ["2024-01-01"] * 2})
+    raw["amount"] = ["1", "2"]
+    raw[column] = values
+    r = validate_table("transactions", raw)
+    err = r.table_error()
+    assert err is not None and err.column == column
+    text = str(err)
+    assert "\n" not in text and "all 2 rows quarantined" in text
+    for part in expect:
+        assert part in text
+    for value in values:  # the values themselves never reach the message
+        assert value.strip() == "" or value not in text
+    one_good = pd.concat(
+        [raw, raw.head(1).assign(**{column: ["2024-01-01" if column == "timestamp" else "1"]})]
+    )
+    assert validate_table("transactions", one_good).table_error() is None
+
+
+def test_value_shape_masks_digits_and_letters():
+    assert validation.value_shape("03/14/1997") == "99/99/9999"
+    assert validation.value_shape("Jane Doe <jane@example.org>") == "aaaa aaa <aaaa@aaaaaaa.a..."
+    assert validation.value_shape(None) == "(blank)"
+
+
+def test_small_and_large_paths_agree(monkeypatch):
+    small = validate_tables(messy_tables())[1]
+    monkeypatch.setattr(validation, "_SMALL", 0)  # every column through the vectorised path
+    large = validate_tables(messy_tables())[1]
+    for name, r in small.items():
+        pd.testing.assert_frame_equal(r.clean, large[name].clean)
+        pd.testing.assert_frame_equal(r.quarantine, large[name].quarantine)
+        pd.testing.assert_frame_equal(r.fields, large[name].fields)
+
+
+_cell = st.one_of(
+    st.none(),
+    st.sampled_from(["", " ", "A", "b ", "2024-01-01", "2099-01-01", "03/14/1997", "x"]),
+    st.sampled_from(["-1", "0", "3", "4.5", "8", "11", "nan", "inf", "true", "no", "maybe"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(["customers", "transactions", "interactions", "surveys", "labels"]),
+    rows=st.lists(st.lists(_cell, min_size=8, max_size=8), min_size=1, max_size=25),
+)
+def test_rows_in_equal_rows_kept_plus_rows_quarantined(name, rows):
+    spec = validation.TABLES[name]
+    columns = [*spec.required, *spec.optional][:8]
+    raw = pd.DataFrame([r[: len(columns)] for r in rows], columns=columns, dtype=object)
+    r = validate_table(name, raw, now=pd.Timestamp("2026-12-01", tz="UTC"))
+    assert len(raw) == len(r.clean) + len(r.quarantine)
+    assert sum(r.counts.values()) >= len(r.quarantine) + len(r.fields)
+    assert (r.quarantine["reason"].str.len() > 0).all()
+    assert not r.clean["customer_id"].isna().any()
+    assert set(r.fields["row"]).isdisjoint(set(r.quarantine.index + 1))
+
+
+@pytest.mark.parametrize("n", [40, 3000])
+def test_exact_duplicates_match_pandas_at_any_size(n):
+    rng = np.random.default_rng(n)
+    days = rng.integers(0, 5, n)
+    raw = pd.DataFrame(
+        {
+            "customer_id": rng.choice(["A", "B", "C"], n),
+            # the same instant written two ways is not an exact copy
+            "timestamp": [
+                f"2024-03-0{d + 1}" if d % 2 else f"2024-03-0{d + 1}T00:00Z" for d in days
+            ],
+            "amount": rng.choice(["1", "2", None], n),
+        }
+    )
+    r = validate_table("transactions", raw)
+    expected = int(raw.duplicated().sum())
+    assert r.counts.get("duplicate", 0) == expected > 0
+    assert not r.clean.duplicated(["customer_id", "timestamp", "amount"]).any()

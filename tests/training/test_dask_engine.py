@@ -94,9 +94,10 @@ def test_clv_parameters_equal_the_local_fit(staged, local, dask_settings):
         spacing_days=dask_settings.cutoff_spacing_days,
     )
     assert plan == local_plan
-    expected = fit_clv(local[1], local_plan)
+    expected = fit_clv(local[1], local_plan).model
     with dask_engine.dask_client(dask_settings):
-        got = dask_engine.fit_clv_distributed(parts, as_of=plan.data_end, record_window=True)
+        fit = dask_engine.fit_clv_distributed(parts, as_of=plan.data_end, record_window=True)
+    got = fit.model
     assert got.params_ == expected.params_
     assert got.to_dict()["n_customers"] == expected.to_dict()["n_customers"]
     assert got.fit_window_ == expected.fit_window_

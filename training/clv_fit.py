@@ -1,0 +1,237 @@
+"""The CLV fit of a training run: a stated fallback order, so the fit never stops the run.
+
+:class:`models.clv.CLVModel` raises when the data cannot identify its parameters (e.g. BG/NBD's
+dropout parameter ``a`` running to 0 when nobody visibly drops out: the NBD limit). Training
+uses this module instead, at every cutoff and for the final model, on either engine:
+
+1. BG/NBD with the penalizers of :data:`PENALIZERS` in turn (0 first, then a small ladder);
+2. the other purchase-count models (:data:`OTHER_MODELS`), each fitted with the first
+   penalizer of the ladder that converges on a stable 80% of the customers, ranked by mean
+   log-likelihood on the other 20% (held out by a hash of the history, :func:`holdout_split`),
+   and refitted on everyone in that order;
+3. nothing fits: no CLV model (``status`` "not fitted"); the caller trains the churn model
+   without BG/NBD features and says so once.
+
+When a count model fits but Gamma-Gamma does not (:class:`models.clv.SpendModelError`: too few
+repeat buyers, every amount the same), the same count model is kept without a spend model
+(``status`` "fitted without spend"): P(alive) and expected purchases, no currency values.
+
+The fit runs on the condensed RFM table (:func:`models.clv.summary_counts`), so the local and
+the Dask engine (which gathers condensed tables from its partitions) make the same choices and
+get the same parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from models.clv import (
+    MIN_CUSTOMERS,
+    SUMMARY_COLUMNS,
+    CLVModel,
+    CLVModelError,
+    SpendModelError,
+    summary_counts,
+)
+
+log = logging.getLogger(__name__)
+
+#: BG/NBD is tried with these L2 penalizers (lifetimes' ``penalizer_coef``) in turn.
+PENALIZERS = (0.0, 0.001, 0.01, 0.1)
+FIRST_MODEL = "bgnbd"
+#: Tried when BG/NBD fails at every penalizer, ranked by held-out likelihood.
+OTHER_MODELS = ("pareto_nbd", "mbgnbd")
+#: Share of customers held out to rank :data:`OTHER_MODELS`.
+HOLDOUT_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class CLVFit:
+    """The outcome of :func:`fit_clv_with_fallback`.
+
+    Attributes
+    ----------
+    model : the fitted model, or ``None`` when nothing fitted.
+    status : ``"fitted"``, ``"fitted without spend"`` or ``"not fitted"``.
+    reason : why the first choice was not used (empty when BG/NBD fitted at once).
+    tried : one line per failed attempt, in the order tried.
+    """
+
+    model: CLVModel | None
+    status: str
+    reason: str = ""
+    tried: tuple[str, ...] = field(default=())
+
+    @property
+    def fitted(self) -> bool:
+        return self.model is not None
+
+    def describe(self) -> str:
+        """One line: the model and penalizer used, or why there is none."""
+        if self.model is None:
+            return f"not fitted: {self.reason}"
+        what = f"{self.model.model_}, penalizer {self.model.penalizer:g}"
+        if self.status != "fitted":
+            what += ", without spend (no Gamma-Gamma)"
+        return f"{what} ({self.reason})" if self.reason else what
+
+    def mlflow_params(self, prefix: str = "clv") -> dict[str, str | float | bool]:
+        """Parameters for MLflow: which model, which penalizer, whether spend was modelled."""
+        if self.model is None:
+            return {f"{prefix}.model": "none"}
+        return {
+            f"{prefix}.model": self.model.model_,
+            f"{prefix}.penalizer": self.model.penalizer,
+            f"{prefix}.spend": self.model.spend,
+        }
+
+    def mlflow_tags(self, prefix: str = "clv") -> dict[str, str]:
+        """``<prefix>.status``: "fitted: bgnbd, penalizer 0" or "not fitted: <reason>"."""
+        line = self.describe()
+        return {f"{prefix}.status": line if self.model is None else f"{self.status}: {line}"}
+
+
+def _condensed(summary: pd.DataFrame, weight_column: str | None) -> pd.DataFrame:
+    """``summary`` as a condensed table with a ``weight`` column (customers per row)."""
+    columns = summary[list(SUMMARY_COLUMNS)]
+    if weight_column is not None:
+        columns = columns.assign(weight=summary[weight_column].to_numpy(dtype=float))
+    return summary_counts(columns)
+
+
+def holdout_split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A condensed table cut into fit and held-out parts of about :data:`HOLDOUT_SHARE` of the
+    customers: each row's ``weight`` split as ``floor(weight * share + u)``, with ``u`` in
+    [0, 1) a hash of the row's history. Customers with equal histories are interchangeable,
+    so this is a random split of customers that is the same for any row order and partition."""
+    h = pd.util.hash_pandas_object(table[list(SUMMARY_COLUMNS)], index=False).to_numpy()
+    u = h.astype(np.float64) / 2.0**64
+    w = table["weight"].to_numpy(dtype=float)
+    held = np.floor(w * HOLDOUT_SHARE + u)
+    fit = table.assign(weight=w - held)
+    out = table.assign(weight=held)
+    return fit.loc[fit["weight"] > 0], out.loc[out["weight"] > 0]
+
+
+def _attempt(
+    table: pd.DataFrame, model: str, penalizer: float, as_of: pd.Timestamp | None, tried: list
+) -> CLVFit | None:
+    """One full fit (count model + Gamma-Gamma, or count model alone when only Gamma-Gamma
+    fails); ``None`` with the error appended to ``tried`` when the count model fails."""
+    try:
+        clv = CLVModel(model=model, penalizer=penalizer).fit(
+            table, as_of=as_of, weight_column="weight"
+        )
+        return CLVFit(clv, "fitted")
+    except SpendModelError as exc:
+        spend_error = str(exc)
+    except CLVModelError as exc:
+        tried.append(f"{model} penalizer {penalizer:g}: {exc}")
+        return None
+    try:
+        clv = CLVModel(model=model, penalizer=penalizer, spend=False).fit(
+            table, as_of=as_of, weight_column="weight"
+        )
+    except CLVModelError as exc:  # pragma: no cover - the count model just fitted
+        tried.append(f"{model} penalizer {penalizer:g}: {exc}")
+        return None
+    return CLVFit(clv, "fitted without spend", reason=spend_error)
+
+
+def _ranked_others(table: pd.DataFrame, tried: list) -> tuple[list[tuple[str, float]], str]:
+    """(model, penalizer) pairs to refit on everyone: each of :data:`OTHER_MODELS` from the
+    penalizer it first converged at on the fit part, models by best held-out mean
+    log-likelihood first, with a note of the scores; the stated order when too few
+    customers to hold out."""
+    fit_part, held = holdout_split(table)
+    if min(fit_part["weight"].sum(), held["weight"].sum()) < MIN_CUSTOMERS:
+        return [(m, p) for m in OTHER_MODELS for p in PENALIZERS], "too few to hold out"
+    scores: dict[tuple[str, float], float] = {}
+    for model in OTHER_MODELS:
+        for penalizer in PENALIZERS:
+            try:
+                clv = CLVModel(model=model, penalizer=penalizer, spend=False).fit(
+                    fit_part, weight_column="weight"
+                )
+            except CLVModelError as exc:
+                tried.append(f"{model} penalizer {penalizer:g} (80% fit): {exc}")
+                continue
+            held_out = clv.score(held, weight_column="weight")
+            if not np.isfinite(held_out):
+                tried.append(f"{model} penalizer {penalizer:g}: held-out likelihood {held_out}")
+                continue
+            scores[(model, penalizer)] = held_out
+            break
+    ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+    note = ", ".join(f"{m} {scores[(m, p)]:.4f}" for m, p in ranked)
+    pairs = [(m, q) for m, p in ranked for q in PENALIZERS if q >= p]
+    return pairs, f"held-out log-likelihood per customer: {note}" if note else ""
+
+
+def _first_error(tried: list[str]) -> str:
+    """The first failed attempt, without the library's "try a penalizer" advice (the ladder
+    has tried them)."""
+    return tried[0].split("; try a penalizer")[0]
+
+
+def fit_clv_with_fallback(
+    summary: pd.DataFrame,
+    *,
+    as_of: pd.Timestamp | None = None,
+    weight_column: str | None = None,
+    where: str = "",
+) -> CLVFit:
+    """Fit the CLV model in the order of the module docstring; never raises for the data.
+
+    Parameters
+    ----------
+    summary : RFM summary (columns :data:`models.clv.SUMMARY_COLUMNS`, days), per customer
+        or condensed with ``weight_column``.
+    as_of : the summary's cutoff, recorded as the end of the fit window.
+    weight_column : customers per row of a condensed summary.
+    where : what this fit is for, in the log line ("cutoff 2024-05-01", "final model").
+
+    Returns
+    -------
+    :class:`CLVFit`; the model and penalizer used (or why none) are logged at INFO, each
+    failed attempt at DEBUG.
+    """
+    table = _condensed(summary, weight_column)
+    tried: list[str] = []
+    result = None
+    if table["weight"].sum() < MIN_CUSTOMERS:
+        tried.append(f"only {int(table['weight'].sum())} customers with purchases: too few")
+    else:
+        for penalizer in PENALIZERS:
+            result = _attempt(table, FIRST_MODEL, penalizer, as_of, tried)
+            if result is not None:
+                break
+        if result is None:
+            ranked, note = _ranked_others(table, tried)
+            for model, penalizer in ranked:
+                result = _attempt(table, model, penalizer, as_of, tried)
+                if result is not None:
+                    break
+            if result is not None:
+                why = f"{FIRST_MODEL} did not fit at penalizers {', '.join(map(str, PENALIZERS))}"
+                reason = "; ".join(filter(None, [why, note, result.reason]))
+                result = CLVFit(result.model, result.status, reason)
+    if result is None:
+        reason = (
+            tried[0]
+            if len(tried) == 1
+            else f"no purchase model fitted ({FIRST_MODEL}, {', '.join(OTHER_MODELS)} at "
+            f"penalizers {', '.join(map(str, PENALIZERS))}; first: {_first_error(tried)})"
+        )
+        result = CLVFit(None, "not fitted", reason)
+    result = CLVFit(result.model, result.status, result.reason, tuple(tried))
+    label = f" ({where})" if where else ""
+    for line in tried:
+        log.debug("CLV fit%s: tried %s", label, line)
+    attempts = f" after {len(tried)} failed attempts (DEBUG lists them)" if tried else ""
+    log.info("CLV fit%s: %s%s", label, result.describe(), attempts)
+    return result
