@@ -16,7 +16,18 @@ encoded feature row as ``dataframe_split`` JSON), both running side by side, and
   so that its own wake-ups from sleep are not counted; both servers get both clients;
 - maximum sustained throughput of single-customer ``/v1/scores`` (closed loop, 8 connections);
 - a 1,000-customer ``/v1/scores`` batch (median of sequential requests);
-- ``/v1/predict`` with a year of raw history for one customer (median).
+- ``/v1/predict`` with a year of raw history for one customer (median);
+- the fair comparison: ``/v1/predict`` for one customer posting 12 purchases, 6 contacts and
+  2 survey answers (validation, features, the model, reasons) against ``mlflow models
+  serve`` given that customer's features, built beforehand by the same feature code from
+  the same history (the model alone): sequential requests on one connection, in rounds that
+  alternate between the servers; p50, p99 and their ratios, ours over MLflow's.
+
+The ``/v1/scores`` figure compares a look-up of precomputed scores with a model run, so it
+says how fast the hot path is, not that our model runs faster; the ``/v1/predict`` figure
+compares like with like plus the work MLflow is spared. ``python -m bench.serving
+--layers`` measures instead what each layer of the server adds to ``/v1/scores`` (a bare
+uvicorn app, FastAPI routing, the app's middlewares, our route), with the same client.
 
 The headline ratio uses the asyncio client. Both servers and the load generator share this
 machine's cores; the load
@@ -37,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Coroutine, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +56,7 @@ from typing import Any
 import lightgbm
 import numpy as np
 import pandas as pd
+from fastapi import FastAPI, Request, Response  # here: the layer apps' annotations need them
 
 from bench.report import Figure
 
@@ -317,6 +329,9 @@ class Prepared:
     history: dict[str, object]  # /v1/predict item: one customer, a year of history
     history_events: int
     raw_probability: float  # the booster's own output for the first id (what MLflow returns)
+    small: dict[str, object]  # /v1/predict item: one customer, 12 purchases, 6 contacts, 2 surveys
+    small_mlflow_row: dict[str, object]  # dataframe_split body: that customer's features
+    small_raw_probability: float  # the booster's output for that row
 
 
 def _free_port() -> int:
@@ -331,34 +346,77 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _year_of_history(raw: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict, int]:  # type: ignore[type-arg]
-    """The customer with the most events in the year before ``as_of``, as a predict item."""
-    since = as_of - pd.Timedelta(days=365)
-    recent = {
-        name: raw[name][(raw[name]["timestamp"] >= since) & (raw[name]["timestamp"] < as_of)]
-        for name in ("transactions", "interactions", "surveys")
-    }
-    counts = sum(r["customer_id"].value_counts() for r in recent.values() if len(r))
-    cid = str(counts.fillna(0).idxmax())  # type: ignore[union-attr]
+EVENT_TABLES = ("transactions", "interactions", "surveys")
+#: The history of the fair ``/v1/predict`` comparison: purchases, contacts, survey answers.
+SMALL_HISTORY = {"transactions": 12, "interactions": 6, "surveys": 2}
+
+
+def _predict_item(
+    raw: dict[str, pd.DataFrame], cid: str, as_of: pd.Timestamp, rows: dict[str, pd.DataFrame]
+) -> dict[str, object]:
+    """Customer ``cid`` as a ``/v1/predict`` item scored at ``as_of``: its attributes from
+    ``raw["customers"]`` and the event rows in ``rows`` (per table)."""
     customer = raw["customers"].set_index("customer_id").loc[cid]
     item: dict[str, object] = {"customer_id": cid, "as_of": as_of.isoformat()}
-    attributes = {}
+    attributes: dict[str, object] = {}
     for col, value in customer.items():
         if col == "signup_date":
-            item["signup_date"] = pd.Timestamp(value).isoformat()
+            item["signup_date"] = pd.Timestamp(value).isoformat()  # type: ignore[arg-type]
         elif col != "churn_date" and not pd.isna(value):
             attributes[str(col)] = value.item() if hasattr(value, "item") else value
     item["attributes"] = attributes
-    events = 0
-    for name, frame in recent.items():
-        rows = frame[frame["customer_id"] == cid].drop(columns="customer_id")
+    for name in EVENT_TABLES:
         records = []
-        for rec in rows.to_dict("records"):
+        for rec in rows[name].drop(columns="customer_id").to_dict("records"):
             rec["timestamp"] = pd.Timestamp(rec["timestamp"]).isoformat()
             records.append({k: (None if pd.isna(v) else v) for k, v in rec.items()})
         item[name] = records
-        events += len(records)
-    return item, events
+    return item
+
+
+def _before(
+    raw: dict[str, pd.DataFrame], as_of: pd.Timestamp, days: int | None = None
+) -> dict[str, pd.DataFrame]:
+    """The event tables' rows before ``as_of``: of the ``days`` days before it, or all."""
+    since = as_of - pd.Timedelta(days=days) if days is not None else None
+    return {
+        name: frame[(frame["timestamp"] < as_of) & (since is None or frame["timestamp"] >= since)]
+        for name, frame in ((n, raw[n]) for n in EVENT_TABLES)
+    }
+
+
+def _year_of_history(raw: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict, int]:  # type: ignore[type-arg]
+    """The customer with the most events in the year before ``as_of``, as a predict item."""
+    recent = _before(raw, as_of, 365)
+    counts = sum(r["customer_id"].value_counts() for r in recent.values() if len(r))
+    cid = str(counts.fillna(0).idxmax())  # type: ignore[union-attr]
+    rows = {name: frame[frame["customer_id"] == cid] for name, frame in recent.items()}
+    return _predict_item(raw, cid, as_of, rows), sum(len(r) for r in rows.values())
+
+
+def _small_history(
+    raw: dict[str, pd.DataFrame], as_of: pd.Timestamp
+) -> tuple[dict[str, object], dict[str, pd.DataFrame]]:
+    """A demo customer with the :data:`SMALL_HISTORY` counts of events before ``as_of``, as a
+    predict item, and its rows as raw tables (for the features MLflow is given).
+
+    A customer with exactly these counts is taken if there is one; otherwise the customer
+    with at least as many of each and the fewest events in all, keeping only its most recent
+    events of each table (a real customer's recent history, cut to the size).
+    """
+    past = _before(raw, as_of)
+    counts = pd.DataFrame({n: past[n]["customer_id"].value_counts() for n in EVENT_TABLES})
+    counts = counts.fillna(0).astype(int).sort_index()
+    enough = counts[(counts >= pd.Series(SMALL_HISTORY)).all(axis=1)]
+    if enough.empty:
+        raise RuntimeError(f"no demo customer has at least {SMALL_HISTORY} events; use more")
+    cid = str(enough.sum(axis=1).idxmin())
+    rows = {
+        n: past[n][past[n]["customer_id"] == cid].sort_values("timestamp").tail(k)
+        for n, k in SMALL_HISTORY.items()
+    }
+    tables = {"customers": raw["customers"][raw["customers"]["customer_id"] == cid], **rows}
+    return _predict_item(raw, cid, as_of, rows), tables
 
 
 def prepare(work: Path, *, n_customers: int) -> Prepared:
@@ -424,11 +482,14 @@ def prepare(work: Path, *, n_customers: int) -> Prepared:
     ids = [str(i) for i in rng.permutation(frame.index.to_numpy())]
     row = churn.encode(frame.loc[[ids[0]]])[0]
     names = lightgbm.Booster(model_str=churn.model_text()).feature_name()
-    # Missing values as NaN literals (Python's JSON extension, which MLflow's parser reads):
-    # JSON null would make pandas object columns, which LightGBM refuses.
-    mlflow_row = {"dataframe_split": {"columns": names, "data": [[float(v) for v in row]]}}
+    mlflow_row = _dataframe_split(names, row)
     history, events = _year_of_history(raw, as_of)
     raw_probability = float(churn.predict_raw(row[None, :])[0])
+    # The fair comparison's customer: MLflow is given the features that the project's one
+    # feature implementation builds from exactly the history posted to /v1/predict.
+    small, small_tables = _small_history(raw, as_of)
+    small_frame = build_features(validate_tables(small_tables)[0], as_of=as_of)
+    small_row = churn.encode(small_frame)[0]
     return Prepared(
         work,
         uri,
@@ -441,7 +502,19 @@ def prepare(work: Path, *, n_customers: int) -> Prepared:
         history,
         events,
         raw_probability,
+        small,
+        _dataframe_split(names, small_row),
+        float(churn.predict_raw(small_row[None, :])[0]),
     )
+
+
+def _dataframe_split(names: list[str], row: np.ndarray) -> dict[str, object]:  # type: ignore[type-arg]
+    """One encoded feature row as MLflow's ``dataframe_split`` request body.
+
+    Missing values are NaN literals (Python's JSON extension, which MLflow's parser reads):
+    JSON null would make pandas object columns, which LightGBM refuses.
+    """
+    return {"dataframe_split": {"columns": names, "data": [[float(v) for v in row]]}}
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -547,7 +620,10 @@ def run(quick: bool) -> list[Figure]:
         batch = post("/v1/scores", {"customer_ids": p.ids[:1000]}, headers)
         batch_size = min(1000, len(p.ids))
         predict = post("/v1/predict", {"customers": [p.history]}, headers)
+        small_predict = post("/v1/predict", {"customers": [p.small]}, headers)
         invocation = [post("/invocations", p.mlflow_row, {})]
+        small_invocation = post("/invocations", p.small_mlflow_row, {})
+        predict_count = 4 if quick else 60  # sequential requests per round and server
         figures: list[Figure] = []
         load = os.getloadavg()
         reference = nullcontext(0) if quick else mlflow_server(p)
@@ -573,12 +649,25 @@ def run(quick: bool) -> list[Figure]:
             peak = _run(_closed_loop(port, singles, 1.0 if quick else 5.0, 8))
             big = _run(_sequential(port, batch, repeats))
             pred = _run(_sequential(port, predict, repeats))
+            # The fair comparison: raw history -> features -> model -> reasons (ours) against
+            # the model alone on features computed beforehand (MLflow), same client,
+            # sequential requests on one connection, rounds alternating between the servers.
+            small: list[Run] = []
+            ref_small: list[Run] = []
+            _run(_sequential(port, small_predict, 5))  # warm-up
+            if ref_port:
+                _run(_sequential(ref_port, small_invocation, 5))
+            for _ in range(rounds):
+                small.append(_run(_sequential(port, small_predict, predict_count)))
+                if ref_port:
+                    ref_small.append(_run(_sequential(ref_port, small_invocation, predict_count)))
             answer = asyncio.run(_answer(ref_port, invocation[0])) if ref_port else b""
+            small_answer = asyncio.run(_answer(ref_port, small_invocation)) if ref_port else b""
         ours, ours_paced = _pooled(fixed), _pooled(paced)
         note = f"{len(ours.latencies)} ok, {ours.failures} failed at {RATE:.0f}/s"
         figures += [
-            Figure(BENCH, "scores 1 customer p50", _ms(ours.quantile(0.5)), "ms", "< 2", note),
-            Figure(BENCH, "scores 1 customer p99", _ms(ours.quantile(0.99)), "ms", "< 10", note),
+            Figure(BENCH, "scores 1 customer p50", _ms(ours.quantile(0.5)), "ms", "<= 1", note),
+            Figure(BENCH, "scores 1 customer p99", _ms(ours.quantile(0.99)), "ms", "<= 5", note),
             Figure(
                 BENCH,
                 "scores 1 customer p50, paced client",
@@ -619,6 +708,27 @@ def run(quick: bool) -> list[Figure]:
                 "ms",
                 "",
                 f"{p.history_events} events, median of {repeats}",
+            ),
+        ]
+        ours_small = _pooled(small)
+        events = ", ".join(f"{len(p.small[n])} {n}" for n in EVENT_TABLES)  # type: ignore[arg-type]
+        small_note = f"{len(ours_small.latencies)} ok, {ours_small.failures} failed; {events}"
+        figures += [
+            Figure(
+                BENCH,
+                "predict 1 customer p50",
+                _ms(ours_small.quantile(0.5)),
+                "ms",
+                "<= 5",
+                small_note,
+            ),
+            Figure(
+                BENCH,
+                "predict 1 customer p99",
+                _ms(ours_small.quantile(0.99)),
+                "ms",
+                "<= 15",
+                small_note,
             ),
         ]
         if quick:
@@ -684,7 +794,54 @@ def run(quick: bool) -> list[Figure]:
                 "same model: MLflow's answer vs the project's uncalibrated booster output",
             ),
         ]
+        figures += _predict_figures(small, ref_small, small_answer, p.small_raw_probability)
         return figures
+
+
+def _predict_figures(
+    ours: list[Run], theirs: list[Run], answer: bytes, raw_probability: float
+) -> list[Figure]:
+    """The fair comparison's MLflow figures and the ratios (ours over MLflow's)."""
+    pooled, ref = _pooled(ours), _pooled(theirs)
+    note = f"{len(ref.latencies)} ok, {ref.failures} failed; features given, same customer"
+    rounds = f"{len(ours)} interleaved rounds of sequential requests"
+    agreement = abs(json.loads(answer)["predictions"][0] - raw_probability)
+    return [
+        Figure(
+            BENCH, "mlflow models serve, features given p50", _ms(ref.quantile(0.5)), "ms", "", note
+        ),
+        Figure(
+            BENCH,
+            "mlflow models serve, features given p99",
+            _ms(ref.quantile(0.99)),
+            "ms",
+            "",
+            note,
+        ),
+        Figure(
+            BENCH,
+            "predict p50 ratio ours / mlflow",
+            pooled.quantile(0.5) / ref.quantile(0.5),
+            "x",
+            "",
+            f"{rounds}: {_spread(_p50_ratios(ours, theirs))}; ours also builds the features "
+            "from the posted history and explains the score",
+        ),
+        Figure(
+            BENCH,
+            "predict p99 ratio ours / mlflow",
+            pooled.quantile(0.99) / ref.quantile(0.99),
+            "x",
+        ),
+        Figure(
+            BENCH,
+            "mlflow (features given) vs booster |difference|",
+            agreement,
+            "probability",
+            "",
+            "MLflow's answer vs the booster on the features built from the posted history",
+        ),
+    ]
 
 
 def _spread(ratios: list[float]) -> str:
@@ -692,7 +849,144 @@ def _spread(ratios: list[float]) -> str:
     return f"median {np.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f})"
 
 
+# --- what each layer of the server costs -----------------------------------------------------
+
+#: The layers measured by :func:`run_layers`, each adding to the one before; the last is
+#: ``python -m serving`` itself.
+LAYERS = {
+    "bare": "bare uvicorn app (ASGI callable, constant answer)",
+    "routed": "+ FastAPI routing (a route reading the body, constant answer)",
+    "middlewares": "+ the app's middlewares and error handlers",
+}
+OURS_LAYER = "+ our route (python -m serving: key, request model, snapshot look-up)"
+#: The constant answer of the layer apps: a scores body of about the size of a real one.
+_LAYER_ANSWER = json.dumps(
+    {"results": [{"customer_id": "C0000001", "churn_probability": 0.5, "top_reasons": []}]}
+    | {"padding": "x" * 300, "model_version": "1"}
+).encode()
+_LAYER_HEADERS = [
+    (b"content-length", str(len(_LAYER_ANSWER)).encode()),
+    (b"content-type", b"application/json"),
+]
+
+
+async def _bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app answering every HTTP request with :data:`_LAYER_ANSWER` once its body is in."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": _LAYER_HEADERS})
+    await send({"type": "http.response.body", "body": _LAYER_ANSWER})
+
+
+def _layer_app(name: str) -> Any:
+    """The ASGI app of layer ``name`` (a key of :data:`LAYERS`)."""
+    if name == "bare":
+        return _bare_app
+    from serving.app import install_middlewares
+    from serving.errors import install_error_handlers
+    from serving.metrics import Metrics
+
+    app = FastAPI()
+
+    @app.get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/scores")
+    async def scores(request: Request) -> Response:
+        await request.body()
+        return Response(_LAYER_ANSWER, media_type="application/json")
+
+    if name == "middlewares":
+        install_error_handlers(app)
+        metrics = Metrics(lambda: None)
+        install_middlewares(app, max_body_bytes=8 * 1024 * 1024, observe=metrics.observe)
+    return app
+
+
+def serve_layer(name: str, port: int) -> None:
+    """Serve layer ``name`` on 127.0.0.1:``port`` with the uvicorn options and logging of
+    ``python -m serving``, until terminated."""
+    import uvicorn
+
+    from serving.__main__ import log_config
+
+    config = uvicorn.Config(
+        _layer_app(name),
+        host="127.0.0.1",
+        port=port,
+        access_log=False,
+        log_config=log_config(),
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def layer_server(name: str, work: Path) -> AbstractContextManager[int]:
+    """Layer ``name`` served by a new process; yields its port."""
+    args = [sys.executable, "-m", "bench.serving", "--layer", name, "--port", "{port}"]
+    return _process(args, _env(), work, "/readyz")
+
+
+def run_layers(quick: bool) -> list[Figure]:
+    """p50 and p99 of single-customer ``POST /v1/scores`` at :data:`RATE` requests/s through
+    each layer of :data:`LAYERS`, then ``python -m serving``: the same client, rounds
+    interleaved across the four servers, which run side by side."""
+    rounds = 1 if quick else ROUNDS
+    per_round = (40 if quick else 2000) // rounds
+    with tempfile.TemporaryDirectory(prefix="bench-layers-") as tmp:
+        p = prepare(Path(tmp), n_customers=400 if quick else 2000)
+        headers = {"X-API-Key": p.key}
+        singles = [post("/v1/scores", {"customer_ids": [c]}, headers) for c in p.ids[:200]]
+        names = [*LAYERS, "ours"]
+        with ExitStack() as stack:
+            ports = [stack.enter_context(layer_server(n, p.work)) for n in LAYERS]
+            ports.append(stack.enter_context(our_server(p)))
+            runs: dict[str, list[Run]] = {n: [] for n in names}
+            for port in ports:
+                _run(_sequential(port, singles[0], 50))  # warm-up
+            for _ in range(rounds):
+                for name, port in zip(names, ports, strict=True):
+                    runs[name].append(_run(_fixed_rate(port, singles, per_round, RATE)))
+    figures = []
+    previous = None
+    for name in names:
+        pooled = _pooled(runs[name])
+        label = OURS_LAYER if name == "ours" else LAYERS[name]
+        note = f"{len(pooled.latencies)} ok, {pooled.failures} failed at {RATE:.0f}/s"
+        if previous is not None:
+            added = pooled.quantile(0.5) - previous.quantile(0.5)
+            note += f"; p50 {_ms(added):+.3f} ms over the layer before"
+        ours = name == "ours"  # the targets are the server's, not the layers'
+        figures += [
+            Figure(BENCH, f"{label} p50", _ms(pooled.quantile(0.5)), "ms", "<= 1" * ours, note),
+            Figure(BENCH, f"{label} p99", _ms(pooled.quantile(0.99)), "ms", "<= 5" * ours),
+        ]
+        previous = pooled
+    return figures
+
+
 if __name__ == "__main__":
+    import argparse
+
     from bench.report import print_figures
 
-    print_figures(run(quick="--quick" in sys.argv))
+    parser = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smoke-test sizes")
+    parser.add_argument("--layers", action="store_true", help="what each server layer costs")
+    parser.add_argument("--layer", choices=list(LAYERS), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.layer:
+        serve_layer(args.layer, args.port)
+    else:
+        print_figures((run_layers if args.layers else run)(quick=args.quick))

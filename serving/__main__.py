@@ -2,10 +2,10 @@
 
 Host and port default to the settings (``CHURN_HOST``, ``CHURN_PORT``; 127.0.0.1:8000). The
 app is built here, when the server starts (settings are read then, not when a module is
-imported), and served with the HTTP protocol of :mod:`serving.http_protocol`, which answers
-successful ``POST /v1/scores`` requests before uvicorn's ASGI machinery. Uvicorn's access log
-is off: it would write raw paths, which will carry customer ids; :mod:`serving.access_log`
-logs route templates instead.
+imported), and served by uvicorn's own HTTP protocol: every request goes through the app's
+ASGI middlewares (catch-all, access log and metrics, body limit). Uvicorn's access log is
+off: it would write raw paths, which will carry customer ids; :mod:`serving.access_log` logs
+route templates instead.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 
 from serving.app import create_app
 from serving.config import Settings, SettingsError, get_settings
-from serving.http_protocol import scores_protocol
 
 
 def log_config() -> dict[str, Any]:
@@ -33,12 +32,10 @@ def log_config() -> dict[str, Any]:
 def server_config(
     settings: Settings, *, host: str | None = None, port: int | None = None
 ) -> uvicorn.Config:
-    """The uvicorn configuration of ``python -m serving``: a new app for ``settings``, served
-    with its scores protocol; ``host`` and ``port`` default to the settings'."""
-    app = create_app(settings)
+    """The uvicorn configuration of ``python -m serving``: a new app for ``settings``;
+    ``host`` and ``port`` default to the settings'."""
     return uvicorn.Config(
-        app,
-        http=scores_protocol(app.state.scores_answerer),
+        create_app(settings),
         host=host or settings.host,
         port=port or settings.port,
         access_log=False,

@@ -2,26 +2,23 @@
 
 ``create_app(settings)`` builds a fresh app; nothing is read or loaded at import time. The
 champion model and the scored snapshot are loaded once, when the server starts (``lifespan``),
-and handed to routes through dependencies. Run it with ``python -m serving``, which adds the
-``/v1/scores`` HTTP protocol (:mod:`serving.http_protocol`); ``uvicorn --factory
-serving.app:create_app`` serves the same API through uvicorn's own protocol.
+and handed to routes through dependencies. Run it with ``python -m serving``, which also sets
+up logging and turns off uvicorn's own access log (it would write raw paths, with ids).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from serving.access_log import AccessLogMiddleware
-from serving.auth import KeyStore
+from serving.auth import KeyStore, authenticate_unless_public
 from serving.body_limit import BodyLimitMiddleware
 from serving.config import Settings, get_settings
 from serving.errors import CatchAllMiddleware, install_error_handlers
 from serving.routes import customers, health, model, predict, scores
-from serving.routes.scores import ScoresAnswerer, ScoresFastPath
 from serving.state import ServingState
 
 API_VERSION = "1"
@@ -50,29 +47,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     state = ServingState(settings=settings, key_store=KeyStore(settings.api_keys_file))
     app.state.serving = state
-    install_error_handlers(app)
+    install_error_handlers(app, before_validation_error=authenticate_unless_public)
     app.include_router(health.router)
-    scores_router = scores.build_router(settings)
-    app.include_router(scores_router)
+    app.include_router(scores.build_router(settings))
     app.include_router(customers.build_router(settings))
     app.include_router(predict.build_router(settings))
     app.include_router(model.router)
-    # The last middleware added runs first: the access log also sees refused bodies, and
-    # the /v1/scores fast path runs inside both (under the cap, logged and counted).
-    # FastAPI puts the router's own route object in the scope; the fast path does the same.
-    scores_route = next(
-        r for r in scores_router.routes if isinstance(r, APIRoute) and r.path == scores.PATH
-    )
-    # One answerer for both layers in front of the route: this middleware, and the HTTP
-    # protocol of ``python -m serving`` (serving/http_protocol.py), which finds it here.
-    app.state.scores_answerer = ScoresAnswerer(state)
-    app.add_middleware(ScoresFastPath, answerer=app.state.scores_answerer, route=scores_route)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_middlewares(app, max_body_bytes=settings.max_body_bytes, observe=state.metrics.observe)
+    return app
+
+
+def install_middlewares(
+    app: FastAPI, *, max_body_bytes: int, observe: Callable[[str, str, int, float], None]
+) -> None:
+    """Add the middlewares every request goes through: catch-all (outermost), access log and
+    request metrics (``observe``), body limit of ``max_body_bytes`` bytes (innermost).
+
+    Every route, ``/v1/scores`` included, is served behind all of them; a middleware added
+    here reaches every route. Separate from :func:`create_app` so that the serving benchmark
+    can measure these layers on their own (``python -m bench.serving --layers``).
+    """
+    # The last middleware added runs first: the access log also sees refused bodies.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     docs = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
     app.add_middleware(
-        AccessLogMiddleware,
-        fixed_paths=frozenset(p for p in docs if p),
-        observe=state.metrics.observe,
+        AccessLogMiddleware, fixed_paths=frozenset(p for p in docs if p), observe=observe
     )
     app.add_middleware(CatchAllMiddleware)
-    return app

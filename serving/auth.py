@@ -198,23 +198,25 @@ def authenticate(request: Request, presented: str | None) -> ApiKey:
     """
     store: KeyStore = request.app.state.serving.key_store
     try:
-        key = scores_key(store, presented)
+        key = store.check(presented)
     except KeyStoreError as exc:
         log.error("%s", exc)
         raise ApiError(503, "auth_unavailable", "API keys cannot be checked right now") from exc
-    if key is None:
+    if key is None or SCOPE_SCORES not in key.scopes:
         raise ApiError(401, "unauthorized", f"a valid API key is required in the {HEADER} header")
     return key
 
 
-def scores_key(store: KeyStore, presented: str | None) -> ApiKey | None:
-    """The stored key matching ``presented`` if it may call the ``/v1`` routes, else ``None``.
+#: Routes that need no API key (docs/http-api.md) and the schema pages.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
 
-    Raises :class:`KeyStoreError` when the store cannot be read. The one place that decides
-    who is let in: :func:`authenticate` and the ``/v1/scores`` fast path both ask it.
-    """
-    key = store.check(presented)
-    return key if key is not None and SCOPE_SCORES in key.scopes else None
+
+def authenticate_unless_public(request: Request) -> None:
+    """Raise the 401 (or 503) of :func:`authenticate` for a request to a non-public path
+    without a valid key; a public path passes. Run before a body-validation error is
+    answered, so that a caller without a key learns nothing about the schema."""
+    if request.url.path not in PUBLIC_PATHS:
+        authenticate(request, request.headers.get(HEADER))
 
 
 #: The authenticated caller, for route signatures.

@@ -9,6 +9,7 @@ paths and messages only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -105,29 +106,29 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     return details
 
 
-#: Routes that need no API key (docs/http-api.md) and the schema pages.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
+def _validation_error(
+    before: Callable[[Request], None] | None,
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """The 422 handler; ``before(request)`` runs first and may raise :class:`ApiError`,
+    which is answered instead (the API-key check: see :func:`install_error_handlers`)."""
 
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        if before is not None:
+            try:
+                before(request)
+            except ApiError as err:
+                return await _api_error(request, err)
+        return JSONResponse(
+            error_body(
+                "invalid_request",
+                "the request does not match the API schema; see details",
+                details=validation_details(exc.errors()),
+            ),
+            status_code=422,
+        )
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    # FastAPI validates the body before a route runs: check the key first, so a caller
-    # without one gets 401 and learns nothing about the schema.
-    if request.url.path not in PUBLIC_PATHS:
-        from serving.auth import HEADER, authenticate  # serving.auth imports this module
-
-        try:
-            authenticate(request, request.headers.get(HEADER))
-        except ApiError as err:
-            return await _api_error(request, err)
-    return JSONResponse(
-        error_body(
-            "invalid_request",
-            "the request does not match the API schema; see details",
-            details=validation_details(exc.errors()),
-        ),
-        status_code=422,
-    )
+    return handler
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -143,11 +144,20 @@ def _route(request: Request) -> str:
     return getattr(route, "path", "-")
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the JSON error handlers on ``app``."""
+def install_error_handlers(
+    app: FastAPI, *, before_validation_error: Callable[[Request], None] | None = None
+) -> None:
+    """Register the JSON error handlers on ``app``.
+
+    FastAPI validates a body before the route (and its key check) runs, so a request without
+    a valid key would learn the schema from the 422. ``before_validation_error`` is called
+    with such a request first; an :class:`ApiError` it raises (the app passes
+    :func:`serving.auth.authenticate_unless_public`: a 401) is the answer instead. Who may
+    call what is decided in :mod:`serving.auth`, which imports this module, never the reverse.
+    """
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RequestValidationError, _validation_error(before_validation_error))
     app.add_exception_handler(Exception, _unexpected)
 
 

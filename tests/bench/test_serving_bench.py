@@ -31,7 +31,26 @@ def test_quick_run_measures_every_route_without_failures():
     assert "0 failed" in figures["scores max throughput"].note
     assert any(name.startswith("scores batch of") for name in figures)
     assert "events" in figures["predict 1 customer, 1 year p50"].note
+    # The fair comparison's customer (12 purchases, 6 contacts, 2 survey answers), every
+    # request answered.
+    for name in ("predict 1 customer p50", "predict 1 customer p99"):
+        assert math.isfinite(figures[name].value) and figures[name].value > 0
+        assert figures[name].note == ("4 ok, 0 failed; 12 transactions, 6 interactions, 2 surveys")
     assert "mlflow models serve p50" not in figures  # the reference runs in the full bench only
+    assert "predict p50 ratio ours / mlflow" not in figures
+
+
+def test_quick_layer_run_answers_through_every_layer():
+    figures = bench_serving.run_layers(quick=True)
+
+    p50s = [f for f in figures if f.name.endswith(" p50")]
+    assert [f.name.removesuffix(" p50") for f in p50s] == [
+        *bench_serving.LAYERS.values(),
+        bench_serving.OURS_LAYER,
+    ]
+    for figure in p50s:
+        assert figure.note.startswith("40 ok, 0 failed") and figure.value > 0
+    assert all(math.isfinite(f.value) for f in figures)
 
 
 def test_request_bytes_are_valid_http():

@@ -4,6 +4,7 @@ it, so the next request would fail with a reset)."""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 
 import httpx
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 
 from serving.access_log import AccessLogMiddleware
 from serving.errors import CatchAllMiddleware, install_error_handlers, validation_details
-from tests.server import free_port, serve_in_thread
+from tests.server import REPO_ROOT, free_port, serve_in_thread
 
 SECRET = "ZZ-internal-detail-91c2"
 
@@ -75,3 +76,18 @@ def test_keys_of_free_form_objects_are_not_repeated() -> None:
     assert SECRET not in str(details)
     assert details[0]["loc"] == ["body", "customers", 0, "attributes", "<key>", "[key]"]
     assert details[2]["loc"] == ["body", "<unexpected field>"]
+
+
+def test_errors_does_not_import_auth() -> None:
+    # Auth policy lives in serving.auth, which imports serving.errors (ApiError): the reverse
+    # import would make the pair circular again.
+    tree = ast.parse((REPO_ROOT / "serving" / "errors.py").read_text(encoding="utf-8"))
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+
+    assert "fastapi" in imported  # the walk sees the module's imports
+    assert not any(m and m.startswith("serving.auth") for m in imported)
