@@ -279,8 +279,7 @@ class ChurnModel:
             if dtype is None:
                 continue
             if name in self.categories_:
-                codes = pd.Index(self.categories_[name]).get_indexer(X[name].astype("string"))
-                out[:, j] = np.where(codes >= 0, codes, np.nan)
+                out[:, j] = self._category_codes(name, X[name])
             elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
                 numeric.append(j)
             else:
@@ -291,6 +290,18 @@ class ChurnModel:
             block = X[[self.features_[j] for j in numeric]]
             out[:, numeric] = block.to_numpy(dtype=float, na_value=np.nan)
         return out
+
+    def _category_codes(self, name: str, values: pd.Series) -> np.ndarray:
+        """Positions of ``values`` (as text) in the training categories of ``name``, as
+        float; NaN where missing or unseen. A categorical column is looked up by its few
+        categories, not row by row."""
+        position = {c: i for i, c in enumerate(self.categories_[name])}
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            cats = values.cat.categories  # never missing; str() is their text form
+            lut = np.array([position.get(str(c), np.nan) for c in cats] + [np.nan])
+            return lut[values.cat.codes.to_numpy()]  # code -1 (missing): the appended NaN
+        codes = pd.Index(self.categories_[name]).get_indexer(values.astype("string"))
+        return np.where(codes >= 0, codes, np.nan)
 
     def _prior_margin(self, matrix: np.ndarray) -> np.ndarray | None:
         """The prior's log-odds of churn per row, or ``None`` without a prior.
