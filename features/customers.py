@@ -59,5 +59,15 @@ def customer_columns(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> tuple[p
         if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
             out[col] = values.astype("float64").to_numpy()
         else:
-            out[col] = values.astype("string").astype("category").array
+            out[col] = _category(values)
     return ids, out
+
+
+def _category(values: pd.Series) -> pd.Categorical:
+    """Text values as a categorical of their distinct values, sorted (the dtype of
+    ``values.astype("string").astype("category")``, built from one factorisation)."""
+    if not isinstance(values.dtype, pd.StringDtype):  # e.g. mixed objects: compare as text
+        values = values.astype("string")
+    codes, uniques = pd.factorize(values.array, sort=True)
+    categories = pd.Index(uniques.astype("string"))
+    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories))
