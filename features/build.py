@@ -8,7 +8,6 @@ of customers.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from features import engagement as eng
@@ -16,7 +15,7 @@ from features import interactions as inter
 from features import surveys as surv
 from features import transactions as tx
 from features.customers import active_customers, customer_columns
-from features.groups import Columns, Groups, columns_frame
+from features.groups import Columns, Groups, aligned_frame
 from features.schema import Tables
 
 #: Count features: a customer with no rows in a present table has a count of zero, not NaN.
@@ -74,31 +73,6 @@ def _family_parts(tables: Tables, *, as_of: pd.Timestamp) -> list[tuple[pd.Index
     return parts
 
 
-def _aligned(ids: pd.Index, parts: list[tuple[pd.Index, Columns]]) -> Columns:
-    """Every part's columns re-ordered to the rows ``ids`` (NaN, or zero for the counts of
-    :data:`ZERO_WHEN_ABSENT`, where a part does not know a customer): one take per part."""
-    out: Columns = {}
-    for known, columns in parts:
-        pos = known.get_indexer(ids)
-        # Float columns of the part stacked with a row of NaN at the end: position -1.
-        floats = [k for k, v in columns.items() if not isinstance(v, pd.Categorical)]
-        block = np.full((len(known) + 1, len(floats)), np.nan)
-        for j, k in enumerate(floats):
-            block[:-1, j] = columns[k]
-        block = block[pos]
-        zero = np.fromiter((k in ZERO_WHEN_ABSENT for k in floats), dtype=bool, count=len(floats))
-        if zero.any():
-            counts = block[:, zero]
-            counts[np.isnan(counts)] = 0.0
-            block[:, zero] = counts
-        for k, v in columns.items():
-            if isinstance(v, pd.Categorical):
-                out[k] = v.take(pos, allow_fill=True)
-            else:
-                out[k] = block[:, floats.index(k)]
-    return out
-
-
 def churned_before(tables: Tables, *, as_of: pd.Timestamp) -> pd.Index:
     """Customers whose contractual ``churn_date`` is at or before ``as_of``: already gone, so
     never scored as at risk (the server can use this to flag posted histories)."""
@@ -129,4 +103,4 @@ def build_features(
         ids = pd.Index(ids, name="customer_id", dtype="str")
     else:
         ids = pd.Index(customer_ids, name="customer_id")
-    return columns_frame(ids, _aligned(ids, parts))
+    return aligned_frame(ids, parts, zero=ZERO_WHEN_ABSENT)

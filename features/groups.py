@@ -186,17 +186,51 @@ def frame(groups: Groups, columns: Columns) -> pd.DataFrame:
 
 
 def columns_frame(ids: pd.Index, columns: Columns) -> pd.DataFrame:
-    """``columns`` (float arrays and categoricals, aligned with ``ids``) as one frame, in the
-    given column order: float columns as one float64 block built in one call, categoricals
-    inserted at their places (a frame built column by column costs pandas' overhead per
-    column, about a millisecond per hundred columns even for one customer)."""
-    names = list(columns)
-    floats = [k for k in names if not isinstance(columns[k], pd.Categorical)]
-    block = np.empty((len(ids), len(floats)))
-    for j, k in enumerate(floats):
-        block[:, j] = columns[k]
-    out = pd.DataFrame(block, index=ids, columns=floats, copy=False)
+    """``columns`` (float arrays and categoricals, aligned with ``ids``) as one frame."""
+    return aligned_frame(ids, [(ids, columns)])
+
+
+def aligned_frame(
+    ids: pd.Index,
+    parts: list[tuple[pd.Index, Columns]],
+    *,
+    zero: frozenset[str] = frozenset(),
+) -> pd.DataFrame:
+    """One frame indexed by ``ids`` from feature columns aligned with other indexes.
+
+    Each part is ``(known, columns)``: columns aligned with ``known``. A customer of ``ids``
+    a part does not know gets NaN, or 0 in the columns named in ``zero`` (where NaN also
+    becomes 0). Columns keep the parts' order. The float columns are written once, each
+    straight into its row of one float64 block (pandas keeps blocks as columns x rows), and
+    categoricals are inserted at their places: a frame built column by column, or by
+    reindexing and concatenating parts, costs pandas' overhead per column (about a
+    millisecond per hundred columns for one customer) and an extra copy of every value.
+    """
+    names = [k for _, columns in parts for k in columns]
+    floats = [k for _, c in parts for k, v in c.items() if not isinstance(v, pd.Categorical)]
+    row = {k: j for j, k in enumerate(floats)}
+    block = np.empty((len(floats), len(ids)))
+    categoricals: dict[str, pd.Categorical] = {}
+    for known, columns in parts:
+        same = known is ids or (len(known) == len(ids) and known.equals(ids))
+        pos = None if same else known.get_indexer(ids)
+        absent = None if pos is None else pos < 0
+        for k, v in columns.items():
+            if isinstance(v, pd.Categorical):
+                categoricals[k] = v if pos is None else v.take(pos, allow_fill=True)
+                continue
+            out = block[row[k]]
+            if pos is None:
+                out[:] = v
+            elif len(known) == 0:
+                out[:] = np.nan
+            else:
+                np.take(np.asarray(v, dtype="float64"), pos, out=out)
+                out[absent] = np.nan
+            if k in zero:
+                out[np.isnan(out)] = 0.0
+    frame = pd.DataFrame(block.T, index=ids, columns=floats, copy=False)
     for j, k in enumerate(names):
-        if k not in out.columns:
-            out.insert(j, k, columns[k])
-    return out
+        if k in categoricals:
+            frame.insert(j, k, categoricals[k])
+    return frame
