@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "dask": "bench.dask",
     "sources": "bench.sources",
     "validation": "bench.validation",
+    "predict": "bench.predict",
 }
 
 

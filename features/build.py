@@ -14,9 +14,9 @@ from features import engagement as eng
 from features import interactions as inter
 from features import surveys as surv
 from features import transactions as tx
-from features.customers import active_customers, customer_features
+from features.customers import active_customers, customer_columns
+from features.groups import Columns, Groups, aligned_frame
 from features.schema import Tables
-from features.time import events_before
 
 #: Count features: a customer with no rows in a present table has a count of zero, not NaN.
 ZERO_WHEN_ABSENT = frozenset(
@@ -46,27 +46,30 @@ def population(tables: Tables, *, as_of: pd.Timestamp) -> pd.Index:
         ids.append(active_customers(tables.customers, as_of=as_of))
     for events in (tables.transactions, tables.interactions, tables.surveys):
         if events is not None:
-            ids.append(pd.Index(events_before(events, as_of)["customer_id"].unique()))
+            ids.append(Groups(events, as_of=as_of).ids)
     if not ids:
         return pd.Index([], name="customer_id", dtype="str")
     out = ids[0].append(ids[1:]).unique().difference(churned_before(tables, as_of=as_of))
     return pd.Index(out.sort_values(), name="customer_id")
 
 
-def _family_parts(tables: Tables, *, as_of: pd.Timestamp) -> list[pd.DataFrame]:
-    """Each present family's features, indexed by the customers it knows at ``as_of``."""
-    parts: list[pd.DataFrame] = []
+def _family_parts(tables: Tables, *, as_of: pd.Timestamp) -> list[tuple[pd.Index, Columns]]:
+    """Each present family's features as arrays, with the customers it knows at ``as_of``.
+
+    Each event table is grouped once (interactions feed two families)."""
+    parts: list[tuple[pd.Index, Columns]] = []
     if tables.customers is not None:
-        parts.append(customer_features(tables.customers, as_of=as_of))
-    families = (
-        (tables.transactions, tx.transaction_features),
-        (tables.interactions, inter.interaction_features),
-        (tables.interactions, eng.engagement_features),
-        (tables.surveys, surv.survey_features),
-    )
-    for table, family in families:
-        if table is not None:
-            parts.append(family(table, as_of=as_of))
+        parts.append(customer_columns(tables.customers, as_of=as_of))
+    if tables.transactions is not None:
+        g = Groups(tables.transactions, as_of=as_of)
+        parts.append((g.ids, tx.transaction_columns(g)))
+    if tables.interactions is not None:
+        g = Groups(tables.interactions, as_of=as_of)
+        parts.append((g.ids, inter.interaction_columns(g)))
+        parts.append((g.ids, eng.engagement_columns(g)))
+    if tables.surveys is not None:
+        g, element = surv.survey_groups(tables.surveys, as_of=as_of)
+        parts.append((g.ids, surv.survey_columns(g, element)))
     return parts
 
 
@@ -94,15 +97,10 @@ def build_features(
     parts = _family_parts(tables, as_of=as_of)
     if customer_ids is None:
         # The population of :func:`population`, from the indexes the families already built.
-        known = [p.index for p in parts]
+        known = [p[0] for p in parts]
         ids = known[0].append(known[1:]).unique() if known else pd.Index([], dtype="str")
         ids = ids.difference(churned_before(tables, as_of=as_of)).sort_values()
         ids = pd.Index(ids, name="customer_id", dtype="str")
     else:
         ids = pd.Index(customer_ids, name="customer_id")
-    aligned = [part.reindex(ids) for part in parts]
-    frame = pd.concat(aligned, axis=1) if aligned else pd.DataFrame(index=ids)
-    frame.index.name = "customer_id"
-    for col in ZERO_WHEN_ABSENT.intersection(frame.columns):
-        frame[col] = frame[col].fillna(0.0)
-    return frame
+    return aligned_frame(ids, parts, zero=ZERO_WHEN_ABSENT)

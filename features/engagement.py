@@ -30,10 +30,9 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import register
-from features.groups import Groups, frame
-from features.interactions import category_codes, counts_by
-from features.schema import CHANNELS, TWO_WAY_CHANNELS
-from features.time import events_before
+from features.groups import Columns, Groups, frame
+from features.interactions import counts_by
+from features.schema import CHANNELS, INTERACTION_TYPES, TWO_WAY_CHANNELS
 
 F = "engagement"
 WINDOW = 365
@@ -136,23 +135,30 @@ def _per_week(count: np.ndarray, observed_days: np.ndarray, window: int) -> np.n
 def engagement_features(interactions: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
     """Engagement features as of ``as_of`` from interactions strictly before it, indexed by
     ``customer_id``; windows are ``[as_of - 365 days, as_of)``."""
-    past = events_before(interactions, as_of)
-    g = Groups(past, as_of=as_of)
+    g = Groups(interactions, as_of=as_of)
+    return frame(g, engagement_columns(g))
+
+
+def engagement_columns(g: Groups) -> Columns:
+    """:func:`engagement_features` as arrays aligned with ``g.ids`` (the builder's form)."""
     in_year = g.window(WINDOW)
-    channel = category_codes(past["channel"], CHANNELS)
+    channel = g.codes_of("channel", CHANNELS)
+    itype = g.codes_of("interaction_type", INTERACTION_TYPES)
     per_channel = counts_by(g, channel, len(CHANNELS) + 1, in_year)
     two_way_mask = np.isin(
         np.arange(len(CHANNELS) + 1), [CHANNELS.index(c) for c in TWO_WAY_CHANNELS]
     )
     two_way = per_channel[:, two_way_mask].sum(axis=1)
     total = per_channel.sum(axis=1)
-    learning = g.count(in_year & past["interaction_type"].isin(_LEARNING_TYPES).to_numpy(bool))
+    learning = g.count(
+        in_year & np.isin(itype, [INTERACTION_TYPES.index(t) for t in _LEARNING_TYPES])
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, two_way / total, np.nan)
     channels_used = (per_channel > 0).sum(axis=1).astype("float64")
-    usage = past["interaction_type"].eq("usage").fillna(False).to_numpy(dtype=bool)
+    usage = itype == INTERACTION_TYPES.index("usage")
     observed = g.max_age()
-    out = {
+    return {
         CHANNELS_USED: channels_used,
         LEARNING: learning,
         TWO_WAY: two_way,
@@ -163,4 +169,3 @@ def engagement_features(interactions: pd.DataFrame, *, as_of: pd.Timestamp) -> p
         USAGE_RATE_365: _per_week(g.count(usage & in_year), observed, WINDOW),
         SINCE_USAGE: g.min_age(usage),
     }
-    return frame(g, out)

@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import register
-from features.groups import Groups, frame
+from features.groups import Columns, Groups, frame
 from features.schema import CHANNELS, INTERACTION_TYPES, OTHER
-from features.time import events_before
 
 F = "interactions"
 WINDOWS = (30, 90, 365)
@@ -150,26 +149,10 @@ COLUMNS = (
 )
 
 
-def category_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
-    """Position of each value in ``categories``; anything else is ``len(categories)`` (other)."""
-    # Look up the few distinct values, not every row (millions of strings).
-    codes, uniques = pd.factorize(values)
-    lut = pd.Index(categories, dtype="str").get_indexer(pd.Index(uniques, dtype="str"))
-    lut = np.append(np.where(lut < 0, len(categories), lut), len(categories))  # -1: missing
-    return lut[codes].astype("int64")
-
-
 def counts_by(groups: Groups, category: np.ndarray, k: int, mask: np.ndarray) -> np.ndarray:
     """Rows per customer and category (``n x k``), where ``mask``."""
     key = groups.codes[mask].astype("int64") * k + category[mask]
     return np.bincount(key, minlength=groups.n * k).reshape(groups.n, k).astype("float64")
-
-
-def _score(past: pd.DataFrame, column: str) -> np.ndarray:
-    """A score column as floats, NaN where blank (or when the column is absent)."""
-    if column not in past.columns:
-        return np.full(len(past), np.nan)
-    return pd.to_numeric(past[column]).to_numpy("float64", na_value=np.nan)
 
 
 def interaction_features(interactions: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -179,10 +162,14 @@ def interaction_features(interactions: pd.DataFrame, *, as_of: pd.Timestamp) -> 
     ``[as_of - N days, as_of)``. Customers without an interaction before ``as_of`` are absent
     (the builder fills their counts with zero and leaves scores missing).
     """
-    past = events_before(interactions, as_of)
-    g = Groups(past, as_of=as_of)
-    channel = category_codes(past["channel"], CHANNELS)
-    itype = category_codes(past["interaction_type"], INTERACTION_TYPES)
+    g = Groups(interactions, as_of=as_of)
+    return frame(g, interaction_columns(g))
+
+
+def interaction_columns(g: Groups) -> Columns:
+    """:func:`interaction_features` as arrays aligned with ``g.ids`` (the builder's form)."""
+    channel = g.codes_of("channel", CHANNELS)
+    itype = g.codes_of("interaction_type", INTERACTION_TYPES)
     out: dict[str, np.ndarray] = {}
     for w in WINDOWS:
         in_w = g.window(w)
@@ -193,22 +180,19 @@ def interaction_features(interactions: pd.DataFrame, *, as_of: pd.Timestamp) -> 
         per_type = counts_by(g, itype, len(INTERACTION_TYPES) + 1, in_w)
         for j, t in enumerate((*INTERACTION_TYPES, OTHER)):
             out[BY_TYPE[(t, w)]] = per_type[:, j]
-    if "resolved" in past.columns:
-        unresolved = past["resolved"].eq(False).fillna(False).to_numpy(dtype=bool)
-    else:
-        unresolved = np.zeros(len(past), dtype=bool)
+    unresolved = g.is_false("resolved")
     out[UNRESOLVED_90] = g.count(unresolved & g.window(90))
     out[UNRESOLVED_365] = g.count(unresolved & g.window(365))
-    effort = _score(past, "effort_score")
+    effort = g.values("effort_score")
     out[EFFORT_90] = g.mean(effort, g.window(90))
     out[EFFORT_LAST] = g.last(effort)
     out[EFFORT_TREND] = out[EFFORT_90] - g.mean(effort, g.window(EARLIER, older_than=RECENT))
-    csat = _score(past, "csat")
+    csat = g.values("csat")
     out[CSAT_90] = g.mean(csat, g.window(90))
     out[CSAT_LAST] = g.last(csat)
-    value_enh = _score(past, "value_enhancement")
+    value_enh = g.values("value_enhancement")
     out[VALUE_ENH_90] = g.mean(value_enh, g.window(90))
     out[VALUE_ENH_LAST] = g.last(value_enh)
     out[SINCE_LAST] = g.min_age()
     out[SINCE_COMPLAINT] = g.min_age(itype == INTERACTION_TYPES.index("complaint"))
-    return frame(g, {c: out[c] for c in COLUMNS})
+    return {c: out[c] for c in COLUMNS}

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import register
-from features.groups import Groups, frame
+from features.groups import Columns, Groups, category_codes, frame
 from features.schema import (
     DETRACTOR_MAX,
     ELEMENTS_BY_LEVEL,
@@ -22,7 +22,6 @@ from features.schema import (
     NPS_ELEMENT,
     PROMOTER_MIN,
 )
-from features.time import events_before
 
 F = "surveys"
 #: Score trend: answers of the last 180 days against the answers before them.
@@ -97,23 +96,43 @@ NPS_DTYPE = pd.CategoricalDtype(list(NPS_CLASSES))
 
 def nps_class(score: pd.Series) -> pd.Series:
     """Promoter (9-10), passive (7-8) or detractor (0-6) (Reichheld, HBR 2003); NaN stays NaN."""
-    cls = np.select(
-        [score >= PROMOTER_MIN, score > DETRACTOR_MAX, score >= 0],
-        ["promoter", "passive", "detractor"],
-        default="",
-    )
-    return pd.Series(cls, index=score.index).replace("", np.nan).astype(NPS_DTYPE)
+    return pd.Series(_nps_class(score.to_numpy("float64", na_value=np.nan)), index=score.index)
+
+
+def _nps_class(score: np.ndarray) -> pd.Categorical:
+    """:func:`nps_class` of an array (codes in :data:`NPS_CLASSES` order; NaN: missing)."""
+    codes = np.select([score >= PROMOTER_MIN, score > DETRACTOR_MAX, score >= 0], [2, 1, 0], -1)
+    return pd.Categorical.from_codes(codes, dtype=NPS_DTYPE)
 
 
 def survey_features(surveys: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
     """Survey features as of ``as_of``, indexed by ``customer_id``; answers before ``as_of`` only."""
-    past = events_before(surveys, as_of)
-    element = pd.Index(_ORDER, dtype="str").get_indexer(past["element"]).astype("int64")
-    if (element < 0).any():  # validation quarantines unknown elements; never mis-key them
-        past, element = past.loc[element >= 0], element[element >= 0]
-    g = Groups(past, as_of=as_of)
+    g, element = survey_groups(surveys, as_of=as_of)
+    return frame(g, survey_columns(g, element))
+
+
+def survey_groups(surveys: pd.DataFrame, *, as_of: pd.Timestamp) -> tuple[Groups, np.ndarray]:
+    """The answers before ``as_of`` grouped by customer, and each one's element code (its
+    position in the fixed answer order). Rows with an unknown element are left out:
+    validation quarantines them, and here they must never be mis-keyed."""
+    element = _element_codes(surveys)
+    if (element < 0).any():
+        surveys, element = surveys.loc[element >= 0], element[element >= 0]
+    g = Groups(surveys, as_of=as_of)
+    return g, g.past(element)
+
+
+def _element_codes(surveys: pd.DataFrame) -> np.ndarray:
+    """Position of each row's element in the fixed answer order; -1: unknown."""
+    codes = category_codes(surveys["element"], _ORDER)
+    return np.where(codes == len(_ORDER), -1, codes)
+
+
+def survey_columns(g: Groups, element: np.ndarray) -> Columns:
+    """:func:`survey_features` as arrays aligned with ``g.ids``, from the past rows' element
+    codes (:func:`_element_codes`, all known)."""
     k = len(_ORDER)
-    score = past["score"].to_numpy("float64")
+    score = g.values("score")
     # Latest answer per (customer, element): sort by key then time (stable), keep each run's last.
     key = g.codes.astype("int64") * k + element
     order = np.lexsort((g.ts_ns, key))
@@ -127,7 +146,7 @@ def survey_features(surveys: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFra
         return np.bincount(cust[mask], weights=weights[mask], minlength=g.n)
 
     answered = per_customer(np.ones(len(cust)), is_element)
-    out: dict[str, np.ndarray] = {
+    out: Columns = {
         HIGH_COUNT: per_customer(np.ones(len(cust)), is_element & (latest_score >= HIGH_SCORE)),
         ANSWERED: answered,
     }
@@ -151,6 +170,5 @@ def survey_features(surveys: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFra
         score, answers & (g.age_days > TREND_DAYS)
     )
     out[SINCE_LAST] = g.min_age()
-    result = frame(g, {c: out[c] for c in COLUMNS if c != NPS_CLASS})
-    result.insert(COLUMNS.index(NPS_CLASS), NPS_CLASS, nps_class(result[NPS_LAST]))
-    return result
+    out[NPS_CLASS] = _nps_class(nps)
+    return {c: out[c] for c in COLUMNS}

@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import register
-from features.groups import NS_PER_DAY, Groups, frame
-from features.time import events_before
+from features.groups import NS_PER_DAY, Columns, Groups, frame
 
 F = "transactions"
 FREQUENCY = register(
@@ -125,7 +124,7 @@ def purchase_days(transactions: pd.DataFrame) -> pd.DataFrame:
     buys = transactions.loc[transactions["amount"].to_numpy() >= 0]
     g = Groups(buys, as_of=_EPOCH_END)
     days = _PurchaseDays.of(g)
-    total = np.bincount(days.index_of(g), weights=buys["amount"].to_numpy("float64"))
+    total = np.bincount(days.index_of(g), weights=g.values("amount"))
     return pd.DataFrame(
         {
             "customer_id": g.ids[days.code],
@@ -182,10 +181,9 @@ def rfm_features(transactions: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataF
     (repeat purchase days), ``recency_days`` (first to last purchase day), ``T_days`` (first
     purchase day to ``as_of``) and ``monetary_repeat_mean`` (mean day total over repeat days,
     the Gamma-Gamma input). Customers with no purchase before ``as_of`` are absent."""
-    tx = events_before(transactions, as_of)
-    buys = tx.loc[tx["amount"].to_numpy() >= 0]
-    g = Groups(buys, as_of=as_of)
-    amount = buys["amount"].to_numpy("float64")
+    buys = transactions.loc[transactions["amount"].to_numpy() >= 0]
+    g = Groups(buys, as_of=as_of)  # leaves out rows at or after ``as_of``
+    amount = g.values("amount")
     out = _rfm(g, _PurchaseDays.of(g), amount, np.ones(len(amount), dtype=bool))
     return frame(g, {k: out[k] for k in RFM_COLUMNS})
 
@@ -232,9 +230,13 @@ def transaction_features(transactions: pd.DataFrame, *, as_of: pd.Timestamp) -> 
     transaction before ``as_of`` are absent (the builder fills their counts with zero); a
     customer with refunds only has spend and refund features and NaN RFM.
     """
-    tx = events_before(transactions, as_of)
-    g = Groups(tx, as_of=as_of)
-    amount = tx["amount"].to_numpy("float64")
+    g = Groups(transactions, as_of=as_of)
+    return frame(g, transaction_columns(g))
+
+
+def transaction_columns(g: Groups) -> Columns:
+    """:func:`transaction_features` as arrays aligned with ``g.ids`` (the builder's form)."""
+    amount = g.values("amount")
     buy = amount >= 0
     days = _PurchaseDays.of(g, buy)
     rfm = _rfm(g, days, amount, buy)
@@ -280,4 +282,4 @@ def transaction_features(transactions: pd.DataFrame, *, as_of: pd.Timestamp) -> 
         REFUND_AMOUNT_365: -g.sum(np.where(buy, 0.0, amount), g.window(365)),
         REFUND_SHARE: refund_share,
     }
-    return frame(g, {c: columns[c] for c in COLUMNS})
+    return {c: columns[c] for c in COLUMNS}

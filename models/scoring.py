@@ -43,7 +43,13 @@ def top_reasons(
     """Per row, the ``k`` features with the largest positive contribution to churn risk."""
     k = min(k, contributions.shape[1])
     order = np.argsort(-contributions, axis=1)[:, :k]
-    columns = {name: frame[name].to_numpy(dtype=object) for name in features if name in frame}
+    # Only the features that are some row's reason are read (3 columns for one customer).
+    shown = np.unique(order[np.take_along_axis(contributions, order, axis=1) > 0])
+    columns = {
+        features[j]: frame[features[j]].to_numpy(dtype=object)
+        for j in shown
+        if features[j] in frame
+    }
     out: list[list[dict[str, Any]]] = []
     for i, idx in enumerate(order):
         reasons = []
@@ -81,17 +87,21 @@ def score_frame(
             clv = bundle.clv.predict(frame, horizon_days=horizon)
     matrix = bundle.churn.encode(frame)
     prob = bundle.churn.predict_proba(matrix)
-    out = pd.DataFrame(index=frame.index)
-    out["churn_probability"] = prob
     thresholds = bundle.meta.get("risk_thresholds", DEFAULT_THRESHOLDS)
-    out["risk_band"] = risk_band(prob, thresholds)
+    # One frame built at the end, not column by column (pandas' overhead per column is most
+    # of the time for the one customer of a ``/v1/predict``).
+    columns: dict[str, Any] = {
+        "churn_probability": prob,
+        "risk_band": risk_band(prob, thresholds),
+    }
     if clv is not None:
-        out = out.join(clv)
-        out["value_at_risk"] = out["churn_probability"] * out["clv"]
+        for col in clv.columns:
+            columns[col] = clv[col].to_numpy()
+        columns["value_at_risk"] = prob * columns["clv"]
     else:
         for col in OPTIONAL_SCORE_FIELDS:
-            out[col] = np.nan
-    out["top_reasons"] = top_reasons(
+            columns[col] = np.full(len(frame), np.nan)
+    columns["top_reasons"] = top_reasons(
         frame, bundle.churn.contributions(matrix), bundle.churn.features_, k=reasons
     )
-    return out
+    return pd.DataFrame(columns, index=frame.index)

@@ -1,0 +1,170 @@
+"""``/v1/predict`` in process: one customer's raw history to features, scores and reasons.
+
+The function timed is :func:`serving.predict.predict`, the one the route calls, on the
+request model the route parses (so pydantic's parsing is a separate figure, timed the same
+way). The customer has 12 purchases, 6 contacts and 2 survey answers, taken from a seeded
+demo customer (the latest rows before the cutoff), so values and attributes are realistic.
+
+The model is fitted once here on a small demo set (no MLflow: the bench measures the request
+path, not registration). The figures are the median and p99 of sequential calls, after a
+warm-up, and a cProfile breakdown by project module (cumulative time of each module's
+top-level entry points: validation, feature building, scoring) so a slow step is named.
+
+Goal: ``/v1/predict`` p50 <= 5 ms and p99 <= 15 ms over HTTP for such a customer
+(sequential requests); the in-process figure is the part the feature, validation and
+scoring code controls.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import pstats
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.report import Figure
+
+NAME = "predict"
+HORIZON_DAYS = 90
+#: Events of the timed customer, per table (the issue's example customer).
+SHAPE = {"transactions": 12, "interactions": 6, "surveys": 2}
+FULL = {"customers": 2_500, "calls": 300, "trees": 300}
+QUICK = {"customers": 300, "calls": 20, "trees": 30}
+#: Entry points whose cumulative time makes up a request (module: function names).
+STEPS: dict[str, tuple[str, ...]] = {
+    "request parsing (pydantic)": ("model_validate_json",),
+    "raw tables (serving/predict.py)": ("raw_tables",),
+    "validation (features/validation.py)": ("validate_tables",),
+    "feature building (features/)": ("build_features",),
+    "scoring (models/scoring.py)": ("score_frame",),
+}
+
+
+def _history_item(raw: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> dict[str, Any]:
+    """A customer with at least :data:`SHAPE` events in the year before ``as_of``, cut to
+    exactly that many (the latest of each table), as a ``/v1/predict`` item (built by the
+    serving bench's own item builder, so both benches post the same shape of request)."""
+    from bench.serving import _year_of_history
+
+    since = as_of - pd.Timedelta(days=365)
+    year = {
+        n: raw[n][(raw[n]["timestamp"] >= since) & (raw[n]["timestamp"] < as_of)] for n in SHAPE
+    }
+    counts = pd.concat(
+        [year[n]["customer_id"].value_counts().rename(n) for n in SHAPE], axis=1
+    ).fillna(0)
+    cid = str(sorted(counts[(counts >= pd.Series(SHAPE)).all(axis=1)].index)[0])
+    cut = {n: year[n][year[n]["customer_id"] == cid].tail(k) for n, k in SHAPE.items()}
+    cut["customers"] = raw["customers"]
+    item, _ = _year_of_history(cut, as_of)
+    return item
+
+
+def prepare(n_customers: int, *, trees: int = 300) -> tuple[Any, bytes]:
+    """A fitted churn + CLV bundle on seeded demo data, and the request body of one customer."""
+    from features.build import build_features
+    from features.labels import churn_labels
+    from features.validation import validate_tables
+    from models.bundle import Bundle
+    from models.churn import ChurnModel
+    from models.clv import SUMMARY_COLUMNS, CLVModel
+    from training.demo_data import generate_demo_data
+
+    demo = generate_demo_data(n_customers, seed=7, horizon_days=HORIZON_DAYS)
+    raw = {n: getattr(demo, n) for n in ("customers", "transactions", "interactions", "surveys")}
+    tables, _ = validate_tables(raw)
+    as_of = pd.Timestamp(demo.ground_truth["as_of"].iloc[0])
+    frame = build_features(tables, as_of=as_of)
+    labels = churn_labels(tables, as_of=as_of, horizon_days=HORIZON_DAYS, population=frame.index)
+    churn = ChurnModel(num_boost_round=trees).fit(frame, labels)
+    clv = CLVModel(penalizer=0.001).fit(frame[list(SUMMARY_COLUMNS)])
+    meta = {"horizon_days": HORIZON_DAYS, "risk_thresholds": {"medium": 0.3, "high": 0.6}}
+    body = json.dumps({"customers": [_history_item(raw, as_of)]}).encode()
+    return Bundle(churn, clv, meta=meta), body
+
+
+def _times(fn: Callable[[], Any], calls: int) -> np.ndarray:
+    """Wall and CPU seconds (this process, all threads) of each of ``calls`` calls, shape
+    (calls, 2); CPU time is the steadier figure on a shared machine."""
+    for _ in range(max(5, calls // 10)):  # warm-up: first-call caches, lazy imports
+        fn()
+    out = np.empty((calls, 2))
+    for i in range(calls):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        out[i] = time.perf_counter() - t0, time.process_time() - c0
+    return out
+
+
+def profile_steps(fn: Callable[[], Any], calls: int) -> dict[str, float]:
+    """Mean milliseconds per call spent under each of :data:`STEPS` (cProfile, cumulative)."""
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        fn()
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    out = {}
+    for step, names in STEPS.items():
+        total = sum(row[3] for (_, _, func), row in stats.items() if func in names)
+        out[step] = total / calls * 1e3
+    return out
+
+
+def run(quick: bool) -> list[Figure]:
+    """Fit, then time parse + predict for the 12/6/2 customer: median and p99 of sequential
+    calls, and the per-step breakdown."""
+    from serving.predict import predict
+    from serving.schemas import predict_request_model
+
+    sizes = QUICK if quick else FULL
+    t0 = time.perf_counter()
+    bundle, body = prepare(sizes["customers"], trees=sizes["trees"])
+    print(f"fitted on {sizes['customers']:,} demo customers in {time.perf_counter() - t0:.1f}s")
+    request_model = predict_request_model(1000, 10_000)
+    request = request_model.model_validate_json(body)
+    assert [len(getattr(request.customers[0], n)) for n in SHAPE] == list(SHAPE.values())
+
+    def call() -> Any:
+        return predict(bundle, request.customers, model_version="1")
+
+    def parse_and_call() -> Any:
+        return predict(bundle, request_model.model_validate_json(body).customers, model_version="1")
+
+    calls = sizes["calls"]
+    # Interleaved: predict alone, then parse + predict, so a busy spell hits both.
+    alone, parsed = [], []
+    for _ in range(3):
+        alone.append(_times(call, calls // 3))
+        parsed.append(_times(parse_and_call, calls // 3))
+    both_alone, both_parsed = np.concatenate(alone) * 1e3, np.concatenate(parsed) * 1e3
+    t_alone, t_parsed = both_alone[:, 0], both_parsed[:, 0]
+    steps = profile_steps(parse_and_call, max(10, calls // 3))
+    shape = "/".join(str(v) for v in SHAPE.values())
+    note = f"{shape} tx/contacts/surveys, {calls} calls"
+    figures = [
+        Figure(NAME, "predict() p50", statistics.median(t_alone), "ms", "", note),
+        Figure(NAME, "predict() p99", float(np.percentile(t_alone, 99)), "ms", "", note),
+        Figure(NAME, "predict() CPU p50", statistics.median(both_alone[:, 1]), "ms", "", note),
+        Figure(NAME, "parse + predict() p50", statistics.median(t_parsed), "ms", "<= 5 ms", note),
+        Figure(
+            NAME,
+            "parse + predict() p99",
+            float(np.percentile(t_parsed, 99)),
+            "ms",
+            "<= 15 ms",
+            note,
+        ),
+    ]
+    total = sum(steps.values())
+    for step, ms in steps.items():
+        figures.append(
+            Figure(NAME, f"  {step}", ms, "ms", "", f"{ms / total:.0%} (cProfile, inflated)")
+        )
+    return figures

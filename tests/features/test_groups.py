@@ -1,0 +1,47 @@
+"""The array core of the families: a table's past rows only, and the one-frame assembly
+(absent customers missing or zero, categoricals aligned, column order kept)."""
+
+import numpy as np
+import pandas as pd
+
+from features.groups import Groups, aligned_frame
+
+AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
+
+
+def test_groups_read_only_rows_strictly_before_as_of():
+    events = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["B", "A", "B", "C"], dtype="str"),
+            "timestamp": pd.to_datetime(["2024-12-30", "2024-12-31", "2025-01-01", None], utc=True),
+            "score": [1.0, np.nan, 3.0, 4.0],
+            "resolved": pd.array([False, None, False, True], dtype="boolean"),
+        }
+    )
+    g = Groups(events, as_of=AS_OF)
+    assert list(g.ids) == ["B", "A"]  # B's row at as_of and C's row without a time are out
+    assert g.age_days.tolist() == [2.0, 1.0]
+    np.testing.assert_array_equal(g.values("score"), [1.0, np.nan])
+    assert g.is_false("resolved").tolist() == [True, False]  # missing is not false
+    assert np.isnan(g.values("csat")).all() and len(g.values("csat")) == 2
+
+
+def test_aligned_frame_fills_absent_customers_and_keeps_order():
+    ids = pd.Index(["A", "B", "C"], name="customer_id", dtype="str")
+    first = (
+        pd.Index(["C", "A"], dtype="str"),
+        {
+            "count": np.array([2.0, np.nan]),
+            "mean": np.array([1.5, 2.5]),
+            "kind": pd.Categorical(["x", "y"]),
+        },
+    )
+    empty = (pd.Index([], dtype="str"), {"other": np.array([])})
+    frame = aligned_frame(ids, [first, empty], zero=frozenset({"count", "other"}))
+    assert list(frame.columns) == ["count", "mean", "kind", "other"]
+    assert frame["count"].tolist() == [0.0, 0.0, 2.0]  # NaN and absent both become 0
+    np.testing.assert_array_equal(frame["mean"], [2.5, np.nan, 1.5])
+    assert frame["kind"].tolist()[0] == "y" and pd.isna(frame["kind"].iloc[1])
+    assert frame["kind"].dtype == pd.CategoricalDtype(["x", "y"])
+    assert frame["other"].tolist() == [0.0, 0.0, 0.0]
+    assert frame.index.equals(ids)
