@@ -1,4 +1,4 @@
-"""CLV: BG/NBD, Pareto/NBD or MBG/NBD purchase counts and Gamma-Gamma spend, on lifetimes,
+"""CLV: BG/NBD, Pareto/NBD, MBG/NBD or NBD purchase counts and Gamma-Gamma spend, on lifetimes,
 persisted as JSON.
 
 References
@@ -11,6 +11,8 @@ Fader, Hardie & Lee (2005), "A Note on Implementing the Pareto/NBD Model in MATL
 Pareto/NBD.
 Batislam, Denizel & Filiztekin (2007), "Empirical validation and comparison of models for
 customer base analysis", IJRM 24(3) -- MBG/NBD (dropout possible at time 0).
+Ehrenberg (1959), "The Pattern of Consumer Purchases", Applied Statistics 8(1), and FHL (2005a),
+section 2 -- NBD: gamma-Poisson purchases with no dropout, the limit of BG/NBD as ``a -> 0``.
 Fader, Hardie & Lee (2005b), "RFM and CLV: Using Iso-Value Curves for Customer Base Analysis",
 J. Marketing Research 42(4), and Hardie's note 025 -- Gamma-Gamma spend model.
 
@@ -46,10 +48,50 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from autograd import hessian, value_and_grad
+from autograd import numpy as anp
+from autograd.scipy.special import gammaln
 from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 from scipy.optimize import minimize
 
 log = logging.getLogger(__name__)
+
+
+class NBDFitter:
+    """The NBD model (Ehrenberg 1959): each customer buys as a Poisson process whose rate is
+    gamma(r, alpha) across customers, and never drops out. It is BG/NBD's limit as ``a -> 0``
+    (FHL 2005a, section 2), and describes data with no visible dropout, where the dropout
+    models' parameters run to that boundary. lifetimes has no fitter for it; this class gives
+    the three methods :class:`CLVModel` calls on lifetimes' fitters, with ``params_`` set by
+    the caller (times in the parameters' unit).
+    """
+
+    params_: pd.Series
+
+    @staticmethod
+    def _negative_log_likelihood(log_params, freq, rec, T, weights, penalizer_coef):
+        """Mean negative log-likelihood per customer plus lifetimes' L2 penalty.
+
+        The likelihood of a history depends on ``x`` and ``T`` only (recency carries no
+        information without dropout): ``ln G(r + x) - ln G(r) + r ln alpha - (r + x)
+        ln(alpha + T)``, BG/NBD's eq. (6) at ``a = 0``, so it compares with the dropout models'
+        likelihoods on held-out customers. Autograd-differentiable, as lifetimes' are."""
+        params = anp.exp(log_params)
+        r, alpha = params[0], params[1]
+        ll = gammaln(r + freq) - gammaln(r) + r * anp.log(alpha) - (r + freq) * anp.log(alpha + T)
+        return -(weights * ll).sum() / weights.sum() + penalizer_coef * (params**2).sum()
+
+    def conditional_probability_alive(self, frequency, recency, T) -> np.ndarray:
+        """1 for every customer: the model has no dropout."""
+        return np.ones(np.shape(np.asarray(frequency, dtype=float)))
+
+    def conditional_expected_number_of_purchases_up_to_time(
+        self, t, frequency, recency, T
+    ) -> np.ndarray:
+        """``(r + x) / (alpha + T) * t``: the posterior mean rate (gamma(r + x, alpha + T))
+        times the horizon ``t``."""
+        r, alpha = float(self.params_["r"]), float(self.params_["alpha"])
+        return (r + np.asarray(frequency, dtype=float)) / (alpha + np.asarray(T, dtype=float)) * t
+
 
 #: Columns of the RFM summary the model reads, as the feature builder names them (days).
 SUMMARY_COLUMNS = ("frequency", "recency_days", "T_days", "monetary_repeat_mean")
@@ -60,6 +102,7 @@ COUNT_MODELS: dict[str, tuple[type, tuple[str, ...]]] = {
     "bgnbd": (BetaGeoFitter, ("r", "alpha", "a", "b")),
     "pareto_nbd": (ParetoNBDFitter, ("r", "alpha", "s", "beta")),
     "mbgnbd": (ModifiedBetaGeoFitter, ("r", "alpha", "a", "b")),
+    "nbd": (NBDFitter, ("r", "alpha")),
 }
 SPEND_PARAMS = ("p", "q", "v")
 TIME_UNITS = {"weeks": 7.0, "days": 1.0}
@@ -434,8 +477,9 @@ class CLVModel:
 
     Parameters
     ----------
-    model : ``"bgnbd"`` (default), ``"pareto_nbd"``, ``"mbgnbd"``, or ``"auto"``: the one with
-        the best held-out log-likelihood (:func:`select_purchase_model`).
+    model : ``"bgnbd"`` (default), ``"pareto_nbd"``, ``"mbgnbd"``, ``"nbd"`` (no dropout:
+        P(alive) is 1), or ``"auto"``: the one with the best held-out log-likelihood
+        (:func:`select_purchase_model`).
     time_unit : ``"weeks"`` (default, as in the CDNOW papers) or ``"days"``: the unit of the
         fitted parameters.
     time_unit_days : length of the time unit in days; overrides ``time_unit`` when given (kept

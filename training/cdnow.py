@@ -9,7 +9,7 @@ and the 1/10th sample of 2,357 of them (``CDNOW_sample.txt``). Calibration is 19
 The files are read from the installed package folder, never through ``lifetimes.datasets``
 (which imports ``pkg_resources``, gone from recent setuptools).
 
-``python -m training.cdnow [sample|master] [--model bgnbd|pareto_nbd|mbgnbd|auto]`` prints
+``python -m training.cdnow [sample|master] [--model bgnbd|pareto_nbd|mbgnbd|nbd|auto]`` prints
 the fitted parameters and the holdout tables (the figures in ``docs/clv.md``).
 """
 

@@ -9,7 +9,10 @@ uses this module instead, at every cutoff and for the final model, on either eng
    penalizer of the ladder that converges on a stable 80% of the customers, ranked by mean
    log-likelihood on the other 20% (held out by a hash of the history, :func:`holdout_split`),
    and refitted on everyone in that order;
-3. nothing fits: no CLV model (``status`` "not fitted"); the caller trains the churn model
+3. the NBD model (:data:`LAST_MODEL`: gamma-Poisson purchases, no dropout, BG/NBD's limit as
+   ``a -> 0``) with the same ladder: the model of data where nobody visibly drops out, where
+   every dropout parameter above runs to 0; its P(alive) is 1 for everybody;
+4. nothing fits: no CLV model (``status`` "not fitted"); the caller trains the churn model
    without BG/NBD features and says so once.
 
 When a count model fits but Gamma-Gamma does not (:class:`models.clv.SpendModelError`: too few
@@ -45,6 +48,9 @@ PENALIZERS = (0.0, 0.001, 0.01, 0.1)
 FIRST_MODEL = "bgnbd"
 #: Tried when BG/NBD fails at every penalizer, ranked by held-out likelihood.
 OTHER_MODELS = ("pareto_nbd", "mbgnbd")
+#: Tried last, when every dropout model failed: no dropout, so nothing to run to a boundary.
+LAST_MODEL = "nbd"
+ALL_MODELS = (FIRST_MODEL, *OTHER_MODELS, LAST_MODEL)
 #: Share of customers held out to rank :data:`OTHER_MODELS`.
 HOLDOUT_SHARE = 0.2
 
@@ -216,6 +222,12 @@ def fit_clv_with_fallback(
                 result = _attempt(table, model, penalizer, as_of, tried)
                 if result is not None:
                     break
+            if result is None:
+                note = f"{', '.join(OTHER_MODELS)} did not fit either"
+                for penalizer in PENALIZERS:
+                    result = _attempt(table, LAST_MODEL, penalizer, as_of, tried)
+                    if result is not None:
+                        break
             if result is not None:
                 why = f"{FIRST_MODEL} did not fit at penalizers {', '.join(map(str, PENALIZERS))}"
                 reason = "; ".join(filter(None, [why, note, result.reason]))
@@ -224,7 +236,7 @@ def fit_clv_with_fallback(
         reason = (
             tried[0]
             if len(tried) == 1
-            else f"no purchase model fitted ({FIRST_MODEL}, {', '.join(OTHER_MODELS)} at "
+            else f"no purchase model fitted ({', '.join(ALL_MODELS)} at "
             f"penalizers {', '.join(map(str, PENALIZERS))}; first: {_first_error(tried)})"
         )
         result = CLVFit(None, "not fitted", reason)

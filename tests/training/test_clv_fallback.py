@@ -21,6 +21,7 @@ from serving.snapshot import load_snapshot
 from training import tracking
 from training.batch import score
 from training.clv_fit import (
+    LAST_MODEL,
     OTHER_MODELS,
     PENALIZERS,
     _ranked_others,
@@ -56,23 +57,45 @@ def summary(tx: pd.DataFrame) -> pd.DataFrame:
     return build_features(Tables(transactions=tx), as_of=START + pd.Timedelta(days=DAYS))
 
 
-def test_no_dropout_walks_the_stated_order_and_fits_nothing(caplog):
+def test_no_dropout_walks_the_stated_order_and_ends_with_nbd(caplog):
     frame = summary(poisson_purchases(1500, seed=1))
     with pytest.raises(CLVModelError, match="boundary"):
         CLVModel().fit(frame)  # the library keeps its strict error
     with caplog.at_level(logging.DEBUG, logger="training.clv_fit"):
         fit = fit_clv_with_fallback(frame, where="test")
-    assert fit.model is None and fit.status == "not fitted"
+    assert fit.status == "fitted" and fit.model.model_ == LAST_MODEL == "nbd"
+    assert fit.model.penalizer == 0
     bgnbd = [t for t in fit.tried if t.startswith("bgnbd ")]
     assert [t.split(":")[0] for t in bgnbd] == [f"bgnbd penalizer {p:g}" for p in PENALIZERS]
     assert any(t.startswith("pareto_nbd") for t in fit.tried)
     assert any(t.startswith("mbgnbd") for t in fit.tried)
-    assert fit.mlflow_tags()["clv.status"].startswith("not fitted: no purchase model fitted")
-    assert fit.mlflow_params() == {"clv.model": "none"}
+    assert not any(t.startswith("nbd") for t in fit.tried)
+    assert "pareto_nbd, mbgnbd did not fit either" in fit.reason
+    assert fit.mlflow_params() == {"clv.model": "nbd", "clv.penalizer": 0.0, "clv.spend": True}
+    assert fit.mlflow_tags()["clv.status"].startswith("fitted: nbd, penalizer 0 (bgnbd did not")
     ours = [r for r in caplog.records if r.name == "training.clv_fit"]
     final = [r for r in ours if r.levelno == logging.INFO]
-    assert len(final) == 1 and final[0].getMessage().startswith("CLV fit (test): not fitted")
+    assert len(final) == 1 and final[0].getMessage().startswith("CLV fit (test): nbd, penalizer 0")
     assert len([r for r in ours if r.levelno == logging.DEBUG]) == len(fit.tried)
+    out = fit.model.predict(frame, horizon_days=90)
+    assert (out["p_alive"] == 1).all()  # no dropout in the model
+    # E[purchases in t | x, T] = (r + x) / (alpha + T) * t, in the model's weeks
+    r, alpha = fit.model.params_["r"], fit.model.params_["alpha"]
+    weeks = np.maximum(np.ceil(frame["T_days"] - 1e-9) - 1, 0) / 7
+    np.testing.assert_allclose(
+        out["expected_purchases"], (r + frame["frequency"]) / (alpha + weeks) * (90 / 7)
+    )
+
+
+def test_nothing_fits_one_time_buyers_and_says_why():
+    tx = poisson_purchases(1500, seed=1).drop_duplicates("customer_id")
+    fit = fit_clv_with_fallback(summary(tx), where="test")
+    assert fit.model is None and fit.status == "not fitted"
+    assert [t.split(" penalizer")[0] for t in fit.tried][-len(PENALIZERS) :] == [LAST_MODEL] * 4
+    tag = fit.mlflow_tags()["clv.status"]
+    assert tag.startswith("not fitted: no purchase model fitted (bgnbd, pareto_nbd, mbgnbd, nbd")
+    assert "no customer has a repeat purchase" in tag
+    assert fit.mlflow_params() == {"clv.model": "none"}
 
 
 def test_data_with_dropout_fits_bgnbd_first_as_the_library_does():
@@ -113,21 +136,66 @@ def test_holdout_split_keeps_every_customer_and_ignores_row_order():
         )
 
 
-@pytest.fixture(scope="module")
-def no_dropout_run(tmp_path_factory, make_settings):
-    root = tmp_path_factory.mktemp("nodropout")
+def _train_on(root, make_settings, tx: pd.DataFrame, labels: pd.DataFrame | None = None):
     data = root / "data"
     data.mkdir()
-    tx = poisson_purchases(1200, seed=5)
     tx.assign(timestamp=tx["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(
         data / "transactions.csv", index=False
     )
-    settings = make_settings(root, data, n_training_cutoffs=2)
-    return settings
+    if labels is not None:
+        labels.to_csv(data / "labels.csv", index=False)
+    return make_settings(root, data, n_training_cutoffs=2)
 
 
-def test_no_dropout_purchases_train_without_clv_features(no_dropout_run, caplog):
-    settings = no_dropout_run
+def test_no_dropout_purchases_train_with_nbd_clv(tmp_path, make_settings, caplog):
+    settings = _train_on(tmp_path, make_settings, poisson_purchases(1200, seed=5))
+    with caplog.at_level(logging.INFO):
+        result = train(settings)
+    assert result.promoted and 0.5 < result.metrics["valid.roc_auc"] <= 1
+    warnings = [
+        r for r in caplog.records if r.levelno >= logging.WARNING and "CLV" in r.getMessage()
+    ]
+    assert warnings == [], [r.getMessage() for r in warnings]
+    chosen = [r.getMessage() for r in caplog.records if r.name == "training.clv_fit"]
+    assert any(m.startswith("CLV fit (final model): nbd, penalizer 0") for m in chosen), chosen
+    assert any("failed attempts (DEBUG lists them)" in m for m in chosen)
+
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.data.params["clv.model"] == "nbd"
+    assert run.data.tags["clv.status"].startswith("fitted: nbd, penalizer 0")
+    assert "clv_features.status" not in run.data.tags
+
+    bundle = tracking.load_version(settings, result.version)
+    assert bundle.clv.model_ == "nbd" and set(bundle.clv.params_) == {"r", "alpha", "p", "q", "v"}
+    assert {P_ALIVE, EXPECTED_PURCHASES} <= set(bundle.churn.features_)
+
+    scored = score(settings)
+    snap = pd.read_parquet(scored.path)
+    buyers = snap["expected_purchases"].notna()
+    assert buyers.mean() > 0.9
+    # no dropout: P(alive) 1 for every buyer; CLV and value at risk from expected purchases
+    assert (snap.loc[buyers, "p_alive"] == 1).all()
+    assert (snap.loc[buyers, "clv"] > 0).all()
+    served = load_snapshot(settings.scores_dir)  # what the server loads, verified
+    row = served.scores[snap.loc[buyers, "customer_id"].iloc[0]]
+    assert row["p_alive"] == 1 and row["clv"] > 0 and 0 <= row["churn_probability"] <= 1
+
+
+def test_one_time_buyers_train_without_clv_features(tmp_path, make_settings, caplog):
+    """Nobody bought twice: no purchase model fits, the churn model trains on the labels
+    without BG/NBD features, with ONE warning."""
+    tx = poisson_purchases(1200, seed=5).drop_duplicates("customer_id")
+    rng = np.random.default_rng(5)
+    late = tx["timestamp"] > START + pd.Timedelta(days=DAYS / 2)
+    labels = pd.DataFrame(
+        {
+            "customer_id": tx["customer_id"],
+            "as_of": (START + pd.Timedelta(days=DAYS)).strftime("%Y-%m-%d"),
+            "churned": (rng.random(len(tx)) < np.where(late, 0.2, 0.7)).astype(int),
+        }
+    )
+    settings = _train_on(tmp_path, make_settings, tx, labels)
     with caplog.at_level(logging.INFO):
         result = train(settings)
     assert result.promoted and 0.5 < result.metrics["valid.roc_auc"] <= 1
@@ -139,7 +207,6 @@ def test_no_dropout_purchases_train_without_clv_features(no_dropout_run, caplog)
     assert "\n" not in warnings[0].getMessage()
     chosen = [r.getMessage() for r in caplog.records if r.name == "training.clv_fit"]
     assert any(m.startswith("CLV fit (final model): not fitted") for m in chosen), chosen
-    assert any("failed attempts (DEBUG lists them)" in m for m in chosen)
 
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     run = client.get_run(result.run_id)
@@ -151,7 +218,6 @@ def test_no_dropout_purchases_train_without_clv_features(no_dropout_run, caplog)
     bundle = tracking.load_version(settings, result.version)
     assert bundle.clv is None
     assert not {P_ALIVE, EXPECTED_PURCHASES} & set(bundle.churn.features_)
-    assert "frequency" in bundle.churn.features_  # the RFM features still train the model
 
     scored = score(settings)
     snap = pd.read_parquet(scored.path)
