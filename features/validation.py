@@ -14,6 +14,7 @@ microseconds, and training validates tables of millions of rows.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -31,6 +32,13 @@ DEFAULT_CLOCK_SKEW = pd.Timedelta(minutes=15)
 MISSING_MARKERS: frozenset[str] = frozenset(
     {"null", "nan", "n/a", "#n/a", "#value!", "#ref!", "#div/0!", "#num!", "#name?", "#null!"}
 )
+#: A text attribute column is numeric when at least this share of its values (blank values and
+#: :data:`MISSING_MARKERS` aside) are finite numbers; its other values are blanked as
+#: ``bad_<column>`` findings. Below the share the column stays text (categories).
+NUMERIC_SHARE = 0.95
+#: Text that looks like a code, not a quantity: a leading zero before a digit ("02139", "007").
+#: One such value keeps the whole column text, so ZIP codes and account codes stay categories.
+_CODE = re.compile(r"[+-]?0\d")
 #: Text forms of a boolean (compared lower-case, stripped).
 _BOOL_TEXT = {
     "true": True, "1": True, "1.0": True, "yes": True, "y": True,
@@ -413,6 +421,7 @@ def validate_table(
     *,
     now: pd.Timestamp | None = None,
     clock_skew: pd.Timedelta = DEFAULT_CLOCK_SKEW,
+    numeric_attributes: frozenset[str] | None = None,
 ) -> Validated:
     """Check one table against the contract: quarantine rows with a bad required value, blank
     bad optional values, keep the rest.
@@ -424,6 +433,9 @@ def validate_table(
     now : the caller's wall-clock time; events (and signup dates, label ``as_of``) later than
         ``now + clock_skew`` are in the future and fail. ``None``: no future check.
     clock_skew : the tolerance for clocks that differ.
+    numeric_attributes : customers only: the text attribute columns to read as numbers, when
+        the caller decided on the whole table (:func:`numeric_attribute_columns`, e.g. over a
+        cluster's partitions); ``None``: decided from ``raw`` itself.
 
     Raises
     ------
@@ -514,7 +526,7 @@ def validate_table(
             value = np.where(outside, np.nan, value)
         out[col] = value
     if name == "customers":
-        _attribute_rules(col_of, rules, out)
+        _attribute_rules(col_of, rules, out, numeric_attributes)
         rules.row(_repeats(ids), "duplicate_customer_id")
     else:
         rules.row(_duplicated(raw, col_of, stamps), "duplicate")
@@ -532,21 +544,98 @@ def _future_limit(now: pd.Timestamp, clock_skew: pd.Timedelta) -> int:
 _CUSTOMER_COLUMNS = frozenset({"customer_id", *TABLES["customers"].optional})
 
 
-def _attribute_rules(col_of: _Columns, rules: _Rules, out: dict[str, object]) -> None:
-    """Blank values of attribute columns that are clearly no value: infinite numbers and
-    spreadsheet errors or null markers in text (:data:`MISSING_MARKERS`)."""
-    for col in col_of.frame.columns:
-        if col in _CUSTOMER_COLUMNS:
-            continue
+def _attribute_columns(col_of: _Columns) -> list[str]:
+    return [c for c in col_of.frame.columns if c not in _CUSTOMER_COLUMNS]
+
+
+def _number_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """A text attribute read as numbers: float values (NaN where not a number), which values
+    are blank, which are :data:`MISSING_MARKERS` markers, which are finite numbers, and
+    whether a value looks like a code (:data:`_CODE`)."""
+    text, blank = _text(s, lower=True)
+    marker = _MARKERS.positions(text) >= 0
+    values = np.asarray(pd.to_numeric(text, errors="coerce"), dtype="float64")
+    number = ~blank & ~marker & np.isfinite(values)
+    if len(s) < _SMALL:
+        coded = any(t is not None and _CODE.match(t) is not None for t in text)
+    else:
+        coded = bool(pd.Series(text).str.match(_CODE.pattern, na=False).any())
+    return values, blank, marker, number, coded
+
+
+def _numeric_rule(present, numbers, coded):
+    """The type rule, on counts (numbers, or Series of them per column): some number, no
+    code, and at least :data:`NUMERIC_SHARE` of the present values numbers."""
+    return (numbers > 0) & (coded == 0) & (numbers >= NUMERIC_SHARE * present)
+
+
+def _is_text(dtype) -> bool:
+    return not (pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype))
+
+
+def attribute_number_counts(customers: pd.DataFrame) -> pd.DataFrame:
+    """Per text attribute column of a raw customers table: ``present`` values, finite
+    ``numbers`` among them, and ``coded`` (1 if a value looks like a code). Counts of disjoint
+    parts of a table add up (``coded`` by max), so a cluster decides on the whole table with
+    :func:`numeric_attribute_columns` as one machine does."""
+    col_of = _Columns(customers)
+    rows = []
+    for col in _attribute_columns(col_of):
+        if _is_text(col_of[col].dtype):
+            _, blank, marker, number, coded = _number_text(col_of[col])
+            rows.append((col, int((~blank & ~marker).sum()), int(number.sum()), int(coded)))
+    out = pd.DataFrame(rows, columns=["column", "present", "numbers", "coded"])
+    return out.astype({"column": "str", "present": "int64", "numbers": "int64", "coded": "int64"})
+
+
+def numeric_attribute_columns(counts: pd.DataFrame) -> frozenset[str]:
+    """The text attribute columns read as numbers, from :func:`attribute_number_counts`
+    (summed over parts): some value present, none like a code, and at least
+    :data:`NUMERIC_SHARE` of the present values numbers."""
+    total = counts.groupby("column").agg(
+        present=("present", "sum"), numbers=("numbers", "sum"), coded=("coded", "max")
+    )
+    keep = _numeric_rule(total["present"], total["numbers"], total["coded"])
+    return frozenset(str(c) for c in total.index[keep])
+
+
+def _attribute_rules(
+    col_of: _Columns,
+    rules: _Rules,
+    out: dict[str, object],
+    numeric: frozenset[str] | None = None,
+) -> None:
+    """Decide each attribute column's type and blank values that are clearly no value.
+
+    A text column whose present values are numbers (:func:`numeric_attribute_columns`, or
+    the caller's ``numeric``) becomes float64: CSV reads every column as text, and a tenure
+    or a monthly charge is a quantity, not a category. Blank stays missing; markers
+    (:data:`MISSING_MARKERS`) and the few values that are no finite number are blanked as
+    ``bad_<column>``. Other text stays text (the features make it a category), with markers
+    blanked; numeric columns have infinite values blanked; booleans are kept."""
+    for col in _attribute_columns(col_of):
         s = col_of[col]
         if pd.api.types.is_bool_dtype(s.dtype):
             continue
         if pd.api.types.is_numeric_dtype(s.dtype):
             values = s.to_numpy(dtype="float64", na_value=np.nan)
             bad = np.isinf(values)
+            if bad.any():
+                rules.field(col, bad, f"bad_{col}")
+                out[col] = s.mask(pd.Series(bad, index=s.index)).array
+            continue
+        values, blank, marker, number, coded = _number_text(s)
+        if numeric is None:
+            present = int((~blank & ~marker).sum())
+            as_number = bool(_numeric_rule(present, int(number.sum()), int(coded)))
         else:
-            text, _ = _text(s, lower=True)
-            bad = _MARKERS.positions(text) >= 0
+            as_number = col in numeric
+        if as_number:
+            # markers and values that are no finite number; blank values are just missing
+            rules.field(col, ~blank & ~number, f"bad_{col}")
+            out[col] = np.where(number, values, np.nan)
+            continue
+        bad = marker
         if bad.any():
             rules.field(col, bad, f"bad_{col}")
             out[col] = s.mask(pd.Series(bad, index=s.index)).array

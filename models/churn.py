@@ -333,8 +333,21 @@ class ChurnModel:
     def _category_codes(self, name: str, values: pd.Series) -> np.ndarray:
         """Positions of ``values`` (as text) in the training categories of ``name``, as
         float; NaN where missing or unseen. A categorical column is looked up by its few
-        categories, not row by row."""
+        categories, not row by row.
+
+        Numbers are matched by value against the categories that are numbers: a text column
+        with too many non-numbers to be numeric trains as categories ("2", "x"), and a value
+        posted as the JSON number 2 (or read into a float column, 2.0) must find "2"."""
         position = {c: i for i, c in enumerate(self.categories_[name])}
+        dtype = values.dtype
+        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            by_value: dict[float, int] = {}
+            for c, i in position.items():
+                number = pd.to_numeric(c, errors="coerce")
+                if np.isfinite(number):
+                    by_value.setdefault(float(number), i)
+            floats = values.to_numpy(dtype=float, na_value=np.nan).tolist()
+            return np.array([by_value.get(v, np.nan) for v in floats], dtype=float)
         if isinstance(values.dtype, pd.CategoricalDtype):
             cats = values.cat.categories  # never missing; str() is their text form
             lut = np.array([position.get(str(c), np.nan) for c in cats] + [np.nan])

@@ -46,7 +46,13 @@ import pandas as pd
 from features.build import build_features
 from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
 from features.schema import Tables
-from features.validation import DEFAULT_CLOCK_SKEW, Validated, validate_table
+from features.validation import (
+    DEFAULT_CLOCK_SKEW,
+    Validated,
+    attribute_number_counts,
+    numeric_attribute_columns,
+    validate_table,
+)
 from models.churn import ChurnModel
 from models.clv import summary_counts
 from models.clv_evaluation import calibration_holdout
@@ -143,13 +149,17 @@ def _validated_part(
     name: str,
     now: pd.Timestamp | None = None,
     clock_skew: pd.Timedelta = DEFAULT_CLOCK_SKEW,
+    numeric: frozenset[str] | None = None,
 ) -> Validated:
     """:func:`validate_table` on one partition; an empty partition is valid and empty (with
-    the dtypes validation gives), not the whole-table error."""
+    the dtypes validation gives), not the whole-table error. ``numeric``: the customers'
+    attribute columns read as numbers, decided on the whole table (:func:`_numeric_columns`),
+    so every partition has the same dtypes."""
+    kwargs = {"now": now, "clock_skew": clock_skew, "numeric_attributes": numeric}
     if len(raw):
-        return validate_table(name, raw, now=now, clock_skew=clock_skew)
+        return validate_table(name, raw, **kwargs)
     blank = raw.reindex([0])  # one all-missing row: quarantined, leaving typed empty columns
-    clean = validate_table(name, blank, now=now, clock_skew=clock_skew).clean
+    clean = validate_table(name, blank, **kwargs).clean
     return Validated(name, clean, raw.assign(reason=pd.Series(dtype="str")))
 
 
@@ -164,6 +174,16 @@ def _quarantine_part(raw: pd.DataFrame, name: str, *args: Any) -> pd.DataFrame:
 def _fields_part(raw: pd.DataFrame, name: str, *args: Any) -> pd.DataFrame:
     # row numbers count within the shuffled partition, not the file: blanked in stage_inputs
     return _validated_part(raw.drop(columns="_key"), name, *args).fields
+
+
+def _numeric_columns(raw) -> frozenset[str]:
+    """The customers' text attribute columns that validation reads as numbers, decided from
+    counts gathered over every partition (:func:`features.validation.numeric_attribute_columns`),
+    as the local engine decides on the whole table."""
+    meta = attribute_number_counts(raw._meta)
+    return numeric_attribute_columns(
+        raw.map_partitions(attribute_number_counts, meta=meta).compute()
+    )
 
 
 def partitions_for(rows: int, settings: TrainSettings) -> int:
@@ -213,15 +233,16 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
     writes, quarantines, fields, paths = [], {}, {}, {}
     now, skew = pd.Timestamp.now(tz="UTC"), pd.Timedelta(minutes=settings.clock_skew_minutes)
     for name, (_, raw) in raws.items():
+        args = (name, now, skew, _numeric_columns(raw) if name == "customers" else None)
         # the validated id is the stripped text; hash that, so a padded id lands with its twin
         key = raw["customer_id"].astype("string").str.strip()
         shuffled = raw.assign(_key=key).shuffle("_key", npartitions=npart, shuffle_method=SHUFFLE)
-        meta = _clean_part(raw._meta.assign(_key=pd.Series(dtype="string")), name)
-        clean = shuffled.map_partitions(_clean_part, name, now, skew, meta=meta)
+        meta = _clean_part(raw._meta.assign(_key=pd.Series(dtype="string")), *args)
+        clean = shuffled.map_partitions(_clean_part, *args, meta=meta)
         qmeta = raw._meta.assign(reason=pd.Series(dtype="str"))
-        quarantines[name] = shuffled.map_partitions(_quarantine_part, name, now, skew, meta=qmeta)
+        quarantines[name] = shuffled.map_partitions(_quarantine_part, *args, meta=qmeta)
         fmeta = Validated(name, meta, qmeta).fields
-        fields[name] = shuffled.map_partitions(_fields_part, name, now, skew, meta=fmeta)
+        fields[name] = shuffled.map_partitions(_fields_part, *args, meta=fmeta)
         paths[name] = out / name
         writes.append(clean.to_parquet(str(paths[name]), write_index=False, compute=False))
     *_, bad, blanked = dask.compute(*writes, quarantines, fields)

@@ -404,3 +404,79 @@ def test_exact_duplicates_match_pandas_at_any_size(n):
     expected = int(raw.duplicated().sum())
     assert r.counts.get("duplicate", 0) == expected > 0
     assert not r.clean.duplicated(["customer_id", "timestamp", "amount"]).any()
+
+
+def _attributes_csv(tmp_path, n: int = 200) -> pd.DataFrame:
+    """A customers export as CSV gives it: every attribute text. ``tenure_months`` and
+    ``monthly_charge`` are numbers with a few garbage values (2%), ``score`` has 10% garbage,
+    ``zip`` is a code with leading zeros, ``plan`` is text."""
+    rng = np.random.default_rng(0)
+    tenure = rng.integers(1, 72, n).astype(str).astype(object)
+    tenure[:4] = ["N/A", "-", "unknown", ""]  # 3 garbage + 1 blank
+    charge = np.round(rng.uniform(20, 120, n), 2).astype(str).astype(object)
+    charge[10:12] = ["#VALUE!", "lots"]
+    score = rng.integers(0, 10, n).astype(str).astype(object)
+    score[: n // 10] = "n.a."
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "tenure_months": tenure,
+            "monthly_charge": charge,
+            "score": score,
+            "zip": [f"{v:05d}" for v in rng.integers(1000, 99999, n)],
+            "plan": rng.choice(["basic", "plus"], n),
+        }
+    )
+    frame.to_csv(tmp_path / "customers.csv", index=False)
+    return frame
+
+
+def test_numeric_attributes_from_csv_become_numbers_and_garbage_is_counted(tmp_path):
+    from features.customers import customer_features
+    from training.io import load_tables
+
+    raw = _attributes_csv(tmp_path)
+    loaded = load_tables(tmp_path)
+    result = loaded.results["customers"]
+    clean = result.clean
+    assert clean["tenure_months"].dtype == "float64" and clean["monthly_charge"].dtype == "float64"
+    expected = pd.to_numeric(raw["tenure_months"], errors="coerce")
+    np.testing.assert_array_equal(clean["tenure_months"].to_numpy(), expected.to_numpy())
+    assert clean["tenure_months"].isna().sum() == 4  # 3 blanked + 1 blank
+    # blanked values are findings of kept rows; a blank value is no finding
+    assert result.counts == {"bad_tenure_months": 3, "bad_monthly_charge": 2}
+    assert len(clean) == len(raw) and result.quarantine.empty
+    assert set(result.fields["row"][result.fields["column"] == "tenure_months"]) == {1, 2, 3}
+    # 90% numbers is below the share: text, as are codes with leading zeros and words
+    for col in ("score", "zip", "plan"):
+        assert clean[col].dtype == "str", col
+    features = customer_features(clean, as_of=pd.Timestamp("2025-01-01", tz="UTC"))
+    assert features["tenure_months"].dtype == "float64"
+    assert features["monthly_charge"].dtype == "float64"
+    assert all(isinstance(features[c].dtype, pd.CategoricalDtype) for c in ("score", "zip"))
+    assert features.loc["C20", "zip"] == raw.loc[20, "zip"]  # leading zeros kept
+
+
+def test_attribute_types_decided_over_parts_match_the_whole_table():
+    """What the Dask engine does: counts per partition, summed, decide the dtype for all."""
+    tenure = ["12", "7", "x"] + [str(i) for i in range(57)]  # 59 of 60 numbers
+    raw = pd.DataFrame({"customer_id": [f"C{i}" for i in range(60)], "tenure": tenure})
+    whole = validate_table("customers", raw)
+    assert whole.clean["tenure"].dtype == "float64" and whole.counts == {"bad_tenure": 1}
+    counts = pd.concat(validation.attribute_number_counts(raw.iloc[i::3]) for i in range(3))
+    numeric = validation.numeric_attribute_columns(counts)
+    assert numeric == {"tenure"}
+    first = raw.iloc[:3]  # alone it is 2 of 3 numbers: text
+    assert validate_table("customers", first).clean["tenure"].dtype == "str"
+    told = validate_table("customers", first, numeric_attributes=numeric)
+    assert told.clean["tenure"].tolist()[:2] == [12.0, 7.0] and told.counts == {"bad_tenure": 1}
+    assert validate_table("customers", first, numeric_attributes=frozenset()).counts == {}
+
+
+def test_typed_attributes_keep_their_dtype():
+    raw = pd.DataFrame(
+        {"customer_id": ["A", "B"], "seats": [1, 2], "vip": [True, False], "code": ["01", "2"]}
+    )
+    clean = validate_table("customers", raw).clean
+    assert clean["seats"].dtype == "int64" and clean["vip"].dtype == bool
+    assert clean["code"].dtype == "str"

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 
 from features.schema import Tables
+from models import registry
+from serving.snapshot import load_snapshot
 from tests.server import run_server, workspace_env
 from training.frames import (
     OUT_OF_TIME,
@@ -29,6 +31,8 @@ from training.frames import (
 from training.io import DataError
 
 N_CUSTOMERS = 2000
+#: The export's quantities: CSV text that training reads as numbers.
+NUMERIC_ATTRIBUTES = {"tenure_months", "monthly_charge", "support_calls"}
 SNAPSHOT = "2025-06-01"
 
 
@@ -152,6 +156,56 @@ def test_one_snapshot_scores_and_serves_over_http(crm):
         assert body["clv"] is None and body["value_at_risk"] is None  # no purchase history
         model = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": api_key})
         assert model.status_code == 200
+
+        # the CSV's numeric attributes are numbers in the model, the reasons and the API:
+        # posted as JSON numbers, or as the text a CSV holds, they score as batch scoring did
+        contacted = set(pd.read_csv(root / "data" / "interactions.csv")["customer_id"])
+        row = customers.loc[~customers["customer_id"].isin(contacted)].iloc[0]
+        attributes = {
+            k: row[k] for k in customers.columns if k not in ("customer_id", "signup_date")
+        }
+        as_numbers = {k: v.item() if hasattr(v, "item") else v for k, v in attributes.items()}
+        as_text = {k: str(v) for k, v in attributes.items()}
+        posted = []
+        for values in (as_numbers, as_text):
+            item = {
+                "customer_id": row["customer_id"],
+                "as_of": "2025-06-02",
+                "signup_date": row["signup_date"],
+                "attributes": values,
+            }
+            r = httpx.post(
+                f"{server.url}/v1/predict",
+                json={"customers": [item]},
+                headers={"X-API-Key": api_key},
+            )
+            assert r.status_code == 200, r.text
+            posted.append(r.json()["results"][0]["churn_probability"])
+        batch = httpx.get(
+            f"{server.url}/v1/customers/{row['customer_id']}", headers={"X-API-Key": api_key}
+        ).json()["churn_probability"]
+        assert posted == pytest.approx([batch, batch], abs=1e-9)
+
+    snapshot = load_snapshot(root / "scores")
+    values = customers.set_index("customer_id")
+    shown = 0
+    for cid, scores in snapshot.scores.items():
+        for reason in scores["top_reasons"]:
+            if reason["feature"] in NUMERIC_ATTRIBUTES:
+                assert isinstance(reason["value"], int | float), reason
+                assert reason["value"] == pytest.approx(values.loc[cid, reason["feature"]])
+                shown += 1
+    assert shown > 0
+
+
+def test_numeric_attributes_train_as_numbers(crm):
+    root, *_ = crm
+    bundle = registry.load_model_version(
+        f"sqlite:///{root / 'mlflow.db'}", "churn-clv", version="1"
+    ).bundle
+    assert not NUMERIC_ATTRIBUTES & set(bundle.churn.categories_)
+    assert {"plan", "contract", "region", "paperless_billing"} <= set(bundle.churn.categories_)
+    assert set(bundle.churn.features_) >= NUMERIC_ATTRIBUTES
 
 
 def test_snapshot_split_is_stratified_disjoint_and_order_free():
