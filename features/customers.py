@@ -28,7 +28,8 @@ def active_customers(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.Inde
         keep &= ~(customers["signup_date"] >= as_of).fillna(False).astype(bool)
     if "churn_date" in customers.columns:
         keep &= ~(customers["churn_date"] <= as_of).fillna(False).astype(bool)
-    return pd.Index(customers.loc[keep, "customer_id"], name="customer_id")
+    ids: pd.Index = pd.Index(customers.loc[keep, "customer_id"], name="customer_id")
+    return ids
 
 
 def customer_features(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -37,7 +38,8 @@ def customer_features(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.Dat
     rows = customers.set_index("customer_id").loc[ids]
     out = pd.DataFrame(index=ids)
     if "signup_date" in rows.columns:
-        out[TENURE] = ((as_of - rows["signup_date"]) / DAY).astype("float64")
+        # pandas-stubs type a Timestamp minus a Series as Series[Any], not as timedeltas
+        out[TENURE] = ((as_of - rows["signup_date"]) / DAY).astype("float64")  # type: ignore[operator]
     for col in attribute_columns(customers):
         values = rows[col]
         if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):

@@ -108,7 +108,9 @@ def nps_class(score: pd.Series) -> pd.Series:
 def survey_features(surveys: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
     """Survey features as of ``as_of``, indexed by ``customer_id``; answers before ``as_of`` only."""
     past = events_before(surveys, as_of)
-    element = pd.Index(_ORDER, dtype="str").get_indexer(past["element"]).astype("int64")
+    # get_indexer takes any array-like; pandas-stubs ask for an Index
+    element = pd.Index(_ORDER, dtype="str").get_indexer(past["element"])  # type: ignore[arg-type]
+    element = element.astype("int64")
     if (element < 0).any():  # validation quarantines unknown elements; never mis-key them
         past, element = past.loc[element >= 0], element[element >= 0]
     g = Groups(past, as_of=as_of)

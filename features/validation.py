@@ -204,10 +204,10 @@ def validate_table(name: str, raw: pd.DataFrame) -> Validated:
     else:
         flag(raw.reset_index(drop=True).duplicated(keep="first"), "duplicate")
 
-    bad = ~unset
-    quarantine = raw.reset_index(drop=True).loc[bad].copy()
-    quarantine["reason"] = pd.Series(reason[bad], index=quarantine.index, dtype="str")
-    return Validated(name, df.loc[~bad].reset_index(drop=True), quarantine)
+    failed = ~unset
+    quarantine = raw.reset_index(drop=True).loc[failed].copy()
+    quarantine["reason"] = pd.Series(reason[failed], index=quarantine.index, dtype="str")
+    return Validated(name, df.loc[~failed].reset_index(drop=True), quarantine)
 
 
 def validate_tables(raw: dict[str, pd.DataFrame]) -> tuple[Tables, dict[str, Validated]]:

@@ -97,7 +97,8 @@ def score_frame(
             "value_at_risk",
         ):
             out[col] = np.nan
-    out["top_reasons"] = top_reasons(
+    # one Python list per row (an object column); pandas-stubs do not type lists of lists
+    out["top_reasons"] = top_reasons(  # type: ignore[assignment]
         frame, bundle.churn.contributions(matrix), bundle.churn.features_, k=reasons
     )
     return out
