@@ -331,7 +331,9 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _year_of_history(raw: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict, int]:  # type: ignore[type-arg]
+def _year_of_history(
+    raw: dict[str, pd.DataFrame], as_of: pd.Timestamp
+) -> tuple[dict[str, object], int]:
     """The customer with the most events in the year before ``as_of``, as a predict item."""
     since = as_of - pd.Timedelta(days=365)
     recent = {
@@ -342,10 +344,11 @@ def _year_of_history(raw: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple
     cid = str(counts.fillna(0).idxmax())  # type: ignore[union-attr]
     customer = raw["customers"].set_index("customer_id").loc[cid]
     item: dict[str, object] = {"customer_id": cid, "as_of": as_of.isoformat()}
-    attributes = {}
+    attributes: dict[str, object] = {}
     for col, value in customer.items():
         if col == "signup_date":
-            item["signup_date"] = pd.Timestamp(value).isoformat()
+            # a cell of the customer's row (pandas-stubs allow a Series for .loc[label])
+            item["signup_date"] = pd.Timestamp(value).isoformat()  # type: ignore[arg-type]
         elif col != "churn_date" and not pd.isna(value):
             attributes[str(col)] = value.item() if hasattr(value, "item") else value
     item["attributes"] = attributes
@@ -426,7 +429,9 @@ def prepare(work: Path, *, n_customers: int) -> Prepared:
     names = lightgbm.Booster(model_str=churn.model_text()).feature_name()
     # Missing values as NaN literals (Python's JSON extension, which MLflow's parser reads):
     # JSON null would make pandas object columns, which LightGBM refuses.
-    mlflow_row = {"dataframe_split": {"columns": names, "data": [[float(v) for v in row]]}}
+    mlflow_row: dict[str, object] = {
+        "dataframe_split": {"columns": names, "data": [[float(v) for v in row]]}
+    }
     history, events = _year_of_history(raw, as_of)
     raw_probability = float(churn.predict_raw(row[None, :])[0])
     return Prepared(

@@ -177,18 +177,18 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
             raise DataError(
                 f"{path}: unreadable ({type(exc).__name__}); check the file format"
             ) from exc
-        if name in mapping:
+        if name in mapping and column_map is not None:
             apply_column_map(raw._meta, mapping[name], path=path, map_path=Path(column_map))
             raw = raw.rename(columns=mapping[name])
         missing = [c for c in TABLES[name].required if c not in raw.columns]
         if missing:
-            exc = TableError(
+            error = TableError(
                 name,
                 missing[0],
                 "required column is missing",
                 f"add it, or map your column onto '{missing[0]}' in the column-mapping config",
             )
-            raise DataError(f"{path}: column '{exc.column}': {exc.problem}; {exc.fix}")
+            raise DataError(f"{path}: column '{error.column}': {error.problem}; {error.fix}")
         raws[name] = (path, raw)
     rows = {n: int(r.shape[0].compute()) for n, (_, r) in raws.items()}
     for name, n in rows.items():
@@ -213,7 +213,7 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
         writes.append(clean.to_parquet(str(paths[name]), write_index=False, compute=False))
     *_, bad = dask.compute(*writes, quarantines)
     staged = Staged(paths, npart)
-    results = {}
+    results: dict[str, Validated] = {}
     for name in raws:
         kept = dd.read_parquet(str(paths[name])).shape[0].compute()
         results[name] = _Counted(name, bad[name].reset_index(drop=True), int(kept))
@@ -242,7 +242,7 @@ def _extremes(part: pd.DataFrame, name: str) -> pd.DataFrame:
     a contractual churn date, every explicit-label ``as_of``."""
     if part.empty:
         return part
-    keep = []
+    keep: list[Any] = []  # index labels
     if "timestamp" in part.columns:
         keep += [part["timestamp"].idxmin(), part["timestamp"].idxmax()]
     if name == "customers" and "churn_date" in part.columns and part["churn_date"].notna().any():
@@ -513,7 +513,7 @@ def score_distributed(
     schema = pa.Schema.from_pandas(first, preserve_index=False)
     scored.to_parquet(str(parts_dir), write_index=False, schema=schema)
     files = sorted(parts_dir.glob("part.*.parquet"), key=lambda p: int(p.stem.split(".")[1]))
-    rows, bands = 0, {}
+    rows, bands = 0, dict[str, int]()
 
     def write(tmp: Path) -> int:
         nonlocal rows

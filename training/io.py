@@ -175,7 +175,7 @@ def load_tables(data_dir: Path, *, column_map: Path | None = None) -> LoadedTabl
     results: dict[str, Validated] = {}
     for name, path in files.items():
         raw = _read(path)
-        if name in mapping:
+        if name in mapping and column_map is not None:
             raw = apply_column_map(raw, mapping[name], path=path, map_path=Path(column_map))
         try:
             results[name] = validate_table(name, raw)

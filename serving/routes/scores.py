@@ -15,10 +15,13 @@ access log, metrics, catch-all), and, under ``python -m serving``, the HTTP prot
 # No ``from __future__ import annotations`` here: FastAPI must see the request model built in
 # ``build_router`` (a local name) as a real annotation, not a string.
 
+from typing import Any, cast
+
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from serving import schemas
 from serving.auth import HEADER, authenticate, scores_key
 from serving.config import Settings
 from serving.errors import reject_unknown_query
@@ -36,7 +39,7 @@ KEY_HEADER = HEADER.lower().encode()
 #: The only content type the layers before the route accept; anything else goes to the route.
 JSON = b"application/json"
 
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "body could not be read (not UTF-8 JSON)"},
     401: {"model": ErrorResponse, "description": "missing or wrong API key"},
     413: {"model": ErrorResponse, "description": "request body too large"},
@@ -58,7 +61,8 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Scores of known customers",
         responses=ERROR_RESPONSES,
     )
-    async def post_scores(body: ScoresRequest, request: Request) -> Response:
+    # mypy cannot read a model built at run time as a type; it is a schemas.ScoresRequest
+    async def post_scores(body: ScoresRequest, request: Request) -> Response:  # type: ignore[valid-type]
         """Churn and CLV scores from the latest scored snapshot, in request order. An id the
         snapshot does not hold is reported in its place as ``{"customer_id": ...,
         "error": "unknown_customer"}``; the request still succeeds."""
@@ -67,7 +71,8 @@ def build_router(settings: Settings) -> APIRouter:
         await reject_unknown_query(request)
         authenticate(request, request.headers.get(HEADER))
         snapshot = await get_snapshot(request.app.state.serving.current)
-        return Response(snapshot.scores_json(body.customer_ids), media_type="application/json")
+        ids = cast(schemas.ScoresRequest, body).customer_ids
+        return Response(snapshot.scores_json(ids), media_type="application/json")
 
     return router
 
