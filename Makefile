@@ -52,6 +52,7 @@ install: $(BIN)/.installed ## create .venv and install the locked dependencies a
 # Pins already in the lock are kept (quick, and a new dependency adds only its own tree);
 # UPGRADE=1 moves every pin to the newest release pyproject.toml allows.
 lock: ## refresh requirements.lock (hashes, Python 3.11, linux) from pyproject.toml; UPGRADE=1 upgrades all
+	@command -v $(UV) >/dev/null || { echo "error: uv not found; run make install (it puts uv in $(VENV)) or pip install uv" >&2; exit 2; }
 	$(UV) pip compile pyproject.toml --extra dev --extra bench --generate-hashes \
 		--python-version 3.11 --python-platform linux --custom-compile-command "make lock" \
 		--no-emit-index-url --no-emit-find-links --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
