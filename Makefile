@@ -79,8 +79,12 @@ promote: install ## make VERSION=n the champion if it passes the gate on DATA (F
 report: install ## fetch the HTML report of the champion (or VERSION=n) into var/report
 	$(BIN)/python -m training report $(if $(VERSION),--version $(VERSION))
 
+# One worker and no job runner: MLflow 3 defaults to 4 uvicorn workers plus a job runner with
+# 7 huey consumers (GenAI scorers and trace jobs we never use): 15 processes and 2.6-3.1 GiB
+# RSS, against 2 processes (launcher + worker) and 0.5 GiB this way.
 mlflow-ui: install ## MLflow UI on 127.0.0.1:UI_PORT (runs, registered versions, reports)
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(UI_PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) \
+	  --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 serve: install ## serve the champion and the latest snapshot on 127.0.0.1:PORT
 	$(BIN)/python -m serving --port $(PORT)

@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "features": "bench.features",
     "serving": "bench.serving",
     "dask": "bench.dask",
+    "sources": "bench.sources",
 }
 
 

@@ -1,7 +1,7 @@
 """Feature building and scoring for 2,000,000 customers: the local engine against a two-worker
 local Dask cluster, on the same partitioned Parquet input.
 
-Issue 7's target: the Dask run's peak memory per worker under half of the local run's, i.e.
+The target: the Dask run's peak memory per worker under half of the local run's, i.e.
 a customer base larger than one machine's memory can be processed. Memory is the peak
 resident set (RSS) polled every 0.1 s: of the local run's process, and of each Dask worker
 process (the client's own peak is reported too).
@@ -36,7 +36,7 @@ from models.scoring import score_frame
 
 NAME = "dask"
 HORIZON_DAYS = 90
-#: Full size (issue 7) and the --quick smoke size; events per customer as in bench.features.
+#: Full size and the --quick smoke size; events per customer as in bench.features.
 FULL = {"customers": 2_000_000, "chunk": 250_000}
 QUICK = {"customers": 4_000, "chunk": 1_000}
 PER_CUSTOMER = {"transactions": 5, "interactions": 2.5, "surveys": 1}

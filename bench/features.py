@@ -1,6 +1,6 @@
 """Feature build at one cutoff for a million customers, against RFM in DuckDB SQL.
 
-Issue 3's targets on the 2-core machine: the whole :func:`features.build.build_features` under
+The targets on the 2-core machine: the whole :func:`features.build.build_features` under
 60 s and 6 GB peak for 1,000,000 customers with 10M transactions, 5M interactions and 2M
 survey answers; the RFM part (frequency, recency, T, monetary) within 3x of the same
 aggregation written in DuckDB SQL in the same run. DuckDB is the reference only (the ``bench``
@@ -26,7 +26,7 @@ from features.transactions import RFM_COLUMNS, rfm_features
 NAME = "features"
 START = pd.Timestamp("2024-07-01", tz="UTC")
 AS_OF = pd.Timestamp("2026-07-01", tz="UTC")
-#: Full size (issue 3) and the --quick smoke size.
+#: Full size and the --quick smoke size.
 FULL = {
     "customers": 1_000_000,
     "transactions": 10_000_000,

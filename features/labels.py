@@ -1,6 +1,6 @@
 """Churn labels over the window ``(as_of, as_of + horizon]``: never read by a feature.
 
-Three sources, in order of precedence (CONTRACT.md section 1):
+Three sources, in order of precedence (docs/data-contract.md, "Time"):
 1. explicit ``labels`` rows whose ``as_of`` equals the cutoff;
 2. contractual churn: ``churn_date`` in the window;
 3. non-contractual churn: no purchase (``amount >= 0``) in the window.

@@ -1,6 +1,6 @@
 """The input contract: table names, canonical columns, value ranges and the elements of value.
 
-See CONTRACT.md section 1. Everything that checks or reads these tables takes the names from
+See docs/data-contract.md. Everything that checks or reads these tables takes the names from
 here, so the contract is written down once.
 """
 

@@ -1,4 +1,4 @@
-"""Row- and table-level validation of the input tables (CONTRACT.md, "Bad input").
+"""Row- and table-level validation of the input tables (docs/data-contract.md, "Validation").
 
 A problem with a whole table raises :class:`TableError` (the caller turns it into one line and
 exit code 2). A problem with a row never stops the run: the row moves to the quarantine with

@@ -1,7 +1,7 @@
 """Scores from a bundle and a feature frame: the one implementation behind batch scoring and
 the server's on-demand predictions.
 
-Output per customer (CONTRACT.md section 4): ``churn_probability``, ``risk_band``,
+Output per customer (docs/http-api.md): ``churn_probability``, ``risk_band``,
 ``p_alive``, ``expected_purchases``, ``expected_order_value``, ``clv`` (discounted, over the
 horizon), ``value_at_risk = churn_probability * clv`` and ``top_reasons``: the features that
 push this customer's churn risk up most (LightGBM SHAP contributions, log-odds).

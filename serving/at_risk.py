@@ -2,7 +2,7 @@
 
 The ranking is built once per snapshot (when it is loaded), as columns in rank order, so a
 page is a few vectorised comparisons and a slice: no sorting on the request path.
-Value at risk is ``churn_probability * clv`` (CONTRACT.md section 4); customers without a CLV
+Value at risk is ``churn_probability * clv`` (docs/http-api.md); customers without a CLV
 (no purchase history) have no value at risk and rank last, by churn probability.
 """
 

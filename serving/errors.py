@@ -105,7 +105,7 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     return details
 
 
-#: Routes that need no API key (CONTRACT.md section 4) and the schema pages.
+#: Routes that need no API key (docs/http-api.md) and the schema pages.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
 
 

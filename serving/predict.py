@@ -1,6 +1,6 @@
 """``/v1/predict``: scores from posted raw histories, with the training code end to end.
 
-The posted customers become the canonical input tables (CONTRACT.md section 1), which go
+The posted customers become the canonical input tables (docs/data-contract.md), which go
 through the same three functions as training and batch scoring:
 :func:`features.validation.validate_tables` (bad rows are quarantined and reported per
 customer, never dropped silently), :func:`features.build.build_features` (point in time: only
@@ -74,7 +74,7 @@ def predict(
     """Scored customers (API field order, plus ``quarantined``) in request order.
 
     Customers are grouped by ``as_of`` and each group's features are built at its cutoff;
-    a customer's features depend on that customer's rows alone (CONTRACT.md section 2).
+    a customer's features depend on that customer's rows alone (docs/data-contract.md, "Time").
     """
     now = now or datetime.now(UTC)
     raw, origin = raw_tables(customers)

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (CONTRACT.md section 4), with examples.
+"""Request and response bodies of the HTTP API (docs/http-api.md), with examples.
 
 These models are the API's documentation (the OpenAPI page at ``/docs`` is generated from
 them) and validate requests. Score responses are pre-encoded from the snapshot rather than
@@ -414,7 +414,7 @@ RESERVED_ATTRIBUTES = frozenset({"customer_id", "signup_date", "churn_date"})
 
 
 class PredictCustomer(_Row):
-    """One customer's raw history, in the columns of the input tables (CONTRACT.md s. 1)."""
+    """One customer's raw history, in the columns of the input tables (docs/data-contract.md)."""
 
     customer_id: PredictCustomerId
     as_of: IsoDatetime | None = Field(

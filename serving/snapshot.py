@@ -5,7 +5,7 @@ Two files in the scores folder:
 - ``snapshot.json``: ``model_version``, ``as_of``, ``created_at``, ``rows``, ``horizon_days``
   and ``sha256``, the digest of the Parquet file's bytes;
 - ``snapshot.parquet``: one row per customer with the fields of a scored customer
-  (CONTRACT.md section 4); ``top_reasons`` is a JSON array in a string column. An optional
+  (docs/http-api.md); ``top_reasons`` is a JSON array in a string column. An optional
   string column ``segment`` (a CRM segment) is read for the ``segment`` filter of
   ``/v1/at-risk``.
 

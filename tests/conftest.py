@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,14 @@ def isolated_settings(root: Path, data_dir: Path, **overrides) -> TrainSettings:
 def make_settings():
     """``make_settings(root, data_dir, **overrides)``: see :func:`isolated_settings`."""
     return isolated_settings
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (tests/postgres.py); its URL. Skipped where
+    the binaries are missing, except in CI (``CI=true``), where .ci/run installs them."""
+    from tests.postgres import postgres_server, require_postgres
+
+    require_postgres()
+    with postgres_server() as url:
+        yield url

@@ -1,4 +1,4 @@
-"""The layout's one-way doors (STYLE.md) and the no-pickle rule, checked on the source."""
+"""The layout's one-way doors (README, "Layout") and the no-pickle rule, checked on the source."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Nothing here computes a feature, a label or a score: the project's own functions
 (:func:`features.build.build_features`, :func:`training.frames.with_labels`,
 :func:`models.scoring.score_frame`, :func:`training.batch.snapshot_rows`) run unchanged on
 one partition of customers at a time, which the point-in-time rule allows because a
-customer's features depend on that customer's rows alone (CONTRACT.md section 2).
+customer's features depend on that customer's rows alone (docs/data-contract.md, "Time").
 
 1. **stage**: each input table is read as a Dask DataFrame (a Parquet file, a folder of
    Parquet parts, or a CSV), shuffled by ``customer_id`` into the same number of partitions,
@@ -59,11 +59,11 @@ from training.io import (
     DataError,
     LoadedTables,
     apply_column_map,
-    find_table_files,
     read_column_map,
     table_sha256,
     write_quarantine,
 )
+from training.sources import find_tables
 
 log = logging.getLogger(__name__)
 #: Customers per partition when ``dask_partitions`` is 0 (auto).
@@ -164,7 +164,7 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
     import dask.dataframe as dd
 
     data_dir = Path(settings.data_dir)
-    files = find_table_files(data_dir)
+    files, queried = find_tables(data_dir)  # sources.toml queries run here, then partitioned
     column_map = settings.column_map
     if column_map is None and (data_dir / COLUMN_MAP_FILE).is_file():
         column_map = data_dir / COLUMN_MAP_FILE
@@ -172,7 +172,11 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
     raws = {}
     for name, path in files.items():
         try:
-            raw = _read_dask(path)
+            raw = (
+                dd.from_pandas(queried[name].frame, chunksize=CUSTOMERS_PER_PARTITION)
+                if name in queried
+                else _read_dask(path)
+            )
         except Exception as exc:
             raise DataError(
                 f"{path}: unreadable ({type(exc).__name__}); check the file format"
@@ -218,7 +222,10 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
         kept = dd.read_parquet(str(paths[name])).shape[0].compute()
         results[name] = _Counted(name, bad[name].reset_index(drop=True), int(kept))
     loaded = LoadedTables(
-        plan_tables(staged), results, files, {n: table_sha256(p) for n, p in files.items()}
+        plan_tables(staged),
+        results,
+        files,
+        {n: queried[n].sha256 if n in queried else table_sha256(p) for n, p in files.items()},
     )
     return loaded, staged, write_quarantine(loaded, settings.quarantine_dir)
 

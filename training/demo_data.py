@@ -1,6 +1,6 @@
 """A seeded, research-grounded demo data set with a known true churn probability.
 
-The generator writes the four input tables of CONTRACT.md section 1 (``customers``,
+The generator writes the four input tables of docs/data-contract.md (``customers``,
 ``transactions``, ``interactions``, ``surveys``) plus a ``ground_truth`` table that is *not* an
 input: each customer's true probability of making no purchase in the ``horizon_days`` after
 ``as_of = end - horizon_days``, computed from the latent state the tables never show.

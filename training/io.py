@@ -68,7 +68,7 @@ def read_column_map(path: Path) -> dict[str, dict[str, str]]:
 
 
 def apply_column_map(
-    df: pd.DataFrame, mapping: dict[str, str], *, path: Path, map_path: Path
+    df: pd.DataFrame, mapping: dict[str, str], *, path: Path | str, map_path: Path
 ) -> pd.DataFrame:
     """Rename ``df``'s columns by ``mapping`` (user -> canonical).
 
@@ -108,9 +108,10 @@ class LoadedTables:
         return {n: len(r.clean) + len(r.quarantine) for n, r in self.results.items()}
 
 
-def find_table_files(data_dir: Path) -> dict[str, Path]:
+def find_table_files(data_dir: Path, *, none_ok: bool = False) -> dict[str, Path]:
     """The table files present in ``data_dir`` (Parquet preferred over CSV); ``NAME.parquet``
-    may be a folder of Parquet parts (a partitioned table, as Dask and Spark write them)."""
+    may be a folder of Parquet parts (a partitioned table, as Dask and Spark write them).
+    ``none_ok``: a folder without table files is fine (its ``sources.toml`` has the tables)."""
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data folder not found; run 'make data' or pass DATA=<folder>")
     found: dict[str, Path] = {}
@@ -120,7 +121,7 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
             if path.is_file() or (suffix == ".parquet" and path.is_dir()):
                 found[name] = path
                 break
-    if not found:
+    if not found and not none_ok:
         raise DataError(
             f"{data_dir}: no input tables (expected e.g. transactions.parquet or customers.csv)"
         )
@@ -165,8 +166,10 @@ def load_tables(data_dir: Path, *, column_map: Path | None = None) -> LoadedTabl
     DataError
         A table is unreadable, empty, or misses a required column; the column map is invalid.
     """
+    from training import sources  # which imports this module (DataError, table_sha256)
+
     data_dir = Path(data_dir)
-    files = find_table_files(data_dir)
+    files, queried = sources.find_tables(data_dir)
     if column_map is None and (data_dir / COLUMN_MAP_FILE).is_file():
         column_map = data_dir / COLUMN_MAP_FILE
     if column_map is not None and not Path(column_map).is_file():
@@ -174,16 +177,18 @@ def load_tables(data_dir: Path, *, column_map: Path | None = None) -> LoadedTabl
     mapping = read_column_map(Path(column_map)) if column_map is not None else {}
     results: dict[str, Validated] = {}
     for name, path in files.items():
-        raw = _read(path)
+        raw = queried[name].frame if name in queried else _read(path)
+        where = queried[name].label if name in queried else path
         if name in mapping and column_map is not None:
-            raw = apply_column_map(raw, mapping[name], path=path, map_path=Path(column_map))
+            raw = apply_column_map(raw, mapping[name], path=where, map_path=Path(column_map))
         try:
             results[name] = validate_table(name, raw)
         except TableError as exc:
             column = f"column '{exc.column}'" if exc.column else "table"
-            raise DataError(f"{path}: {column}: {exc.problem}; {exc.fix}") from exc
+            raise DataError(f"{where}: {column}: {exc.problem}; {exc.fix}") from exc
     tables = Tables(**{n: r.clean for n, r in results.items()})
-    return LoadedTables(tables, results, files, {n: table_sha256(p) for n, p in files.items()})
+    sha = {n: queried[n].sha256 if n in queried else table_sha256(p) for n, p in files.items()}
+    return LoadedTables(tables, results, files, sha)
 
 
 def write_quarantine(loaded: LoadedTables, out_dir: Path) -> dict[str, dict[str, int]]:

@@ -222,7 +222,7 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
     steps by default)."""
     engine = engine or EngineSteps()
     loaded, counts = engine.load(settings)
-    with tracking.training_run(settings, run_name="train") as run:
+    with tracking.training_run(settings) as run:
         step = _Timer(run)
         _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
 
@@ -289,6 +289,12 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             )
             version, _ = run.register(bundle)
             run.tags({"gate": reason, "model_version": version})
+            run.describe(
+                version,
+                tracking.version_description(
+                    settings, rows_in=loaded.rows_in, metrics=metrics, gate=reason, promoted=promote
+                ),
+            )
         if promote:
             tracking.promote(settings, version)
     return TrainResult(run.run_id, version, promote, reason, metrics)

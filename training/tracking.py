@@ -9,11 +9,15 @@ that readers check before they parse anything.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,33 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 MANIFEST_TAG = "manifest_sha256"
 BUNDLE_PATH = "bundle"
+#: MLflow 3's UI picks an experiment's start page by this tag: without it the UI guesses (and
+#: opened ours on the GenAI traces page); ``custom_model_development`` opens on the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+#: The description the MLflow UI shows for an experiment, run or version (markdown).
+NOTE_TAG = "mlflow.note.content"
+#: Which process on which machine runs a run, so the next run can tell a dead one.
+PID_TAG, HOST_TAG = "process.pid", "process.host"
+FAILED_REASON_TAG = "failed_reason"
+#: A run still RUNNING this long after its start is taken as abandoned, whatever its host
+#: (a run on 2M customers takes well under an hour on the Dask engine).
+STALE_RUN_AGE = timedelta(hours=24)
+
+EXPERIMENT_NOTE = (
+    "Training runs of `make train` (churn + CLV), one per run, named "
+    "`DATA hHORIZON YYYY-MM-DD HH:MM` (UTC). Columns worth showing in the runs table: "
+    "`valid.roc_auc`, `baseline.logistic.roc_auc`, `baseline.bgnbd.roc_auc`, `valid.pr_auc`, "
+    "`valid.ece`, `valid.lift_top10`; the `gate` tag says whether the version was promoted."
+)
+MODEL_NOTE = (
+    "Churn probability (LightGBM, calibrated, boosted from a BG/NBD prior) and customer "
+    "lifetime value (BG/NBD or Pareto/NBD + Gamma-Gamma) per customer. The `champion` alias "
+    "is the version `make score` and the server use; each version's description gives its "
+    "data, its metrics next to the baselines and the gate's verdict. A version's files are "
+    "LightGBM text and JSON with a sha256 manifest (docs/model-artifacts.md in the project); "
+    "nothing in them is pickled."
+)
 
 
 def _client(settings: TrainSettings) -> MlflowClient:
@@ -41,13 +72,77 @@ def _client(settings: TrainSettings) -> MlflowClient:
 
 
 def _experiment_id(settings: TrainSettings) -> str:
+    """The project's experiment, created on first use, set up as a model-training experiment
+    (also when it was created before, by an older version or by hand)."""
     client = _client(settings)
     exp = client.get_experiment_by_name(settings.experiment_name)
-    if exp is not None:
-        return exp.experiment_id
-    local = not settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
-    location = settings.mlflow_artifact_root.resolve().as_uri() if local else None
-    return client.create_experiment(settings.experiment_name, artifact_location=location)
+    if exp is None:
+        local = not settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
+        location = settings.mlflow_artifact_root.resolve().as_uri() if local else None
+        tags = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND, NOTE_TAG: EXPERIMENT_NOTE}
+        return client.create_experiment(
+            settings.experiment_name, artifact_location=location, tags=tags
+        )
+    if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    if not exp.tags.get(NOTE_TAG):
+        client.set_experiment_tag(exp.experiment_id, NOTE_TAG, EXPERIMENT_NOTE)
+    return exp.experiment_id
+
+
+def default_run_name(settings: TrainSettings, *, now: datetime | None = None) -> str:
+    """A name that tells runs apart in the UI: data folder, horizon, engine when not local,
+    start time in UTC to the minute, e.g. ``demo h90 2026-12-01 21:30``."""
+    now = now or datetime.now(UTC)
+    folder = settings.data_dir.resolve().name or str(settings.data_dir)
+    engine = "" if settings.engine == "local" else f" {settings.engine}"
+    return f"{folder} h{settings.horizon_days}{engine} {now:%Y-%m-%d %H:%M}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def fail_abandoned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark runs left RUNNING by a process that is gone as FAILED; returns their ids.
+
+    A run is abandoned when it was started on this host by a process that no longer exists
+    (killed, out of memory, machine restarted), or when it started more than
+    :data:`STALE_RUN_AGE` ago (any host). Each gets a ``failed_reason`` tag saying which.
+    MLflow itself closes a run only when its process exits through Python; a SIGKILL leaves it
+    RUNNING forever. A pid taken over by a new process keeps its run RUNNING until the age
+    limit.
+    """
+    host = socket.gethostname()
+    now_ms = int(time.time() * 1000)
+    failed = []
+    runs = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    )
+    for run in runs:
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "")
+        age = timedelta(milliseconds=now_ms - run.info.start_time)
+        if tags.get(HOST_TAG) == host and pid.isdigit() and not _process_alive(int(pid)):
+            reason = f"process {pid} on {host} ended without closing the run"
+        elif age > STALE_RUN_AGE:
+            reason = (
+                f"still RUNNING {age.total_seconds() / 3600:.0f} h after its start "
+                f"(limit {STALE_RUN_AGE.total_seconds() / 3600:.0f} h): taken as abandoned"
+            )
+        else:
+            continue
+        client.set_tag(run.info.run_id, FAILED_REASON_TAG, reason)
+        client.set_terminated(run.info.run_id, status="FAILED")
+        log.warning("run %s (%s) marked FAILED: %s", run.info.run_id, run.info.run_name, reason)
+        failed.append(run.info.run_id)
+    return failed
 
 
 def git_commit() -> str:
@@ -124,10 +219,67 @@ class TrainingRun:
         )
         return str(version.version), digest
 
+    def describe(self, version: str, description: str) -> None:
+        """Give ``version`` and this run the description the UI shows (markdown), and the
+        registered model its own when it has none (a description edited in the UI stays)."""
+        client = _client(self.settings)
+        name = self.settings.model_name
+        client.update_model_version(name, version, description=description)
+        mlflow.set_tag(NOTE_TAG, description)
+        if not client.get_registered_model(name).description:
+            client.update_registered_model(name, description=MODEL_NOTE)
+
+
+def version_description(
+    settings: TrainSettings,
+    *,
+    rows_in: dict[str, int],
+    metrics: dict[str, float],
+    gate: str,
+    promoted: bool,
+) -> str:
+    """What a version was trained on, how it scored on the test half next to the baselines
+    and what the gate said, as markdown for the registry page."""
+    rows = ", ".join(f"{n} {v:,}" for n, v in rows_in.items())
+    lines = [
+        f"Trained on `{settings.data_dir.resolve().name}` ({settings.data_dir.resolve()}), "
+        f"churn horizon {settings.horizon_days} days. Rows read: {rows}.",
+        "",
+        "| test half | model | logistic baseline | BG/NBD baseline |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (
+        ("roc_auc", "ROC-AUC"),
+        ("pr_auc", "PR-AUC"),
+        ("lift_top10", "lift, top 10%"),
+        ("log_loss", "log loss"),
+        ("brier", "Brier score"),
+        ("ece", "calibration error (ECE)"),
+    ):
+        cells = [
+            metrics.get(k)
+            for k in (f"valid.{key}", f"baseline.logistic.{key}", f"baseline.bgnbd.{key}")
+        ]
+        lines.append(
+            f"| {label} | " + " | ".join("-" if v is None else f"{v:.4f}" for v in cells) + " |"
+        )
+    if "valid.oracle_roc_auc" in metrics:
+        lines += [
+            "",
+            f"Oracle ROC-AUC (the demo's true probabilities): "
+            f"{metrics['valid.oracle_roc_auc']:.4f}.",
+        ]
+    # Written at registration: a later ``make promote`` moves the alias, not this text.
+    verdict = f"promoted to `{CHAMPION}`" if promoted else "not promoted"
+    lines += ["", f"Gate at registration: {gate}; {verdict}."]
+    return "\n".join(lines)
+
 
 @contextmanager
 def training_run(settings: TrainSettings, run_name: str | None = None) -> Iterator[TrainingRun]:
-    """Start a run in the project's experiment, tagged with the git commit."""
+    """Start a run in the project's experiment (default name: :func:`default_run_name`), tagged with
+    the git commit and the process that runs it; first marks runs a dead process left RUNNING
+    as FAILED (:func:`fail_abandoned_runs`)."""
     # mlflow.start_run and mlflow.log_* use the process-wide URIs: set them for the run and
     # put back what was there, so a run never redirects other MLflow users in the process.
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
@@ -135,8 +287,17 @@ def training_run(settings: TrainSettings, run_name: str | None = None) -> Iterat
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     try:
         experiment_id = _experiment_id(settings)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-            mlflow.set_tag("git_commit", git_commit())
+        fail_abandoned_runs(_client(settings), experiment_id)
+        name = run_name or default_run_name(settings)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
+            mlflow.set_tags(
+                {
+                    "git_commit": git_commit(),
+                    PID_TAG: str(os.getpid()),
+                    HOST_TAG: socket.gethostname(),
+                    "data_dir": str(settings.data_dir.resolve()),
+                }
+            )
             yield TrainingRun(settings, run.info.run_id)
     finally:
         mlflow.set_tracking_uri(previous[0])

@@ -53,7 +53,7 @@ def build_router(settings: Settings) -> APIRouter:
     )
     # mypy cannot read a model built at run time as a type; it is a schemas.PredictRequest
     async def post_predict(body: PredictRequest, client: Client, model: ServedModel) -> Response:  # type: ignore[valid-type]
-        """Each customer's posted history (the input tables' columns, CONTRACT.md section 1)
+        """Each customer's posted history (the input tables' columns, docs/data-contract.md)
         is validated, turned into features at its ``as_of`` (default: now) and scored with
         the served model, by the same code as training and batch scoring. Rows the
         validation refuses (unreadable timestamp, score out of range, unknown element,

@@ -1,4 +1,4 @@
-"""Issue 5's quality bars on the demo data the README trains on (20,000 customers, seed 42):
+"""The quality bars on the demo data the README trains on (20,000 customers, seed 42):
 validation ROC-AUC within 0.02 of the oracle AUC, expected calibration error under 0.02, and
 the churn model ahead of both baselines, all on the validation cutoff's test half.
 
