@@ -32,7 +32,10 @@ def trained(tmp_path_factory, demo_dir, make_settings):
     training run."""
     root = tmp_path_factory.mktemp("tracking")
     settings = make_settings(root, demo_dir)
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    # the registry named too: an earlier training run in this process leaves the fluent
+    # registry URI (and MLFLOW_REGISTRY_URI) pointing at its own store
+    uri = settings.mlflow_tracking_uri
+    client = MlflowClient(uri, registry_uri=uri)
     exp_id = client.create_experiment(
         settings.experiment_name, artifact_location=settings.mlflow_artifact_root.as_uri()
     )
