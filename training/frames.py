@@ -119,6 +119,7 @@ def plan_cutoffs(
     end = data_end(tables)
     horizon = pd.Timedelta(days=horizon_days)
     if source == "labels":
+        assert tables.labels is not None  # label_source checked it
         cuts = sorted(tables.labels["as_of"].unique())
         return CutoffPlan(
             end,

@@ -102,7 +102,7 @@ def resolve_column_map(
 
 
 def apply_column_map(
-    df: pd.DataFrame, mapping: dict[str, str], *, path: Path, map_path: Path
+    df: pd.DataFrame, mapping: dict[str, str], *, path: Path | str, map_path: Path
 ) -> pd.DataFrame:
     """Rename ``df``'s columns by ``mapping`` (user -> canonical).
 
