@@ -422,10 +422,10 @@ def build_frames_distributed(staged: Staged, plan: CutoffPlan) -> DaskFrames:
     valid = unify_categories(valid).compute().sort_index()
     valid = recast_categories(valid, like=valid)
     if plan.one_snapshot:  # one label snapshot: a random split, as the local engine does
-        rows, calibration, test = split_snapshot(valid)
-        train_all = dd.from_pandas(rows, npartitions=max(1, staged.npartitions))
+        part, calibration, test = split_snapshot(valid)
+        train_all = dd.from_pandas(part, npartitions=max(1, staged.npartitions))
         return DaskFrames(
-            rows, calibration, test, clv_fits=fits, train_all=train_all, train_rows=len(rows)
+            part, calibration, test, clv_fits=fits, train_all=train_all, train_rows=len(part)
         )
     train = unify_categories(dd.concat(train)).persist()
     calibration, test = split_validation(valid)
