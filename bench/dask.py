@@ -172,6 +172,7 @@ def run(quick: bool) -> list[Figure]:
                 target=_local_run, args=(str(root / "data"), str(root / "local"), bundle)
             )
             proc.start()
+            assert proc.pid is not None  # set by start()
             local_peak.pids["local"] = proc.pid
             proc.join()
             local_s = time.perf_counter() - t0
@@ -188,6 +189,7 @@ def run(quick: bool) -> list[Figure]:
                 args=(str(root / "data"), str(root / "work"), bundle, partitions, queue),
             )
             proc.start()
+            assert proc.pid is not None  # set by start()
             dask_peak.pids["client"] = proc.pid
             for i, pid in enumerate(queue.get()):
                 dask_peak.pids[f"worker {i}"] = pid

@@ -144,8 +144,10 @@ def run(quick: bool) -> list[Figure]:
     base_gib = peak_rss_gib()
     build_s, frame = median_time(lambda: build_features(tables, as_of=AS_OF), repeat=1)
     peak = peak_rss_gib()
-    ours_s, rfm = median_time(lambda: rfm_features(tables.transactions, as_of=AS_OF))
-    duck_s, ref = median_time(lambda: duckdb_rfm(tables.transactions, AS_OF))
+    transactions = tables.transactions
+    assert transactions is not None  # bench_tables always writes them
+    ours_s, rfm = median_time(lambda: rfm_features(transactions, as_of=AS_OF))
+    duck_s, ref = median_time(lambda: duckdb_rfm(transactions, AS_OF))
     cols = list(RFM_COLUMNS)
     pd.testing.assert_frame_equal(
         rfm[cols].sort_index().astype("float64"),

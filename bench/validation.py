@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -95,11 +96,12 @@ def run(quick: bool = False) -> list[Figure]:
     figures = []
     rounds, number = (3, 5) if quick else (25, 20)
     for name, raw in tiny_history().items():
+        jobs: dict[str, Callable[[], object]] = {
+            "validate": partial(validate_table, name, raw, now=now),
+            "copy": raw.copy,
+        }
         got = _interleaved(
-            {
-                "validate": lambda name=name, raw=raw: validate_table(name, raw, now=now),
-                "copy": lambda raw=raw: raw.copy(),
-            },
+            jobs,
             rounds=rounds,
             number=number,
         )

@@ -50,7 +50,8 @@ def population(tables: Tables, *, as_of: pd.Timestamp) -> pd.Index:
     if not ids:
         return pd.Index([], name="customer_id", dtype="str")
     out = ids[0].append(ids[1:]).unique().difference(churned_before(tables, as_of=as_of))
-    return pd.Index(out.sort_values(), name="customer_id")
+    population: pd.Index = pd.Index(out.sort_values(), name="customer_id")
+    return population
 
 
 def _family_parts(tables: Tables, *, as_of: pd.Timestamp) -> list[tuple[pd.Index, Columns]]:
@@ -79,7 +80,10 @@ def churned_before(tables: Tables, *, as_of: pd.Timestamp) -> pd.Index:
     c = tables.customers
     if c is None or "churn_date" not in c.columns:
         return pd.Index([], dtype="str")
-    return pd.Index(c.loc[(c["churn_date"] <= as_of).fillna(False).astype(bool), "customer_id"])
+    gone: pd.Index = pd.Index(
+        c.loc[(c["churn_date"] <= as_of).fillna(False).astype(bool), "customer_id"]
+    )
+    return gone
 
 
 def build_features(

@@ -123,13 +123,14 @@ def engagement_index(
         np.nan_to_num(two_way_share, nan=0.0),
         np.nan_to_num(np.exp(-days_since_last / 90.0), nan=0.0),
     )
-    return sum(parts) / len(parts)
+    return np.asarray(sum(parts) / len(parts), dtype=float)
 
 
 def _per_week(count: np.ndarray, observed_days: np.ndarray, window: int) -> np.ndarray:
     """Events per week over the window, or over the customer's observed span when shorter."""
     span = np.clip(observed_days, _MIN_RATE_SPAN_DAYS, window)
-    return count / span * 7.0
+    rate: np.ndarray = count / span * 7.0
+    return rate
 
 
 def engagement_features(interactions: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -40,14 +40,17 @@ def churn_labels(
     end = as_of + pd.Timedelta(days=horizon_days)
     source = label_source(tables)
     if source == "labels":
-        lab = tables.labels.loc[tables.labels["as_of"] == as_of]
-        lab = lab.drop_duplicates("customer_id", keep="last").set_index("customer_id")["churned"]
+        assert tables.labels is not None  # label_source checked it
+        rows = tables.labels.loc[tables.labels["as_of"] == as_of]
+        lab = rows.drop_duplicates("customer_id", keep="last").set_index("customer_id")["churned"]
         return lab.astype("Int8").reindex(population).rename("churned")
     if source == "contractual":
+        assert tables.customers is not None  # label_source checked it
         churn = tables.customers.set_index("customer_id")["churn_date"].reindex(population)
         churned = (churn > as_of) & (churn <= end)
         return churned.fillna(False).astype("Int8").rename("churned")
     tx = tables.transactions
+    assert tx is not None  # label_source checked it
     ts = tx["timestamp"]
     window = tx.loc[(ts > as_of) & (ts <= end) & (tx["amount"] >= 0)]
     bought = population.isin(window["customer_id"].unique())

@@ -26,4 +26,5 @@ def events_in_window(events: pd.DataFrame, as_of: pd.Timestamp, days: float) -> 
 
 def days_between(earlier: pd.Series, later: pd.Timestamp | pd.Series) -> pd.Series:
     """Elapsed time in (fractional) days."""
-    return (later - earlier) / DAY
+    # pandas-stubs type a Timestamp minus a Series as Series[Any], not as timedeltas
+    return (later - earlier) / DAY  # type: ignore[operator,no-any-return]

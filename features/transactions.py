@@ -151,7 +151,8 @@ class _PurchaseDays:
 
     @staticmethod
     def _keys(codes: np.ndarray, day: np.ndarray, lo: int, span: int) -> np.ndarray:
-        return codes.astype("i8") * span + (day - lo)
+        keys: np.ndarray = codes.astype("i8") * span + (day - lo)
+        return keys
 
     @classmethod
     def of(cls, groups: Groups, mask: np.ndarray | None = None) -> _PurchaseDays:

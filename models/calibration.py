@@ -21,7 +21,8 @@ _EPS = 1e-6
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
+    logit: np.ndarray = np.log(p / (1 - p))
+    return logit
 
 
 class Calibrator:
@@ -43,7 +44,10 @@ class Calibrator:
         if self.method == "platt":
             lr = LogisticRegression(C=1e6, max_iter=1000)  # (almost) unpenalised, as Platt's
             lr.fit(_logit(raw).reshape(-1, 1), y)
-            self.params_ = {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+            self.params_: dict[str, Any] = {
+                "a": float(lr.coef_[0, 0]),
+                "b": float(lr.intercept_[0]),
+            }
         else:
             iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
             iso.fit(np.asarray(raw, dtype=float), y)
@@ -61,7 +65,8 @@ class Calibrator:
             out = 1.0 / (1.0 + np.exp(-z))
         else:
             out = np.interp(raw, self.params_["x"], self.params_["y"])
-        return np.clip(out, _EPS, 1 - _EPS)
+        clipped: np.ndarray = np.clip(out, _EPS, 1 - _EPS)
+        return clipped
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "params": self.params_}
@@ -73,7 +78,9 @@ class Calibrator:
         return cal
 
 
-def choose_calibrator(raw: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple[Calibrator, dict]:
+def choose_calibrator(
+    raw: np.ndarray, y: np.ndarray, *, seed: int = 0
+) -> tuple[Calibrator, dict[str, float]]:
     """Fit Platt and isotonic on ``raw``/``y`` and keep the one with the lower 2-fold
     cross-fitted log loss; returns it (refitted on all rows) and the losses per method."""
     raw, y = np.asarray(raw, dtype=float), np.asarray(y, dtype=int)
@@ -84,5 +91,5 @@ def choose_calibrator(raw: np.ndarray, y: np.ndarray, *, seed: int = 0) -> tuple
         for part in (fold, ~fold):
             pred[~part] = Calibrator(method).fit(raw[part], y[part]).transform(raw[~part])
         losses[method] = float(log_loss(y, pred, labels=[0, 1]))
-    best = min(losses, key=losses.get)
+    best = min(losses, key=losses.__getitem__)
     return Calibrator(best).fit(raw, y), losses

@@ -9,6 +9,7 @@ the server, so a single customer is scored without pandas overhead on the hot pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightgbm as lgb
@@ -60,7 +61,8 @@ def _threads(matrix: np.ndarray) -> dict[str, int]:
 
 def _logit(p: float | np.ndarray) -> np.ndarray:
     p = np.asarray(p, dtype=float)
-    return np.log(p / (1 - p))
+    logit: np.ndarray = np.log(p / (1 - p))
+    return logit
 
 
 def _prior_inputs(alive: np.ndarray, expected: np.ndarray) -> np.ndarray:
@@ -76,7 +78,8 @@ def _prior_inputs(alive: np.ndarray, expected: np.ndarray) -> np.ndarray:
 
 def _row_log_loss(y: np.ndarray, margin: np.ndarray) -> np.ndarray:
     """Per-row binary log loss of log-odds ``margin``."""
-    return np.logaddexp(0.0, margin) - y * margin
+    loss: np.ndarray = np.logaddexp(0.0, margin) - y * margin
+    return loss
 
 
 class ChurnModel:
@@ -142,7 +145,8 @@ class ChurnModel:
             categorical_feature=list(self.categories_),
             free_raw_data=True,
         )
-        callbacks, valid_sets = [], []
+        callbacks: list[Callable[..., Any]] = []
+        valid_sets = []
         if X_valid is not None and y_valid is not None:
             valid_matrix = self.encode(X_valid)
             valid_sets = [
@@ -164,12 +168,14 @@ class ChurnModel:
         self.best_iteration_ = int(
             self.booster_.best_iteration or self.booster_.current_iteration()
         )
-        self.tree_gain_ = None
+        self.tree_gain_: dict[str, float] | None = None
         if valid_sets:
             self.keep_trees_if_they_help(valid_matrix, np.asarray(y_valid, dtype=float))
         return self
 
-    def keep_trees_if_they_help(self, X_valid: pd.DataFrame | np.ndarray, y_valid) -> None:
+    def keep_trees_if_they_help(
+        self, X_valid: pd.DataFrame | np.ndarray, y_valid: np.ndarray | pd.Series
+    ) -> None:
         """With a prior: drop the trees (``best_iteration_ = 0``) unless they lower the
         validation log loss by more than ``min_gain_z`` standard errors; the measured gain is
         kept in ``tree_gain_``. Public so a distributed trainer applies the same rule."""
@@ -288,6 +294,7 @@ class ChurnModel:
         weighted as in training): mean, standard error and their ratio ``z``."""
         weight = np.where(label == 1, params.get("scale_pos_weight", 1.0), 1.0)
         prior = self._prior_margin(matrix)
+        assert prior is not None  # the tree gain is measured against a prior only
         boosted = prior + self._tree_score(matrix, self.best_iteration_)
         diff = weight * (_row_log_loss(label, prior) - _row_log_loss(label, boosted))
         mean = float(diff.mean() / weight.mean())
@@ -375,7 +382,8 @@ class ChurnModel:
             with np.errstate(divide="ignore", invalid="ignore"):
                 p0 = 1 - alive + alive * np.exp(-expected / np.maximum(alive, 1e-9))
             margin = _logit(np.clip(p0, 1e-4, 1 - 1e-4))
-        return np.where(np.isfinite(margin), margin, self.prior_["fallback_logit"])
+        finite: np.ndarray = np.where(np.isfinite(margin), margin, self.prior_["fallback_logit"])
+        return finite
 
     def predict_raw(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """The model's probability per row before calibration (prior plus trees)."""
@@ -413,13 +421,14 @@ class ChurnModel:
             )[:, :-1]
         else:
             contrib = np.zeros((len(matrix), len(self.features_)))
-        if self.prior_ is not None:
+        prior = self._prior_margin(matrix)
+        if self.prior_ is not None and prior is not None:
             j = self.features_.index(EXPECTED_PURCHASES)
-            shift = self._prior_margin(matrix) - self.prior_expected_logit()
+            shift = prior - self.prior_expected_logit()
             if self.prior_["kind"] == "bgnbd_logistic":
                 k = self.features_.index(P_ALIVE)
                 alive, expected = matrix[:, k], matrix[:, j]
-                terms = (
+                terms: np.ndarray = (
                     _prior_inputs(alive, expected) - np.asarray(self.prior_["input_means"])
                 ) * np.asarray(self.prior_["coef"])
                 known = np.isfinite(terms).all(axis=1)
@@ -446,7 +455,9 @@ class ChurnModel:
             return 0.0
         one = np.zeros((1, len(self.features_)))
         return float(
-            self.booster_.predict(one, num_iteration=self.best_iteration_, pred_contrib=True)[0, -1]
+            np.asarray(
+                self.booster_.predict(one, num_iteration=self.best_iteration_, pred_contrib=True)
+            )[0, -1]
         )
 
     def feature_gain(self) -> np.ndarray:

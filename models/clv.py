@@ -42,6 +42,7 @@ and round-trip through :meth:`CLVModel.to_dict` / :meth:`CLVModel.from_dict`: no
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,10 @@ SUMMARY_COLUMNS = ("frequency", "recency_days", "T_days", "monetary_repeat_mean"
 OUTPUT_COLUMNS = ("p_alive", "expected_purchases", "expected_order_value", "clv")
 
 #: Purchase-count models by name, with lifetimes' fitter and parameter names.
-COUNT_MODELS: dict[str, tuple[type, tuple[str, ...]]] = {
+#: A likelihood objective of the log-parameters; autograd calls it with its own array boxes.
+Objective = Callable[[Any], Any]
+
+COUNT_MODELS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     "bgnbd": (BetaGeoFitter, ("r", "alpha", "a", "b")),
     "pareto_nbd": (ParetoNBDFitter, ("r", "alpha", "s", "beta")),
     "mbgnbd": (ModifiedBetaGeoFitter, ("r", "alpha", "a", "b")),
@@ -175,7 +179,14 @@ def summary_counts(summary: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _optimise(objective, x0: np.ndarray, *, gradient: bool, tol: float, hess_inv0=None):
+def _optimise(
+    objective: Objective,
+    x0: np.ndarray,
+    *,
+    gradient: bool,
+    tol: float,
+    hess_inv0: np.ndarray | None = None,
+) -> Any:
     """One scipy run on ``objective(log_params)``: BFGS with autograd's gradient (as lifetimes
     does), or Nelder-Mead for likelihoods autograd cannot differentiate (Pareto/NBD's)."""
     if gradient:
@@ -200,14 +211,14 @@ def _optimise(objective, x0: np.ndarray, *, gradient: bool, tol: float, hess_inv
 
 
 def _minimise(
-    objective,
+    objective: Objective,
     x0: np.ndarray,
     *,
     name: str,
     penalizer: float,
     gradient: bool,
     warm: tuple[np.ndarray, np.ndarray | None] | None = None,
-):
+) -> Any:
     """Minimise ``objective(log_params)``: from ``warm`` (a start and an inverse Hessian) if
     given, then from ``x0`` with the tolerances of :data:`TOLERANCES` in turn. Raises
     :class:`CLVModelError` with the optimiser's own message when no run succeeds."""
@@ -235,7 +246,15 @@ def _check_params(name: str, scaled: dict[str, float], penalizer: float) -> None
         )
 
 
-def _count_nll(model: str, log_params, freq, rec, T, weights, penalizer: float):
+def _count_nll(
+    model: str,
+    log_params: Any,
+    freq: np.ndarray,
+    rec: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray,
+    penalizer: float,
+) -> Any:
     """Mean negative log-likelihood per customer plus the L2 penalty, lifetimes' likelihoods.
 
     Pareto/NBD's is normalised here like the others (lifetimes divides its sum by the mean
@@ -248,7 +267,17 @@ def _count_nll(model: str, log_params, freq, rec, T, weights, penalizer: float):
     return fitter._negative_log_likelihood(log_params, freq, rec, T, weights, penalizer)
 
 
-def _coarse_start(model, f, r, t, w, penalizer, x0, *, gradient):
+def _coarse_start(
+    model: str,
+    f: np.ndarray,
+    r: np.ndarray,
+    t: np.ndarray,
+    w: np.ndarray,
+    penalizer: float,
+    x0: np.ndarray,
+    *,
+    gradient: bool,
+) -> tuple[np.ndarray, np.ndarray | None] | None:
     """Start and inverse Hessian for the exact fit, from a fit on a coarser table.
 
     Recency and T (rescaled to [0, 1]) rounded up to a grid of 1 / :data:`COARSE_GRID` keep
@@ -271,7 +300,7 @@ def _coarse_start(model, f, r, t, w, penalizer, x0, *, gradient):
     coarse = grid.groupby(["f", "r", "t"], sort=False)["w"].sum().reset_index()
     cf, cr, ct, cw = (coarse[c].to_numpy() for c in ("f", "r", "t", "w"))
 
-    def objective(log_params):
+    def objective(log_params: Any) -> Any:
         return _count_nll(model, log_params, cf, cr, ct, cw, penalizer)
 
     out = _optimise(objective, x0, gradient=gradient, tol=TOLERANCES[0])
@@ -347,7 +376,7 @@ def fit_purchases(
     f, w = rows["frequency"].to_numpy(), rows["weight"].to_numpy(dtype=float)
     r, t = rows["recency"].to_numpy() * scale, rows["T"].to_numpy() * scale
 
-    def objective(log_params):
+    def objective(log_params: Any) -> Any:
         return _count_nll(model, log_params, f, r, t, w, penalizer)
 
     gradient = model != "pareto_nbd"
@@ -359,7 +388,14 @@ def fit_purchases(
     scaled = dict(zip(names, np.exp(out.x).tolist(), strict=True))
     _check_params(model, scaled, penalizer)
     params = {k: v / scale if k in ("alpha", "beta") else v for k, v in scaled.items()}
-    ll = purchase_log_likelihood(model, params, rows["frequency"], rows["recency"], rows["T"], w)
+    ll = purchase_log_likelihood(
+        model,
+        params,
+        rows["frequency"].to_numpy(),
+        rows["recency"].to_numpy(),
+        rows["T"].to_numpy(),
+        w,
+    )
     return PurchaseFit(model, params, ll, int(w.sum()), len(rows))
 
 
@@ -440,7 +476,7 @@ def _fit_spend(
     scale = float((m * w).sum() / w.sum())
     m = m / scale
 
-    def objective(log_params):
+    def objective(log_params: Any) -> Any:
         return GammaGammaFitter._negative_log_likelihood(log_params, x, m, w, penalizer)
 
     out = _minimise(
@@ -608,7 +644,7 @@ class CLVModel:
         self.params_ = {**counts.params, **spend}
         self.log_likelihood_ = counts.log_likelihood
         self.n_customers_ = counts.n_customers
-        self.n_rows_fitted_ = counts.n_rows
+        self.n_rows_fitted_: int | None = counts.n_rows
         self.n_spend_customers_ = int(w[usable].sum()) if self.spend else 0
         self.n_spend_excluded_ = int(w[repeat & ~usable].sum()) if self.spend else 0
         self.fit_window_ = None
@@ -618,7 +654,7 @@ class CLVModel:
             self.fit_window_ = {"start": start.isoformat(), "end": end.isoformat()}
         return self
 
-    def _count_fitter(self):
+    def _count_fitter(self) -> Any:
         fitter_class, names = COUNT_MODELS[self.model_]
         fitter = fitter_class()
         fitter.params_ = pd.Series({k: self.params_[k] for k in names})
@@ -680,7 +716,15 @@ class CLVModel:
             )
         return out
 
-    def _predict(self, freq, rec, t, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
+    def _predict(
+        self,
+        freq: np.ndarray,
+        rec: np.ndarray,
+        t: np.ndarray,
+        summary: pd.DataFrame,
+        *,
+        horizon_days: float,
+    ) -> pd.DataFrame:
         u = self.unit_days
         counts = self._count_fitter()
         p_alive = np.asarray(counts.conditional_probability_alive(freq, rec, t), dtype=float)

@@ -97,9 +97,7 @@ def predict(
     for as_of, ids in by_time.items():
         frame = build_features(tables, as_of=as_of, customer_ids=pd.Index(ids, dtype="str"))
         scores = score_frame(bundle, frame)
-        columns = {
-            f: scores[f].tolist() if f in scores else None for f in SCORE_FIELDS if f in scores
-        }
+        columns = {f: scores[f].tolist() for f in SCORE_FIELDS if f in scores}
         for i, cid in enumerate(scores.index):
             values = {f: columns[f][i] for f in columns}
             values.update(customer_id=str(cid), as_of=_iso(as_of), model_version=model_version)

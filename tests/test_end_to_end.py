@@ -58,6 +58,7 @@ def served(workspace):
         yield server, api_key, outputs
 
 
+@pytest.mark.slow  # trains and serves in subprocesses (make test, not test-fast)
 def test_train_reports_auc_next_to_the_oracle(served):
     _, _, outputs = served
     assert "registered churn-clv v1" in outputs[1]
@@ -65,6 +66,7 @@ def test_train_reports_auc_next_to_the_oracle(served):
     assert f"scored {N_CUSTOMERS:,} customers" in outputs[2]
 
 
+@pytest.mark.slow  # trains and serves in subprocesses (make test, not test-fast)
 def test_ready_and_scores_over_http(served):
     server, api_key, _ = served
     assert httpx.get(f"{server.url}/readyz").status_code == 200
@@ -87,6 +89,7 @@ def test_ready_and_scores_over_http(served):
             assert reason["description"] and reason["contribution"] > 0
 
 
+@pytest.mark.slow  # trains and serves in subprocesses (make test, not test-fast)
 def test_no_key_is_401(served):
     server, _, _ = served
     r = httpx.post(f"{server.url}/v1/scores", json={"customer_ids": ["C0000001"]})

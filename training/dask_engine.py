@@ -247,7 +247,7 @@ def stage_inputs(settings: TrainSettings) -> tuple[LoadedTables, Staged, dict[st
         writes.append(clean.to_parquet(str(paths[name]), write_index=False, compute=False))
     *_, bad, blanked = dask.compute(*writes, quarantines, fields)
     staged = Staged(paths, npart)
-    results = {}
+    results: dict[str, Validated] = {}
     for name in raws:
         kept = dd.read_parquet(str(paths[name])).shape[0].compute()
         found = blanked[name].reset_index(drop=True).assign(row=pd.NA)
@@ -287,7 +287,7 @@ def _extremes(part: pd.DataFrame, name: str) -> pd.DataFrame:
     a contractual churn date, every explicit-label ``as_of``."""
     if part.empty:
         return part
-    keep = []
+    keep: list[Any] = []  # index labels
     if "timestamp" in part.columns:
         keep += [part["timestamp"].idxmin(), part["timestamp"].idxmax()]
     if name == "customers" and "churn_date" in part.columns and part["churn_date"].notna().any():
@@ -443,10 +443,10 @@ def build_frames_distributed(staged: Staged, plan: CutoffPlan) -> DaskFrames:
     valid = unify_categories(valid).compute().sort_index()
     valid = recast_categories(valid, like=valid)
     if plan.one_snapshot:  # one label snapshot: a random split, as the local engine does
-        rows, calibration, test = split_snapshot(valid)
-        train_all = dd.from_pandas(rows, npartitions=max(1, staged.npartitions))
+        part, calibration, test = split_snapshot(valid)
+        train_all = dd.from_pandas(part, npartitions=max(1, staged.npartitions))
         return DaskFrames(
-            rows, calibration, test, clv_fits=fits, train_all=train_all, train_rows=len(rows)
+            part, calibration, test, clv_fits=fits, train_all=train_all, train_rows=len(part)
         )
     train = unify_categories(dd.concat(train)).persist()
     calibration, test = split_validation(valid)
@@ -546,7 +546,7 @@ def score_distributed(
     schema = pa.Schema.from_pandas(first, preserve_index=False)
     scored.to_parquet(str(parts_dir), write_index=False, schema=schema)
     files = sorted(parts_dir.glob("part.*.parquet"), key=lambda p: int(p.stem.split(".")[1]))
-    rows, bands = 0, {}
+    rows, bands = 0, dict[str, int]()
 
     def write(tmp: Path) -> int:
         nonlocal rows

@@ -241,7 +241,7 @@ class _Interactions:
     resolved: np.ndarray  # 1/0 for tickets and complaints, -1 otherwise
     value_enhancement: np.ndarray
 
-    def take(self, keep: np.ndarray) -> _Interactions:
+    def take(self, keep: np.ndarray | slice) -> _Interactions:
         return _Interactions(*(getattr(self, f)[keep] for f in _INTERACTION_FIELDS))
 
 
@@ -854,8 +854,8 @@ def _p_no_purchase_chunk(
         g *= 1.0 - leave
         paths.decay(length)
         paths.absorb(ev.take(slice(bounds[k], bounds[k + 1])), float(edges[k + 1]), n_paths)
-    prob = (prob + g).astype(np.float64).reshape(customers.size, reps)
-    return prob.mean(axis=1), prob.std(axis=1, ddof=1) / np.sqrt(reps)
+    per_customer = (prob + g).astype(np.float64).reshape(customers.size, reps)
+    return per_customer.mean(axis=1), per_customer.std(axis=1, ddof=1) / np.sqrt(reps)
 
 
 # --- frames -----------------------------------------------------------------------------------

@@ -71,9 +71,9 @@ def oracle_metrics(
     path = Path(data_dir) / TRUTH_FILE
     if not path.is_file():
         return {}
-    truth = pd.read_parquet(path)
-    truth = truth.loc[pd.to_datetime(truth["as_of"], utc=True) == cutoff]
-    truth = truth.set_index("customer_id")["p_churn_true"]
+    rows = pd.read_parquet(path)
+    rows = rows.loc[pd.to_datetime(rows["as_of"], utc=True) == cutoff]
+    truth = rows.set_index("customer_id")["p_churn_true"]
     common = labels.index.intersection(truth.index)
     if len(common) == 0 or labels.loc[common].nunique() < 2:
         return {}

@@ -119,6 +119,7 @@ def plan_cutoffs(
     end = data_end(tables)
     horizon = pd.Timedelta(days=horizon_days)
     if source == "labels":
+        assert tables.labels is not None  # label_source checked it
         cuts = sorted(tables.labels["as_of"].unique())
         return CutoffPlan(
             end,
@@ -291,8 +292,9 @@ def without_clv_features(frames: Frames) -> Frames:
         return frame.drop(columns=[c for c in CLV_FEATURES if c in frame.columns])
 
     changes = {n: drop(getattr(frames, n)) for n in ("train", "calibration", "test")}
-    if getattr(frames, "train_all", None) is not None:
-        changes["train_all"] = drop(frames.train_all)
+    train_all = getattr(frames, "train_all", None)  # the Dask engine's distributed rows
+    if train_all is not None:
+        changes["train_all"] = drop(train_all)
     return replace(frames, **changes)
 
 
@@ -333,7 +335,11 @@ def check_frames(tables: Tables, plan: CutoffPlan, frames: Frames) -> None:
         parts = {"train": frames.train, **parts}
     rows = getattr(frames, "train_rows", len(frames.train)) + len(frames.calibration)
     rows += len(frames.test)
-    if plan.label_source == "labels" and len(frames.calibration) + len(frames.test) == 0:
+    if (
+        plan.label_source == "labels"
+        and tables.labels is not None
+        and len(frames.calibration) + len(frames.test) == 0
+    ):
         labelled = tables.labels.loc[tables.labels["as_of"] == plan.validation, "customer_id"]
         known = 0 if tables.customers is None else tables.customers["customer_id"].nunique()
         common = 0

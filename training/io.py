@@ -102,7 +102,7 @@ def resolve_column_map(
 
 
 def apply_column_map(
-    df: pd.DataFrame, mapping: dict[str, str], *, path: Path, map_path: Path
+    df: pd.DataFrame, mapping: dict[str, str], *, path: Path | str, map_path: Path
 ) -> pd.DataFrame:
     """Rename ``df``'s columns by ``mapping`` (user -> canonical).
 
@@ -294,7 +294,8 @@ def write_quarantine(loaded: LoadedTables, out_dir: Path) -> dict[str, dict[str,
         path = out_dir / f"{name}.csv"
         if len(result.quarantine):
             written = result.quarantine.copy()
-            rows = written.index + 1 if result.numbered else pd.NA
+            # source row numbers; blank after the Dask engine's shuffle, which loses them
+            rows = written.index + 1 if result.numbered else None
             written.insert(0, "row", rows, allow_duplicates=True)
             written.to_csv(path, index=False)
         elif path.exists():

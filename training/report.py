@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # no display: render to PNG bytes only
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from features.catalogue import describe
@@ -37,7 +38,7 @@ def metrics_table(metrics: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame(rows).T[list(METRICS)]
 
 
-def _png(fig: plt.Figure) -> str:
+def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -153,11 +154,11 @@ def render_report(
             "<h1>Churn model report</h1>",
             f"<p>{html.escape(window)}</p>",
             "<h2>Model vs baselines vs oracle</h2>",
-            metrics_table(metrics).to_html(float_format="%.4f", na_rep=""),
+            metrics_table(metrics).to_html(float_format="{:.4f}".format, na_rep=""),
             "<h2>Plots</h2>",
             *[f"<img src='data:image/png;base64,{img}'>" for img in images],
             "<h2>Lift and capture by decile</h2>",
-            lift_table.to_html(index=False, float_format="%.3f"),
+            lift_table.to_html(index=False, float_format="{:.3f}".format),
             "<h2>Features</h2>",
             described.to_html(index=False),
             "</body></html>",

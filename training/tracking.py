@@ -25,7 +25,9 @@ from typing import Any
 import lightgbm as lgb
 import mlflow
 from mlflow import MlflowClient
-from mlflow.data.sources import LocalArtifactDatasetSource
+
+# mlflow defines its dataset sources and constructors at import time, out of mypy's sight
+from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
 
 from models import registry
 from models.bundle import Bundle, write_bundle
@@ -192,7 +194,9 @@ class TrainingRun:
         schema), so the UI shows what a run was trained on."""
         for name, table in loaded.tables.present().items():
             source = LocalArtifactDatasetSource(str(loaded.files[name].resolve()))
-            dataset = mlflow.data.from_pandas(table, source=source, name=name)
+            dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
+                table, source=source, name=name
+            )
             mlflow.log_input(dataset, context="training")
 
     def register(self, bundle: Bundle) -> tuple[str, str]:

@@ -3,7 +3,7 @@
 # No ``from __future__ import annotations``: the page-size limit is a local name that FastAPI
 # must see in real annotations.
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
@@ -20,7 +20,7 @@ from serving.schemas import (
 )
 from serving.state import LoadedRanking, LoadedSnapshot
 
-COMMON = {
+COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or wrong API key"},
     422: {"model": ValidationErrorResponse, "description": "parameters do not match the schema"},
     503: {"model": ErrorResponse, "description": "no scored snapshot loaded"},

@@ -4,10 +4,12 @@
 # ``build_router`` (a local name) as a real annotation.
 
 import logging
+from typing import cast
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Response
 
+from serving import schemas
 from serving.auth import Client
 from serving.config import Settings
 from serving.errors import ApiError, reject_unknown_query
@@ -49,7 +51,8 @@ def build_router(settings: Settings) -> APIRouter:
             503: {"model": ErrorResponse, "description": "no model loaded"},
         },
     )
-    async def post_predict(body: PredictRequest, client: Client, model: ServedModel) -> Response:
+    # mypy cannot read a model built at run time as a type; it is a schemas.PredictRequest
+    async def post_predict(body: PredictRequest, client: Client, model: ServedModel) -> Response:  # type: ignore[valid-type]
         """Each customer's posted history (the input tables' columns, docs/data-contract.md)
         is validated, turned into features at its ``as_of`` (default: now) and scored with
         the served model, by the same code as training and batch scoring. Rows the
@@ -57,7 +60,8 @@ def build_router(settings: Settings) -> APIRouter:
         exact duplicate, ...) are listed under the customer's ``quarantined`` and not used;
         the request still succeeds."""
         seen: dict[str, int] = {}
-        for i, customer in enumerate(body.customers):
+        customers = cast(schemas.PredictRequest, body).customers
+        for i, customer in enumerate(customers):
             if customer.customer_id in seen:
                 raise ApiError(
                     422,
@@ -77,7 +81,7 @@ def build_router(settings: Settings) -> APIRouter:
         try:
             # pandas work: off the event loop, so snapshot look-ups keep being answered.
             results = await anyio.to_thread.run_sync(
-                lambda: predict(model.bundle, body.customers, model_version=model.version)
+                lambda: predict(model.bundle, customers, model_version=model.version)
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("predict: history not usable (%s)", type(exc).__name__)

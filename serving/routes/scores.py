@@ -9,8 +9,11 @@ faster copy of it to keep in step.
 # No ``from __future__ import annotations`` here: FastAPI must see the request model built in
 # ``build_router`` (a local name) as a real annotation, not a string.
 
+from typing import Any, cast
+
 from fastapi import APIRouter, Request, Response
 
+from serving import schemas
 from serving.auth import HEADER, authenticate
 from serving.config import Settings
 from serving.errors import reject_unknown_query
@@ -24,7 +27,7 @@ from serving.state import get_snapshot
 
 PATH = "/v1/scores"
 
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "body could not be read (not UTF-8 JSON)"},
     401: {"model": ErrorResponse, "description": "missing or wrong API key"},
     413: {"model": ErrorResponse, "description": "request body too large"},
@@ -46,7 +49,8 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Scores of known customers",
         responses=ERROR_RESPONSES,
     )
-    async def post_scores(body: ScoresRequest, request: Request) -> Response:
+    # mypy cannot read a model built at run time as a type; it is a schemas.ScoresRequest
+    async def post_scores(body: ScoresRequest, request: Request) -> Response:  # type: ignore[valid-type]
         """Churn and CLV scores from the latest scored snapshot, in request order. An id the
         snapshot does not hold is reported in its place as ``{"customer_id": ...,
         "error": "unknown_customer"}``; the request still succeeds."""
@@ -55,6 +59,7 @@ def build_router(settings: Settings) -> APIRouter:
         await reject_unknown_query(request)
         authenticate(request, request.headers.get(HEADER))
         snapshot = await get_snapshot(request.app.state.serving.current)
-        return Response(snapshot.scores_json(body.customer_ids), media_type="application/json")
+        ids = cast(schemas.ScoresRequest, body).customer_ids
+        return Response(snapshot.scores_json(ids), media_type="application/json")
 
     return router

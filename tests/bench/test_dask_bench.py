@@ -1,7 +1,12 @@
 """The Dask benchmark runs at smoke size: both engines score every customer and the memory
 figures are measured."""
 
+import pytest
+
 from bench import dask as bench_dask
+
+# starts a Dask cluster (worker processes): make test only, not make test-fast
+pytestmark = pytest.mark.slow
 
 
 def test_quick_run_reports_time_memory_and_ratio():

@@ -3,13 +3,18 @@ own server process (they change or end the server's state)."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,20 +70,92 @@ def metric(server: Server, pattern: str) -> float:
     return float(found.group(1))
 
 
+class HeldRequest:
+    """A POST held open on the server: sent with ``Expect: 100-continue`` and without its body.
+
+    The server answers ``100 Continue`` only once the app asks for the body, so when the
+    constructor returns the request is in flight on the server side (routed, its handler
+    waiting for the body) for as long as the test likes; :meth:`finish` sends the body and
+    reads the answer.
+    """
+
+    def __init__(self, url: str, path: str, key: str, body: dict[str, object]) -> None:
+        address = httpx.URL(url)
+        host, port = address.host, address.port
+        assert port is not None
+        self.body = json.dumps(body).encode()
+        self.sock = socket.create_connection((host, port), timeout=60)
+        self.reader = self.sock.makefile("rb")
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nX-API-Key: {key}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(self.body)}\r\nExpect: 100-continue\r\n\r\n"
+        )
+        self.sock.sendall(head.encode())
+        interim = self.reader.readline()
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        assert self.reader.readline() == b"\r\n"
+
+    def finish(self) -> tuple[int, dict[str, Any]]:
+        """Send the body; the final status and JSON answer."""
+        try:
+            self.sock.sendall(self.body)
+            status = int(self.reader.readline().split()[1])
+            headers = {}
+            while (line := self.reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            answer = json.loads(self.reader.read(int(headers["content-length"])))
+        finally:
+            self.reader.close()
+            self.sock.close()
+        return status, answer
+
+
+def wait_for_log(server: Server, text: str, timeout: float = 30.0) -> None:
+    """Return once the server's log holds ``text`` (the server's own report of an event)."""
+    deadline = time.monotonic() + timeout
+    while text not in server.log():
+        assert server.process.poll() is None or text in server.log(), server.log()
+        assert time.monotonic() < deadline, f"no {text!r} in the server log:\n{server.log()}"
+        time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request of the load: when it was sent and answered (monotonic s), what came back."""
+
+    kind: str
+    sent: float
+    answered: float
+    status: int
+    version: str | None
+
+
 def test_reload_under_load_drops_nothing(
     registry: Registry, bundle_dir: BundleDir, trained: Trained, api_keys: Keys, tmp_path: Path
 ) -> None:
     name = "reload-under-load"
     old = publish_with_snapshot(name, registry, bundle_dir, trained, tmp_path / "scores")
     predict_body = {"customers": [history_of("C00010")]}
-    results: list[tuple[float, int, str | None]] = []  # (start time, status, model_version)
+    kinds = ("scores", "scores", "predict")
+    answers: list[Answer] = []
     failures: list[str] = []
+    lock = threading.Condition()
     stop = threading.Event()
+    reload_sent = reload_returned = math.inf
 
-    def load(kind: str, url: str) -> None:
+    def count(since: float) -> int:
+        """Fewest requests any load thread had sent after ``since`` and had answered."""
+        per = {i: 0 for i in range(len(kinds))}
+        for a in answers:
+            per[int(a.kind.split(":")[0])] += a.sent > since
+        return min(per.values())
+
+    def load(i: int, kind: str, url: str) -> None:
         with httpx.Client(base_url=url, headers={"X-API-Key": api_keys.key}, timeout=30) as c:
             while not stop.is_set():
-                start = time.monotonic()
+                sent = time.monotonic()
                 try:
                     if kind == "scores":
                         r = c.post("/v1/scores", json={"customer_ids": ["C00001", "C00002"]})
@@ -86,30 +163,46 @@ def test_reload_under_load_drops_nothing(
                         r = c.post("/v1/predict", json=predict_body)
                 except httpx.HTTPError as exc:
                     failures.append(f"{kind}: {type(exc).__name__}")
-                    continue
+                    stop.set()
+                    break
                 version = r.json().get("model_version") if r.status_code == 200 else None
-                results.append((start, r.status_code, version))
+                with lock:
+                    answers.append(
+                        Answer(f"{i}:{kind}", sent, time.monotonic(), r.status_code, version)
+                    )
+                    lock.notify_all()
 
     with serving(name, registry, api_keys, tmp_path) as (server, scores):
         threads = [
-            threading.Thread(target=load, args=(kind, server.url))
-            for kind in ("scores", "scores", "predict")
+            threading.Thread(target=load, args=(i, kind, server.url))
+            for i, kind in enumerate(kinds)
         ]
         for t in threads:
             t.start()
         try:
-            time.sleep(0.5)
+            # Every load thread has been answered a few times by the old model ...
+            with lock:
+                assert lock.wait_for(lambda: stop.is_set() or count(-math.inf) >= 3, timeout=120)
             new = publish_with_snapshot(name, registry, bundle_dir, trained, scores)
+            # ... a request the server has read the headers of stays open across the reload ...
+            held = HeldRequest(server.url, "/v1/predict", api_keys.key, predict_body)
+            reload_sent = time.monotonic()
             reload = httpx.post(
                 f"{server.url}/v1/admin/reload", headers={"X-API-Key": api_keys.admin}, timeout=60
             )
-            reloaded_at = time.monotonic()
-            time.sleep(0.5)
+            reload_returned = time.monotonic()
+            held_status, held_answer = held.finish()
+            # ... and every load thread is answered a few times more after the reload returned.
+            with lock:
+                assert lock.wait_for(
+                    lambda: stop.is_set() or count(reload_returned) >= 3, timeout=120
+                )
         finally:
             stop.set()
             for t in threads:
                 t.join(timeout=30)
 
+        assert failures == []
         assert reload.status_code == 200, reload.text
         assert reload.json() == {
             "status": "reloaded",
@@ -117,12 +210,16 @@ def test_reload_under_load_drops_nothing(
             "model_version": new,
             "snapshot_model_version": new,
         }
-        assert failures == []
-        assert len(results) > 20
-        assert all(status == 200 for _, status, _ in results), {s for _, s, _ in results}
-        assert {v for _, _, v in results} <= {old, new}
-        assert {v for _, _, v in results} == {old, new}, "load must span the reload"
-        assert all(v == new for start, _, v in results if start > reloaded_at)
+        assert {a.status for a in answers} == {200}
+        before = [a.version for a in answers if a.answered < reload_sent]
+        after = [a.version for a in answers if a.sent > reload_returned]
+        assert len(before) >= 9 and set(before) == {old}
+        assert len(after) >= 9 and set(after) == {new}
+        assert {a.version for a in answers} <= {old, new}
+        # The held request's body arrived after the reload: the new model answered it.
+        assert held_status == 200, held_answer
+        assert [r["customer_id"] for r in held_answer["results"]] == ["C00010"]
+        assert held_answer["results"][0]["model_version"] == new
         model = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": api_keys.key}).json()
         assert model["version"] == new and model["snapshot"]["model_version"] == new
         assert metric(server, r'^churn_model_reloads_total\{outcome="success"\} (\S+)$') == 1
@@ -166,34 +263,22 @@ def test_sigterm_lets_the_request_in_flight_finish(
 ) -> None:
     name = "graceful-shutdown"
     publish_with_snapshot(name, registry, bundle_dir, trained, tmp_path / "scores")
-    # A request that takes a while: 100 customers' histories through the feature code.
-    body = {"customers": [history_of(f"C{i:05d}") for i in range(100)]}
-    outcome: dict[str, object] = {}
-
-    def call(url: str) -> None:
-        try:
-            outcome["response"] = httpx.post(
-                f"{url}/v1/predict", json=body, headers={"X-API-Key": api_keys.key}, timeout=60
-            )
-        except httpx.HTTPError as exc:
-            outcome["error"] = exc
+    ids = [f"C{i:05d}" for i in range(100)]
+    body: dict[str, object] = {"customers": [history_of(c) for c in ids]}
 
     with serving(name, registry, api_keys, tmp_path) as (server, _):
-        started = time.monotonic()
-        thread = threading.Thread(target=call, args=(server.url,))
-        thread.start()
-        time.sleep(0.15)  # the request is being processed
+        held = HeldRequest(server.url, "/v1/predict", api_keys.key, body)
         server.process.send_signal(signal.SIGTERM)
-        thread.join(timeout=60)
+        # uvicorn has stopped listening and waits for the held request's connection
+        wait_for_log(server, "Waiting for connections to close")
+        assert server.process.poll() is None
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{server.url}/healthz", timeout=5)
+        status, answer = held.finish()
         code = server.process.wait(timeout=30)
 
-        assert "error" not in outcome, outcome
-        response = outcome["response"]
-        assert isinstance(response, httpx.Response)
-        assert response.status_code == 200, response.text
-        assert len(response.json()["results"]) == 100
-        # Uvicorn re-raises the signal once shut down, so the exit status says "SIGTERM".
-        assert code in (0, -signal.SIGTERM)
-        # The answer came after the signal: the server waited for it rather than racing it.
-        assert time.monotonic() - started > 0.15
-        assert "Waiting for" in server.log() or "Shutting down" in server.log()
+    assert status == 200, answer
+    assert sorted(r["customer_id"] for r in answer["results"]) == ids
+    # Uvicorn re-raises the signal once shut down, so the exit status says "SIGTERM".
+    assert code in (0, -signal.SIGTERM)
+    assert "Traceback" not in server.log()

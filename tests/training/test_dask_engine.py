@@ -19,6 +19,9 @@ from training.frames import data_end
 from training.io import load_inputs
 from training.pipeline import fit_clv, plan_cutoffs
 
+# a real two-worker LocalCluster: make test only, not make test-fast
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def cluster():

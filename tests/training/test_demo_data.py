@@ -283,6 +283,7 @@ def test_customers_scoring_elements_high_in_surveys_churn_less(large: DemoData) 
     assert churned[n_high >= 4].mean() < churned[n_high < 4].mean() - 0.05
 
 
+@pytest.mark.slow  # 40,000 customers (make test, not test-fast)
 def test_referred_customers_churn_less_and_spend_more() -> None:
     # A x0.8 hazard moves churn by a few points only, so this needs many customers; a 7-day
     # horizon keeps the truth's Monte Carlo cheap, and by as_of = end - 7 days almost every

@@ -258,7 +258,8 @@ def _error_line(done: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("all_na", ("labels", "churned", "0 of 200")),
+        # every label blank: the whole-table quarantine check (training/io.py) speaks first
+        ("all_na", ("labels", "churned", "all 200 rows quarantined", "bad_churned 200")),
         ("no_overlap", ("labels", "no usable label", "200 customers labelled", "0 in common")),
         ("all_churned", ("labels", "churned", "one class only", "200", "churned = 1")),
         ("none_churned", ("labels", "churned", "one class only", "churned = 0")),

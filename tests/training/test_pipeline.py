@@ -98,6 +98,7 @@ def test_rerun_is_reproducible_and_passes_the_gate(trained):
     assert v1.clv.params_ == v2.clv.params_
 
 
+@pytest.mark.slow  # a third training run (make test, not test-fast)
 def test_champion_that_needs_missing_features_is_kept(trained, tmp_path):
     settings, _, _ = trained
     before = tracking.champion_version(settings)
@@ -161,6 +162,7 @@ def snapshot_style_data(folder, n: int = 3000, seed: int = 5):
     pd.concat(rows).to_csv(folder / "labels.csv", index=False)
 
 
+@pytest.mark.slow  # a training run of its own (make test, not test-fast)
 def test_snapshot_style_data_trains_and_scores(tmp_path, make_settings):
     data = tmp_path / "crm"
     data.mkdir()

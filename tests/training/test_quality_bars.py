@@ -15,6 +15,9 @@ from training.frames import build_frames, plan_cutoffs
 from training.io import load_tables
 from training.pipeline import evaluate, fit_churn
 
+# trains on the 20,000-customer demo set: make test only, not make test-fast
+pytestmark = pytest.mark.slow
+
 DEMO_CUSTOMERS, DEMO_SEED = 20_000, 42  # the Makefile's defaults (CUSTOMERS, SEED)
 
 

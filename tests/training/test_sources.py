@@ -416,6 +416,7 @@ def test_messy_exports_train_from_sources_alone(
     assert score(settings).rows > 0
 
 
+@pytest.mark.slow  # a Dask LocalCluster (make test, not test-fast)
 def test_dask_staging_reads_the_queries(duckdb_folder, tmp_path, make_settings):
     import distributed
 

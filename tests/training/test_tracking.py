@@ -67,6 +67,7 @@ def test_default_run_name_says_data_horizon_and_time(tmp_path, make_settings):
     )
 
 
+@pytest.mark.slow  # the module's training run (make test, not test-fast)
 def test_training_run_is_named_and_records_its_process(trained):
     settings, client, _, _, result = trained
     run = client.get_run(result.run_id)
@@ -78,6 +79,7 @@ def test_training_run_is_named_and_records_its_process(trained):
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.slow  # the module's training run (make test, not test-fast)
 def test_existing_experiment_is_set_up_for_model_training(trained):
     _, client, exp_id, _, _ = trained
     tags = client.get_experiment(exp_id).tags
@@ -92,6 +94,7 @@ def test_new_experiment_is_created_as_model_training(tmp_path, make_settings):
     assert tags[tracking.EXPERIMENT_KIND_TAG] == tracking.EXPERIMENT_KIND
 
 
+@pytest.mark.slow  # the module's training run (make test, not test-fast)
 def test_version_and_model_have_descriptions(trained):
     settings, client, _, _, result = trained
     mv = client.get_model_version(settings.model_name, result.version)
@@ -105,6 +108,7 @@ def test_version_and_model_have_descriptions(trained):
     assert "champion" in client.get_registered_model(settings.model_name).description
 
 
+@pytest.mark.slow  # the module's training run (make test, not test-fast)
 def test_runs_left_running_by_a_dead_process_are_marked_failed(trained):
     _, client, _, runs, _ = trained
     dead, alive, old = (client.get_run(runs[k]) for k in ("dead", "alive", "old"))
