@@ -557,7 +557,7 @@ def _number_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     values = np.asarray(pd.to_numeric(text, errors="coerce"), dtype="float64")
     number = ~blank & ~marker & np.isfinite(values)
     if len(s) < _SMALL:
-        coded = any(t is not None and _CODE.match(t) is not None for t in text)
+        coded = any(isinstance(t, str) and _CODE.match(t) is not None for t in text)
     else:
         coded = bool(pd.Series(text).str.match(_CODE.pattern, na=False).any())
     return values, blank, marker, number, coded

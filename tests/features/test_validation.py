@@ -480,3 +480,8 @@ def test_typed_attributes_keep_their_dtype():
     clean = validate_table("customers", raw).clean
     assert clean["seats"].dtype == "int64" and clean["vip"].dtype == bool
     assert clean["code"].dtype == "str"
+    # posted customers: one without the attribute (missing in a clean text column)
+    posted = pd.DataFrame({"customer_id": ["A", "B"], "seats": pd.array(["3", None], "str")})
+    r = validate_table("customers", posted)
+    assert r.clean["seats"].tolist()[0] == 3.0 and r.clean["seats"].isna().tolist() == [False, True]
+    assert r.counts == {}

@@ -198,3 +198,27 @@ def test_a_booster_trained_elsewhere_is_adopted_as_fit_would_keep_it():
     assert other.best_iteration_ == fitted.best_iteration_ > 0
     np.testing.assert_allclose(other.predict_raw(X), fitted.predict_raw(X))
     np.testing.assert_allclose(other.prior_margin(X), fitted.prior_margin(other.encode(X)))
+
+
+def test_category_features_match_posted_numbers_by_value():
+    """A text column with non-numbers trains as categories ("1", "2", "x"); a value that
+    arrives as a number (a JSON 2, or 2.0 in a float column) finds its category."""
+    train = pd.DataFrame(
+        {
+            "code": pd.Categorical(["1", "2", "x"]),
+            "tenure_months": [1.0, 2.0, 3.0],
+        }
+    )
+    model = ChurnModel()
+    model.start_fit(train.dtypes, positive_share=0.5)
+    assert model.categories_ == {"code": ["1", "2", "x"]}
+    as_text = model.encode(
+        pd.DataFrame({"code": ["2", "1", "y"], "tenure_months": ["27", "", "3"]})
+    )
+    as_numbers = model.encode(
+        pd.DataFrame({"code": [2.0, 1.0, np.nan], "tenure_months": [27, np.nan, 3]})
+    )
+    np.testing.assert_array_equal(as_text, [[1, 27], [0, np.nan], [np.nan, 3]])
+    np.testing.assert_array_equal(as_numbers, [[1, 27], [0, np.nan], [np.nan, 3]])
+    ints = model.encode(pd.DataFrame({"code": [2, 5], "tenure_months": [1, 2]}))
+    np.testing.assert_array_equal(ints[:, 0], [1, np.nan])  # 5: no such category

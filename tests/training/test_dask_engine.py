@@ -147,3 +147,23 @@ def test_dask_scoring_writes_every_customer(trained, dask_settings, local):
     assert meta["model_version"] == on_dask.version
     parts = sorted((dask_settings.dask_work_dir / "scores").glob("part.*.parquet"))
     assert len(parts) == 4
+
+
+def test_attribute_types_are_decided_on_the_whole_table():
+    """A numeric text attribute whose one partition alone looks like text (2 of 3 numbers)
+    is numeric in every partition, as on one machine."""
+    import dask.dataframe as dd
+
+    tenure = ["12", "7", "x"] + [str(i) for i in range(57)]
+    raw = pd.DataFrame({"customer_id": [f"C{i:02d}" for i in range(60)], "tenure": tenure})
+    parts = dd.from_pandas(raw, npartitions=3, sort=False)
+    numeric = dask_engine._numeric_columns(parts)
+    assert numeric == {"tenure"}
+    cleaned = [
+        dask_engine._validated_part(raw.iloc[i : i + 20], "customers", None, numeric=numeric)
+        for i in (0, 20, 40)
+    ]
+    assert all(part.clean["tenure"].dtype == "float64" for part in cleaned)
+    assert sum(part.counts.get("bad_tenure", 0) for part in cleaned) == 1
+    empty = dask_engine._validated_part(raw.iloc[:0], "customers", None, numeric=numeric)
+    assert empty.clean["tenure"].dtype == "float64"  # the meta the staged parts share
