@@ -245,8 +245,8 @@ def load_tables(
     column_map : a TOML column map; default ``data_dir/columns.toml`` when it exists.
     now : the wall-clock time events must not be after (plus ``clock_skew``); default: now.
     clock_skew : tolerance for the clocks of the systems that wrote the data.
-    check : stop on a table whose every row is quarantined (:func:`check_table`); ``False``
-        leaves that to the caller, to write the quarantine files first.
+    check : stop on a table whose every row is quarantined (:func:`reject_all_quarantined`);
+        ``False`` leaves that to the caller, to write the quarantine files first.
 
     Raises
     ------
@@ -340,7 +340,7 @@ def load_inputs(settings: TrainSettings) -> tuple[LoadedTables, dict[str, dict[s
         # a table read by a query is named as sources.py names it in errors
         where = path if path.name.startswith(f"{name}.") else f"{path} [tables.{name}]"
         try:
-            check_table(where, result)
+            reject_all_quarantined(where, result)
         except DataError as exc:
             rows = settings.quarantine_dir / f"{name}.csv"
             raise DataError(f"{exc} (the rows and their reasons: {rows})") from exc
