@@ -245,8 +245,8 @@ def load_tables(
     column_map : a TOML column map; default ``data_dir/columns.toml`` when it exists.
     now : the wall-clock time events must not be after (plus ``clock_skew``); default: now.
     clock_skew : tolerance for the clocks of the systems that wrote the data.
-    check : stop on a table whose every row is quarantined (:func:`check_table`); ``False``
-        leaves that to the caller, to write the quarantine files first.
+    check : stop on a table whose every row is quarantined (:func:`reject_all_quarantined`);
+        ``False`` leaves that to the caller, to write the quarantine files first.
 
     Raises
     ------
