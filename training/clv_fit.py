@@ -123,29 +123,60 @@ def holdout_split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return fit.loc[fit["weight"] > 0], out.loc[out["weight"] > 0]
 
 
+#: Horizon of the prediction check of a fitted candidate, days.
+CHECK_HORIZON_DAYS = 365
+#: Tenures (as a share of the longest in the fit table) probed for customers with no repeat
+#: purchase yet, who are scored with frequency 0, recency 0 and their tenure as ``T``.
+_PROBE_SHARES = np.linspace(0.0, 1.5, 31)
+
+
+def _prediction_probe(table: pd.DataFrame) -> pd.DataFrame:
+    """The fit table's histories plus first-purchase-only customers at a range of tenures:
+    what the fitted model will be asked to predict at this cutoff and when scoring."""
+    longest = float(table["T_days"].max()) if len(table) else 0.0
+    fresh = pd.DataFrame(
+        {
+            "frequency": 0.0,
+            "recency_days": 0.0,
+            "T_days": _PROBE_SHARES * longest,
+            "monetary_repeat_mean": np.nan,
+        }
+    )
+    return pd.concat([table[list(SUMMARY_COLUMNS)], fresh], ignore_index=True)
+
+
 def _attempt(
     table: pd.DataFrame, model: str, penalizer: float, as_of: pd.Timestamp | None, tried: list
 ) -> CLVFit | None:
     """One full fit (count model + Gamma-Gamma, or count model alone when only Gamma-Gamma
-    fails); ``None`` with the error appended to ``tried`` when the count model fails."""
+    fails) whose predictions are finite on :func:`_prediction_probe`; ``None`` with the error
+    appended to ``tried`` when the count model fails or predicts a non-finite value (some
+    parameter sets near a boundary fit but cannot score a customer, which would stop the run
+    later, at the first prediction)."""
+    fit: CLVFit
     try:
         clv = CLVModel(model=model, penalizer=penalizer).fit(
             table, as_of=as_of, weight_column="weight"
         )
-        return CLVFit(clv, "fitted")
+        fit = CLVFit(clv, "fitted")
     except SpendModelError as exc:
-        spend_error = str(exc)
+        try:
+            clv = CLVModel(model=model, penalizer=penalizer, spend=False).fit(
+                table, as_of=as_of, weight_column="weight"
+            )
+        except CLVModelError as again:  # pragma: no cover - the count model just fitted
+            tried.append(f"{model} penalizer {penalizer:g}: {again}")
+            return None
+        fit = CLVFit(clv, "fitted without spend", reason=str(exc))
     except CLVModelError as exc:
         tried.append(f"{model} penalizer {penalizer:g}: {exc}")
         return None
     try:
-        clv = CLVModel(model=model, penalizer=penalizer, spend=False).fit(
-            table, as_of=as_of, weight_column="weight"
-        )
-    except CLVModelError as exc:  # pragma: no cover - the count model just fitted
-        tried.append(f"{model} penalizer {penalizer:g}: {exc}")
+        clv.predict(_prediction_probe(table), horizon_days=CHECK_HORIZON_DAYS)
+    except CLVModelError as exc:
+        tried.append(f"{model} penalizer {penalizer:g}: fitted, but {exc}")
         return None
-    return CLVFit(clv, "fitted without spend", reason=spend_error)
+    return fit
 
 
 def _ranked_others(table: pd.DataFrame, tried: list) -> tuple[list[tuple[str, float]], str]:

@@ -28,6 +28,7 @@ from training.clv_fit import (
     fit_clv_with_fallback,
     holdout_split,
 )
+from training.frames import plan_cutoffs
 from training.pipeline import train
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
@@ -241,3 +242,17 @@ def test_other_models_are_ranked_by_held_out_likelihood():
     assert tried == [] and pairs[0] == (max(scores, key=scores.__getitem__), 0.0)
     assert {m for m, _ in pairs} == set(OTHER_MODELS)
     assert note.startswith("held-out log-likelihood per customer: ")
+
+
+def test_a_chosen_model_predicts_every_customer_of_its_cutoff():
+    # Seed 5 once chose a Pareto/NBD fit at one cutoff whose P(alive) was not finite for
+    # customers with no repeat purchase, which stopped training at the first prediction:
+    # a candidate now has to predict such histories before it is chosen.
+    tables = Tables(transactions=poisson_purchases(1200, seed=5))
+    plan = plan_cutoffs(tables, horizon_days=90, n_training=4, spacing_days=30)
+    for cutoff in (*plan.training, plan.validation):
+        frame = build_features(tables, as_of=cutoff)
+        fit = fit_clv_with_fallback(frame.dropna(subset=["T_days"]), as_of=cutoff)
+        assert fit.model is not None, cutoff
+        out = fit.model.predict(frame, horizon_days=90)
+        assert np.isfinite(out[["p_alive", "expected_purchases"]].to_numpy()).all(), cutoff
