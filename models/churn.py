@@ -311,24 +311,48 @@ class ChurnModel:
         categorical features become their training category codes (unseen: NaN).
         """
         out = np.full((len(X), len(self.features_)), np.nan)
-        dtypes = dict(zip(X.columns, X.dtypes, strict=True))
-        numeric: list[int] = []
-        for j, name in enumerate(self.features_):
-            dtype = dtypes.get(name)
-            if dtype is None:
-                continue
-            if name in self.categories_:
-                out[:, j] = self._category_codes(name, X[name])
-            elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-                numeric.append(j)
-            else:
-                out[:, j] = pd.to_numeric(X[name], errors="coerce").to_numpy(
-                    dtype=float, na_value=np.nan
-                )
+        categorical, numeric, other = self._encode_plan(X)
+        for j, name in categorical:
+            out[:, j] = self._category_codes(name, X[name])
+        for j, name in other:
+            out[:, j] = pd.to_numeric(X[name], errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan
+            )
         if numeric:
-            block = X[[self.features_[j] for j in numeric]]
-            out[:, numeric] = block.to_numpy(dtype=float, na_value=np.nan)
+            positions, columns = numeric  # by position in X: no label lookup
+            out[:, positions] = X.take(columns, axis=1).to_numpy(dtype=float, na_value=np.nan)
         return out
+
+    def _encode_plan(self, X: pd.DataFrame) -> tuple[list, tuple | None, list]:
+        """How :meth:`encode` converts each feature of a frame with ``X``'s columns and
+        dtypes: categorical ``(j, name)`` pairs, the numeric block ``(positions, columns)``
+        (``columns``: their positions in ``X``)
+        (or ``None``) and the other ``(j, name)`` pairs. Kept per columns and dtypes: the
+        server's frames all look alike, and the dtype checks cost more than the conversion
+        for one customer."""
+        key = (tuple(X.columns), tuple(X.dtypes.to_numpy()))
+        cache = self.__dict__.setdefault("_encode_plans", {})
+        plan = cache.get(key)
+        if plan is None:
+            dtypes = dict(zip(key[0], key[1], strict=True))
+            where = {name: i for i, name in enumerate(key[0])}
+            categorical, numeric, other = [], [], []
+            for j, name in enumerate(self.features_):
+                dtype = dtypes.get(name)
+                if dtype is None:
+                    continue
+                if name in self.categories_:
+                    categorical.append((j, name))
+                elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+                    numeric.append(j)
+                else:
+                    other.append((j, name))
+            block = (numeric, [where[self.features_[j]] for j in numeric]) if numeric else None
+            plan = (categorical, block, other)
+            if len(cache) >= 64:  # bounded: frames of other shapes (tests, notebooks)
+                cache.clear()
+            cache[key] = plan
+        return plan
 
     def _category_codes(self, name: str, values: pd.Series) -> np.ndarray:
         """Positions of ``values`` (as text) in the training categories of ``name``, as

@@ -4,8 +4,8 @@ The posted customers become the canonical input tables (docs/data-contract.md), 
 through the same three functions as training and batch scoring:
 :func:`features.validation.validate_tables` (bad rows are quarantined and reported per
 customer, never dropped silently), :func:`features.build.build_features` (point in time: only
-events strictly before ``as_of``) and :func:`models.scoring.score_frame`. Nothing here
-computes a feature or a score itself.
+events strictly before ``as_of``) and :func:`models.scoring.score_columns` (the columns of
+:func:`~models.scoring.score_frame`). Nothing here computes a feature or a score itself.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_features
 from features.validation import TableError, validate_tables
 from models.bundle import Bundle
-from models.scoring import score_frame
+from models.scoring import score_columns
 from serving.errors import ApiError
 from serving.schemas import PredictCustomer
 from serving.snapshot import SCORE_FIELDS, scored_row
@@ -44,20 +45,36 @@ def raw_tables(
 ) -> tuple[dict[str, pd.DataFrame], dict[str, list[tuple[str, int]]]]:
     """The posted histories as raw input tables, and for every table row the customer and
     the row's position in that customer's posted list (to report quarantined rows)."""
-    records: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    # Column lists, not records: pandas infers each column once instead of walking dicts.
+    # A column a row lacks (attributes differ between customers) is NaN there, as
+    # ``DataFrame.from_records`` of the rows would have it.
+    columns: dict[str, dict[str, list[Any]]] = defaultdict(dict)
     origin: dict[str, list[tuple[str, int]]] = defaultdict(list)
+
+    def add(table: str, row: dict[str, Any]) -> None:
+        cols, n = columns[table], len(origin[table]) - 1  # rows before this one
+        for key, value in row.items():
+            col = cols.get(key)
+            if col is None:
+                cols[key] = col = [np.nan] * n
+            col.append(value)
+        for col in cols.values():
+            if len(col) == n:
+                col.append(np.nan)
+
     for c in customers:
-        records["customers"].append(
-            {"customer_id": c.customer_id, "signup_date": c.signup_date, **c.attributes}
-        )
         origin["customers"].append((c.customer_id, 0))
+        add(
+            "customers",
+            {"customer_id": c.customer_id, "signup_date": c.signup_date, **c.attributes},
+        )
         for table in EVENT_TABLES:
             for i, row in enumerate(getattr(c, table)):
-                records[table].append({"customer_id": c.customer_id, **row.model_dump()})
                 origin[table].append((c.customer_id, i))
+                add(table, {"customer_id": c.customer_id, **row.model_dump()})
     raw = {}
-    for table, rows in records.items():
-        frame = pd.DataFrame.from_records(rows)
+    for table, cols in columns.items():
+        frame = pd.DataFrame(cols)
         if table == "customers" and frame["signup_date"].isna().all():
             frame = frame.drop(columns="signup_date")
         raw[table] = frame
@@ -96,11 +113,13 @@ def predict(
     rows: dict[str, dict[str, Any]] = {}
     for as_of, ids in by_time.items():
         frame = build_features(tables, as_of=as_of, customer_ids=pd.Index(ids, dtype="str"))
-        scores = score_frame(bundle, frame)
+        scores = score_columns(bundle, frame)
         columns = {
-            f: scores[f].tolist() if f in scores else None for f in SCORE_FIELDS if f in scores
+            f: scores[f] if isinstance(scores[f], list) else scores[f].tolist()
+            for f in SCORE_FIELDS
+            if f in scores
         }
-        for i, cid in enumerate(scores.index):
+        for i, cid in enumerate(frame.index):
             values = {f: columns[f][i] for f in columns}
             values.update(customer_id=str(cid), as_of=_iso(as_of), model_version=model_version)
             values["risk_band"] = str(values["risk_band"])
