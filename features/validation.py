@@ -14,6 +14,7 @@ microseconds, and training validates tables of millions of rows.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -277,8 +278,41 @@ def _timestamps(s: pd.Series) -> np.ndarray:
         return _ns(np.asarray(s.array.tz_convert(None)))
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         return _ns(s.to_numpy())
+    if len(s) < _SMALL:
+        fast = _plain_iso_ns(s.to_numpy(dtype=object))
+        if fast is not None:
+            return fast
     parsed = pd.to_datetime(s.array, utc=True, errors="coerce", format="ISO8601")
     return _ns(np.asarray(parsed.tz_convert(None)))
+
+
+#: The plain ISO-8601 forms NumPy parses exactly as pandas does: a date, or a date and time
+#: to the second with an optional fraction, in UTC (``Z``, ``+00:00``) or naive, years
+#: 1678-2261 (inside the nanosecond range).
+_PLAIN_ISO = re.compile(
+    r"(1[6-9]\d\d|2[0-2]\d\d)-\d\d-\d\d"
+    r"(?:T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?)?(?:Z|\+00:00)?"
+)
+
+
+def _plain_iso_ns(values: np.ndarray) -> np.ndarray | None:
+    """UTC nanoseconds of a few timestamps if every one is missing or :data:`_PLAIN_ISO`
+    text (NumPy's parser, a tenth of pandas' cost for a dozen values), else ``None`` (the
+    caller parses with pandas). Invalid dates (e.g. February 30th) also give ``None``."""
+    text: list[str] = []
+    missing = pd.isna(values)
+    for v, m in zip(values, missing, strict=True):
+        if m:
+            text.append("NaT")
+            continue
+        match = _PLAIN_ISO.fullmatch(v) if isinstance(v, str) else None
+        if match is None or not 1678 <= int(match[1]) <= 2261:
+            return None
+        text.append(v[:-1] if v.endswith("Z") else v.removesuffix("+00:00"))
+    try:
+        return np.array(text, dtype="M8[ns]").view("i8")
+    except ValueError:
+        return None
 
 
 def _as_utc(ns: np.ndarray) -> pd.arrays.DatetimeArray:
