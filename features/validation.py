@@ -343,9 +343,11 @@ class _Vocabulary:
 
     def positions(self, text: Any) -> np.ndarray:
         """Each value's position in the vocabulary, -1 where it is not in it (or missing)."""
-        if isinstance(text, np.ndarray) and len(text) < _SMALL:
+        if len(text) < _SMALL:
+            # a small pandas string array too (:func:`_text` keeps clean text as it came)
+            values = text if isinstance(text, np.ndarray) else np.asarray(text, dtype=object)
             get = self.lookup.get
-            return np.fromiter((get(t, -1) for t in text), dtype=np.intp, count=len(text))
+            return np.fromiter((get(t, -1) for t in values), dtype=np.intp, count=len(values))
         return self.index.get_indexer(text)
 
 
