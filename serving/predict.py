@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from features.build import build_features
@@ -45,36 +44,20 @@ def raw_tables(
 ) -> tuple[dict[str, pd.DataFrame], dict[str, list[tuple[str, int]]]]:
     """The posted histories as raw input tables, and for every table row the customer and
     the row's position in that customer's posted list (to report quarantined rows)."""
-    # Column lists, not records: pandas infers each column once instead of walking dicts.
-    # A column a row lacks (attributes differ between customers) is NaN there, as
-    # ``DataFrame.from_records`` of the rows would have it.
-    columns: dict[str, dict[str, list[Any]]] = defaultdict(dict)
+    records: dict[str, list[dict[str, Any]]] = defaultdict(list)
     origin: dict[str, list[tuple[str, int]]] = defaultdict(list)
-
-    def add(table: str, row: dict[str, Any]) -> None:
-        cols, n = columns[table], len(origin[table]) - 1  # rows before this one
-        for key, value in row.items():
-            col = cols.get(key)
-            if col is None:
-                cols[key] = col = [np.nan] * n
-            col.append(value)
-        for col in cols.values():
-            if len(col) == n:
-                col.append(np.nan)
-
     for c in customers:
-        origin["customers"].append((c.customer_id, 0))
-        add(
-            "customers",
-            {"customer_id": c.customer_id, "signup_date": c.signup_date, **c.attributes},
+        records["customers"].append(
+            {"customer_id": c.customer_id, "signup_date": c.signup_date, **c.attributes}
         )
+        origin["customers"].append((c.customer_id, 0))
         for table in EVENT_TABLES:
             for i, row in enumerate(getattr(c, table)):
+                records[table].append({"customer_id": c.customer_id, **row.model_dump()})
                 origin[table].append((c.customer_id, i))
-                add(table, {"customer_id": c.customer_id, **row.model_dump()})
     raw = {}
-    for table, cols in columns.items():
-        frame = pd.DataFrame(cols)
+    for table, rows in records.items():
+        frame = pd.DataFrame.from_records(rows)
         if table == "customers" and frame["signup_date"].isna().all():
             frame = frame.drop(columns="signup_date")
         raw[table] = frame
