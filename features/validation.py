@@ -14,6 +14,7 @@ microseconds, and training validates tables of millions of rows.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -557,6 +558,7 @@ def validate_table(
     return _split(name, raw, col_of, rules, out)
 
 
+@functools.lru_cache(maxsize=8)  # the tables of one request share ``now``: converted once
 def _future_limit(now: pd.Timestamp, clock_skew: pd.Timedelta) -> int:
     """``now + clock_skew`` in UTC nanoseconds (a naive ``now`` is UTC)."""
     ts = pd.Timestamp(now)
