@@ -42,7 +42,7 @@ STEPS: dict[str, tuple[str, ...]] = {
     "raw tables (serving/predict.py)": ("raw_tables",),
     "validation (features/validation.py)": ("validate_tables",),
     "feature building (features/)": ("build_features",),
-    "scoring (models/scoring.py)": ("score_frame",),
+    "scoring (models/scoring.py)": ("score_frame", "score_columns"),
 }
 
 

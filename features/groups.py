@@ -202,14 +202,16 @@ def aligned_frame(
     a part does not know gets NaN, or 0 in the columns named in ``zero`` (where NaN also
     becomes 0). Columns keep the parts' order. The float columns are written once, each
     straight into its row of one float64 block (pandas keeps blocks as columns x rows), and
-    categoricals are inserted at their places: a frame built column by column, or by
+    categoricals replace their placeholder rows: a frame built column by column, or by
     reindexing and concatenating parts, costs pandas' overhead per column (about a
     millisecond per hundred columns for one customer) and an extra copy of every value.
     """
     names = [k for _, columns in parts for k in columns]
-    floats = [k for _, c in parts for k, v in c.items() if not isinstance(v, pd.Categorical)]
-    row = {k: j for j, k in enumerate(floats)}
-    block = np.empty((len(floats), len(ids)))
+    # Every column has a row of the block, in frame order; a categorical's row is a
+    # placeholder its column replaces (by position: inserting columns by name costs more
+    # than the rest of the frame for one customer).
+    row = {k: j for j, k in enumerate(names)}
+    block = np.empty((len(names), len(ids)))
     categoricals: dict[str, pd.Categorical] = {}
     for known, columns in parts:
         same = known is ids or (len(known) == len(ids) and known.equals(ids))
@@ -229,8 +231,7 @@ def aligned_frame(
                 out[absent] = np.nan
             if k in zero:
                 out[np.isnan(out)] = 0.0
-    frame = pd.DataFrame(block.T, index=ids, columns=floats, copy=False)
-    for j, k in enumerate(names):
-        if k in categoricals:
-            frame.insert(j, k, categoricals[k])
+    frame = pd.DataFrame(block.T, index=ids, columns=names, copy=False)
+    for k, v in categoricals.items():
+        frame.isetitem(row[k], v)
     return frame

@@ -231,6 +231,7 @@ class ChurnModel:
         (class weights); returns the parameters and resets the prior (:meth:`fit_prior`).
         Public so a distributed trainer (training/dask_engine.py) makes the same decisions
         from statistics gathered over partitions."""
+        self.__dict__.pop("_encode_plans", None)  # :meth:`_encode_plan`'s, for the old fit
         self.features_ = [str(c) for c in dtypes.index]
         self.categories_ = {
             str(c): [str(v) for v in dtype.categories]
@@ -318,34 +319,59 @@ class ChurnModel:
         categorical features become their training category codes (unseen: NaN).
         """
         out = np.full((len(X), len(self.features_)), np.nan)
-        dtypes = dict(zip(X.columns, X.dtypes, strict=True))
-        numeric: list[int] = []
-        for j, name in enumerate(self.features_):
-            dtype = dtypes.get(name)
-            if dtype is None:
-                continue
-            if name in self.categories_:
-                out[:, j] = self._category_codes(name, X[name])
-            elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-                numeric.append(j)
-            else:
-                out[:, j] = pd.to_numeric(X[name], errors="coerce").to_numpy(
-                    dtype=float, na_value=np.nan
-                )
+        categorical, numeric, other = self._encode_plan(X)
+        for j, name, position in categorical:
+            out[:, j] = self._category_codes(name, X[name], position)
+        for j, name in other:
+            out[:, j] = pd.to_numeric(X[name], errors="coerce").to_numpy(
+                dtype=float, na_value=np.nan
+            )
         if numeric:
-            block = X[[self.features_[j] for j in numeric]]
-            out[:, numeric] = block.to_numpy(dtype=float, na_value=np.nan)
+            positions, columns = numeric  # by position in X: no label lookup
+            out[:, positions] = X.take(columns, axis=1).to_numpy(dtype=float, na_value=np.nan)
         return out
 
-    def _category_codes(self, name: str, values: pd.Series) -> np.ndarray:
-        """Positions of ``values`` (as text) in the training categories of ``name``, as
-        float; NaN where missing or unseen. A categorical column is looked up by its few
-        categories, not row by row.
+    def _encode_plan(self, X: pd.DataFrame) -> tuple[list, tuple | None, list]:
+        """How :meth:`encode` converts each feature of a frame with ``X``'s columns and
+        dtypes: categorical ``(j, name, position)`` (``position``: category -> code), the numeric block ``(positions, columns)``
+        (``columns``: their positions in ``X``)
+        (or ``None``) and the other ``(j, name)`` pairs. Kept per columns and dtypes: the
+        server's frames all look alike, and the dtype checks cost more than the conversion
+        for one customer."""
+        # columns via a NumPy array: iterating a pandas ``str`` Index costs ~50 us for ~90
+        key = (tuple(X.columns.to_numpy(dtype=object)), tuple(X.dtypes.to_numpy()))
+        cache = self.__dict__.setdefault("_encode_plans", {})
+        plan = cache.get(key)
+        if plan is None:
+            dtypes = dict(zip(key[0], key[1], strict=True))
+            where = {name: i for i, name in enumerate(key[0])}
+            categorical, numeric, other = [], [], []
+            for j, name in enumerate(self.features_):
+                dtype = dtypes.get(name)
+                if dtype is None:
+                    continue
+                if name in self.categories_:
+                    position = {c: i for i, c in enumerate(self.categories_[name])}
+                    categorical.append((j, name, position))
+                elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+                    numeric.append(j)
+                else:
+                    other.append((j, name))
+            block = (numeric, [where[self.features_[j]] for j in numeric]) if numeric else None
+            plan = (categorical, block, other)
+            if len(cache) >= 64:  # bounded: frames of other shapes (tests, notebooks)
+                cache.clear()
+            cache[key] = plan
+        return plan
+
+    def _category_codes(self, name: str, values: pd.Series, position: dict[str, int]) -> np.ndarray:
+        """Positions of ``values`` (as text) in the training categories of ``name``
+        (``position``: category -> code), as float; NaN where missing or unseen. A
+        categorical column is looked up by its few categories, not row by row.
 
         Numbers are matched by value against the categories that are numbers: a text column
         with too many non-numbers to be numeric trains as categories ("2", "x"), and a value
         posted as the JSON number 2 (or read into a float column, 2.0) must find "2"."""
-        position = {c: i for i, c in enumerate(self.categories_[name])}
         dtype = values.dtype
         if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
             by_value: dict[float, int] = {}
@@ -356,9 +382,10 @@ class ChurnModel:
             floats = values.to_numpy(dtype=float, na_value=np.nan).tolist()
             return np.array([by_value.get(v, np.nan) for v in floats], dtype=float)
         if isinstance(values.dtype, pd.CategoricalDtype):
-            cats = values.cat.categories  # never missing; str() is their text form
-            lut = np.array([position.get(str(c), np.nan) for c in cats] + [np.nan])
-            return lut[values.cat.codes.to_numpy()]  # code -1 (missing): the appended NaN
+            cat = values.array  # the Categorical: its codes without a Series around them
+            # categories are never missing; str() is their text form
+            lut = np.array([position.get(str(c), np.nan) for c in cat.categories] + [np.nan])
+            return lut[cat.codes]  # code -1 (missing): the appended NaN
         codes = pd.Index(self.categories_[name]).get_indexer(values.astype("string"))
         return np.where(codes >= 0, codes, np.nan)
 

@@ -4,8 +4,8 @@ The posted customers become the canonical input tables (docs/data-contract.md), 
 through the same three functions as training and batch scoring:
 :func:`features.validation.validate_tables` (bad rows are quarantined and reported per
 customer, never dropped silently), :func:`features.build.build_features` (point in time: only
-events strictly before ``as_of``) and :func:`models.scoring.score_frame`. Nothing here
-computes a feature or a score itself.
+events strictly before ``as_of``) and :func:`models.scoring.score_columns` (the columns of
+:func:`~models.scoring.score_frame`). Nothing here computes a feature or a score itself.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pandas as pd
 from features.build import build_features
 from features.validation import TableError, validate_tables
 from models.bundle import Bundle
-from models.scoring import score_frame
+from models.scoring import score_columns
 from serving.errors import ApiError
 from serving.schemas import PredictCustomer
 from serving.snapshot import SCORE_FIELDS, scored_row
@@ -96,9 +96,13 @@ def predict(
     rows: dict[str, dict[str, Any]] = {}
     for as_of, ids in by_time.items():
         frame = build_features(tables, as_of=as_of, customer_ids=pd.Index(ids, dtype="str"))
-        scores = score_frame(bundle, frame)
-        columns = {f: scores[f].tolist() for f in SCORE_FIELDS if f in scores}
-        for i, cid in enumerate(scores.index):
+        scores = score_columns(bundle, frame)
+        columns = {
+            f: scores[f] if isinstance(scores[f], list) else scores[f].tolist()
+            for f in SCORE_FIELDS
+            if f in scores
+        }
+        for i, cid in enumerate(frame.index):
             values = {f: columns[f][i] for f in columns}
             values.update(customer_id=str(cid), as_of=_iso(as_of), model_version=model_version)
             values["risk_band"] = str(values["risk_band"])
