@@ -11,7 +11,7 @@ import pandas as pd
 
 from features.catalogue import register
 from features.groups import NAT_NS, Columns, columns_frame, timestamps_ns
-from features.time import DAY
+from features.time import days_between
 
 TENURE = register("tenure_days", "customer", "days", "all history", "days since signup")
 RESERVED = frozenset({"customer_id", "signup_date", "churn_date"})
@@ -38,7 +38,11 @@ def _active(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
 def active_customers(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.Index:
     """Customers known at ``as_of``: signed up before it (or signup unknown) and not churned
     (contractual ``churn_date``) at or before it."""
-    return pd.Index(customers["customer_id"][_active(customers, as_of)], name="customer_id")
+    # pandas-stubs type this Index as Any (the Series' values are untyped)
+    ids: pd.Index = pd.Index(
+        customers["customer_id"][_active(customers, as_of)], name="customer_id"
+    )
+    return ids
 
 
 def customer_features(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -53,7 +57,8 @@ def customer_columns(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> tuple[p
     ids = pd.Index(rows["customer_id"], name="customer_id")
     out: Columns = {}
     if "signup_date" in rows.columns:
-        out[TENURE] = ((as_of - rows["signup_date"]) / DAY).to_numpy("float64", na_value=np.nan)
+        tenure = days_between(rows["signup_date"], as_of)
+        out[TENURE] = tenure.to_numpy("float64", na_value=np.nan)
     for col in attribute_columns(customers):
         values = rows[col]
         if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
@@ -63,11 +68,13 @@ def customer_columns(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> tuple[p
     return ids, out
 
 
-def _category(values: pd.Series) -> pd.Categorical:
+def _category(values: pd.Series) -> pd.Categorical[str]:
     """Text values as a categorical of their distinct values, sorted (the dtype of
     ``values.astype("string").astype("category")``, built from one factorisation)."""
     if not isinstance(values.dtype, pd.StringDtype):  # e.g. mixed objects: compare as text
         values = values.astype("string")
     codes, uniques = pd.factorize(values.array, sort=True)
     categories = pd.Index(uniques.astype("string"))
-    return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories))
+    # pandas-stubs cannot infer a CategoricalDtype's value type from its categories
+    dtype: pd.CategoricalDtype[str] = pd.CategoricalDtype(categories)
+    return pd.Categorical.from_codes(codes, dtype=dtype)

@@ -26,7 +26,8 @@ def timestamps_ns(timestamps: pd.Series) -> np.ndarray:
     values = timestamps.array
     if not isinstance(values, pd.arrays.DatetimeArray):
         values = pd.DatetimeIndex(timestamps).array
-    return np.asarray(values.as_unit("ns").asi8)
+    # pandas-stubs leave out DatetimeArray.asi8 (its int64 nanoseconds view)
+    return np.asarray(values.as_unit("ns").asi8)  # type: ignore[attr-defined]
 
 
 def category_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias, cast, overload
 
 import numpy as np
 import pandas as pd
@@ -143,7 +144,7 @@ class Validated:
         letters as ``a``; never the value itself, which may be a customer's data)."""
         if len(self.clean) or not len(self.quarantine):
             return None
-        row_counts = Counter()
+        row_counts: Counter[str] = Counter()
         for reasons, n in self.quarantine["reason"].value_counts().items():
             for reason in str(reasons).split(";"):
                 row_counts[reason] += int(n)
@@ -192,7 +193,7 @@ def _fix(reason: str, column: str) -> str:
 def value_shape(value: object, limit: int = 24) -> str:
     """The shape of a value for a log line: digits become ``9``, letters ``a``, the rest is
     kept, cut to ``limit`` characters; blank is ``(blank)``."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
+    if value is None or (not isinstance(value, str) and pd.isna(cast(Any, value))):
         return "(blank)"
     text = str(value).strip()
     if not text:
@@ -266,7 +267,8 @@ def _ns(values: np.ndarray) -> np.ndarray:
     """``datetime64`` of any unit to int64 UTC nanoseconds; values outside the nanosecond range
     (1677-2262, e.g. the "no end date" marker 9999-12-31) become NaT, so they fail a rule
     instead of overflowing."""
-    unit = np.datetime_data(values.dtype)[0]
+    # numpy types the unit as str; np.timedelta64 accepts only its Literal unit codes
+    unit = cast(Any, np.datetime_data(values.dtype)[0])
     ints = values.view("i8")
     if unit == "ns":
         return ints
@@ -402,7 +404,11 @@ class _Rules:
         return bad
 
 
-class _Columns(dict):
+#: A normalised column as :func:`validate_table` builds it.
+_Array: TypeAlias = np.ndarray | pd.api.extensions.ExtensionArray
+
+
+class _Columns(dict[Hashable, pd.Series]):
     """The columns of a frame as Series, taken once (all at once is cheaper than one by one)."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
@@ -413,7 +419,7 @@ class _Columns(dict):
 def _repeats(values: Any) -> np.ndarray:
     """Values equal to an earlier value (missing values equal each other)."""
     if len(values) >= _SMALL:
-        return pd.Index(values).duplicated(keep="first")
+        return cast(np.ndarray, pd.Index(values).duplicated(keep="first"))
     seen: set[object] = set()
     out = np.zeros(len(values), dtype=bool)
     for i, v in enumerate(values):
@@ -443,8 +449,9 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
         out[pos] = sub.duplicated(keep="first").to_numpy(dtype=bool)
         return out
     columns = [col_of[c].to_numpy(dtype=object)[pos] for c in raw.columns]
-    columns = [np.where(pd.isna(c), None, c) for c in columns]
-    seen: set[tuple] = set()
+    # the ignore: numpy's stubs leave None (an object scalar) out of ArrayLike
+    columns = [np.where(pd.isna(c), None, c) for c in columns]  # type: ignore[call-overload]
+    seen: set[tuple[object, ...]] = set()
     for i, key in zip(pos, zip(*columns, strict=True), strict=True):
         out[i] = key in seen
         seen.add(key)
@@ -495,7 +502,7 @@ def validate_table(
     # each column once: a column lookup costs as much as a rule on a dozen rows
     col_of = _Columns(raw)
     rules = _Rules(n)
-    out: dict[str, object] = {}
+    out: dict[str, _Array] = {}
     limit = None if now is None else _future_limit(now, clock_skew)
     stamps = None  # the required timestamp column, to find duplicate candidates
 
@@ -600,13 +607,17 @@ def _number_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return values, blank, marker, number, coded
 
 
-def _numeric_rule(present, numbers, coded):
+@overload
+def _numeric_rule(present: int, numbers: int, coded: int) -> bool: ...
+@overload
+def _numeric_rule(present: pd.Series, numbers: pd.Series, coded: pd.Series) -> pd.Series: ...
+def _numeric_rule(present: Any, numbers: Any, coded: Any) -> Any:
     """The type rule, on counts (numbers, or Series of them per column): some number, no
     code, and at least :data:`NUMERIC_SHARE` of the present values numbers."""
     return (numbers > 0) & (coded == 0) & (numbers >= NUMERIC_SHARE * present)
 
 
-def _is_text(dtype) -> bool:
+def _is_text(dtype: np.dtype[Any] | pd.api.extensions.ExtensionDtype) -> bool:
     return not (pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype))
 
 
@@ -639,7 +650,7 @@ def numeric_attribute_columns(counts: pd.DataFrame) -> frozenset[str]:
 def _attribute_rules(
     col_of: _Columns,
     rules: _Rules,
-    out: dict[str, object],
+    out: dict[str, _Array],
     numeric: frozenset[str] | None = None,
 ) -> None:
     """Decide each attribute column's type and blank values that are clearly no value.
@@ -680,7 +691,7 @@ def _attribute_rules(
 
 #: Empty quarantines by column names and dtypes: shared, read-only frames, as
 #: :data:`_NO_FIELDS`; bounded because the server sees whatever attribute columns are posted.
-_NO_QUARANTINE: dict[tuple, pd.DataFrame] = {}
+_NO_QUARANTINE: dict[tuple[tuple[Hashable, object], ...], pd.DataFrame] = {}
 
 
 def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
@@ -696,7 +707,7 @@ def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
 
 
 def _split(
-    name: str, raw: pd.DataFrame, col_of: _Columns, rules: _Rules, out: dict[str, object]
+    name: str, raw: pd.DataFrame, col_of: _Columns, rules: _Rules, out: dict[str, _Array]
 ) -> Validated:
     """The kept rows (normalised columns), the quarantined rows as read with every reason, and
     the blanked values of kept rows."""

@@ -10,7 +10,7 @@ the server, so a single customer is scored without pandas overhead on the hot pa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -53,7 +53,13 @@ _MIN_EXPECTED = 1e-4
 SINGLE_THREAD_ROWS = 64
 
 
-def _threads(matrix: np.ndarray) -> dict[str, int]:
+class _PredictThreads(TypedDict):
+    """Keyword arguments of ``Booster.predict`` (passed on to LightGBM as parameters)."""
+
+    num_threads: int
+
+
+def _threads(matrix: np.ndarray) -> _PredictThreads:
     """LightGBM prediction parameters for ``matrix``: one thread for a few rows, else
     LightGBM's default (``num_threads=0``, set explicitly because the setting is global)."""
     return {"num_threads": 1 if len(matrix) < SINGLE_THREAD_ROWS else 0}
@@ -80,6 +86,15 @@ def _row_log_loss(y: np.ndarray, margin: np.ndarray) -> np.ndarray:
     """Per-row binary log loss of log-odds ``margin``."""
     loss: np.ndarray = np.logaddexp(0.0, margin) - y * margin
     return loss
+
+
+#: :meth:`ChurnModel._encode_plan`: categorical ``(j, name, position)``, the numeric block
+#: ``(feature positions, column positions in X)`` or ``None``, the other ``(j, name)``.
+_EncodePlan = tuple[
+    list[tuple[int, str, dict[str, int]]],
+    tuple[list[int], list[int]] | None,
+    list[tuple[int, str]],
+]
 
 
 class ChurnModel:
@@ -187,7 +202,10 @@ class ChurnModel:
             self.best_iteration_ = 0
 
     def adopt_booster(
-        self, booster: lgb.Booster, X_valid: pd.DataFrame | np.ndarray, y_valid
+        self,
+        booster: lgb.Booster,
+        X_valid: pd.DataFrame | np.ndarray,
+        y_valid: np.ndarray | pd.Series,
     ) -> ChurnModel:
         """Use ``booster``, trained elsewhere, as :meth:`fit` would have left it, choosing the
         trees on the validation pair ``(X_valid, y_valid)`` by the rules of :meth:`fit`.
@@ -306,8 +324,12 @@ class ChurnModel:
         """The first ``n_trees`` trees' raw score per row (zero for no trees)."""
         if n_trees <= 0:
             return np.zeros(len(matrix))
-        return self.booster_.predict(
-            matrix, num_iteration=n_trees, raw_score=True, **_threads(matrix)
+        # lightgbm types predict's result for sparse input too; a dense matrix gives an ndarray
+        return cast(
+            np.ndarray,
+            self.booster_.predict(
+                matrix, num_iteration=n_trees, raw_score=True, **_threads(matrix)
+            ),
         )
 
     def encode(self, X: pd.DataFrame) -> np.ndarray:
@@ -331,21 +353,25 @@ class ChurnModel:
             out[:, positions] = X.take(columns, axis=1).to_numpy(dtype=float, na_value=np.nan)
         return out
 
-    def _encode_plan(self, X: pd.DataFrame) -> tuple[list, tuple | None, list]:
+    def _encode_plan(self, X: pd.DataFrame) -> _EncodePlan:
         """How :meth:`encode` converts each feature of a frame with ``X``'s columns and
-        dtypes: categorical ``(j, name, position)`` (``position``: category -> code), the numeric block ``(positions, columns)``
-        (``columns``: their positions in ``X``)
-        (or ``None``) and the other ``(j, name)`` pairs. Kept per columns and dtypes: the
-        server's frames all look alike, and the dtype checks cost more than the conversion
-        for one customer."""
+        dtypes: categorical ``(j, name, position)`` (``position``: category -> code), the
+        numeric block ``(positions, columns)`` (``columns``: their positions in ``X``; or
+        ``None``) and the other ``(j, name)`` pairs. Kept per columns and dtypes: the server's
+        frames all look alike, and the dtype checks cost more than the conversion for one
+        customer."""
         # columns via a NumPy array: iterating a pandas ``str`` Index costs ~50 us for ~90
         key = (tuple(X.columns.to_numpy(dtype=object)), tuple(X.dtypes.to_numpy()))
-        cache = self.__dict__.setdefault("_encode_plans", {})
+        cache: dict[tuple[tuple[Any, ...], tuple[Any, ...]], _EncodePlan] = (
+            self.__dict__.setdefault("_encode_plans", {})
+        )
         plan = cache.get(key)
         if plan is None:
             dtypes = dict(zip(key[0], key[1], strict=True))
             where = {name: i for i, name in enumerate(key[0])}
-            categorical, numeric, other = [], [], []
+            categorical: list[tuple[int, str, dict[str, int]]] = []
+            numeric: list[int] = []
+            other: list[tuple[int, str]] = []
             for j, name in enumerate(self.features_):
                 dtype = dtypes.get(name)
                 if dtype is None:
@@ -385,8 +411,8 @@ class ChurnModel:
             cat = values.array  # the Categorical: its codes without a Series around them
             # categories are never missing; str() is their text form
             lut = np.array([position.get(str(c), np.nan) for c in cat.categories] + [np.nan])
-            return lut[cat.codes]  # code -1 (missing): the appended NaN
-        codes = pd.Index(self.categories_[name]).get_indexer(values.astype("string"))
+            return cast(np.ndarray, lut[cat.codes])  # code -1 (missing): the appended NaN
+        codes = pd.Index(self.categories_[name]).get_indexer(pd.Index(values.astype("string")))
         return np.where(codes >= 0, codes, np.nan)
 
     def _prior_margin(self, matrix: np.ndarray) -> np.ndarray | None:
@@ -416,11 +442,15 @@ class ChurnModel:
         """The model's probability per row before calibration (prior plus trees)."""
         matrix = X if isinstance(X, np.ndarray) else self.encode(X)
         if self.prior_ is None:
-            return self.booster_.predict(
-                matrix, num_iteration=self.best_iteration_, **_threads(matrix)
+            return cast(
+                np.ndarray,
+                self.booster_.predict(
+                    matrix, num_iteration=self.best_iteration_, **_threads(matrix)
+                ),
             )
         score = self._tree_score(matrix, self.best_iteration_) + self._prior_margin(matrix)
-        return 1.0 / (1.0 + np.exp(-score))
+        proba: np.ndarray = 1.0 / (1.0 + np.exp(-score))
+        return proba
 
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Churn probability per row, calibrated when :meth:`calibrate` has been run."""
@@ -443,8 +473,14 @@ class ChurnModel:
         :meth:`prior_expected_logit` sum to the model's log-odds."""
         matrix = X if isinstance(X, np.ndarray) else self.encode(X)
         if self.best_iteration_ > 0:
-            contrib = self.booster_.predict(
-                matrix, num_iteration=self.best_iteration_, pred_contrib=True, **_threads(matrix)
+            contrib = cast(
+                np.ndarray,
+                self.booster_.predict(
+                    matrix,
+                    num_iteration=self.best_iteration_,
+                    pred_contrib=True,
+                    **_threads(matrix),
+                ),
             )[:, :-1]
         else:
             contrib = np.zeros((len(matrix), len(self.features_)))

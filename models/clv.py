@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from autograd import hessian, value_and_grad
 from autograd import numpy as anp
@@ -69,7 +70,14 @@ class NBDFitter:
     params_: pd.Series
 
     @staticmethod
-    def _negative_log_likelihood(log_params, freq, rec, T, weights, penalizer_coef):
+    def _negative_log_likelihood(
+        log_params: Any,
+        freq: np.ndarray,
+        rec: np.ndarray,
+        T: np.ndarray,
+        weights: np.ndarray,
+        penalizer_coef: float,
+    ) -> Any:
         """Mean negative log-likelihood per customer plus lifetimes' L2 penalty.
 
         The likelihood of a history depends on ``x`` and ``T`` only (recency carries no
@@ -81,12 +89,14 @@ class NBDFitter:
         ll = gammaln(r + freq) - gammaln(r) + r * anp.log(alpha) - (r + freq) * anp.log(alpha + T)
         return -(weights * ll).sum() / weights.sum() + penalizer_coef * (params**2).sum()
 
-    def conditional_probability_alive(self, frequency, recency, T) -> np.ndarray:
+    def conditional_probability_alive(
+        self, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
+    ) -> np.ndarray:
         """1 for every customer: the model has no dropout."""
         return np.ones(np.shape(np.asarray(frequency, dtype=float)))
 
     def conditional_expected_number_of_purchases_up_to_time(
-        self, t, frequency, recency, T
+        self, t: float, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
     ) -> np.ndarray:
         """``(r + x) / (alpha + T) * t``: the posterior mean rate (gamma(r + x, alpha + T))
         times the horizon ``t``."""
@@ -677,7 +687,7 @@ class CLVModel:
         )
         freq, rec, t = self._clock(known, known["T_days"])
         params = {k: self.params_[k] for k in COUNT_MODELS[self.model_][1]}
-        return purchase_log_likelihood(self.model_, params, freq, rec, t, w) / w.sum()
+        return purchase_log_likelihood(self.model_, params, freq, rec, t, w) / float(w.sum())
 
     def predict(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
         """P(alive), expected purchases and discounted CLV over ``horizon_days``.

@@ -155,11 +155,12 @@ def _validated_part(
     the dtypes validation gives), not the whole-table error. ``numeric``: the customers'
     attribute columns read as numbers, decided on the whole table (:func:`_numeric_columns`),
     so every partition has the same dtypes."""
-    kwargs = {"now": now, "clock_skew": clock_skew, "numeric_attributes": numeric}
     if len(raw):
-        return validate_table(name, raw, **kwargs)
+        return validate_table(name, raw, now=now, clock_skew=clock_skew, numeric_attributes=numeric)
     blank = raw.reindex([0])  # one all-missing row: quarantined, leaving typed empty columns
-    clean = validate_table(name, blank, **kwargs).clean
+    clean = validate_table(
+        name, blank, now=now, clock_skew=clock_skew, numeric_attributes=numeric
+    ).clean
     return Validated(name, clean, raw.assign(reason=pd.Series(dtype="str")))
 
 
