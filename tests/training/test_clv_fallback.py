@@ -148,6 +148,7 @@ def _train_on(root, make_settings, tx: pd.DataFrame, labels: pd.DataFrame | None
     return make_settings(root, data, n_training_cutoffs=2)
 
 
+@pytest.mark.slow  # trains end to end (make test, not test-fast)
 def test_no_dropout_purchases_train_with_nbd_clv(tmp_path, make_settings, caplog):
     settings = _train_on(tmp_path, make_settings, poisson_purchases(1200, seed=5))
     with caplog.at_level(logging.INFO):
@@ -244,6 +245,7 @@ def test_other_models_are_ranked_by_held_out_likelihood():
     assert note.startswith("held-out log-likelihood per customer: ")
 
 
+@pytest.mark.slow  # trains end to end (make test, not test-fast)
 def test_a_chosen_model_predicts_every_customer_of_its_cutoff():
     # Seed 5 once chose a Pareto/NBD fit at one cutoff whose P(alive) was not finite for
     # customers with no repeat purchase, which stopped training at the first prediction:

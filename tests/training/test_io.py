@@ -222,6 +222,7 @@ def test_all_quarantined_table_is_one_line_and_exit_2(tmp_path, column, values, 
     assert (tmp_path / "quarantine" / "transactions.csv").is_file()  # written before the stop
 
 
+@pytest.mark.slow  # trains end to end (make test, not test-fast)
 def test_future_timestamps_are_quarantined_and_the_run_trains(tmp_path, demo_dir):
     folder = tmp_path / "data"
     shutil.copytree(demo_dir, folder)

@@ -114,6 +114,7 @@ def crm(tmp_path_factory):
     return root, env, customers, trained, scored
 
 
+@pytest.mark.slow  # trains end to end (make test, not test-fast)
 def test_one_snapshot_trains_on_a_stated_random_split(crm):
     root, _, _, trained, _ = crm
     assert "registered churn-clv v1" in trained.stdout
@@ -132,6 +133,7 @@ def test_one_snapshot_trains_on_a_stated_random_split(crm):
     assert RANDOM_SPLIT in report.read_text()
 
 
+@pytest.mark.slow  # trains end to end (make test, not test-fast)
 def test_one_snapshot_scores_and_serves_over_http(crm):
     root, env, customers, _, scored = crm
     # no events after the snapshot: scored as of the data end, the day after it
@@ -255,6 +257,7 @@ def _error_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # four training runs in subprocesses (make test, not test-fast)
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
