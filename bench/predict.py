@@ -31,8 +31,7 @@ import pandas as pd
 from bench.report import Figure
 
 NAME = "predict"
-HORIZON_DAYS = 90
-#: Events of the timed customer, per table (the issue's example customer).
+#: Events of the timed customer, per table (a customer with a few months of history).
 SHAPE = {"transactions": 12, "interactions": 6, "surveys": 2}
 FULL = {"customers": 2_500, "calls": 300, "trees": 300}
 QUICK = {"customers": 300, "calls": 20, "trees": 30}
@@ -68,25 +67,11 @@ def _history_item(raw: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> dict[str
 
 def prepare(n_customers: int, *, trees: int = 300) -> tuple[Any, bytes]:
     """A fitted churn + CLV bundle on seeded demo data, and the request body of one customer."""
-    from features.build import build_features
-    from features.labels import churn_labels
-    from features.validation import validate_tables
-    from models.bundle import Bundle
-    from models.churn import ChurnModel
-    from models.clv import SUMMARY_COLUMNS, CLVModel
-    from training.demo_data import generate_demo_data
+    from bench.serving import fit_demo_bundle
 
-    demo = generate_demo_data(n_customers, seed=7, horizon_days=HORIZON_DAYS)
-    raw = {n: getattr(demo, n) for n in ("customers", "transactions", "interactions", "surveys")}
-    tables, _ = validate_tables(raw)
-    as_of = pd.Timestamp(demo.ground_truth["as_of"].iloc[0])
-    frame = build_features(tables, as_of=as_of)
-    labels = churn_labels(tables, as_of=as_of, horizon_days=HORIZON_DAYS, population=frame.index)
-    churn = ChurnModel(num_boost_round=trees).fit(frame, labels)
-    clv = CLVModel(penalizer=0.001).fit(frame[list(SUMMARY_COLUMNS)])
-    meta = {"horizon_days": HORIZON_DAYS, "risk_thresholds": {"medium": 0.3, "high": 0.6}}
-    body = json.dumps({"customers": [_history_item(raw, as_of)]}).encode()
-    return Bundle(churn, clv, meta=meta), body
+    fit = fit_demo_bundle(n_customers, trees=trees)
+    body = json.dumps({"customers": [_history_item(fit.raw, fit.as_of)]}).encode()
+    return fit.bundle, body
 
 
 def _times(fn: Callable[[], Any], calls: int) -> np.ndarray:

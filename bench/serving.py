@@ -419,18 +419,25 @@ def _small_history(
     return _predict_item(raw, cid, as_of, rows), tables
 
 
-def prepare(work: Path, *, n_customers: int) -> Prepared:
-    """Demo data -> features -> fitted bundle -> registered champion -> snapshot -> key."""
+@dataclass(frozen=True)
+class DemoFit:
+    """A churn + CLV bundle fitted on seeded demo data, with what it was fitted from."""
+
+    bundle: Any
+    raw: dict[str, pd.DataFrame]
+    frame: pd.DataFrame
+    as_of: pd.Timestamp
+
+
+def fit_demo_bundle(n_customers: int, *, trees: int = 300) -> DemoFit:
+    """Seeded demo data -> validated tables -> features at the demo's as-of -> a churn model of
+    ``trees`` trees and a BG/NBD + Gamma-Gamma CLV model (the serving and predict benches)."""
     from features.build import build_features
     from features.labels import churn_labels
     from features.validation import validate_tables
-    from models.bundle import Bundle, sha256_file
+    from models.bundle import Bundle
     from models.churn import ChurnModel
     from models.clv import SUMMARY_COLUMNS, CLVModel
-    from models.scoring import score_frame
-    from serving.auth import create_key
-    from training import tracking
-    from training.config import TrainSettings
     from training.demo_data import generate_demo_data
 
     demo = generate_demo_data(n_customers, seed=7, horizon_days=HORIZON_DAYS)
@@ -439,10 +446,25 @@ def prepare(work: Path, *, n_customers: int) -> Prepared:
     as_of = pd.Timestamp(demo.ground_truth["as_of"].iloc[0])
     frame = build_features(tables, as_of=as_of)
     labels = churn_labels(tables, as_of=as_of, horizon_days=HORIZON_DAYS, population=frame.index)
-    churn = ChurnModel(num_boost_round=300).fit(frame, labels)
+    churn = ChurnModel(num_boost_round=trees).fit(frame, labels)
     clv = CLVModel(penalizer=0.001).fit(frame[list(SUMMARY_COLUMNS)])
     meta = {"horizon_days": HORIZON_DAYS, "risk_thresholds": {"medium": 0.3, "high": 0.6}}
-    bundle = Bundle(churn, clv, meta=meta)
+    return DemoFit(Bundle(churn, clv, meta=meta), raw, frame, as_of)
+
+
+def prepare(work: Path, *, n_customers: int) -> Prepared:
+    """Demo data -> features -> fitted bundle -> registered champion -> snapshot -> key."""
+    from features.build import build_features
+    from features.validation import validate_tables
+    from models.bundle import sha256_file
+    from models.scoring import score_frame
+    from serving.auth import create_key
+    from training import tracking
+    from training.config import TrainSettings
+
+    fit = fit_demo_bundle(n_customers)
+    bundle, raw, frame, as_of = fit.bundle, fit.raw, fit.frame, fit.as_of
+    churn = bundle.churn
 
     uri = f"sqlite:///{work / 'mlflow.db'}"
     settings = TrainSettings(
