@@ -51,12 +51,34 @@ def logistic_baseline(
     return model.predict_proba(test.astype(to_str))[:, 1]
 
 
-def baseline_metrics(
-    train: pd.DataFrame, y_train: pd.Series, test: pd.DataFrame, y_test: pd.Series
-) -> dict[str, dict[str, float]]:
-    """Metrics of each baseline on ``test``; a baseline whose inputs are absent is left out."""
-    out: dict[str, dict[str, float]] = {}
+#: Baselines whose score is a ranking, not a probability: ranking metrics only.
+RANKING_ONLY = frozenset({"bgnbd"})
+
+
+def baseline_scores(
+    train: pd.DataFrame, y_train: pd.Series, test: pd.DataFrame
+) -> dict[str, np.ndarray]:
+    """Each baseline's score for the ``test`` rows, higher = more likely to churn (the
+    report plots them next to the model); a baseline whose inputs are absent is left out."""
+    out: dict[str, np.ndarray] = {}
     if EXPECTED_PURCHASES in test.columns and test[EXPECTED_PURCHASES].notna().all():
-        out["bgnbd"] = ranking_metrics(y_test, -test[EXPECTED_PURCHASES].to_numpy())
-    out["logistic"] = classification_metrics(y_test, logistic_baseline(train, y_train, test))
+        out["bgnbd"] = -test[EXPECTED_PURCHASES].to_numpy(dtype=float)
+    out["logistic"] = logistic_baseline(train, y_train, test)
     return out
+
+
+def baseline_metrics(
+    train: pd.DataFrame,
+    y_train: pd.Series,
+    test: pd.DataFrame,
+    y_test: pd.Series,
+    *,
+    scores: dict[str, np.ndarray] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics of each baseline on ``test`` (``scores``: :func:`baseline_scores`, computed
+    when not given); a baseline whose inputs are absent is left out."""
+    scores = baseline_scores(train, y_train, test) if scores is None else scores
+    return {
+        name: (ranking_metrics if name in RANKING_ONLY else classification_metrics)(y_test, s)
+        for name, s in scores.items()
+    }

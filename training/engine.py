@@ -40,7 +40,7 @@ def train(settings: TrainSettings) -> TrainResult:
                 return None
             return de.fit_clv_distributed(staged["tables"], as_of=plan.data_end, record_window=True)
 
-        def evaluate_clv(loaded, plan, run, **kw) -> dict[str, float]:
+        def evaluate_clv(loaded, plan, run, **kw) -> pipeline.CLVHoldout:
             holdout = partial(de.clv_holdout_distributed, staged["tables"], client)
             return pipeline.evaluate_clv(loaded, plan, run, holdout=holdout, **kw)
 

@@ -1,4 +1,5 @@
-"""Validation metrics of the churn model and its baselines, and the demo oracle."""
+"""Validation metrics of the churn model and its baselines, among all and among active
+customers, and the demo oracle."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+from features.status import is_lapsed
 
 TRUTH_FILE = Path("truth") / "ground_truth.parquet"
 TOP_SHARE = 0.10
@@ -60,6 +63,41 @@ def classification_metrics(y, p) -> dict[str, float]:
         "churn_rate": float(y.mean()),
         "n": float(len(y)),
     }
+
+
+def active_customers(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of a feature frame are not lapsed at its cutoff (the status rule of
+    :mod:`features.status`, docs/status.md): the customers a retention team can still keep."""
+    return ~is_lapsed(frame)
+
+
+def metrics_among_active(
+    y,
+    active: np.ndarray,
+    *,
+    probabilities: dict[str, np.ndarray],
+    rankings: dict[str, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """The metrics of each score on the active customers only, as ``<name>.<metric>``, plus
+    ``n`` and ``churn_rate`` of the active rows; empty when they hold one class only.
+
+    Lapsed customers are nearly all churners and easy to rank, so over everyone lift and
+    capture sit near their ceiling for model and baseline alike; among the active ones they
+    show whether the model finds the customers who can still be kept. ``probabilities`` get
+    :func:`classification_metrics`, ``rankings`` (scores that are not probabilities, e.g.
+    the BG/NBD baseline) :func:`ranking_metrics`."""
+    y = np.asarray(y, dtype=int)
+    active = np.asarray(active, dtype=bool)
+    ya = y[active]
+    if len(np.unique(ya)) < 2:
+        return {}
+    out = {"n": float(active.sum()), "churn_rate": float(ya.mean())}
+    for name, p in probabilities.items():
+        values = classification_metrics(ya, np.asarray(p)[active])
+        out |= {f"{name}.{k}": v for k, v in values.items() if k not in ("n", "churn_rate")}
+    for name, score in (rankings or {}).items():
+        out |= {f"{name}.{k}": v for k, v in ranking_metrics(ya, np.asarray(score)[active]).items()}
+    return out
 
 
 def oracle_metrics(

@@ -9,9 +9,11 @@
 4. fit the churn model on the training cutoffs, early-stopped on the calibration half of the
    out-of-time validation cutoff (where the trees must also beat the BG/NBD prior alone, or
    are dropped), and calibrate it on that half;
-5. evaluate on the test half: the model, the baselines, and the demo oracle where known;
-6. write the report; 7. register the bundle; 8. move the champion alias if the gate passes
-   (the alias moves last, so a run stopped anywhere leaves the champion as it was).
+5. evaluate on the test half: the model, the baselines (also among active customers), and the
+   demo oracle where known; tabulate what drives churn at the validation cutoff;
+6. register the bundle; 7. write the report (it names the registered version); 8. move the
+   champion alias if the gate passes (the alias moves last, so a run stopped anywhere leaves
+   the champion as it was).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_features
@@ -31,12 +34,18 @@ from features.transactions import T_DAYS
 from models.bundle import Bundle
 from models.churn import ChurnModel
 from models.clv import CLVModel, CLVModelError
-from models.clv_evaluation import calibration_holdout, evaluate_holdout, plots
+from models.clv_evaluation import HoldoutEvaluation, calibration_holdout, evaluate_holdout, plots
 from training import tracking
-from training.baselines import baseline_metrics
+from training.baselines import RANKING_ONLY, baseline_metrics, baseline_scores
 from training.clv_fit import CLVFit, fit_clv_with_fallback
 from training.config import TrainSettings
-from training.evaluate import classification_metrics, oracle_metrics
+from training.drivers import churn_drivers
+from training.evaluate import (
+    active_customers,
+    classification_metrics,
+    metrics_among_active,
+    oracle_metrics,
+)
 from training.frames import (
     CutoffPlan,
     Frames,
@@ -46,7 +55,7 @@ from training.frames import (
     without_clv_features,
 )
 from training.io import LoadedTables, load_inputs
-from training.report import render_report
+from training.report import RunInfo, render_report
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +163,12 @@ def settle_clv(
 
 def evaluate(
     churn: ChurnModel, frames: Frames, plan: CutoffPlan, settings: TrainSettings
-) -> tuple[dict[str, float], pd.Series]:
-    """Model, baseline and oracle metrics on the test half; returns flat metric names
-    (``valid.<metric>``, ``baseline.<name>.<metric>``) and the model's test probabilities."""
+) -> tuple[dict[str, float], pd.Series, dict[str, np.ndarray]]:
+    """Model, baseline and oracle metrics on the test half, and the model's and baselines'
+    among its active customers (not lapsed, :func:`training.evaluate.active_customers`);
+    returns flat metric names (``valid.<metric>``, ``baseline.<name>.<metric>``,
+    ``active.valid.<metric>``, ``active.baseline.<name>.<metric>``, ``active.n``), the
+    model's test probabilities and each baseline's test scores."""
     x = frames.features
     y = frames.test["churned"].astype(int)
     prob = pd.Series(churn.predict_proba(frames.test[x]), index=frames.test.index)
@@ -165,12 +177,31 @@ def evaluate(
     metrics["valid.ece_uncalibrated"] = classification_metrics(y, raw)["ece"]
     oracle = oracle_metrics(settings.data_dir, cutoff=plan.validation, labels=y, predicted=prob)
     metrics.update({f"valid.{k}": v for k, v in oracle.items()})
-    baselines = baseline_metrics(
-        frames.train[x], frames.train["churned"].astype(int), frames.test[x], y
-    )
+    y_train = frames.train["churned"].astype(int)
+    scores = baseline_scores(frames.train[x], y_train, frames.test[x])
+    baselines = baseline_metrics(frames.train[x], y_train, frames.test[x], y, scores=scores)
     for name, values in baselines.items():
         metrics.update({f"baseline.{name}.{k}": v for k, v in values.items()})
-    return metrics, prob
+    active = metrics_among_active(
+        y,
+        active_customers(frames.test),
+        probabilities={"valid": prob.to_numpy()}
+        | {f"baseline.{n}": s for n, s in scores.items() if n not in RANKING_ONLY},
+        rankings={f"baseline.{n}": s for n, s in scores.items() if n in RANKING_ONLY},
+    )
+    metrics.update({f"active.{k}": v for k, v in active.items()})
+    return metrics, prob, scores
+
+
+@dataclass(frozen=True)
+class CLVHoldout:
+    """What :func:`evaluate_clv` measured: flat metrics (``clv_holdout.*``), and for the
+    report the evaluation's tables and plots (PNG bytes by file name), or why there are none."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    evaluation: HoldoutEvaluation | None = None
+    plots: dict[str, bytes] = field(default_factory=dict)
+    skipped: str = ""
 
 
 def evaluate_clv(
@@ -180,7 +211,7 @@ def evaluate_clv(
     holdout: Callable[..., tuple[pd.DataFrame, pd.DataFrame]] | None = None,
     *,
     clv: CLVModel | None = None,
-) -> dict[str, float]:
+) -> CLVHoldout:
     """Calibration/holdout evaluation of the CLV model at the validation cutoff: fitted on
     purchases before it, compared with the horizon after it and with the naive baseline; the
     metrics, the conditional-expectation and decile tables and their plots go to MLflow.
@@ -190,11 +221,13 @@ def evaluate_clv(
     latest (explicit labels can sit a horizon before it). ``holdout(cutoff=, end=)`` gives
     the (summary, actuals) pair; default :func:`models.clv_evaluation.calibration_holdout` on
     the loaded transactions (the Dask engine gathers the same pair from its partitions)."""
-    if loaded.tables.transactions is None or clv is None:
-        return {}
+    if loaded.tables.transactions is None:
+        return CLVHoldout(skipped="no transactions table: no purchase history to evaluate")
+    if clv is None:
+        return CLVHoldout(skipped="no CLV model was fitted (see the clv.status tag)")
     if not clv.spend:
         log.info("CLV holdout evaluation skipped: the model has no spend part")
-        return {}
+        return CLVHoldout(skipped="the CLV model has no spend part: no CLV in currency")
     horizon = pd.Timedelta(days=plan.horizon_days)
     cutoff = min(plan.validation, plan.data_end - horizon)
     if holdout is None:
@@ -206,15 +239,17 @@ def evaluate_clv(
         )
     except CLVModelError as exc:
         log.warning("CLV holdout evaluation skipped: %s", exc)
-        return {}
+        return CLVHoldout(skipped=f"the CLV model did not fit at the cutoff: {exc}")
     evaluation = evaluate_holdout(model, summary, actuals, horizon_days=plan.horizon_days)
     run.text(
         evaluation.conditional_expectation.to_csv(index=False), "clv/conditional_expectation.csv"
     )
     run.text(evaluation.deciles.to_csv(index=False), "clv/deciles.csv")
-    for name, png in plots(evaluation).items():
+    pngs = plots(evaluation)
+    for name, png in pngs.items():
         run.png(png, f"clv/{name}")
-    return {f"clv_holdout.{k}": v for k, v in evaluation.metrics.items()}
+    metrics = {f"clv_holdout.{k}": v for k, v in evaluation.metrics.items()}
+    return CLVHoldout(metrics, evaluation, pngs)
 
 
 def gate(
@@ -342,16 +377,19 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             run.metrics({f"churn.tree_gain.{k}": v for k, v in (churn.tree_gain_ or {}).items()})
 
         with step("clv_evaluate"):
-            run.metrics(engine.evaluate_clv(loaded, plan, run, clv=clv))
+            clv_holdout = engine.evaluate_clv(loaded, plan, run, clv=clv)
+            run.metrics(clv_holdout.metrics)
 
         with step("evaluate"):
-            metrics, prob = evaluate(churn, frames, plan, settings)
+            metrics, prob, baseline_test_scores = evaluate(churn, frames, plan, settings)
             run.metrics(metrics)
-
-        with step("report"):
-            html = render_report(churn=churn, frames=frames, prob=prob, metrics=metrics, plan=plan)
-            run.text(html, "report.html")
-            run.text(catalogue_markdown(), "feature_catalogue.md")
+            # every validation customer (both halves): the larger the counts, the narrower
+            # the intervals; the labels are observed outcomes, not model output
+            validation = pd.concat([frames.calibration, frames.test])
+            drivers = churn_drivers(
+                validation, as_of=plan.validation, horizon_days=plan.horizon_days
+            )
+            run.dict(drivers, "drivers.json")
 
         with step("register"):
             promote, reason, gate_metrics = gate(settings, frames, metrics["valid.roc_auc"])
@@ -371,6 +409,7 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
                         "run_id": run.run_id,
                     },
                     "metrics": metrics,
+                    "drivers": drivers,
                 },
             )
             version, _ = run.register(bundle)
@@ -381,6 +420,32 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
                     settings, rows_in=loaded.rows_in, metrics=metrics, gate=reason, promoted=promote
                 ),
             )
+
+        with step("report"):
+            info = RunInfo(
+                model_name=settings.model_name,
+                model_version=version,
+                run_id=run.run_id,
+                started=run.started(),
+                git_commit=tracking.git_commit(),
+                data_dir=str(settings.data_dir.resolve()),
+                rows_in=loaded.rows_in,
+                quarantined={n: len(r.quarantine) for n, r in loaded.results.items()},
+                gate=reason,
+            )
+            html = render_report(
+                churn=churn,
+                frames=frames,
+                prob=prob,
+                metrics=metrics,
+                plan=plan,
+                info=info,
+                meta=bundle.meta,
+                baselines=baseline_test_scores,
+                clv=clv_holdout,
+            )
+            run.text(html, "report.html")
+            run.text(catalogue_markdown(), "feature_catalogue.md")
         if promote:
             tracking.promote(settings, version)
     return TrainResult(run.run_id, version, promote, reason, metrics)
@@ -411,7 +476,7 @@ def evaluate_version(
     missing = set(bundle.churn.features_) - set(frames.test.columns)
     if missing:
         raise RuntimeError(f"v{version} needs features the data lacks: {sorted(missing)}")
-    metrics, _ = evaluate(bundle.churn, frames, plan, settings)
+    metrics, _, _ = evaluate(bundle.churn, frames, plan, settings)
     return version, metrics
 
 

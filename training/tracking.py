@@ -162,6 +162,11 @@ class TrainingRun:
     settings: TrainSettings
     run_id: str
 
+    def started(self) -> str:
+        """When the run started, ISO-8601 in UTC to the second."""
+        ms = mlflow.get_run(self.run_id).info.start_time
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
     def params(self, values: dict[str, Any]) -> None:
         mlflow.log_params({k: str(v)[:500] for k, v in values.items()})
 
