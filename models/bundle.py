@@ -37,8 +37,10 @@ class Bundle:
     """A churn model, an optional CLV model and what is needed to use them.
 
     ``meta`` holds ``horizon_days``, ``risk_thresholds`` (``{"medium": p, "high": p}``),
-    ``training`` (window and cutoffs), ``metrics`` and anything else worth keeping with the
-    model; it must be JSON-serialisable.
+    ``training`` (window and cutoffs), ``metrics``, ``drivers`` (observed churn by the
+    research-backed bands at the validation cutoff, :func:`training.drivers.churn_drivers`,
+    plain JSON so the server shows it without pandas) and anything else worth keeping with
+    the model; it must be JSON-serialisable.
     """
 
     churn: ChurnModel

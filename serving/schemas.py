@@ -283,6 +283,13 @@ class ModelResponse(BaseModel):
     metrics: dict[str, Any] = Field(description="validation metrics recorded at training")
     features: list[FeatureInfo]
     snapshot: SnapshotInfo | None = Field(description="the scored snapshot, when loaded")
+    drivers: dict[str, Any] | None = Field(
+        None,
+        description="what drives churn here: observed churn by effort, value enhancement, "
+        "elements of value, NPS class and unresolved contacts at the validation cutoff, with "
+        "counts, 95% intervals and the research claims (docs/training.md); null for bundles "
+        "trained before it existed",
+    )
 
 
 class ReloadResponse(BaseModel):

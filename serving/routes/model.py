@@ -31,7 +31,8 @@ router = APIRouter(tags=["model"], dependencies=[Depends(reject_unknown_query)])
 )
 async def get_model(client: Client, model: ServedModel, current: Current) -> ModelResponse:
     """Registered name and version, training window, validation metrics, risk thresholds,
-    the churn model's features, and the scored snapshot being served."""
+    the churn model's features, the scored snapshot being served, and what drives churn in
+    the training data (stored in the bundle at training)."""
     bundle = model.bundle
     churn = bundle.churn
     features = [
@@ -64,6 +65,7 @@ async def get_model(client: Client, model: ServedModel, current: Current) -> Mod
             customers=len(snapshot),
             horizon_days=snapshot.horizon_days,
         ),
+        drivers=bundle.meta.get("drivers"),
     )
 
 

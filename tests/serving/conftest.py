@@ -39,6 +39,7 @@ from models.scoring import score_frame
 from serving.auth import create_key
 from serving.config import Settings
 from tests.server import Server, run_server
+from training.drivers import churn_drivers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "churn-clv"
@@ -94,7 +95,10 @@ def trained() -> Trained:
     labels = churn_labels(tables, as_of=AS_OF, horizon_days=HORIZON_DAYS, population=frame.index)
     churn = ChurnModel(params={"min_data_in_leaf": 20}, num_boost_round=60).fit(frame, labels)
     clv = CLVModel(penalizer=0.001).fit(frame[list(SUMMARY_COLUMNS)])
-    return Trained(Bundle(churn, clv, meta=dict(META)), frame)
+    drivers = churn_drivers(
+        frame.assign(churned=labels), as_of=AS_OF, horizon_days=HORIZON_DAYS
+    )  # no interactions or surveys here: every driver says its table is absent
+    return Trained(Bundle(churn, clv, meta=dict(META, drivers=drivers)), frame)
 
 
 @dataclass(frozen=True)

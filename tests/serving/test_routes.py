@@ -102,6 +102,9 @@ def test_model_describes_the_served_version(
     plan = next(f for f in body["features"] if f["name"] == "plan")
     assert plan["dtype"] == "categorical" and set(plan["categories"]) == {"basic", "pro"}
     assert body["snapshot"]["customers"] == 300 and body["snapshot"]["model_version"] == champion
+    # what drives churn, as stored in the bundle at training, served without pandas
+    assert body["drivers"] == trained.bundle.meta["drivers"]
+    assert {d["verdict"] for d in body["drivers"]["drivers"]} == {"absent"}
 
 
 # --- /v1/predict -----------------------------------------------------------------------------

@@ -76,7 +76,23 @@ def test_run_logs_inputs_report_and_bundle(trained):
     assert {"clv/deciles.csv", "clv/clv_deciles.png", "clv/model.json"} <= clv_files
     assert "clv_holdout.purchases_mae" in runs[0].data.metrics
     html = tracking.download_report(settings, first.version, settings.scores_dir.parent / "rep")
-    assert "Model vs baselines vs oracle" in html.read_text()
+    text = html.read_text()
+    assert "Model vs baselines vs oracle" in text
+    # the report says what it is, and shows what used to live only in MLflow
+    assert f"churn-clv version {first.version}" in text and first.run_id in text
+    assert runs[0].data.tags["git_commit"][:12] in text
+    for section in (
+        "Metrics among active customers",
+        "Risk bands",
+        "What drives churn here",
+        "CLV model: calibration / holdout check",
+        "baseline: logistic regression",
+    ):
+        assert section in text, section
+    assert text.count("<img ") == text.count(" alt='") >= 6  # model plots and CLV plots
+    assert "<details>" in text
+    assert "active.valid.roc_auc" in runs[0].data.metrics
+    assert runs[0].data.metrics["active.n"] < runs[0].data.metrics["valid.n"]
 
 
 def test_gate_refuses_a_worse_model(trained):
@@ -96,6 +112,15 @@ def test_rerun_is_reproducible_and_passes_the_gate(trained):
     v2 = tracking.load_version(settings, "2")
     assert v1.churn.model_text() == v2.churn.model_text()
     assert v1.clv.params_ == v2.clv.params_
+    # what drives churn is stored with the model, the same for the same data
+    assert v1.meta["drivers"] == v2.meta["drivers"]
+    assert {d["key"] for d in v1.meta["drivers"]["drivers"] if d["available"]} == {
+        "effort",
+        "value_enhancement",
+        "elements_of_value",
+        "nps",
+        "unresolved",
+    }
 
 
 @pytest.mark.slow  # a third training run (make test, not test-fast)
