@@ -74,6 +74,12 @@ def _evaluate(args: argparse.Namespace) -> None:
     version, metrics = evaluate_version(settings, args.version)
     print(f"v{version} on {settings.data_dir} (validation cutoff, test half):")
     print(metrics_table(metrics).to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
+    if "active.n" in metrics:
+        print(
+            f"among the {metrics['active.n']:,.0f} active customers (not lapsed, docs/status.md):"
+        )
+        active = metrics_table(metrics, prefix="active.")
+        print(active.to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
 
 
 def _promote(args: argparse.Namespace) -> None:

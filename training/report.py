@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +162,8 @@ def _lift_gain(y: np.ndarray, scores: dict[str, np.ndarray]) -> str:
     a1.axhline(1, color="k", lw=0.8, ls=":")
     a1.axhline(1 / y.mean(), color="grey", lw=0.8, ls="--", label="ceiling (1 / churn rate)")
     a1.set(xlabel="decile (1 = highest risk)", ylabel="lift", title="lift by decile")
-    a1.legend(fontsize=7)
+    a1.set_ylim(0, 1.45 / y.mean())  # headroom above the ceiling for the legend
+    a1.legend(fontsize=7, loc="upper right")
     a2.plot([0, 100], [0, 100], "k:", lw=0.8)
     a2.set(xlabel="% customers contacted", ylabel="% churners captured", title="gain")
     return _png(fig)
@@ -180,15 +182,19 @@ def _e(text: object) -> str:
     return html.escape(str(text))
 
 
-def _img(b64: str, alt: str, caption: str = "") -> str:
+def _img(b64: str, alt: str, caption: str = "", *, half: bool = False) -> str:
     """An embedded PNG with alt text (what the image shows, in figures, for a screen reader
-    or a text browser) and a visible caption."""
+    or a text browser) and a visible caption; ``half``: shown half the page wide."""
     cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
-    return f"<figure><img src='data:image/png;base64,{b64}' alt='{_e(alt)}'>{cap}</figure>"
+    cls = " class='half'" if half else ""
+    return f"<figure{cls}><img src='data:image/png;base64,{b64}' alt='{_e(alt)}'>{cap}</figure>"
 
 
 def _kv_table(rows: list[tuple[str, object]]) -> str:
-    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    def text(v: object) -> str:
+        return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(text(v))}</td></tr>" for k, v in rows)
     return f"<table class='kv'>{cells}</table>"
 
 
@@ -226,6 +232,19 @@ def _about(info: RunInfo | None, window: str) -> list[str]:
     return parts
 
 
+def _ceiling_note(metrics: dict[str, float], churn_rate: float, prefix: str = "") -> str:
+    """A line when the model's top-10% lift is at its ceiling (every customer there churned):
+    lift then tells model and baselines apart no more, ROC-AUC and PR-AUC still do."""
+    lift = metrics.get(f"{prefix}valid.lift_top10")
+    if lift is None or churn_rate <= 0 or lift < 1 / churn_rate - 1e-9:
+        return ""
+    return (
+        f"<p class='note'>The model's lift in the top 10% ({lift:.2f}) is at its ceiling "
+        f"(1 / churn rate): every customer there churned, so lift and capture cannot tell "
+        "it from a baseline that does the same; compare ROC-AUC and PR-AUC.</p>"
+    )
+
+
 def _metric_notes() -> str:
     return (
         "<ul class='note'>"
@@ -249,6 +268,7 @@ def _active_section(metrics: dict[str, float], n_test: int) -> list[str]:
         f"ceiling is {1 / rate:.2f}. Lapsed customers are nearly all churners and easy to rank; "
         "these figures show whether the model finds the customers who can still be kept.</p>",
         metrics_table(metrics, prefix="active.").to_html(float_format="{:.4f}".format, na_rep=""),
+        _ceiling_note(metrics, rate, "active."),
     ]
 
 
@@ -364,7 +384,7 @@ def _clv_section(clv: CLVHoldout | None) -> list[str]:
         "predicted CLV (1 = highest).",
     }
     images = [
-        _img(base64.b64encode(png).decode("ascii"), alts.get(name, name))
+        _img(base64.b64encode(png).decode("ascii"), alts.get(name, name), half=True)
         for name, png in clv.plots.items()
     ]
     return [
@@ -375,7 +395,7 @@ def _clv_section(clv: CLVHoldout | None) -> list[str]:
         f"{m.get('purchases_actual', 0):,.0f}, predicted {m.get('purchases_predicted', 0):,.0f}; "
         f"actual spend {m.get('spend_actual', 0):,.0f}, predicted (undiscounted) "
         f"{m.get('spend_predicted', 0):,.0f}. See docs/clv.md.</p>",
-        rows.to_html(float_format="{:.4f}".format, na_rep=""),
+        rows.to_html(float_format="{:.4f}".format, na_rep="", classes="text-last"),
         "<h3>Conditional expectation (by calibration repeat purchases)</h3>",
         ev.conditional_expectation.to_html(float_format="{:.3f}".format),
         "<h3>Predicted CLV deciles</h3>",
@@ -406,9 +426,11 @@ STYLE = (
     "body{font-family:sans-serif;max-width:1000px;margin:auto;padding:0 1em}"
     "table{border-collapse:collapse;margin:0.5em 0}"
     "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
-    "table.kv th,table.kv td{text-align:left}"
+    "table.kv th,table.kv td,table.text-last td:last-child{text-align:left}"
     ".note{color:#444;font-size:0.9em}.claim{background:#f4f4f8;padding:4px 8px}"
-    "figure{display:inline-block;margin:0.5em}figcaption{font-size:0.85em;color:#444}"
+    "figure{display:inline-block;margin:0.5em;vertical-align:top}"
+    "figcaption{font-size:0.85em;color:#444;max-width:460px}"
+    "figure.half img{width:460px}"
 )
 
 
@@ -492,6 +514,7 @@ def render_report(
             f"<p>On the {len(y):,} customers of the test half (churn rate "
             f"{100 * y.mean():.1f}%).</p>",
             metrics_table(metrics).to_html(float_format="{:.4f}".format, na_rep=""),
+            _ceiling_note(metrics, float(y.mean())),
             _metric_notes(),
             *_active_section(metrics, len(y)),
             *_bands_section(meta, p, y),
