@@ -193,7 +193,7 @@ def receiver(**options: int) -> Iterator[Receiver]:
     state = Receiver(url="", **options)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
             valid = hmac.compare_digest(expected, self.headers.get(SIGNATURE_HEADER, ""))
