@@ -68,7 +68,7 @@ data: install ## write the seeded demo data set (DATA, CUSTOMERS, SEED)
 train: install ## build features, fit CLV + churn, log to MLflow, register, promote if the gate passes (FORCE=1 to force)
 	$(BIN)/python -m training train --data $(DATA) --horizon $(HORIZON) $(if $(FORCE),--force) $(ENGINE_FLAGS)
 
-score: install ## score every customer with the champion and write the snapshot the server reads
+score: install ## score every customer with the champion and keep the snapshot the server reads (by AS_OF, last 12)
 	$(BIN)/python -m training score --data $(DATA) --horizon $(HORIZON) $(if $(AS_OF),--as-of $(AS_OF)) $(ENGINE_FLAGS)
 
 export: install ## write the latest worklist as CSV and JSON Lines into OUT (default var/export)
