@@ -80,7 +80,7 @@ class Ranking:
     def page(
         self,
         *,
-        limit: int,
+        limit: int | None,
         offset: int = 0,
         segment: str | None = None,
         min_clv: float | None = None,

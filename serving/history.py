@@ -55,9 +55,10 @@ class History:
         """``{"customer_id", "snapshots": [...]}`` newest first, the snapshots the customer
         is in; None when the latest snapshot does not hold the id."""
         try:
-            i = int(self.positions.get_loc(customer_id))
+            found = self.positions.get_loc(customer_id)
         except KeyError:
             return None
+        i = int(found)  # type: ignore[arg-type]  # ids are unique: always one position
         entries: list[dict[str, Any]] = []
         for k, as_of in enumerate(self.as_of):
             prob = self.churn_probability[k, i]
@@ -80,7 +81,7 @@ def _number(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 
 
-def _columns(table: Any, ids: pd.Index) -> tuple[np.ndarray, ...]:
+def _columns(table: Any, ids: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     frame = table.to_pandas()
     where = ids.get_indexer(frame["customer_id"])
     keep = where >= 0

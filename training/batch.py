@@ -150,7 +150,7 @@ def snapshot_rows(
         if previous is not None
         else pd.Series(float("nan"), index=out.index)
     )
-    at = out.columns.get_loc("risk_band") + 1
+    at = list(out.columns).index("risk_band") + 1
     out.insert(at, "previous_churn_probability", before)
     out.insert(at + 1, "change", out["churn_probability"] - before)
     out["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in out["top_reasons"]]
@@ -162,6 +162,22 @@ def snapshot_rows(
         for name in attributes:
             out[name] = _attribute_text(out["customer_id"].map(table[name]))
     return out
+
+
+def _adopt_unkept(directory: Path) -> None:
+    """Move a snapshot written before history was kept (``snapshot.parquet`` and
+    ``snapshot.json`` directly in the scores folder) into the history, as the oldest entry."""
+    meta_path = directory / SNAPSHOT_META_FILE
+    if (directory / HISTORY_DIR).exists() or not meta_path.exists():
+        return
+    try:
+        as_of = str(json.loads(meta_path.read_text())["as_of"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # unreadable: left where it is, and no longer served once history exists
+    target = directory / HISTORY_DIR / folder_name(as_of)
+    target.mkdir(parents=True)
+    os.replace(directory / SNAPSHOT_FILE, target / SNAPSHOT_FILE)
+    os.replace(meta_path, target / SNAPSHOT_META_FILE)
 
 
 def publish_snapshot(
@@ -185,6 +201,7 @@ def publish_snapshot(
     """
     directory = Path(directory)
     history = directory / HISTORY_DIR
+    _adopt_unkept(directory)
     history.mkdir(parents=True, exist_ok=True)
     iso = _iso(as_of)
     name = folder_name(iso)

@@ -320,3 +320,21 @@ def test_notify_without_a_secret_stops_with_exit_code_2(
 
     assert main(["notify", "--url", "http://127.0.0.1:9/x"]) == 2
     assert "CHURN_WEBHOOK_SECRET" in capsys.readouterr().err
+
+
+def test_a_snapshot_from_before_history_joins_it(tmp_path: Path) -> None:
+    first = keep(tmp_path / "old", DAY, seed=1)
+    folder = latest_folder(tmp_path / "old")
+    tmp_path.joinpath("scores").mkdir()
+    for name in ("snapshot.parquet", "snapshot.json"):  # the layout make score used to write
+        (folder / name).rename(tmp_path / "scores" / name)
+    assert latest_folder(tmp_path / "scores") == tmp_path / "scores"
+
+    latest = keep(tmp_path / "scores", DAY + pd.Timedelta(days=7), seed=2)
+
+    assert [k.as_of[:10] for k in kept_snapshots(tmp_path / "scores")] == [
+        "2026-03-08",
+        "2026-03-01",
+    ]
+    expected = latest["churn_probability"] - first["churn_probability"]
+    assert np.allclose(latest["change"], expected)
