@@ -238,6 +238,28 @@ def publish_snapshot(
     return final / SNAPSHOT_FILE
 
 
+def publish_scored(
+    write: Callable[[Path], int],
+    settings: TrainSettings,
+    as_of: pd.Timestamp,
+    version: str,
+    previous_as_of: str | None,
+    attributes: Sequence[str],
+) -> Path:
+    """:func:`publish_snapshot` into ``settings.scores_dir`` with its horizon and retention:
+    what both engines (local, Dask) call once their rows are scored."""
+    return publish_snapshot(
+        write,
+        settings.scores_dir,
+        as_of=as_of,
+        version=version,
+        horizon_days=settings.horizon_days,
+        previous_as_of=previous_as_of,
+        attributes=attributes,
+        keep=settings.keep_snapshots,
+    )
+
+
 def score(settings: TrainSettings) -> ScoreResult:
     """Score the customers in ``settings.data_dir`` as of ``settings.as_of`` (default: end of
     data) with the champion, and write the snapshot atomically."""
@@ -262,15 +284,6 @@ def score(settings: TrainSettings) -> ScoreResult:
         out.to_parquet(tmp, index=False)
         return len(out)
 
-    path = publish_snapshot(
-        write,
-        settings.scores_dir,
-        as_of=as_of,
-        version=version,
-        horizon_days=settings.horizon_days,
-        previous_as_of=previous_as_of,
-        attributes=attributes,
-        keep=settings.keep_snapshots,
-    )
+    path = publish_scored(write, settings, as_of, version, previous_as_of, attributes)
     bands = {str(k): int(v) for k, v in out["risk_band"].value_counts().items()}
     return ScoreResult(path, len(out), as_of, version, bands, previous_as_of)

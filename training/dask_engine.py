@@ -61,7 +61,7 @@ from training.batch import (
     ScoreResult,
     attribute_columns,
     previous_scores,
-    publish_snapshot,
+    publish_scored,
     snapshot_rows,
 )
 from training.clv_fit import CLVFit, fit_clv_with_fallback
@@ -580,14 +580,5 @@ def score_distributed(
                 writer.write_table(table)
         return rows
 
-    path = publish_snapshot(
-        write,
-        settings.scores_dir,
-        as_of=as_of,
-        version=version,
-        horizon_days=settings.horizon_days,
-        previous_as_of=previous_as_of,
-        attributes=attributes,
-        keep=settings.keep_snapshots,
-    )
+    path = publish_scored(write, settings, as_of, version, previous_as_of, attributes)
     return ScoreResult(path, rows, as_of, version, bands, previous_as_of)
