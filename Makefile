@@ -16,6 +16,10 @@ ADMIN ?=
 FORCE ?=
 VERSION ?=
 UI_PORT ?= 5000
+# make export OUT=folder (default: CHURN_EXPORT_DIR); make notify WEBHOOK_URL=... (default:
+# CHURN_WEBHOOK_URL; the secret only ever from CHURN_WEBHOOK_SECRET, not the command line).
+OUT ?=
+WEBHOOK_URL ?=
 # ENGINE=dask runs train/score/features on Dask (DASK_SCHEDULER=tcp://host:8786, or a local
 # cluster of worker processes when empty); see README "Scaling out".
 ENGINE ?=
@@ -30,7 +34,7 @@ UV ?= $(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv)
 LOCK := requirements.lock
 LATEST_VENV ?= .venv-latest
 
-.PHONY: help install lock data train score serve demo api-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui
+.PHONY: help install lock data train score export notify serve demo api-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,8 +68,14 @@ data: install ## write the seeded demo data set (DATA, CUSTOMERS, SEED)
 train: install ## build features, fit CLV + churn, log to MLflow, register, promote if the gate passes (FORCE=1 to force)
 	$(BIN)/python -m training train --data $(DATA) --horizon $(HORIZON) $(if $(FORCE),--force) $(ENGINE_FLAGS)
 
-score: install ## score every customer with the champion and write the snapshot the server reads
+score: install ## score every customer with the champion and keep the snapshot the server reads (by AS_OF, last 12)
 	$(BIN)/python -m training score --data $(DATA) --horizon $(HORIZON) $(if $(AS_OF),--as-of $(AS_OF)) $(ENGINE_FLAGS)
+
+export: install ## write the latest worklist as CSV and JSON Lines into OUT (default var/export)
+	$(BIN)/python -m training export $(if $(OUT),--out $(OUT))
+
+notify: install ## POST the latest snapshot's risers to WEBHOOK_URL, signed (CHURN_WEBHOOK_SECRET)
+	$(BIN)/python -m training notify $(if $(WEBHOOK_URL),--url '$(WEBHOOK_URL)')
 
 features: install ## build the point-in-time training and validation frames into var/features
 	$(BIN)/python -m training features --data $(DATA) --horizon $(HORIZON) $(ENGINE_FLAGS)

@@ -7,9 +7,12 @@ import the names below, so a rename is one edit and cannot leave the two halves 
 - **Registry**: a version's files are a :mod:`models.bundle` folder; its registry tag
   :data:`MANIFEST_TAG` holds the sha256 of the bundle's ``manifest.json``; the version being
   served holds the alias :data:`CHAMPION_ALIAS` (the default of the ``model_alias`` setting).
-- **Snapshot**: ``<scores_dir>/`` :data:`SNAPSHOT_FILE` (one row per customer, the columns
-  :data:`SCORE_FIELDS`, plus an optional :data:`SEGMENT_FIELD`) and :data:`SNAPSHOT_META_FILE`
-  (the keys :data:`SNAPSHOT_META_KEYS`, ``sha256`` being the digest of the Parquet bytes).
+- **Snapshot**: one folder per scored ``as_of``, ``<scores_dir>/`` :data:`HISTORY_DIR` ``/<as_of>/``,
+  holding :data:`SNAPSHOT_FILE` (one row per customer, the columns :data:`SCORE_FIELDS`, plus
+  an optional :data:`SEGMENT_FIELD` and the customer attributes named in the meta) and
+  :data:`SNAPSHOT_META_FILE` (the keys :data:`SNAPSHOT_META_KEYS`, ``sha256`` being the digest
+  of the Parquet bytes); ``<scores_dir>/`` :data:`LATEST_FILE` names the newest folder
+  (:mod:`models.history`, docs/http-api.md "Snapshot history").
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ SNAPSHOT_FILE = "snapshot.parquet"
 SNAPSHOT_META_FILE = "snapshot.json"
 #: Keys every ``snapshot.json`` has (``created_at`` is written too, and optional to readers).
 SNAPSHOT_META_KEYS = ("model_version", "as_of", "rows", "sha256", "horizon_days")
+#: Sub-folder of the scores folder with one folder per kept snapshot, named by its ``as_of``.
+HISTORY_DIR = "history"
+#: Pointer to the newest kept snapshot (``{"path": "history/<as_of>", "as_of": ...}``),
+#: replaced atomically after the snapshot's folder is complete.
+LATEST_FILE = "latest.json"
+#: Optional ``snapshot.json`` keys: the ``as_of`` of the snapshot ``change`` is measured
+#: against, and the customer attribute columns the Parquet file carries.
+PREVIOUS_AS_OF_KEY = "previous_as_of"
+ATTRIBUTES_KEY = "attributes"
 
 #: The fields of one scored customer, in the order the API returns them.
 SCORE_FIELDS = (
@@ -37,6 +49,8 @@ SCORE_FIELDS = (
     "as_of",
     "churn_probability",
     "risk_band",
+    "previous_churn_probability",
+    "change",
     "p_alive",
     "expected_purchases",
     "expected_order_value",
@@ -53,6 +67,9 @@ OPTIONAL_SCORE_FIELDS = (
     "clv",
     "value_at_risk",
 )
+#: Fields against the previous kept snapshot: null for a new customer or the first snapshot,
+#: and absent from snapshots written before history was kept (read as null).
+CHANGE_FIELDS = ("previous_churn_probability", "change")
 #: Risk bands, lowest first.
 RISK_BANDS = ("low", "medium", "high")
 #: The keys of each entry of ``top_reasons``.

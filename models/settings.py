@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -78,6 +78,10 @@ class CommonSettings(BaseSettings):
     scores_dir: Path = Field(
         Path("var/scores"), description="folder of the scored snapshot (written by make score)"
     )
+    # -- snapshot history ----------------------------------------------------------------------
+    #: Scored snapshots kept in ``<scores_dir>/history`` (one per ``as_of``; make score removes
+    #: older ones); the server loads them all for ``/v1/customers/{id}/history``.
+    keep_snapshots: int = Field(12, ge=1, le=520)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -149,6 +153,27 @@ class TrainSettings(CommonSettings):
     dask_partitions: int = Field(0, ge=0)
     #: Where the Dask engine stages validated, co-partitioned tables and scored parts.
     dask_work_dir: Path = Path("var/dask")
+    # -- hand-off: snapshot attributes, export, webhook (docs/make-targets.md) ------------------
+    #: Customer attributes copied into the snapshot for CSV / export / webhook rows, comma
+    #: separated; default: ``plan``, ``region`` and ``signup_date`` when the table has them.
+    snapshot_attributes: str | None = None
+    #: Folder ``make export`` writes ``worklist.csv`` and ``worklist.jsonl`` into.
+    export_dir: Path = Path("var/export")
+    #: Webhook ``make notify`` POSTs each new snapshot's risers to, and the shared secret of
+    #: the ``X-Churn-Signature`` HMAC-SHA256 header (never logged).
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    #: A riser: churn probability up by at least this much since the previous snapshot.
+    notify_min_change: float = Field(0.1, gt=0, le=1)
+    #: Risers per delivery (a bigger list is split, one idempotency key per delivery).
+    notify_batch_size: int = Field(500, ge=1, le=100_000)
+    #: Attempts per delivery, first wait between them (doubled each time, capped), timeout.
+    notify_max_attempts: int = Field(5, ge=1, le=20)
+    notify_backoff_seconds: float = Field(1.0, ge=0, le=60)
+    notify_backoff_max_seconds: float = Field(30.0, ge=0, le=600)
+    notify_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    #: JSON Lines log of deliveries: a snapshot delivered once is not delivered again.
+    notify_log: Path = Path("var/notify/deliveries.jsonl")
 
 
 class ServeSettings(CommonSettings):

@@ -38,6 +38,8 @@ SCORED_EXAMPLE: dict[str, Any] = {
     "as_of": "2026-06-30T00:00:00Z",
     "churn_probability": 0.42,
     "risk_band": "medium",
+    "previous_churn_probability": 0.35,
+    "change": 0.07,
     "p_alive": 0.61,
     "expected_purchases": 2.3,
     "expected_order_value": 53.1,
@@ -102,6 +104,13 @@ class ScoredCustomer(BaseModel):
     as_of: str = Field(description="scoring time (ISO-8601, UTC): features use events before it")
     churn_probability: float = Field(ge=0, le=1, description="probability of churn in the horizon")
     risk_band: Literal["low", "medium", "high"]
+    previous_churn_probability: float | None = Field(
+        description="churn probability in the previous kept snapshot; null for a new customer "
+        "or the first snapshot (docs/http-api.md, snapshot history)"
+    )
+    change: float | None = Field(
+        description="churn_probability - previous_churn_probability (> 0: risk rose)"
+    )
     p_alive: float | None = Field(description="BG/NBD probability the customer is still active")
     expected_purchases: float | None = Field(description="expected purchases over the horizon")
     expected_order_value: float | None = Field(description="expected spend per purchase")
@@ -203,6 +212,7 @@ class AtRiskResponse(BaseModel):
                     "limit": 50,
                     "offset": 0,
                     "as_of": "2026-06-30T00:00:00Z",
+                    "baseline_as_of": "2026-06-23T00:00:00Z",
                     "model_version": "3",
                     "results": [SCORED_EXAMPLE],
                 }
@@ -214,8 +224,50 @@ class AtRiskResponse(BaseModel):
     limit: int = Field(ge=1)
     offset: int = Field(ge=0)
     as_of: str = Field(description="scoring time of the snapshot (ISO-8601, UTC)")
+    baseline_as_of: str | None = Field(
+        description="the kept snapshot 'change' is measured against: the previous one, or "
+        "the one chosen by changed_since; null when there is none"
+    )
     model_version: str = Field(description="model version of the snapshot answering")
     results: list[ScoredCustomer]
+
+
+class HistoryEntry(BaseModel):
+    """A customer's scores in one kept snapshot."""
+
+    as_of: str = Field(description="scoring time of the snapshot (ISO-8601, UTC)")
+    model_version: str
+    churn_probability: float = Field(ge=0, le=1)
+    risk_band: Literal["low", "medium", "high"]
+    clv: float | None
+    value_at_risk: float | None
+
+
+class CustomerHistory(BaseModel):
+    """A customer's scores in every kept snapshot that holds them, newest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C000123",
+                    "snapshots": [
+                        {
+                            "as_of": "2026-06-30T00:00:00Z",
+                            "model_version": "3",
+                            "churn_probability": 0.42,
+                            "risk_band": "medium",
+                            "clv": 120.4,
+                            "value_at_risk": 50.57,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    customer_id: str
+    snapshots: list[HistoryEntry]
 
 
 # --- /v1/model, /v1/admin/reload -------------------------------------------------------------

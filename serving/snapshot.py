@@ -1,13 +1,16 @@
 """The scored snapshot written by batch scoring (``make score``), held in memory for look-ups.
 
-Two files in the scores folder:
+The scores folder keeps one snapshot per ``as_of`` (layout: :mod:`models.history`); the one
+served is the newest, which ``latest.json`` names. Two files per snapshot:
 
 - ``snapshot.json``: ``model_version``, ``as_of``, ``created_at``, ``rows``, ``horizon_days``
-  and ``sha256``, the digest of the Parquet file's bytes;
+  and ``sha256``, the digest of the Parquet file's bytes; optionally ``previous_as_of`` (what
+  ``change`` is measured against) and ``attributes`` (customer attribute columns);
 - ``snapshot.parquet``: one row per customer with the fields of a scored customer
   (:data:`models.contract.SCORE_FIELDS`, docs/http-api.md); ``top_reasons`` is a JSON array
-  in a string column. An optional string column ``segment`` (a CRM segment) is read for the
-  ``segment`` filter of ``/v1/at-risk``.
+  in a string column; ``previous_churn_probability`` and ``change`` may be absent (snapshots
+  from before history was kept: null). An optional string column ``segment`` (a CRM segment)
+  is read for the ``segment`` filter of ``/v1/at-risk``, and the attribute columns for its CSV.
 
 The Parquet bytes are read once, checked against ``sha256`` and parsed from those same bytes,
 so what is served is exactly what was verified. Every row is validated and turned into its
@@ -17,11 +20,9 @@ of ready bytes, with no pandas, pydantic or float formatting on the request path
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,21 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from models import contract
-from models.contract import SCORE_FIELDS, SEGMENT_FIELD, SNAPSHOT_FILE, SNAPSHOT_META_FILE
+from models.contract import ATTRIBUTES_KEY, PREVIOUS_AS_OF_KEY, SCORE_FIELDS, SEGMENT_FIELD
+from models.history import SnapshotError, latest_folder, read_verified
 
 log = logging.getLogger(__name__)
 
 # As sets, for the membership tests of every row.
 _RISK_BANDS = frozenset(contract.RISK_BANDS)
 _REASON_KEYS = frozenset(contract.REASON_KEYS)
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
-
-class SnapshotError(ValueError):
-    """The snapshot is missing, tampered with or malformed; it is not served."""
+__all__ = ["SCORE_FIELDS", "Snapshot", "SnapshotError", "load_snapshot", "scored_row"]
 
 
 def _json(value: Any) -> bytes:
@@ -61,6 +59,11 @@ class Snapshot:
     encoded : customer id -> the same, already encoded as compact JSON.
     segments : customer id -> segment, from the optional ``segment`` column (empty without it);
         used by the ``segment`` filter of ``/v1/at-risk``, not part of a scored customer.
+    previous_as_of : ``as_of`` of the snapshot ``change`` is measured against, or None.
+    attributes : names of the customer attribute columns (``snapshot.json``), and
+    attribute_values : customer id -> their values (text or None), for the CSV of
+        ``/v1/at-risk``; not part of a scored customer.
+    path : the snapshot's folder.
     """
 
     model_version: str
@@ -71,6 +74,10 @@ class Snapshot:
     scores: Mapping[str, dict[str, Any]]
     encoded: Mapping[str, bytes]
     segments: Mapping[str, str | None] = field(default_factory=dict)
+    previous_as_of: str | None = None
+    attributes: tuple[str, ...] = ()
+    attribute_values: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
+    path: Path | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -89,25 +96,6 @@ class Snapshot:
     def _scores_tail(self) -> bytes:
         """What follows the results in every ``/v1/scores`` body."""
         return b'],"model_version":' + _json(self.model_version) + b"}"
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise SnapshotError(f"{path}: not found; run 'make score' to write a snapshot") from None
-    except (OSError, ValueError) as exc:
-        raise SnapshotError(f"{path}: unreadable ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise SnapshotError(f"{path}: expected a JSON object")
-    missing = set(contract.SNAPSHOT_META_KEYS) - meta.keys()
-    if missing:
-        raise SnapshotError(f"{path}: missing keys {sorted(missing)}")
-    if not isinstance(meta["sha256"], str) or not _SHA256_HEX.fullmatch(meta["sha256"]):
-        raise SnapshotError(f"{path}: 'sha256' is not a hex sha256 digest")
-    if not isinstance(meta["rows"], int) or not isinstance(meta["horizon_days"], int):
-        raise SnapshotError(f"{path}: 'rows' and 'horizon_days' must be integers")
-    return meta
 
 
 def _optional_float(value: Any, field: str) -> float | None:
@@ -146,6 +134,8 @@ def scored_row(values: dict[str, Any]) -> dict[str, Any]:
         "churn_probability": float(prob),
         "risk_band": band,
     }
+    for name in contract.CHANGE_FIELDS:
+        row[name] = _optional_float(values.get(name), name)
     for name in contract.OPTIONAL_SCORE_FIELDS:
         row[name] = _optional_float(values[name], name)
     row["top_reasons"] = _reasons(values["top_reasons"])
@@ -154,12 +144,17 @@ def scored_row(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_rows(table: pa.Table, meta: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:
-    missing = [f for f in SCORE_FIELDS if f not in table.column_names]
+    missing = [
+        f for f in SCORE_FIELDS if f not in table.column_names and f not in contract.CHANGE_FIELDS
+    ]
     if missing:
         raise SnapshotError(f"{path}: missing columns {missing}")
     if table.num_rows != meta["rows"]:
         raise SnapshotError(f"{path}: {table.num_rows} rows, snapshot.json says {meta['rows']}")
-    columns = {f: table.column(f).to_pylist() for f in SCORE_FIELDS}
+    absent = [None] * table.num_rows  # change fields of a snapshot from before history
+    columns = {
+        f: table.column(f).to_pylist() if f in table.column_names else absent for f in SCORE_FIELDS
+    }
     version = str(meta["model_version"])
     scores: dict[str, dict[str, Any]] = {}
     for i in range(table.num_rows):
@@ -178,8 +173,13 @@ def _parse_rows(table: pa.Table, meta: dict[str, Any], path: Path) -> dict[str, 
     return scores
 
 
-def load_snapshot(scores_dir: Path) -> Snapshot:
-    """Read, verify and index the snapshot in ``scores_dir``.
+def _texts(table: pa.Table, name: str) -> list[str | None]:
+    return [None if v is None else str(v) for v in table.column(name).to_pylist()]
+
+
+def load_snapshot(scores_dir: Path, folder: Path | None = None) -> Snapshot:
+    """Read, verify and index the latest snapshot of ``scores_dir`` (or the one in
+    ``folder``).
 
     Raises
     ------
@@ -187,33 +187,28 @@ def load_snapshot(scores_dir: Path) -> Snapshot:
         when a file is missing or unreadable, the Parquet bytes differ from the recorded
         sha256, or a row breaks the format (the message names the file, row and field).
     """
-    meta = _read_meta(scores_dir / SNAPSHOT_META_FILE)
-    path = scores_dir / SNAPSHOT_FILE
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SnapshotError(f"{path}: unreadable ({exc})") from exc
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-        raise SnapshotError(
-            f"{path}: sha256 differs from {SNAPSHOT_META_FILE}; refusing to serve it (re-run 'make score')"
-        )
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, ValueError, KeyError) as exc:
-        raise SnapshotError(f"{path}: not a readable snapshot ({exc})") from exc
+    folder = folder or latest_folder(scores_dir)
+    meta, table = read_verified(folder)
+    path = folder / contract.SNAPSHOT_FILE
     scores = _parse_rows(table, meta, path)
     encoded = {cid: _json(row) for cid, row in scores.items()}
+    ids = table.column("customer_id").to_pylist()
     segments: dict[str, str | None] = {}
     if SEGMENT_FIELD in table.column_names:
-        ids = table.column("customer_id").to_pylist()
-        values = table.column(SEGMENT_FIELD).to_pylist()
-        segments = {cid: None if v is None else str(v) for cid, v in zip(ids, values, strict=True)}
+        segments = dict(zip(ids, _texts(table, SEGMENT_FIELD), strict=True))
+    named = meta.get(ATTRIBUTES_KEY) or []
+    attributes = tuple(str(a) for a in named if str(a) in table.column_names)
+    attribute_values: dict[str, tuple[str | None, ...]] = {}
+    if attributes:
+        values = [_texts(table, a) for a in attributes]
+        attribute_values = dict(zip(ids, zip(*values, strict=True), strict=True))
     log.info(
         "loaded snapshot of %d customers as of %s (model version %s)",
         len(scores),
         meta["as_of"],
         meta["model_version"],
     )
+    previous = meta.get(PREVIOUS_AS_OF_KEY)
     return Snapshot(
         model_version=str(meta["model_version"]),
         as_of=str(meta["as_of"]),
@@ -223,4 +218,8 @@ def load_snapshot(scores_dir: Path) -> Snapshot:
         scores=scores,
         encoded=encoded,
         segments=segments,
+        previous_as_of=None if previous is None else str(previous),
+        attributes=attributes,
+        attribute_values=attribute_values,
+        path=folder,
     )

@@ -29,6 +29,7 @@ from serving.at_risk import Ranking
 from serving.auth import KeyStore
 from serving.config import Settings
 from serving.errors import ApiError
+from serving.history import History, load_history
 from serving.loader import LoadedModel, ModelLoadError, load_champion
 from serving.metrics import Metrics
 from serving.snapshot import Snapshot, SnapshotError, load_snapshot
@@ -43,6 +44,7 @@ class Components:
     model: LoadedModel | None = None
     snapshot: Snapshot | None = None
     ranking: Ranking | None = None
+    history: History | None = None
     problems: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
@@ -63,7 +65,7 @@ class Components:
 def load_components(settings: Settings) -> Components:
     """Load the champion and the snapshot; a failure is logged and recorded, not raised."""
     problems: dict[str, str] = {}
-    model = snapshot = ranking = None
+    model = snapshot = ranking = history = None
     try:
         model = load_champion(settings)
     except ModelLoadError as exc:
@@ -75,6 +77,7 @@ def load_components(settings: Settings) -> Components:
     try:
         snapshot = load_snapshot(settings.scores_dir)
         ranking = Ranking.build(snapshot)
+        history = load_history(snapshot, settings.scores_dir, keep=settings.keep_snapshots)
     except SnapshotError as exc:
         snapshot = None
         problems["snapshot"] = "snapshot_unavailable"
@@ -90,7 +93,7 @@ def load_components(settings: Settings) -> Components:
             snapshot.model_version,
             model.version,
         )
-    return Components(model, snapshot, ranking, MappingProxyType(problems))
+    return Components(model, snapshot, ranking, history, MappingProxyType(problems))
 
 
 @dataclass
@@ -205,6 +208,13 @@ async def get_ranking(components: Current) -> Ranking:
     return components.ranking
 
 
+async def get_history(components: Current) -> History:
+    """FastAPI dependency: the kept snapshots' scores, or a 503 JSON error."""
+    if components.history is None:
+        raise _not_ready(components, "scores are")
+    return components.history
+
+
 async def get_model(components: Current) -> LoadedModel:
     """FastAPI dependency: the loaded champion, or a 503 JSON error."""
     if components.model is None:
@@ -215,4 +225,5 @@ async def get_model(components: Current) -> LoadedModel:
 #: The loaded snapshot, ranking and model of this request, for route signatures.
 LoadedSnapshot = Annotated[Snapshot, Depends(get_snapshot)]
 LoadedRanking = Annotated[Ranking, Depends(get_ranking)]
+LoadedHistory = Annotated[History, Depends(get_history)]
 ServedModel = Annotated[LoadedModel, Depends(get_model)]

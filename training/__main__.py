@@ -1,4 +1,4 @@
-"""Command line of the training side: ``python -m training {data,train,score}``.
+"""Command line of the training side: ``python -m training {data,train,score,export,notify,...}``.
 
 Fatal input problems and bad settings (an unknown ``CHURN_*`` variable, a value out of range)
 print one line and exit with code 2 (no traceback).
@@ -112,6 +112,37 @@ def _score(args: argparse.Namespace) -> None:
         f"scored {result.rows:,} customers as of {result.as_of.date()} with "
         f"v{result.model_version} ({bands}) -> {result.path}"
     )
+    print(
+        f"change since the snapshot of {result.previous_as_of[:10]}"
+        if result.previous_as_of
+        else "no earlier snapshot kept: previous_churn_probability and change are empty"
+    )
+
+
+def _export(args: argparse.Namespace) -> None:
+    from training.export import export
+
+    settings = _settings(args)
+    result = export(settings, Path(args.out or settings.export_dir), min_change=args.min_change)
+    print(
+        f"worklist of {result.rows:,} customers as of {result.as_of[:10]} -> "
+        f"{result.csv}, {result.jsonl}"
+    )
+
+
+def _notify(args: argparse.Namespace) -> None:
+    from training.notify import notify
+
+    result = notify(_settings(args), args.url or None)
+    print(
+        f"snapshot of {result.as_of[:10]}: {result.risers:,} risers; deliveries to "
+        f"{result.target}: {result.sent} sent, {result.skipped} already delivered, "
+        f"{result.failed} failed"
+    )
+    if result.failed:
+        raise RuntimeError(
+            f"{result.failed} deliveries failed; run 'make notify' again to retry only those"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +175,15 @@ def main(argv: list[str] | None = None) -> int:
             "--dask-scheduler", dest="dask_scheduler", default=None, help="env CHURN_DASK_SCHEDULER"
         )
         p.set_defaults(func=func)
+    p = sub.add_parser("export", help="write the latest worklist as CSV and JSON Lines")
+    p.add_argument("--out", default=None, help="output folder (default: CHURN_EXPORT_DIR)")
+    p.add_argument(
+        "--min-change", dest="min_change", type=float, default=None, help="only these risers"
+    )
+    p.set_defaults(func=_export)
+    p = sub.add_parser("notify", help="POST the latest snapshot's risers to the webhook")
+    p.add_argument("--url", default=None, help="webhook URL (default: CHURN_WEBHOOK_URL)")
+    p.set_defaults(func=_notify)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("mlflow", "alembic", "urllib3", "distributed"):

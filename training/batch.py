@@ -1,16 +1,22 @@
-"""``make score``: score every customer with the champion and write the scored snapshot.
+"""``make score``: score every customer with the champion and keep the scored snapshot.
 
-The snapshot is what the server answers ``/v1/scores`` from:
-``<scores_dir>/snapshot.parquet`` (one row per customer) and ``<scores_dir>/snapshot.json``
-(model version, ``as_of``, row count and the Parquet file's sha256, which the server checks).
-Both are written to temporary names and renamed, so a reader never sees half a snapshot.
+The snapshot is what the server answers ``/v1/scores`` from. Each ``as_of`` gets its folder,
+``<scores_dir>/history/<as_of>/`` with ``snapshot.parquet`` (one row per customer) and
+``snapshot.json`` (model version, ``as_of``, row count, the Parquet file's sha256, which every
+reader checks, and the ``as_of`` ``change`` is measured against); ``<scores_dir>/latest.json``
+points at the newest. The folder is written under a temporary name and renamed, then the
+pointer is replaced, so a reader never sees half a snapshot; the last ``keep_snapshots`` are
+kept (layout: :mod:`models.history`). Rescoring an ``as_of`` replaces its folder; scoring an
+older ``as_of`` than the newest kept adds it to the history without moving the pointer.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,12 +26,28 @@ import pandas as pd
 from features.build import build_features
 from features.time import as_utc
 from models.bundle import sha256_file
-from models.contract import SEGMENT_FIELD, SNAPSHOT_FILE, SNAPSHOT_META_FILE
+from models.contract import (
+    ATTRIBUTES_KEY,
+    HISTORY_DIR,
+    LATEST_FILE,
+    PREVIOUS_AS_OF_KEY,
+    SCORE_FIELDS,
+    SEGMENT_FIELD,
+    SNAPSHOT_FILE,
+    SNAPSHOT_META_FILE,
+)
+from models.history import SnapshotError, folder_name, kept_snapshots, read_verified
 from models.scoring import score_frame
 from training import tracking
 from training.config import TrainSettings
 from training.frames import data_end
 from training.io import load_inputs
+
+log = logging.getLogger(__name__)
+
+#: Customer attributes a snapshot carries by default (when the customers table has them):
+#: what a retention team filters a worklist by, and nothing that identifies a person.
+DEFAULT_ATTRIBUTES = ("plan", "region", "signup_date")
 
 
 @dataclass(frozen=True)
@@ -37,6 +59,8 @@ class ScoreResult:
     as_of: pd.Timestamp
     model_version: str
     risk_bands: dict[str, int]
+    #: ``as_of`` of the snapshot ``change`` is measured against (None: the first one).
+    previous_as_of: str | None = None
 
 
 def _iso(ts: pd.Timestamp) -> str:
@@ -58,6 +82,53 @@ def segments(customers: pd.DataFrame | None, column: str | None, ids: pd.Series)
     return mapped.astype("object").where(mapped.notna(), None)
 
 
+def attribute_columns(customers: pd.DataFrame | None, setting: str | None) -> tuple[str, ...]:
+    """The customer attributes to copy into the snapshot: the comma-separated ``setting``
+    (each must be a column of the customers table), else those of :data:`DEFAULT_ATTRIBUTES`
+    the table has."""
+    columns = () if customers is None else tuple(customers.columns)
+    if not setting:
+        return tuple(c for c in DEFAULT_ATTRIBUTES if c in columns)
+    names = tuple(n.strip() for n in setting.split(",") if n.strip())
+    taken = {*SCORE_FIELDS, SEGMENT_FIELD, "customer_id"}
+    for name in names:
+        if name in taken:
+            raise ValueError(
+                f"CHURN_SNAPSHOT_ATTRIBUTES: '{name}' is a score field name; leave it out"
+            )
+        if name not in columns:
+            raise ValueError(
+                f"CHURN_SNAPSHOT_ATTRIBUTES: '{name}' is not a column of the customers table "
+                f"({len(columns)} columns); name one of them or unset the setting"
+            )
+    return names
+
+
+def _attribute_text(values: pd.Series) -> pd.Series:
+    """An attribute as text (dates as ``YYYY-MM-DD``), missing as None."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(values):
+        text = values.dt.strftime("%Y-%m-%d")
+    else:
+        text = values.astype("string")
+    return text.astype("object").where(text.notna(), None)
+
+
+def previous_scores(directory: Path, as_of: pd.Timestamp) -> tuple[str | None, pd.Series | None]:
+    """The newest kept snapshot scored before ``as_of``: its ``as_of`` and its churn
+    probabilities by customer id; ``(None, None)`` when there is none. A previous snapshot that
+    fails its check is left out with one WARNING (``change`` is then null)."""
+    older = [k for k in kept_snapshots(directory) if k.as_of < _iso(as_of)]
+    if not older:
+        return None, None
+    try:
+        _, table = read_verified(older[0].path, ["customer_id", "churn_probability"])
+    except SnapshotError as exc:
+        log.warning("previous snapshot not used, change left empty: %s", exc)
+        return None, None
+    frame = table.to_pandas()
+    return older[0].as_of, frame.set_index("customer_id")["churn_probability"]
+
+
 def snapshot_rows(
     scores: pd.DataFrame,
     *,
@@ -65,17 +136,48 @@ def snapshot_rows(
     version: str,
     customers: pd.DataFrame | None,
     segment_column: str | None,
+    previous: pd.Series | None = None,
+    attributes: Sequence[str] = (),
 ) -> pd.DataFrame:
     """:func:`models.scoring.score_frame` output as snapshot rows (one per customer): the
-    ``as_of``, reasons as JSON text, the model version and the segment. Per customer, so a
-    distributed engine writes it per partition."""
+    ``as_of``, the previous snapshot's churn probability (``previous``, by customer id) and
+    the change since, reasons as JSON text, the model version, the segment and the customer
+    ``attributes`` as text. Per customer, so a distributed engine writes it per partition."""
     out = scores.reset_index()
     out.insert(1, "as_of", _iso(as_of))
+    before = (
+        out["customer_id"].map(previous).astype(float)
+        if previous is not None
+        else pd.Series(float("nan"), index=out.index)
+    )
+    at = list(out.columns).index("risk_band") + 1
+    out.insert(at, "previous_churn_probability", before)
+    out.insert(at + 1, "change", out["churn_probability"] - before)
     out["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in out["top_reasons"]]
     out["model_version"] = version
     out[SEGMENT_FIELD] = segments(customers, segment_column, out["customer_id"])
     out["risk_band"] = out["risk_band"].astype("str")
+    if attributes and customers is not None:
+        table = customers.drop_duplicates("customer_id").set_index("customer_id")
+        for name in attributes:
+            out[name] = _attribute_text(out["customer_id"].map(table[name]))
     return out
+
+
+def _adopt_unkept(directory: Path) -> None:
+    """Move a snapshot written before history was kept (``snapshot.parquet`` and
+    ``snapshot.json`` directly in the scores folder) into the history, as the oldest entry."""
+    meta_path = directory / SNAPSHOT_META_FILE
+    if (directory / HISTORY_DIR).exists() or not meta_path.exists():
+        return
+    try:
+        as_of = str(json.loads(meta_path.read_text())["as_of"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # unreadable: left where it is, and no longer served once history exists
+    target = directory / HISTORY_DIR / folder_name(as_of)
+    target.mkdir(parents=True)
+    os.replace(directory / SNAPSHOT_FILE, target / SNAPSHOT_FILE)
+    os.replace(meta_path, target / SNAPSHOT_META_FILE)
 
 
 def publish_snapshot(
@@ -85,26 +187,77 @@ def publish_snapshot(
     as_of: pd.Timestamp,
     version: str,
     horizon_days: int,
+    previous_as_of: str | None = None,
+    attributes: Sequence[str] = (),
+    keep: int = 12,
 ) -> Path:
-    """Write the snapshot with ``write(tmp_path)`` (returns the rows written), then its meta (sha256 of the bytes), and
-    rename both into place, so a reader never sees half a snapshot."""
+    """Keep a new snapshot in ``directory`` (the scores folder) and return its Parquet path.
+
+    ``write(tmp_path)`` writes the Parquet file and returns its rows; its meta (sha256 of the
+    bytes, ``previous_as_of``, the ``attributes`` columns) is written next to it in a hidden
+    folder, which is then renamed to ``history/<as_of>``. When this ``as_of`` is the newest
+    kept, ``latest.json`` is replaced to point at it. Snapshots beyond the ``keep`` newest
+    are removed.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".{SNAPSHOT_FILE}.tmp"
-    rows = write(tmp)
+    history = directory / HISTORY_DIR
+    _adopt_unkept(directory)
+    history.mkdir(parents=True, exist_ok=True)
+    iso = _iso(as_of)
+    name = folder_name(iso)
+    tmp = history / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    rows = write(tmp / SNAPSHOT_FILE)
     meta = {
         "model_version": version,
-        "as_of": _iso(as_of),
+        "as_of": iso,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "rows": rows,
-        "sha256": sha256_file(tmp),
+        "sha256": sha256_file(tmp / SNAPSHOT_FILE),
         "horizon_days": horizon_days,
+        PREVIOUS_AS_OF_KEY: previous_as_of,
+        ATTRIBUTES_KEY: list(attributes),
     }
-    tmp_meta = directory / f".{SNAPSHOT_META_FILE}.tmp"
-    tmp_meta.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, directory / SNAPSHOT_FILE)
-    os.replace(tmp_meta, directory / SNAPSHOT_META_FILE)
-    return directory / SNAPSHOT_FILE
+    (tmp / SNAPSHOT_META_FILE).write_text(json.dumps(meta, indent=2))
+    final = history / name
+    if final.exists():  # rescoring this as_of: swap the folders, then drop the old one
+        old = history / f".old-{name}-{os.getpid()}"
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    kept = kept_snapshots(directory)
+    if kept and kept[0].as_of == iso:
+        pointer = directory / f".{LATEST_FILE}.tmp"
+        pointer.write_text(json.dumps({"path": f"{HISTORY_DIR}/{name}", "as_of": iso}))
+        os.replace(pointer, directory / LATEST_FILE)
+    for gone in kept[keep:]:
+        shutil.rmtree(gone.path, ignore_errors=True)
+    return final / SNAPSHOT_FILE
+
+
+def publish_scored(
+    write: Callable[[Path], int],
+    settings: TrainSettings,
+    as_of: pd.Timestamp,
+    version: str,
+    previous_as_of: str | None,
+    attributes: Sequence[str],
+) -> Path:
+    """:func:`publish_snapshot` into ``settings.scores_dir`` with its horizon and retention:
+    what both engines (local, Dask) call once their rows are scored."""
+    return publish_snapshot(
+        write,
+        settings.scores_dir,
+        as_of=as_of,
+        version=version,
+        horizon_days=settings.horizon_days,
+        previous_as_of=previous_as_of,
+        attributes=attributes,
+        keep=settings.keep_snapshots,
+    )
 
 
 def score(settings: TrainSettings) -> ScoreResult:
@@ -115,24 +268,22 @@ def score(settings: TrainSettings) -> ScoreResult:
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
     frame = build_features(loaded.tables, as_of=as_of)
     scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
+    previous_as_of, previous = previous_scores(settings.scores_dir, as_of)
+    attributes = attribute_columns(loaded.tables.customers, settings.snapshot_attributes)
     out = snapshot_rows(
         scores,
         as_of=as_of,
         version=version,
         customers=loaded.tables.customers,
         segment_column=settings.segment_column,
+        previous=previous,
+        attributes=attributes,
     )
 
     def write(tmp: Path) -> int:
         out.to_parquet(tmp, index=False)
         return len(out)
 
-    path = publish_snapshot(
-        write,
-        settings.scores_dir,
-        as_of=as_of,
-        version=version,
-        horizon_days=settings.horizon_days,
-    )
+    path = publish_scored(write, settings, as_of, version, previous_as_of, attributes)
     bands = {str(k): int(v) for k, v in out["risk_band"].value_counts().items()}
-    return ScoreResult(path, len(out), as_of, version, bands)
+    return ScoreResult(path, len(out), as_of, version, bands, previous_as_of)

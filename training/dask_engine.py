@@ -57,7 +57,13 @@ from models.churn import ChurnModel
 from models.clv import summary_counts
 from models.clv_evaluation import calibration_holdout
 from models.scoring import score_frame
-from training.batch import ScoreResult, publish_snapshot, snapshot_rows
+from training.batch import (
+    ScoreResult,
+    attribute_columns,
+    previous_scores,
+    publish_scored,
+    snapshot_rows,
+)
 from training.clv_fit import CLVFit, fit_clv_with_fallback
 from training.config import TrainSettings
 from training.frames import (
@@ -519,7 +525,9 @@ def fit_churn_distributed(
 # -- 4. score -------------------------------------------------------------------------------
 
 
-def _scored(tables: Tables, *, as_of, bundle, version, settings) -> pd.DataFrame:
+def _scored(
+    tables: Tables, *, as_of, bundle, version, settings, previous, attributes
+) -> pd.DataFrame:
     frame = build_features(tables, as_of=as_of)
     scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
     return snapshot_rows(
@@ -528,6 +536,8 @@ def _scored(tables: Tables, *, as_of, bundle, version, settings) -> pd.DataFrame
         version=version,
         customers=tables.customers,
         segment_column=settings.segment_column,
+        previous=previous,
+        attributes=attributes,
     )
 
 
@@ -541,7 +551,16 @@ def score_distributed(
 
     parts_dir = Path(settings.dask_work_dir) / "scores"
     shutil.rmtree(parts_dir, ignore_errors=True)
-    kwargs = {"as_of": as_of, "bundle": bundle, "version": version, "settings": settings}
+    previous_as_of, previous = previous_scores(settings.scores_dir, as_of)
+    attributes = attribute_columns(staged.tables(0).customers, settings.snapshot_attributes)
+    kwargs = {
+        "as_of": as_of,
+        "bundle": bundle,
+        "version": version,
+        "settings": settings,
+        "previous": previous,
+        "attributes": attributes,
+    }
     first = _scored(staged.tables(0), **kwargs)  # the schema: text columns stay text
     scored = _partition_map(staged, _scored, meta=first.iloc[:0], **kwargs)
     schema = pa.Schema.from_pandas(first, preserve_index=False)
@@ -561,7 +580,5 @@ def score_distributed(
                 writer.write_table(table)
         return rows
 
-    path = publish_snapshot(
-        write, settings.scores_dir, as_of=as_of, version=version, horizon_days=settings.horizon_days
-    )
-    return ScoreResult(path, rows, as_of, version, bands)
+    path = publish_scored(write, settings, as_of, version, previous_as_of, attributes)
+    return ScoreResult(path, rows, as_of, version, bands, previous_as_of)

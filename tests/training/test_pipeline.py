@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.history import latest_folder
 from training import tracking
 from training.batch import score
 from training.pipeline import gate, prepare, train
@@ -139,7 +140,8 @@ def test_champion_that_needs_missing_features_is_kept(trained, tmp_path):
 def test_score_writes_a_verifiable_snapshot(trained):
     settings, _, _ = trained
     result = score(settings)
-    meta = json.loads((settings.scores_dir / "snapshot.json").read_text())
+    assert latest_folder(settings.scores_dir) == result.path.parent
+    meta = json.loads((result.path.parent / "snapshot.json").read_text())
     snap = pd.read_parquet(result.path)
     customers = pd.read_parquet(settings.data_dir / "customers.parquet")
     assert meta["rows"] == len(snap) == len(customers)
@@ -151,6 +153,23 @@ def test_score_writes_a_verifiable_snapshot(trained):
     assert (snap.set_index("customer_id")["segment"] == customers["plan"]).all()
     reasons = json.loads(snap["top_reasons"].iloc[0])
     assert all({"feature", "description", "value", "contribution"} <= set(r) for r in reasons)
+    assert (snap.set_index("customer_id")["region"] == customers["region"]).all()
+
+
+def test_a_second_score_a_week_later_measures_the_change(trained):
+    settings, _, _ = trained
+    end = score(settings)  # the newest as_of; the week before is then added and rescored
+    week_before = (end.as_of - pd.Timedelta(days=7)).isoformat()
+    earlier = score(settings.model_copy(update={"as_of": week_before}))
+    assert earlier.previous_as_of is None  # no kept snapshot before it
+    again = score(settings)
+    assert again.previous_as_of == earlier.as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = pd.read_parquet(again.path).set_index("customer_id")
+    before = pd.read_parquet(earlier.path).set_index("customer_id")["churn_probability"]
+    change = now["churn_probability"] - before.reindex(now.index)
+    assert np.allclose(now["change"], change, equal_nan=True)
+    assert now["change"].notna().sum() == len(before.index.intersection(now.index)) > 0
+    assert now["change"].abs().max() > 0  # a week of events moves some customers
 
 
 def snapshot_style_data(folder, n: int = 3000, seed: int = 5):
