@@ -873,6 +873,9 @@ class CLVModel:
                     )
                 residual = dert * predicted["expected_order_value"].to_numpy(dtype=float)
                 out["residual_clv"] = np.where(np.isfinite(residual), residual, np.nan)
+        # object, not pandas' str dtype: building that from a million Nones costs a quarter
+        # of a second per 300,000 rows
+        out["p_alive_note"] = pd.Series(note, index=summary.index, dtype=object)
         return pd.DataFrame(out, index=summary.index)
 
     def to_dict(self) -> dict[str, Any]:
@@ -965,10 +968,11 @@ MAX_COUNT = 2_000
 #: ``p_alive_note`` reason codes, and the models they apply to (docs/clv.md, "P(alive)").
 NO_REPEAT_PURCHASE = "no_repeat_purchase"
 NO_DROPOUT_MODEL = "no_dropout_model"
-#: Below this standard error of every log-parameter (1%: a million customers fit CDNOW-like
-#: parameters to ~0.3%), mixing over parameter points moves no interval end by a purchase
-#: that matters, so the fitted parameters alone are used (8x cheaper).
-NEGLIGIBLE_SE = 0.01
+#: Below this standard error of every log-parameter, mixing over parameter points is skipped
+#: and the fitted parameters alone are used (8x cheaper): on the CDNOW sample, with standard
+#: errors of 5% to 29%, the mixing moves the interval ends of only a handful of 2,357
+#: customers; a million CDNOW-like customers fit every parameter to 1.5% or better.
+NEGLIGIBLE_SE = 0.02
 #: Gauss quadrature nodes per axis (purchase rate, dropout probability) of the residual value.
 RESIDUAL_NODES = 24
 

@@ -38,7 +38,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from models.contract import CHAMPION_ALIAS
+from models.contract import CHAMPION_ALIAS, DEFAULT_CLV_HORIZON_DAYS
 
 PREFIX = "CHURN_"
 #: Names read before every setting had the prefix: reported when found in a ``.env`` file (in
@@ -77,6 +77,13 @@ class CommonSettings(BaseSettings):
     )
     scores_dir: Path = Field(
         Path("var/scores"), description="folder of the scored snapshot (written by make score)"
+    )
+    # -- CLV horizon -------------------------------------------------------------------------
+    clv_horizon_days: int = Field(
+        DEFAULT_CLV_HORIZON_DAYS,
+        ge=1,
+        le=36500,
+        description="days the clv, clv_low and clv_high of a score cover (make score, /v1/predict)",
     )
 
     def __init__(self, **values: Any) -> None:

@@ -75,6 +75,8 @@ def snapshot_rows(
     out["model_version"] = version
     out[SEGMENT_FIELD] = segments(customers, segment_column, out["customer_id"])
     out["risk_band"] = out["risk_band"].astype("str")
+    # text or null in every partition (a partition of nulls alone would get a null type)
+    out["p_alive_note"] = out["p_alive_note"].astype("string")
     return out
 
 
@@ -85,6 +87,7 @@ def publish_snapshot(
     as_of: pd.Timestamp,
     version: str,
     horizon_days: int,
+    clv_horizon_days: int | None = None,
 ) -> Path:
     """Write the snapshot with ``write(tmp_path)`` (returns the rows written), then its meta (sha256 of the bytes), and
     rename both into place, so a reader never sees half a snapshot."""
@@ -100,6 +103,8 @@ def publish_snapshot(
         "sha256": sha256_file(tmp),
         "horizon_days": horizon_days,
     }
+    if clv_horizon_days is not None:  # optional key: the horizon of every row's clv
+        meta["clv_horizon_days"] = clv_horizon_days
     tmp_meta = directory / f".{SNAPSHOT_META_FILE}.tmp"
     tmp_meta.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, directory / SNAPSHOT_FILE)
@@ -114,7 +119,7 @@ def score(settings: TrainSettings) -> ScoreResult:
     loaded, _ = load_inputs(settings)
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
     frame = build_features(loaded.tables, as_of=as_of)
-    scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
+    scores = score_frame(bundle, frame, clv_horizon_days=settings.clv_horizon_days)
     out = snapshot_rows(
         scores,
         as_of=as_of,
@@ -133,6 +138,7 @@ def score(settings: TrainSettings) -> ScoreResult:
         as_of=as_of,
         version=version,
         horizon_days=settings.horizon_days,
+        clv_horizon_days=settings.clv_horizon_days,
     )
     bands = {str(k): int(v) for k, v in out["risk_band"].value_counts().items()}
     return ScoreResult(path, len(out), as_of, version, bands)

@@ -521,7 +521,7 @@ def fit_churn_distributed(
 
 def _scored(tables: Tables, *, as_of, bundle, version, settings) -> pd.DataFrame:
     frame = build_features(tables, as_of=as_of)
-    scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
+    scores = score_frame(bundle, frame, clv_horizon_days=settings.clv_horizon_days)
     return snapshot_rows(
         scores,
         as_of=as_of,
@@ -562,6 +562,11 @@ def score_distributed(
         return rows
 
     path = publish_snapshot(
-        write, settings.scores_dir, as_of=as_of, version=version, horizon_days=settings.horizon_days
+        write,
+        settings.scores_dir,
+        as_of=as_of,
+        version=version,
+        horizon_days=settings.horizon_days,
+        clv_horizon_days=settings.clv_horizon_days,
     )
     return ScoreResult(path, rows, as_of, version, bands)
