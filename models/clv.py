@@ -867,10 +867,15 @@ class CLVModel:
                 ratio = np.divide(clv, expected, out=np.ones_like(clv), where=expected > 0)
                 out["clv_low"], out["clv_high"] = low * ratio, high * ratio
                 delta = np.log1p(self.annual_discount_rate) * u / 365
-                with np.errstate(all="ignore"):
+                with np.errstate(all="ignore"):  # per distinct history, as the distribution
                     dert = residual_purchases(
-                        self.model_, params, freq, rec, t, discount_per_unit=delta
-                    )
+                        self.model_,
+                        params,
+                        freq[first],
+                        rec[first],
+                        t[first],
+                        discount_per_unit=delta,
+                    )[codes]
                 residual = dert * predicted["expected_order_value"].to_numpy(dtype=float)
                 out["residual_clv"] = np.where(np.isfinite(residual), residual, np.nan)
         # object, not pandas' str dtype: building that from a million Nones costs a quarter
@@ -1275,24 +1280,33 @@ def spend_interval(
     x = np.asarray(frequency, dtype=float)
     m = np.nan_to_num(np.asarray(monetary, dtype=float), nan=0.0).clip(0, None)
     p, q, v = spend["p"], spend["q"], spend["v"]
-    A, b = p * x + q, v + m * x
-    positive = np.clip(1 - dist.p_zero, 1e-300, None)
-    n1, n2 = dist.mean / positive, dist.second_moment / positive
+    A = p * x + q
+    low, high = np.zeros(len(x)), np.zeros(len(x))
+    # only customers with P(no purchase) below ``level`` have an interval above [0, 0]
+    rows = np.flatnonzero(dist.p_zero < level)
+    p0, xr, Ar = dist.p_zero[rows], x[rows], A[rows]
+    b = v + m[rows] * xr
+    positive = np.clip(1 - p0, 1e-300, None)
+    n1, n2 = dist.mean[rows] / positive, dist.second_moment[rows] / positive
     with np.errstate(all="ignore"):
-        mean = p * n1 * b / (A - 1)
-        second = (p * p * n2 + p * n1) * b * b / ((A - 1) * (A - 2))
+        mean = p * n1 * b / (Ar - 1)
+        second = (p * p * n2 + p * n1) * b * b / ((Ar - 1) * (Ar - 2))
         var = np.clip(second - mean * mean, 1e-300, None)
         k, theta = mean * mean / var, var / mean
 
-        def quantile(u: float) -> np.ndarray:
-            out = np.zeros(len(x))
-            rows = np.flatnonzero(u > dist.p_zero)  # others: zero is the quantile
-            share = (u - dist.p_zero[rows]) / positive[rows]
-            out[rows] = gamma_quantile(k[rows], share) * theta[rows]
+        def quantile(u: float, where: np.ndarray) -> np.ndarray:
+            # zero where the atom at zero holds u already
+            out = np.zeros(len(where))
+            take = np.flatnonzero(u > p0[where])
+            sel = where[take]
+            out[take] = gamma_quantile(k[sel], (u - p0[sel]) / positive[sel]) * theta[sel]
             return out
 
-        anchored = dist.p_zero >= lo_level
-        low = np.where(anchored, 0.0, quantile(lo_level))
-        high = np.where(anchored, quantile(level), quantile(hi_level))
+        anchored = p0 >= lo_level
+        two = np.flatnonzero(~anchored)
+        one = np.flatnonzero(anchored)
+        low[rows[two]] = quantile(lo_level, two)
+        high[rows[two]] = quantile(hi_level, two)
+        high[rows[one]] = quantile(level, one)
     bad = A <= 2
     return np.where(bad, np.nan, low), np.where(bad, np.nan, high)
