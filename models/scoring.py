@@ -170,10 +170,22 @@ def score_columns(
 
 
 def score_frame(
-    bundle: Bundle, frame: pd.DataFrame, *, horizon_days: int | None = None, reasons: int = 3
+    bundle: Bundle,
+    frame: pd.DataFrame,
+    *,
+    horizon_days: int | None = None,
+    reasons: int = 3,
+    clv_horizon_days: int | None = None,
 ) -> pd.DataFrame:
-    """Churn and CLV scores for every row of a feature frame (index ``customer_id``)."""
+    """Churn and CLV scores for every row of a feature frame (index ``customer_id``); the CLV
+    columns over ``clv_horizon_days`` (:func:`score_columns`)."""
     # One frame built at the end, not column by column (pandas' overhead per column is most
     # of the time for the one customer of a ``/v1/predict``).
-    columns = score_columns(bundle, frame, horizon_days=horizon_days, reasons=reasons)
+    columns = score_columns(
+        bundle,
+        frame,
+        horizon_days=horizon_days,
+        reasons=reasons,
+        clv_horizon_days=clv_horizon_days,
+    )
     return pd.DataFrame(columns, index=frame.index)
