@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -853,12 +853,17 @@ class CLVModel:
                     rec[first],
                     t[first],
                     t=horizon_days / u,
-                ).take(codes)
-            out["purchases_low"], out["purchases_high"] = dist.low, dist.high
+                )
+            out["purchases_low"], out["purchases_high"] = dist.low[codes], dist.high[codes]
             if self.spend:
                 monetary = summary["monetary_repeat_mean"].to_numpy(dtype=float)
                 spend = {k: self.params_[k] for k in SPEND_PARAMS}
-                low, high = spend_interval(dist, freq, monetary, spend)
+                # the bounds scale with the posterior's gamma + m x (spend_interval): computed
+                # per distinct history at m = 0, then scaled per customer
+                unit_low, unit_high = spend_interval(dist, freq[first], np.zeros(len(first)), spend)
+                m = np.nan_to_num(monetary, nan=0.0).clip(0, None)
+                scale = (spend["v"] + m * freq) / spend["v"]
+                low, high = unit_low[codes] * scale, unit_high[codes] * scale
                 # discounted like clv: the mean's discount profile applied to the bounds
                 expected = (
                     predicted["expected_purchases"] * predicted["expected_order_value"]
@@ -1108,10 +1113,6 @@ class PurchaseDistribution:
     mean: np.ndarray
     second_moment: np.ndarray
 
-    def take(self, rows: np.ndarray) -> PurchaseDistribution:
-        """The distribution of the customers at ``rows`` (positions)."""
-        return PurchaseDistribution(*(getattr(self, f.name)[rows] for f in fields(self)))
-
 
 def purchase_distribution(
     model: str,
@@ -1275,6 +1276,8 @@ def spend_interval(
     m x``); ``S`` given ``N > 0`` is taken as the gamma with these two moments, and ``S = 0``
     with probability P(N = 0). As for purchases, an atom at zero of at least the lower tail
     makes the interval ``[0, level quantile]``. NaN where ``A <= 2`` (infinite variance).
+    The gamma's shape does not depend on ``m`` and its scale is proportional to ``b``, so the
+    bounds are those at ``m = 0`` times ``b / gamma``.
     """
     lo_level, hi_level = (1 - level) / 2, (1 + level) / 2
     x = np.asarray(frequency, dtype=float)
