@@ -337,6 +337,25 @@ class PurchaseFit:
     n_rows: int
 
 
+def _rescaled_counts(
+    frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, weights: np.ndarray | None
+) -> tuple[pd.DataFrame, float, tuple[np.ndarray, ...]]:
+    """The condensed (frequency, recency, T) table, lifetimes' time scale (the oldest ``T`` is
+    1) and the table's frequency, rescaled recency and T, and weights as arrays."""
+    rows = compress(
+        {
+            "frequency": np.asarray(frequency, dtype=np.int64),
+            "recency": np.asarray(recency, dtype=float),
+            "T": np.asarray(T, dtype=float),
+        },
+        weights,
+    )
+    scale = 1.0 / max(float(rows["T"].max()), 1e-12)
+    f, w = rows["frequency"].to_numpy(), rows["weight"].to_numpy(dtype=float)
+    r, t = rows["recency"].to_numpy() * scale, rows["T"].to_numpy() * scale
+    return rows, scale, (f, r, t, w)
+
+
 def fit_purchases(
     frequency: np.ndarray,
     recency: np.ndarray,
@@ -375,17 +394,7 @@ def fit_purchases(
             f"{model}: no customer has a repeat purchase, so purchase rates and dropout cannot be "
             "told apart; fit on a longer history"
         )
-    rows = compress(
-        {
-            "frequency": np.asarray(frequency, dtype=np.int64),
-            "recency": np.asarray(recency, dtype=float),
-            "T": np.asarray(T, dtype=float),
-        },
-        weights,
-    )
-    scale = 1.0 / max(float(rows["T"].max()), 1e-12)  # lifetimes' rescaling: oldest T is 1
-    f, w = rows["frequency"].to_numpy(), rows["weight"].to_numpy(dtype=float)
-    r, t = rows["recency"].to_numpy() * scale, rows["T"].to_numpy() * scale
+    rows, scale, (f, r, t, w) = _rescaled_counts(frequency, recency, T, weights)
 
     def objective(log_params: Any) -> Any:
         return _count_nll(model, log_params, f, r, t, w, penalizer)
@@ -1027,17 +1036,7 @@ def parameter_covariance(
     if model == "pareto_nbd":
         return None
     names = COUNT_MODELS[model][1]
-    rows = compress(
-        {
-            "frequency": np.asarray(frequency, dtype=np.int64),
-            "recency": np.asarray(recency, dtype=float),
-            "T": np.asarray(T, dtype=float),
-        },
-        weights,
-    )
-    scale = 1.0 / max(float(rows["T"].max()), 1e-12)
-    f, w = rows["frequency"].to_numpy(), rows["weight"].to_numpy(dtype=float)
-    r, t = rows["recency"].to_numpy() * scale, rows["T"].to_numpy() * scale
+    _, scale, (f, r, t, w) = _rescaled_counts(frequency, recency, T, weights)
     x = np.log([params[k] * scale if k in ("alpha", "beta") else params[k] for k in names])
 
     def objective(log_params: Any) -> Any:
