@@ -7,6 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data/demo
 HORIZON ?= 90
+# CLV horizon of make score, days (empty: the setting CHURN_CLV_HORIZON_DAYS, default 365)
+CLV_HORIZON ?=
 AS_OF ?=
 PORT ?= 8000
 CUSTOMERS ?= 20000
@@ -38,7 +40,7 @@ LATEST_VENV ?= .venv-latest
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: DATA=$(DATA) HORIZON=$(HORIZON) AS_OF=$(AS_OF) PORT=$(PORT) MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) ENGINE=$(ENGINE) DASK_SCHEDULER=$(DASK_SCHEDULER)"
+	@echo "  variables: DATA=$(DATA) HORIZON=$(HORIZON) CLV_HORIZON=$(CLV_HORIZON) AS_OF=$(AS_OF) PORT=$(PORT) MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) ENGINE=$(ENGINE) DASK_SCHEDULER=$(DASK_SCHEDULER)"
 
 # Every dependency comes from the hash-pinned lock; the project itself is added without
 # dependencies, and `pip check` then fails if pyproject.toml asks for something the lock lacks
@@ -69,7 +71,7 @@ train: install ## build features, fit CLV + churn, log to MLflow, register, prom
 	$(BIN)/python -m training train --data $(DATA) --horizon $(HORIZON) $(if $(FORCE),--force) $(ENGINE_FLAGS)
 
 score: install ## score every customer with the champion and keep the snapshot the server reads (by AS_OF, last 12)
-	$(BIN)/python -m training score --data $(DATA) --horizon $(HORIZON) $(if $(AS_OF),--as-of $(AS_OF)) $(ENGINE_FLAGS)
+	$(BIN)/python -m training score --data $(DATA) --horizon $(HORIZON) $(if $(CLV_HORIZON),--clv-horizon $(CLV_HORIZON)) $(if $(AS_OF),--as-of $(AS_OF)) $(ENGINE_FLAGS)
 
 export: install ## write the latest worklist as CSV and JSON Lines into OUT (default var/export)
 	$(BIN)/python -m training export $(if $(OUT),--out $(OUT))

@@ -16,6 +16,7 @@ from bench.report import Figure, print_figures
 #: name -> module; issues add theirs here.
 BENCHMARKS: dict[str, str] = {
     "clv": "bench.clv",
+    "clv_intervals": "bench.clv_intervals",
     "features": "bench.features",
     "serving": "bench.serving",
     "dask": "bench.dask",

@@ -54,6 +54,7 @@ from autograd import numpy as anp
 from autograd.scipy.special import gammaln
 from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 from scipy.optimize import minimize
+from scipy.special import gammaincinv, ndtri, roots_genlaguerre, roots_jacobi
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +337,25 @@ class PurchaseFit:
     n_rows: int
 
 
+def _rescaled_counts(
+    frequency: np.ndarray, recency: np.ndarray, T: np.ndarray, weights: np.ndarray | None
+) -> tuple[pd.DataFrame, float, tuple[np.ndarray, ...]]:
+    """The condensed (frequency, recency, T) table, lifetimes' time scale (the oldest ``T`` is
+    1) and the table's frequency, rescaled recency and T, and weights as arrays."""
+    rows = compress(
+        {
+            "frequency": np.asarray(frequency, dtype=np.int64),
+            "recency": np.asarray(recency, dtype=float),
+            "T": np.asarray(T, dtype=float),
+        },
+        weights,
+    )
+    scale = 1.0 / max(float(rows["T"].max()), 1e-12)
+    f, w = rows["frequency"].to_numpy(), rows["weight"].to_numpy(dtype=float)
+    r, t = rows["recency"].to_numpy() * scale, rows["T"].to_numpy() * scale
+    return rows, scale, (f, r, t, w)
+
+
 def fit_purchases(
     frequency: np.ndarray,
     recency: np.ndarray,
@@ -374,17 +394,7 @@ def fit_purchases(
             f"{model}: no customer has a repeat purchase, so purchase rates and dropout cannot be "
             "told apart; fit on a longer history"
         )
-    rows = compress(
-        {
-            "frequency": np.asarray(frequency, dtype=np.int64),
-            "recency": np.asarray(recency, dtype=float),
-            "T": np.asarray(T, dtype=float),
-        },
-        weights,
-    )
-    scale = 1.0 / max(float(rows["T"].max()), 1e-12)  # lifetimes' rescaling: oldest T is 1
-    f, w = rows["frequency"].to_numpy(), rows["weight"].to_numpy(dtype=float)
-    r, t = rows["recency"].to_numpy() * scale, rows["T"].to_numpy() * scale
+    rows, scale, (f, r, t, w) = _rescaled_counts(frequency, recency, T, weights)
 
     def objective(log_params: Any) -> Any:
         return _count_nll(model, log_params, f, r, t, w, penalizer)
@@ -513,6 +523,31 @@ def _spend_frequency_corr(
     return float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
 
 
+def _covariance_or_warn(
+    model: str,
+    params: dict[str, float],
+    freq: np.ndarray,
+    rec: np.ndarray,
+    t: np.ndarray,
+    weights: np.ndarray,
+    penalizer: float,
+) -> list[list[float]] | None:
+    """:func:`parameter_covariance` as JSON lists; ``None`` (intervals then carry no parameter
+    uncertainty) with one WARNING line when the curvature cannot be used."""
+    if model == "pareto_nbd":
+        return None
+    try:
+        cov = parameter_covariance(model, params, freq, rec, t, weights, penalizer=penalizer)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        cov, why = None, str(exc)
+    else:
+        why = "the Hessian of the likelihood is not positive definite"
+    if cov is None:
+        log.warning("%s: no parameter covariance (%s); CLV intervals without it", model, why)
+        return None
+    return cov.tolist()
+
+
 def _finite_or_none(value: float | None) -> float | None:
     """JSON has no NaN."""
     return None if value is None or not np.isfinite(value) else float(value)
@@ -627,6 +662,7 @@ class CLVModel:
                 freq, rec, t, index=known.index, penalizer=self.penalizer
             )
         counts = fit_purchases(freq, rec, t, model=kind, penalizer=self.penalizer, weights=w)
+        self.params_cov_ = _covariance_or_warn(kind, counts.params, freq, rec, t, w, self.penalizer)
 
         monetary = known["monetary_repeat_mean"].to_numpy(dtype=float)
         repeat = freq > 0
@@ -768,6 +804,99 @@ class CLVModel:
             index=summary.index,
         )
 
+    def predict_value(
+        self, summary: pd.DataFrame, predicted: pd.DataFrame, *, horizon_days: float
+    ) -> pd.DataFrame:
+        """What a reader of ``clv`` also needs: P(alive) where it means something, intervals
+        over the same horizon, and the residual lifetime value (docs/clv.md).
+
+        Parameters
+        ----------
+        summary : the frame given to :meth:`predict`.
+        predicted : :meth:`predict`'s output for ``summary`` over ``horizon_days``.
+        horizon_days : the CLV horizon, days (the one ``predicted`` is over).
+
+        Returns
+        -------
+        DataFrame indexed like ``summary``: ``p_alive`` (NaN where ``p_alive_note`` says why
+        it would mislead), ``p_alive_note`` (None or a reason code: :data:`NO_REPEAT_PURCHASE`
+        for BG/NBD customers without a repeat purchase, to whom BG/NBD gives P(alive) 1 by
+        construction; :data:`NO_DROPOUT_MODEL` for every customer under NBD),
+        ``purchases_low`` / ``purchases_high`` (the :data:`INTERVAL_LEVEL` interval of the
+        purchases, :func:`purchase_distribution` mixed over :func:`parameter_points`),
+        ``clv_low`` / ``clv_high`` (the spend interval of :func:`spend_interval`, discounted
+        like ``clv``) and ``residual_clv`` (:func:`residual_purchases` times the expected
+        order value). Columns a model cannot give are NaN: intervals and residual value for
+        Pareto/NBD, currency columns without a spend model, the residual value under NBD.
+        """
+        u = self.unit_days
+        fallback_t = summary.get("tenure_days", 0.0)
+        t_days = summary["T_days"].fillna(fallback_t).fillna(0).clip(lower=0)
+        freq, rec, t = self._clock(summary, t_days)
+        nan = np.full(len(freq), np.nan)
+        note = np.full(len(freq), None, dtype=object)
+        if self.model_ == "bgnbd":
+            note[freq == 0] = NO_REPEAT_PURCHASE
+        elif self.model_ == "nbd":
+            note[:] = NO_DROPOUT_MODEL
+        p_alive = np.where(note == None, predicted["p_alive"].to_numpy(dtype=float), np.nan)  # noqa: E711
+        out = {
+            "p_alive": p_alive,
+            "p_alive_note": note,
+            "purchases_low": nan,
+            "purchases_high": nan,
+            "clv_low": nan,
+            "clv_high": nan,
+            "residual_clv": nan,
+        }
+        if self.model_ in INTERVAL_MODELS:
+            names = COUNT_MODELS[self.model_][1]
+            params = {k: self.params_[k] for k in names}
+            cov = None if self.params_cov_ is None else np.asarray(self.params_cov_)
+            codes, first = distinct(freq, rec, t)
+            with np.errstate(all="ignore"):
+                dist = purchase_distribution(
+                    self.model_,
+                    parameter_points(self.model_, params, cov),
+                    freq[first],
+                    rec[first],
+                    t[first],
+                    t=horizon_days / u,
+                )
+            out["purchases_low"], out["purchases_high"] = dist.low[codes], dist.high[codes]
+            if self.spend:
+                monetary = summary["monetary_repeat_mean"].to_numpy(dtype=float)
+                spend = {k: self.params_[k] for k in SPEND_PARAMS}
+                # the bounds scale with the posterior's gamma + m x (spend_interval): computed
+                # per distinct history at m = 0, then scaled per customer
+                unit_low, unit_high = spend_interval(dist, freq[first], np.zeros(len(first)), spend)
+                m = np.nan_to_num(monetary, nan=0.0).clip(0, None)
+                scale = (spend["v"] + m * freq) / spend["v"]
+                low, high = unit_low[codes] * scale, unit_high[codes] * scale
+                # discounted like clv: the mean's discount profile applied to the bounds
+                expected = (
+                    predicted["expected_purchases"] * predicted["expected_order_value"]
+                ).to_numpy(dtype=float)
+                clv = predicted["clv"].to_numpy(dtype=float)
+                ratio = np.divide(clv, expected, out=np.ones_like(clv), where=expected > 0)
+                out["clv_low"], out["clv_high"] = low * ratio, high * ratio
+                delta = np.log1p(self.annual_discount_rate) * u / 365
+                with np.errstate(all="ignore"):  # per distinct history, as the distribution
+                    dert = residual_purchases(
+                        self.model_,
+                        params,
+                        freq[first],
+                        rec[first],
+                        t[first],
+                        discount_per_unit=delta,
+                    )[codes]
+                residual = dert * predicted["expected_order_value"].to_numpy(dtype=float)
+                out["residual_clv"] = np.where(np.isfinite(residual), residual, np.nan)
+        # object, not pandas' str dtype: building that from a million Nones costs a quarter
+        # of a second per 300,000 rows
+        out["p_alive_note"] = pd.Series(note, index=summary.index, dtype=object)
+        return pd.DataFrame(out, index=summary.index)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters, settings and fit metadata (layout :data:`FORMAT`)."""
         return {
@@ -785,6 +914,7 @@ class CLVModel:
             "penalizer": self.penalizer,
             "annual_discount_rate": self.annual_discount_rate,
             "params": self.params_,
+            "params_cov": self.params_cov_,
             "n_customers": self.n_customers_,
             "n_rows_fitted": self.n_rows_fitted_,
             "fit_window": self.fit_window_,
@@ -820,6 +950,8 @@ class CLVModel:
         )
         model.model_ = data["model"]
         model.params_ = {k: float(v) for k, v in data["params"].items()}
+        cov = data.get("params_cov")  # absent in models saved before intervals
+        model.params_cov_ = None if cov is None else [[float(v) for v in row] for row in cov]
         model.n_customers_ = int(data["n_customers"])
         model.n_rows_fitted_ = data.get("n_rows_fitted")
         model.fit_window_ = data.get("fit_window")
@@ -830,3 +962,353 @@ class CLVModel:
         model.n_spend_customers_ = diagnostics.get("n_spend_customers")
         model.n_spend_excluded_ = diagnostics.get("n_spend_excluded")
         return model
+
+
+# -- value over a stated horizon: residual value, P(alive) notes and intervals ------------------
+#
+# Everything below is closed form (no sampling) and vectorised over customers. The purchase
+# count models with a closed-form conditional distribution of future purchases are BG/NBD,
+# MBG/NBD and NBD: given the history and alive, the purchase rate is gamma(r + x, alpha + T)
+# and the dropout probability per purchase beta(a, b + x) (MBG/NBD: b + x + 1, as it flips the
+# dropout coin once more, at the first purchase); NBD never drops out. Pareto/NBD's
+# conditional distribution needs a numerical integral per customer and is not offered here.
+
+#: Count models whose conditional purchase distribution, residual value and intervals this
+#: module computes in closed form.
+INTERVAL_MODELS = ("bgnbd", "mbgnbd", "nbd")
+#: Probability of the central interval for purchases and CLV (``clv_low``, ``clv_high``).
+INTERVAL_LEVEL = 0.8
+#: The conditional distribution is summed until this much probability is left in its tail
+#: (for the moments of the count, which the CLV interval needs).
+TAIL_MASS = 1e-4
+#: Hard stop on the purchase count summed to (a customer still short of ``1 - TAIL_MASS``
+#: there keeps the tail it has; the quantiles are reached long before for any real customer).
+MAX_COUNT = 2_000
+#: ``p_alive_note`` reason codes, and the models they apply to (docs/clv.md, "P(alive)").
+NO_REPEAT_PURCHASE = "no_repeat_purchase"
+NO_DROPOUT_MODEL = "no_dropout_model"
+#: Below this standard error of every log-parameter, mixing over parameter points is skipped
+#: and the fitted parameters alone are used (8x cheaper): on the CDNOW sample, with standard
+#: errors of 5% to 29%, the mixing moves the interval ends of only a handful of 2,357
+#: customers; a million CDNOW-like customers fit every parameter to 1.5% or better.
+NEGLIGIBLE_SE = 0.02
+#: Gauss quadrature nodes per axis (purchase rate, dropout probability) of the residual value.
+RESIDUAL_NODES = 24
+
+
+def distinct(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the distinct rows of ``columns`` and the first row of each: per-customer work
+    that depends on these columns alone is done once per distinct row (real histories repeat:
+    a million customers dated to days have about a tenth as many distinct histories)."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    for col in columns:
+        codes, uniques = pd.factorize(np.asarray(col))
+        key = key * (len(uniques) + 1) + codes
+    codes, _ = pd.factorize(key)
+    first = np.zeros(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    return codes, first
+
+
+def parameter_covariance(
+    model: str,
+    params: dict[str, float],
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    penalizer: float = 0.0,
+) -> np.ndarray | None:
+    """Covariance of the count model's log-parameters from the likelihood's curvature.
+
+    The inverse of the Hessian of the total (penalised) negative log-likelihood at the fitted
+    parameters, taken by autograd in log-parameters on lifetimes' rescaled time axis (a shift
+    of ``log alpha``, so the covariance is the same on any time axis). Works on the condensed
+    table. ``None`` when the Hessian is not positive definite (a flat direction: the data do
+    not pin a parameter down) or for Pareto/NBD, whose likelihood autograd cannot
+    differentiate.
+
+    Returns
+    -------
+    ``(d, d)`` array in the order of :data:`COUNT_MODELS`' parameter names, or ``None``.
+    """
+    if model == "pareto_nbd":
+        return None
+    names = COUNT_MODELS[model][1]
+    _, scale, (f, r, t, w) = _rescaled_counts(frequency, recency, T, weights)
+    x = np.log([params[k] * scale if k in ("alpha", "beta") else params[k] for k in names])
+
+    def objective(log_params: Any) -> Any:
+        return _count_nll(model, log_params, f, r, t, w, penalizer) * w.sum()
+
+    with np.errstate(all="ignore"):
+        h = np.asarray(hessian(objective)(x), dtype=float)
+    if not np.all(np.isfinite(h)) or np.linalg.eigvalsh((h + h.T) / 2).min() <= 0:
+        return None
+    inv = np.linalg.inv(h)
+    return (inv + inv.T) / 2
+
+
+def parameter_points(
+    model: str, params: dict[str, float], cov: np.ndarray | None
+) -> list[dict[str, float]]:
+    """A fixed, equally weighted set of parameter values with the fitted parameters' mean and
+    covariance: the ``2d`` sigma points ``log theta +- sqrt(d) L_j`` (``L`` the Cholesky factor
+    of the log-parameter covariance; the unscented transform without a centre point). Mixing
+    a closed-form prediction over them carries the parameter uncertainty into it with ``2d``
+    evaluations and no random draws. Without a covariance: the fitted parameters alone."""
+    names = COUNT_MODELS[model][1]
+    if cov is None or np.sqrt(np.diag(np.asarray(cov, dtype=float))).max() < NEGLIGIBLE_SE:
+        return [{k: float(params[k]) for k in names}]
+    centre = np.log([params[k] for k in names])
+    d = len(names)
+    chol = np.linalg.cholesky(np.asarray(cov, dtype=float) * d)
+    points = [centre + sign * chol[:, j] for j in range(d) for sign in (1.0, -1.0)]
+    return [dict(zip(names, np.exp(p).tolist(), strict=True)) for p in points]
+
+
+@dataclass(frozen=True)
+class _AlivePosterior:
+    """Per customer: P(alive), and given alive the purchase rate's gamma(shape, rate) and the
+    dropout probability's beta(a, c) (``a = 0``: no dropout)."""
+
+    p_alive: np.ndarray
+    shape: np.ndarray
+    rate: np.ndarray
+    a: float
+    c: np.ndarray
+
+
+def _alive_posterior(
+    model: str, params: dict[str, float], freq: np.ndarray, rec: np.ndarray, T: np.ndarray
+) -> _AlivePosterior:
+    if model not in INTERVAL_MODELS:
+        raise ValueError(f"{model}: no closed-form purchase distribution; {INTERVAL_MODELS}")
+    r, alpha = params["r"], params["alpha"]
+    shape, rate = r + freq, alpha + T
+    if model == "nbd":
+        return _AlivePosterior(np.ones_like(freq), shape, rate, 0.0, np.ones_like(freq))
+    a, b = params["a"], params["b"]
+    fitter = COUNT_MODELS[model][0]()
+    fitter.params_ = pd.Series({k: params[k] for k in ("r", "alpha", "a", "b")})
+    p_alive = np.asarray(fitter.conditional_probability_alive(freq, rec, T), dtype=float)
+    c = b + freq + (1.0 if model == "mbgnbd" else 0.0)
+    return _AlivePosterior(p_alive, shape, rate, a, c)
+
+
+@dataclass(frozen=True)
+class PurchaseDistribution:
+    """Summary of the conditional distribution of a customer's purchases over a horizon.
+
+    low, high : the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles (whole purchases).
+    p_zero : P(no purchase). mean, second_moment : E[N] and E[N^2] (summed to
+    :data:`TAIL_MASS`).
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    p_zero: np.ndarray
+    mean: np.ndarray
+    second_moment: np.ndarray
+
+
+def purchase_distribution(
+    model: str,
+    points: list[dict[str, float]],
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    *,
+    t: float,
+    level: float = INTERVAL_LEVEL,
+) -> PurchaseDistribution:
+    """The distribution of each customer's purchases in ``(T, T + t]`` given the history,
+    mixed over the parameter ``points`` (:func:`parameter_points`), in closed form.
+
+    For BG/NBD (Fader, Hardie & Lee's conditional PMF), with ``NB_n`` the negative binomial
+    probability of ``n`` under gamma(r + x, alpha + T) rates over ``t``,
+    ``P(N = n) = (1 - P_alive) [n = 0] + P_alive (B(a, c + n) / B(a, c) NB_n
+    + [n > 0] B(a + 1, c + n - 1) / B(a, c) (1 - sum_{j < n} NB_j))``, ``c = b + x``: either
+    the customer makes ``n`` purchases and survives each, or drops out at the ``n``-th while
+    the rate would have made ``n`` or more. Each term follows from the one before by a ratio,
+    so the sum over ``n`` is one pass of array operations; customers leave the pass once their
+    tail is below :data:`TAIL_MASS`, so the cost follows the purchase counts, not a fixed grid.
+    Times in the parameters' unit.
+    """
+    freq, rec, T = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+    n_cust = len(freq)
+    lo_level, hi_level = (1 - level) / 2, (1 + level) / 2
+    post = [_alive_posterior(model, p, freq, rec, T) for p in points]
+    # (points, customers) arrays of the working set; finished customers are dropped from it
+    # once they are half of it
+    pa = np.stack([q.p_alive for q in post])
+    s = np.stack([q.shape for q in post])
+    rate = np.stack([q.rate for q in post])
+    log_pi = np.log(t) - np.log(rate + t)
+    a = np.repeat(np.array([[q.a] for q in post]), n_cust, axis=1)
+    c = np.stack([q.c for q in post])
+    log_nb = s * (np.log(rate) - np.log(rate + t))  # NB_0
+    cum_nb = np.zeros_like(log_nb)  # sum_{j < n} NB_j
+    surv = np.ones_like(log_nb)  # B(a, c + n) / B(a, c)
+    drop = np.zeros_like(log_nb)  # B(a + 1, c + n - 1) / B(a, c), from n = 1
+    p_zero = ((1 - pa) + pa * np.exp(log_nb)).mean(axis=0)
+    cdf, mean, m2 = p_zero.copy(), np.zeros(n_cust), np.zeros(n_cust)
+    # crossings: first n with P(N <= n) >= level, moved to n - 1 when P(N <= n - 1) is nearer
+    # (for the upper ends) or to n + 1 when P(N < n + 1) is nearer (for the lower end)
+    low = np.where(cdf >= lo_level, np.where(cdf - lo_level < lo_level, 1, 0), -1)
+    end_level = np.where(cdf >= level, 0, -1)
+    end_hi = np.where(cdf >= hi_level, 0, -1)
+    ids = np.arange(n_cust)
+    n = 0
+    while n < MAX_COUNT:
+        open_ = cdf[ids] < 1 - TAIL_MASS
+        if not open_.any():
+            break
+        if open_.sum() <= open_.size // 2:
+            ids = ids[open_]
+            pa, s, log_pi, a, c, log_nb, cum_nb, surv, drop = (
+                v[:, open_] for v in (pa, s, log_pi, a, c, log_nb, cum_nb, surv, drop)
+            )
+        n += 1
+        cum_nb += np.exp(log_nb)
+        drop = a / (a + c) if n == 1 else drop * (c + n - 2) / (a + c + n - 1)
+        surv = surv * (c + n - 1) / (a + c + n - 1)
+        log_nb = log_nb + np.log((s + n - 1) / n) + log_pi
+        p = (pa * (surv * np.exp(log_nb) + drop * np.clip(1 - cum_nb, 0, None))).mean(axis=0)
+        cdf[ids] += p
+        mean[ids] += n * p
+        m2[ids] += n * n * p
+        now, before = cdf[ids], cdf[ids] - p
+        up = now - lo_level < lo_level - before
+        low[ids] = np.where((low[ids] < 0) & (now >= lo_level), n + up, low[ids])
+        for end, at in ((end_level, level), (end_hi, hi_level)):
+            down = at - before < now - at
+            end[ids] = np.where((end[ids] < 0) & (now >= at), n - down, end[ids])
+    low, end_level, end_hi = (np.where(v < 0, n, v) for v in (low, end_level, end_hi))
+    # an atom at zero of at least the lower tail: the tail cannot be cut, the interval starts
+    # at zero and holds ``level`` (not ``hi_level``) of the probability
+    anchored = p_zero >= lo_level
+    low = np.where(anchored, 0, low)
+    high = np.maximum(np.where(anchored, end_level, end_hi), low)
+    return PurchaseDistribution(low.astype(float), high.astype(float), p_zero, mean, m2)
+
+
+def residual_purchases(
+    model: str,
+    params: dict[str, float],
+    frequency: np.ndarray,
+    recency: np.ndarray,
+    T: np.ndarray,
+    *,
+    discount_per_unit: float,
+) -> np.ndarray:
+    """Discounted expected residual purchases (DERT): ``E[sum_k exp(-delta t_k)]`` over all of
+    a customer's future purchases, continuous discounting at ``discount_per_unit`` (per time
+    unit of the parameters).
+
+    Given alive, a customer with rate ``lambda`` and dropout probability ``p`` makes the
+    ``k``-th future purchase at a gamma(k, lambda) time and is still there for it with
+    probability ``(1 - p)^(k - 1)``, so the sum is
+    ``sum_k (1 - p)^(k - 1) (lambda / (lambda + delta))^k = lambda / (delta + p lambda)``;
+    its mean over the posterior (lambda gamma(r + x, alpha + T), p beta(a, c)) times P(alive)
+    is the DERT. The mean is a Gauss-Laguerre x Gauss-Jacobi product rule
+    (:data:`RESIDUAL_NODES` per axis, exact weights for the gamma and beta densities), per
+    distinct frequency. NBD (no dropout) has no finite residual value: ``inf``.
+    """
+    freq, rec, T = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+    if model == "nbd" or discount_per_unit <= 0:  # without discounting E[1 / p] may diverge
+        return np.full(len(freq), np.inf)
+    post = _alive_posterior(model, params, freq, rec, T)
+    # given alive the value depends on (x, T) alone: computed once per distinct pair
+    codes, first = distinct(freq, T)
+    fx, rate = freq[first], post.rate[first]
+    per_pair = np.empty(len(first))
+    for x in np.unique(fx):
+        rows = np.flatnonzero(fx == x)
+        shape, c = float(post.shape[first[rows[0]]]), float(post.c[first[rows[0]]])
+        u, wu = roots_genlaguerre(RESIDUAL_NODES, shape - 1)
+        z, wp = roots_jacobi(RESIDUAL_NODES, c - 1, post.a - 1)
+        p = (1 + z) / 2
+        wu, wp = wu / wu.sum(), wp / wp.sum()
+        # lambda = u / rate: lambda / (delta + p lambda) = u / (rate delta + p u)
+        scaled = rate[rows, None, None] * discount_per_unit
+        inner = u[None, :, None] / (scaled + p[None, None, :] * u[None, :, None])
+        per_pair[rows] = np.einsum("cij,i,j->c", inner, wu, wp)
+    out = per_pair[codes]
+    return post.p_alive * out
+
+
+#: Gamma shapes from this one on take the Wilson-Hilferty cube-root quantile (error well under
+#: 1% of the quantile there), smaller ones scipy's exact inverse (20x slower).
+WILSON_HILFERTY_SHAPE = 1.0
+
+
+def gamma_quantile(shape: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Quantile ``u`` of gamma(shape, 1), vectorised: Wilson-Hilferty (the cube root of a
+    gamma variable is nearly normal) for shapes of :data:`WILSON_HILFERTY_SHAPE` and more,
+    ``scipy.special.gammaincinv`` below."""
+    shape, u = np.asarray(shape, dtype=float), np.asarray(u, dtype=float)
+    out = np.empty(len(shape))
+    big = shape >= WILSON_HILFERTY_SHAPE
+    z = ndtri(np.clip(u[big], 1e-12, 1 - 1e-12))
+    c = 1 / (9 * shape[big])
+    out[big] = shape[big] * np.clip(1 - c + z * np.sqrt(c), 0, None) ** 3
+    out[~big] = gammaincinv(shape[~big], u[~big])
+    return out
+
+
+def spend_interval(
+    dist: PurchaseDistribution,
+    frequency: np.ndarray,
+    monetary: np.ndarray,
+    spend: dict[str, float],
+    *,
+    level: float = INTERVAL_LEVEL,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Central ``level`` interval of each customer's total spend over the horizon, undiscounted.
+
+    Total spend ``S`` is ``N`` purchases of gamma(p, nu) amounts, with ``nu`` the customer's
+    Gamma-Gamma posterior gamma(p x + q, gamma + m x) (``m`` the mean repeat spend). Given
+    ``N > 0``, ``E[S] = p E[N] b / (A - 1)`` and
+    ``E[S^2] = (p^2 E[N^2] + p E[N]) b^2 / ((A - 1)(A - 2))`` (``A = p x + q``, ``b = gamma +
+    m x``); ``S`` given ``N > 0`` is taken as the gamma with these two moments, and ``S = 0``
+    with probability P(N = 0). As for purchases, an atom at zero of at least the lower tail
+    makes the interval ``[0, level quantile]``. NaN where ``A <= 2`` (infinite variance).
+    The gamma's shape does not depend on ``m`` and its scale is proportional to ``b``, so the
+    bounds are those at ``m = 0`` times ``b / gamma``.
+    """
+    lo_level, hi_level = (1 - level) / 2, (1 + level) / 2
+    x = np.asarray(frequency, dtype=float)
+    m = np.nan_to_num(np.asarray(monetary, dtype=float), nan=0.0).clip(0, None)
+    p, q, v = spend["p"], spend["q"], spend["v"]
+    A = p * x + q
+    low, high = np.zeros(len(x)), np.zeros(len(x))
+    # only customers with P(no purchase) below ``level`` have an interval above [0, 0]
+    rows = np.flatnonzero(dist.p_zero < level)
+    p0, xr, Ar = dist.p_zero[rows], x[rows], A[rows]
+    b = v + m[rows] * xr
+    positive = np.clip(1 - p0, 1e-300, None)
+    n1, n2 = dist.mean[rows] / positive, dist.second_moment[rows] / positive
+    with np.errstate(all="ignore"):
+        mean = p * n1 * b / (Ar - 1)
+        second = (p * p * n2 + p * n1) * b * b / ((Ar - 1) * (Ar - 2))
+        var = np.clip(second - mean * mean, 1e-300, None)
+        k, theta = mean * mean / var, var / mean
+
+        def quantile(u: float, where: np.ndarray) -> np.ndarray:
+            # zero where the atom at zero holds u already
+            out = np.zeros(len(where))
+            take = np.flatnonzero(u > p0[where])
+            sel = where[take]
+            out[take] = gamma_quantile(k[sel], (u - p0[sel]) / positive[sel]) * theta[sel]
+            return out
+
+        anchored = p0 >= lo_level
+        two = np.flatnonzero(~anchored)
+        one = np.flatnonzero(anchored)
+        low[rows[two]] = quantile(lo_level, two)
+        high[rows[two]] = quantile(hi_level, two)
+        high[rows[one]] = quantile(level, one)
+    bad = A <= 2
+    return np.where(bad, np.nan, low), np.where(bad, np.nan, high)

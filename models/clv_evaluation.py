@@ -202,7 +202,8 @@ def evaluate_holdout(
     ``spend_actual``, ``spend_predicted`` (undiscounted), ``clv_predicted`` (discounted),
     ``spend_naive``, ``spend_mae`` and ``spend_mae_naive``, ``clv_spearman`` and
     ``clv_spearman_naive``, ``clv_gini`` and ``clv_gini_naive`` (normalised), ``n_customers``,
-    ``horizon_days``.
+    ``horizon_days``, ``purchases_interval_coverage`` and ``spend_interval_coverage``
+    (:func:`interval_coverage`: target 0.80).
     """
     cohort = summary.dropna(subset=["T_days"])
     pred = model.predict(cohort, horizon_days=horizon_days)
@@ -248,6 +249,8 @@ def evaluate_holdout(
         "clv_gini": normalised_gini(c["spend_actual"], c["clv"]),
         "clv_gini_naive": normalised_gini(c["spend_actual"], c["spend_naive"]),
     }
+    coverage = interval_coverage(model, cohort, actuals, horizon_days=horizon_days, predicted=pred)
+    metrics.update({k: v for k, v in coverage.items() if k != "n_intervals"})
     table = conditional_expectation_table(
         c["frequency"],
         c["purchases_actual"],
@@ -255,6 +258,45 @@ def evaluate_holdout(
     )
     deciles = decile_table(c["expected_spend"], c["spend_actual"], rank_by=c["clv"])
     return HoldoutEvaluation(metrics, customers, table, deciles)
+
+
+def interval_coverage(
+    model: CLVModel,
+    summary: pd.DataFrame,
+    actuals: pd.DataFrame,
+    *,
+    horizon_days: float,
+    predicted: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Share of calibration customers whose actual holdout purchases, and spend, fall in their
+    80% interval (:meth:`CLVModel.predict_value`, docs/clv.md "Intervals").
+
+    The spend interval is compared undiscounted (``clv_low`` / ``clv_high`` divided by the
+    discount factor of ``clv``), as the actual spend is. Also returned: ``n_intervals``, the
+    customers with an interval (the model gives one; Pareto/NBD does not, and then the shares
+    are NaN).
+    """
+    cohort = summary.dropna(subset=["T_days"])
+    pred = predicted if predicted is not None else model.predict(cohort, horizon_days=horizon_days)
+    value = model.predict_value(cohort, pred, horizon_days=horizon_days)
+    actual = actuals.reindex(cohort.index).fillna(0.0)
+    expected = pred["expected_purchases"] * pred["expected_order_value"]
+    factor = (pred["clv"] / expected).where(expected > 0, 1.0)
+    has = value["purchases_high"].notna()
+    bought = actual["purchases"]
+    inside = (bought >= value["purchases_low"]) & (bought <= value["purchases_high"])
+    low, high = value["clv_low"] / factor, value["clv_high"] / factor
+    spent = actual["spend"]
+    # a relative slack for the round trip through the discount factor
+    in_spend = (spent >= low * (1 - 1e-9)) & (spent <= high * (1 + 1e-9))
+    has_spend = value["clv_high"].notna()
+    return {
+        "n_intervals": float(has.sum()),
+        "purchases_interval_coverage": float(inside[has].mean()) if has.any() else float("nan"),
+        "spend_interval_coverage": (
+            float(in_spend[has_spend].mean()) if has_spend.any() else float("nan")
+        ),
+    }
 
 
 def conditional_expectation_figure(evaluation: HoldoutEvaluation) -> Figure:

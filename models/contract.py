@@ -52,9 +52,15 @@ SCORE_FIELDS = (
     "previous_churn_probability",
     "change",
     "p_alive",
+    "p_alive_note",
     "expected_purchases",
     "expected_order_value",
     "clv",
+    "clv_low",
+    "clv_high",
+    "clv_horizon_days",
+    "discount_rate",
+    "residual_clv",
     "value_at_risk",
     "top_reasons",
     "model_version",
@@ -65,11 +71,20 @@ OPTIONAL_SCORE_FIELDS = (
     "expected_purchases",
     "expected_order_value",
     "clv",
+    "clv_low",
+    "clv_high",
+    "discount_rate",
+    "residual_clv",
     "value_at_risk",
 )
 #: Fields against the previous kept snapshot: null for a new customer or the first snapshot,
 #: and absent from snapshots written before history was kept (read as null).
 CHANGE_FIELDS = ("previous_churn_probability", "change")
+#: Why ``p_alive`` is null where the purchase model would give a misleading value
+#: (docs/clv.md, "P(alive)"); null when ``p_alive`` is given.
+P_ALIVE_NOTES = ("no_repeat_purchase", "no_dropout_model")
+#: CLV horizon (``clv_horizon_days``) when none is set: a year, apart from the churn horizon.
+DEFAULT_CLV_HORIZON_DAYS = 365
 #: Risk bands, lowest first.
 RISK_BANDS = ("low", "medium", "high")
 #: The keys of each entry of ``top_reasons``.

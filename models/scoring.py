@@ -3,7 +3,9 @@ the server's on-demand predictions.
 
 Output per customer (:data:`models.contract.SCORE_FIELDS`, docs/http-api.md):
 ``churn_probability``, ``risk_band``, ``p_alive``, ``expected_purchases``,
-``expected_order_value``, ``clv`` (discounted, over the horizon),
+``expected_order_value``, ``clv`` (discounted, over ``clv_horizon_days``, default a year,
+separate from the churn horizon), with ``p_alive_note`` (why ``p_alive`` is null),
+``clv_low`` / ``clv_high`` (80% interval), ``discount_rate`` and ``residual_clv`` (docs/clv.md),
 ``value_at_risk = churn_probability * clv`` and ``top_reasons``: the features that push this
 customer's churn risk up most (LightGBM SHAP contributions, log-odds).
 """
@@ -19,7 +21,12 @@ import pandas as pd
 from features.catalogue import describe
 from models.bundle import Bundle
 from models.clv_features import clv_feature_columns
-from models.contract import OPTIONAL_SCORE_FIELDS, RISK_BANDS
+from models.contract import (
+    DEFAULT_CLV_HORIZON_DAYS,
+    OPTIONAL_SCORE_FIELDS,
+    RISK_BANDS,
+    SCORE_FIELDS,
+)
 
 DEFAULT_THRESHOLDS = {"medium": 0.3, "high": 0.6}
 
@@ -100,21 +107,33 @@ class _WithColumns(Mapping[str, Any]):
 
 
 def score_columns(
-    bundle: Bundle, frame: pd.DataFrame, *, horizon_days: int | None = None, reasons: int = 3
+    bundle: Bundle,
+    frame: pd.DataFrame,
+    *,
+    horizon_days: int | None = None,
+    reasons: int = 3,
+    clv_horizon_days: int | None = None,
 ) -> dict[str, Any]:
     """:func:`score_frame`'s columns (arrays, ``top_reasons`` a list), in its column order,
-    for callers that want plain values (the server's ``/v1/predict``)."""
+    for callers that want plain values (the server's ``/v1/predict``).
+
+    ``clv_horizon_days`` (default :data:`~models.contract.DEFAULT_CLV_HORIZON_DAYS`; the older
+    name ``horizon_days`` is read when it is not given) is the horizon of ``clv``,
+    ``clv_low`` and ``clv_high``; the churn probability is always over the horizon the model
+    was trained for."""
     model_horizon = int(bundle.meta["horizon_days"])
-    horizon = int(horizon_days or model_horizon)
-    clv = None
+    horizon = int(clv_horizon_days or horizon_days or DEFAULT_CLV_HORIZON_DAYS)
+    clv = value = None
     extra: dict[str, np.ndarray] = {}
     if bundle.clv is not None and "frequency" in frame.columns:
         # The churn model's BG/NBD features are over the horizon it was trained for; the CLV
-        # outputs are over the horizon asked for.
+        # outputs are over the CLV horizon.
         clv = bundle.clv.predict(frame, horizon_days=model_horizon)
         extra = clv_feature_columns(clv)
+        summary = frame.assign(**extra) if horizon != model_horizon else frame
         if horizon != model_horizon:
-            clv = bundle.clv.predict(frame.assign(**extra), horizon_days=horizon)
+            clv = bundle.clv.predict(summary, horizon_days=horizon)
+        value = bundle.clv.predict_value(summary, clv, horizon_days=horizon)
     matrix = bundle.churn.encode(frame)
     features = bundle.churn.features_
     for name, values in extra.items():  # float64 already: what encode would make of them
@@ -126,13 +145,24 @@ def score_columns(
         "churn_probability": prob,
         "risk_band": risk_band(prob, thresholds),
     }
-    if clv is not None:
-        for col in clv.columns:
+    if clv is not None and value is not None:
+        # SCORE_FIELDS order; p_alive as shown (null where it would mislead, with the note)
+        columns["p_alive"] = value["p_alive"].to_numpy()
+        columns["p_alive_note"] = value["p_alive_note"].to_numpy(dtype=object)
+        for col in ("expected_purchases", "expected_order_value", "clv"):
             columns[col] = clv[col].to_numpy()
+        columns["clv_low"] = value["clv_low"].to_numpy()
+        columns["clv_high"] = value["clv_high"].to_numpy()
+        columns["clv_horizon_days"] = np.full(len(frame), horizon, dtype=np.int64)
+        columns["discount_rate"] = np.full(len(frame), float(bundle.clv.annual_discount_rate))
+        columns["residual_clv"] = value["residual_clv"].to_numpy()
         columns["value_at_risk"] = prob * columns["clv"]
     else:
         for col in OPTIONAL_SCORE_FIELDS:
             columns[col] = np.full(len(frame), np.nan)
+        columns["p_alive_note"] = np.full(len(frame), None, dtype=object)
+        columns["clv_horizon_days"] = np.full(len(frame), horizon, dtype=np.int64)
+        columns = {f: columns[f] for f in SCORE_FIELDS if f in columns}
     columns["top_reasons"] = top_reasons(
         _WithColumns(frame, extra), bundle.churn.contributions(matrix), features, k=reasons
     )
@@ -140,10 +170,22 @@ def score_columns(
 
 
 def score_frame(
-    bundle: Bundle, frame: pd.DataFrame, *, horizon_days: int | None = None, reasons: int = 3
+    bundle: Bundle,
+    frame: pd.DataFrame,
+    *,
+    horizon_days: int | None = None,
+    reasons: int = 3,
+    clv_horizon_days: int | None = None,
 ) -> pd.DataFrame:
-    """Churn and CLV scores for every row of a feature frame (index ``customer_id``)."""
+    """Churn and CLV scores for every row of a feature frame (index ``customer_id``); the CLV
+    columns over ``clv_horizon_days`` (:func:`score_columns`)."""
     # One frame built at the end, not column by column (pandas' overhead per column is most
     # of the time for the one customer of a ``/v1/predict``).
-    columns = score_columns(bundle, frame, horizon_days=horizon_days, reasons=reasons)
+    columns = score_columns(
+        bundle,
+        frame,
+        horizon_days=horizon_days,
+        reasons=reasons,
+        clv_horizon_days=clv_horizon_days,
+    )
     return pd.DataFrame(columns, index=frame.index)

@@ -38,7 +38,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from models.contract import CHAMPION_ALIAS
+from models.contract import CHAMPION_ALIAS, DEFAULT_CLV_HORIZON_DAYS
 
 PREFIX = "CHURN_"
 #: Names read before every setting had the prefix: reported when found in a ``.env`` file (in
@@ -82,6 +82,13 @@ class CommonSettings(BaseSettings):
     #: Scored snapshots kept in ``<scores_dir>/history`` (one per ``as_of``; make score removes
     #: older ones); the server loads them all for ``/v1/customers/{id}/history``.
     keep_snapshots: int = Field(12, ge=1, le=520)
+    # -- CLV horizon -------------------------------------------------------------------------
+    clv_horizon_days: int = Field(
+        DEFAULT_CLV_HORIZON_DAYS,
+        ge=1,
+        le=36500,
+        description="days the clv, clv_low and clv_high of a score cover (make score, /v1/predict)",
+    )
 
     def __init__(self, **values: Any) -> None:
         try:

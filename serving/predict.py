@@ -70,6 +70,7 @@ def predict(
     *,
     model_version: str,
     now: datetime | None = None,
+    clv_horizon_days: int | None = None,
 ) -> list[dict[str, Any]]:
     """Scored customers (API field order, plus ``quarantined``) in request order.
 
@@ -96,7 +97,7 @@ def predict(
     rows: dict[str, dict[str, Any]] = {}
     for as_of, ids in by_time.items():
         frame = build_features(tables, as_of=as_of, customer_ids=pd.Index(ids, dtype="str"))
-        scores = score_columns(bundle, frame)
+        scores = score_columns(bundle, frame, clv_horizon_days=clv_horizon_days)
         columns = {
             f: scores[f] if isinstance(scores[f], list) else scores[f].tolist()
             for f in SCORE_FIELDS

@@ -41,9 +41,15 @@ SCORED_EXAMPLE: dict[str, Any] = {
     "previous_churn_probability": 0.35,
     "change": 0.07,
     "p_alive": 0.61,
+    "p_alive_note": None,
     "expected_purchases": 2.3,
     "expected_order_value": 53.1,
     "clv": 120.4,
+    "clv_low": 0.0,
+    "clv_high": 310.2,
+    "clv_horizon_days": 365,
+    "discount_rate": 0.1,
+    "residual_clv": 402.7,
     "value_at_risk": 50.57,
     "top_reasons": [
         {
@@ -111,10 +117,24 @@ class ScoredCustomer(BaseModel):
     change: float | None = Field(
         description="churn_probability - previous_churn_probability (> 0: risk rose)"
     )
-    p_alive: float | None = Field(description="BG/NBD probability the customer is still active")
-    expected_purchases: float | None = Field(description="expected purchases over the horizon")
+    p_alive: float | None = Field(
+        description="probability the customer is still active (purchase model); null where "
+        "p_alive_note says why it would mislead"
+    )
+    p_alive_note: Literal["no_repeat_purchase", "no_dropout_model"] | None = Field(
+        description="why p_alive is null: no_repeat_purchase (BG/NBD gives every customer "
+        "without a repeat purchase 1.0), no_dropout_model (NBD: 1.0 for everyone)"
+    )
+    expected_purchases: float | None = Field(description="expected purchases over clv_horizon_days")
     expected_order_value: float | None = Field(description="expected spend per purchase")
-    clv: float | None = Field(description="discounted expected spend over the horizon")
+    clv: float | None = Field(description="discounted expected spend over clv_horizon_days")
+    clv_low: float | None = Field(description="lower end of the 80% interval of clv")
+    clv_high: float | None = Field(description="upper end of the 80% interval of clv")
+    clv_horizon_days: int = Field(description="days clv, clv_low and clv_high cover")
+    discount_rate: float | None = Field(description="annual discount rate of clv and residual_clv")
+    residual_clv: float | None = Field(
+        description="discounted expected value of all future purchases (no horizon)"
+    )
     value_at_risk: float | None = Field(description="churn_probability * clv")
     top_reasons: list[Reason]
     model_version: str = Field(description="registered model version that scored this customer")

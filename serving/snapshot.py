@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # As sets, for the membership tests of every row.
 _RISK_BANDS = frozenset(contract.RISK_BANDS)
 _REASON_KEYS = frozenset(contract.REASON_KEYS)
+_P_ALIVE_NOTES = frozenset(contract.P_ALIVE_NOTES)
 
 __all__ = ["SCORE_FIELDS", "Snapshot", "SnapshotError", "load_snapshot", "scored_row"]
 
@@ -138,9 +139,28 @@ def scored_row(values: dict[str, Any]) -> dict[str, Any]:
         row[name] = _optional_float(values.get(name), name)
     for name in contract.OPTIONAL_SCORE_FIELDS:
         row[name] = _optional_float(values[name], name)
+    row["p_alive_note"] = _p_alive_note(values["p_alive_note"], row["p_alive"])
+    row["clv_horizon_days"] = _clv_horizon(values["clv_horizon_days"])
     row["top_reasons"] = _reasons(values["top_reasons"])
     row["model_version"] = str(values["model_version"])
-    return row
+    return {name: row[name] for name in SCORE_FIELDS}
+
+
+def _p_alive_note(value: Any, p_alive: float | None) -> str | None:
+    """A known reason code, given exactly when ``p_alive`` is null for that reason."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if value not in _P_ALIVE_NOTES:
+        raise ValueError(f"p_alive_note is not one of {list(contract.P_ALIVE_NOTES)}")
+    if p_alive is not None:
+        raise ValueError("p_alive_note is set but p_alive is not null")
+    return str(value)
+
+
+def _clv_horizon(value: Any) -> int:
+    if value is None or isinstance(value, bool) or float(value) != int(value) or int(value) < 1:
+        raise ValueError("clv_horizon_days is missing or not a positive whole number of days")
+    return int(value)
 
 
 def _parse_rows(table: pa.Table, meta: dict[str, Any], path: Path) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
     overrides = {
         "data_dir": getattr(args, "data", None),
         "horizon_days": getattr(args, "horizon", None),
+        "clv_horizon_days": getattr(args, "clv_horizon", None),
         "as_of": getattr(args, "as_of", None),
         "force_promote": getattr(args, "force", None) or None,
         "engine": getattr(args, "engine", None),
@@ -166,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         p.add_argument("--data", default=None, help="data folder (default: settings)")
         p.add_argument("--horizon", type=int, default=None, help="horizon in days")
+        p.add_argument(
+            "--clv-horizon",
+            dest="clv_horizon",
+            type=int,
+            default=None,
+            help="CLV horizon in days (env CHURN_CLV_HORIZON_DAYS)",
+        )
         p.add_argument("--as-of", dest="as_of", default=None, help="scoring time (ISO-8601)")
         p.add_argument("--force", action="store_true", help="promote regardless of the gate")
         p.add_argument("--version", default=None, help="registered version (default: champion)")

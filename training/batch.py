@@ -161,6 +161,8 @@ def snapshot_rows(
         table = customers.drop_duplicates("customer_id").set_index("customer_id")
         for name in attributes:
             out[name] = _attribute_text(out["customer_id"].map(table[name]))
+    # text or null in every partition (a partition of nulls alone would get a null type)
+    out["p_alive_note"] = out["p_alive_note"].astype("string")
     return out
 
 
@@ -190,6 +192,7 @@ def publish_snapshot(
     previous_as_of: str | None = None,
     attributes: Sequence[str] = (),
     keep: int = 12,
+    clv_horizon_days: int | None = None,
 ) -> Path:
     """Keep a new snapshot in ``directory`` (the scores folder) and return its Parquet path.
 
@@ -219,6 +222,8 @@ def publish_snapshot(
         PREVIOUS_AS_OF_KEY: previous_as_of,
         ATTRIBUTES_KEY: list(attributes),
     }
+    if clv_horizon_days is not None:  # optional key: the horizon of every row's clv
+        meta["clv_horizon_days"] = clv_horizon_days
     (tmp / SNAPSHOT_META_FILE).write_text(json.dumps(meta, indent=2))
     final = history / name
     if final.exists():  # rescoring this as_of: swap the folders, then drop the old one
@@ -254,6 +259,7 @@ def publish_scored(
         as_of=as_of,
         version=version,
         horizon_days=settings.horizon_days,
+        clv_horizon_days=settings.clv_horizon_days,
         previous_as_of=previous_as_of,
         attributes=attributes,
         keep=settings.keep_snapshots,
@@ -267,7 +273,7 @@ def score(settings: TrainSettings) -> ScoreResult:
     loaded, _ = load_inputs(settings)
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
     frame = build_features(loaded.tables, as_of=as_of)
-    scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
+    scores = score_frame(bundle, frame, clv_horizon_days=settings.clv_horizon_days)
     previous_as_of, previous = previous_scores(settings.scores_dir, as_of)
     attributes = attribute_columns(loaded.tables.customers, settings.snapshot_attributes)
     out = snapshot_rows(

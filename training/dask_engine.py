@@ -529,7 +529,7 @@ def _scored(
     tables: Tables, *, as_of, bundle, version, settings, previous, attributes
 ) -> pd.DataFrame:
     frame = build_features(tables, as_of=as_of)
-    scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
+    scores = score_frame(bundle, frame, clv_horizon_days=settings.clv_horizon_days)
     return snapshot_rows(
         scores,
         as_of=as_of,

@@ -81,7 +81,12 @@ def build_router(settings: Settings) -> APIRouter:
         try:
             # pandas work: off the event loop, so snapshot look-ups keep being answered.
             results = await anyio.to_thread.run_sync(
-                lambda: predict(model.bundle, customers, model_version=model.version)
+                lambda: predict(
+                    model.bundle,
+                    customers,
+                    model_version=model.version,
+                    clv_horizon_days=settings.clv_horizon_days,
+                )
             )
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("predict: history not usable (%s)", type(exc).__name__)
