@@ -128,8 +128,8 @@ class GuardedConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport, but have its methods.
+        self.transport = transport  # type: ignore[assignment]
         guard = self.guard
         if len(guard.open) >= guard.max_connections:
             self.refused = True
