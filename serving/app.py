@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body_timeout=settings.body_timeout_seconds,
         body_budget=BodyBudget(settings.body_memory_bytes),
     )
+    app.state.limits = limits
     install_middlewares(
         app, max_body_bytes=settings.max_body_bytes, observe=state.metrics.observe, limits=limits
     )

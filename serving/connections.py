@@ -33,6 +33,7 @@ import asyncio
 from typing import Any
 
 from serving.admission import Counters, RequestTracker, error_response_bytes
+from serving.config import Settings
 
 HEAD_END = b"\r\n\r\n"
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Unavailable"}
@@ -227,8 +228,8 @@ class GuardedConnection(asyncio.Protocol):
             self.timer = None
 
 
-def guard_for(settings: Any, counters: Counters | None) -> ConnectionGuard:
-    """The guard of ``python -m serving`` for ``settings`` (a :class:`~serving.config.Settings`)."""
+def guard_for(settings: Settings, counters: Counters | None) -> ConnectionGuard:
+    """The guard of ``python -m serving`` for ``settings``."""
     return ConnectionGuard(
         max_connections=settings.max_connections,
         max_header_bytes=settings.max_header_bytes,
