@@ -208,7 +208,7 @@ class KeyStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: tuple[int, int, int, int] | None = None
         self._keys: list[ApiKey] = []
 
     def keys(self) -> list[ApiKey]:
@@ -218,7 +218,8 @@ class KeyStore:
         except FileNotFoundError:
             self._signature, self._keys = None, []
             return []
-        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        # The mode is part of it: a chmod that opens the file up is noticed too.
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode)
         if signature != self._signature:
             check_mode(self.path, st.st_mode)
             self._keys = read_keys(self.path)

@@ -180,7 +180,7 @@ async def reject_unknown_query(request: Request) -> None:
     known, multiple = _query_names(request.scope.get("route"))
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for name in request.query_params.keys():  # noqa: SIM118 - keys() repeats repeated names
+    for name, _ in request.query_params.multi_items():  # a repeated name comes once each time
         if name not in known:
             errors.append(
                 {

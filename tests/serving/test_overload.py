@@ -7,19 +7,33 @@ connections open, body bytes reserved), never for a fixed time."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import httpx
 import pytest
+import uvicorn
+from fastapi import Depends, FastAPI, Query
 
 from serving.__main__ import server_config
 from serving.config import Settings
+from serving.errors import install_error_handlers, reject_unknown_query
 from tests.server import free_port, serve_in_thread
-from tests.serving.conftest import MARKER, Keys, Registry, ScoresDir
+from tests.serving.conftest import (
+    MARKER,
+    BundleDir,
+    Keys,
+    Registry,
+    ScoresDir,
+    Trained,
+    assert_error,
+    write_snapshot,
+)
 from tests.serving.test_http_protocol import (
     Running,
     exchange,
@@ -28,6 +42,7 @@ from tests.serving.test_http_protocol import (
     request,
     wait_for,
 )
+from tests.serving.test_http_protocol import _Lines as Lines
 
 pytestmark = pytest.mark.slow
 
@@ -64,6 +79,10 @@ def state_of(running: Running) -> Any:
     """The app's ``state`` (limits, connection guard) of a running server."""
     app = running.server.config.app
     return app.state
+
+
+def key(api_keys: Keys) -> dict[str, str]:
+    return {"X-API-Key": api_keys.key}
 
 
 def metrics(port: int) -> str:
@@ -312,3 +331,161 @@ def test_a_request_past_the_total_time_limit_is_503(
     assert status == 503 and headers["retry-after"] == "1"
     json_error(status, headers, answer, "timeout")
     assert counted(running.port, "churn_rejected_requests_total", "request_timeout") == 1
+
+
+# -- strictness: auth first, unknown and repeated parameters, unknown body fields -----------
+
+
+def test_parameters_cannot_be_probed_without_a_key(start: Start, api_keys: Keys) -> None:
+    running = start()
+    url = f"http://127.0.0.1:{running.port}"
+    with httpx.Client(base_url=url, timeout=10) as client:
+        keyless = client.get("/v1/at-risk", params={"foo": "1"})
+        repeated_keyless = client.get("/v1/at-risk?limit=1&limit=2")
+        with_key = client.get("/v1/at-risk", params={"foo": "1"}, headers=key(api_keys))
+
+    assert_error(keyless, 401, "unauthorized")
+    assert_error(repeated_keyless, 401, "unauthorized")
+    body = assert_error(with_key, 422, "invalid_request")
+    assert body["details"][0]["loc"] == ["query", "<unexpected parameter>"]
+
+
+def test_a_repeated_query_parameter_is_422(start: Start, api_keys: Keys) -> None:
+    running = start()
+    url = f"http://127.0.0.1:{running.port}"
+    with httpx.Client(base_url=url, timeout=10, headers=key(api_keys)) as client:
+        repeated = client.get("/v1/at-risk?limit=1&limit=2")
+        once = client.get("/v1/at-risk?limit=1&offset=2")
+
+    body = assert_error(repeated, 422, "invalid_request")
+    assert body["details"] == [
+        {
+            "loc": ["query", "limit"],
+            "message": "query parameter given more than once",
+            "type": "repeated_parameter",
+        }
+    ]
+    assert once.status_code == 200 and len(once.json()["results"]) == 1
+
+
+def test_unknown_fields_in_the_scores_body_are_422(
+    start: Start, api_keys: Keys, scores_dir: ScoresDir
+) -> None:
+    running = start()
+    body = {"customer_ids": [scores_dir.rows.index[0]], MARKER: 1}
+    url = f"http://127.0.0.1:{running.port}"
+    with httpx.Client(base_url=url, timeout=10) as client:
+        answer = client.post("/v1/scores", json=body, headers=key(api_keys))
+        keyless = client.post("/v1/scores", json=body)
+
+    details = assert_error(answer, 422, "invalid_request")["details"]
+    assert details[0]["loc"] == ["body", "<unexpected field>"]
+    assert details[0]["type"] == "extra_forbidden"
+    assert_error(keyless, 401, "unauthorized")
+
+
+def test_strictness_follows_each_routes_declared_parameters() -> None:
+    """A route that declares a list parameter may get it repeated; its other parameters may
+    not be, and undeclared ones are refused: no list of names to keep in step."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/filtered", dependencies=[Depends(reject_unknown_query)])
+    async def filtered(
+        status: Annotated[list[str] | None, Query()] = None, limit: int = 10
+    ) -> dict[str, Any]:
+        return {"status": status, "limit": limit}
+
+    port = free_port()
+    config = uvicorn.Config(app, port=port, log_level="warning")
+    with serve_in_thread(config), httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        listed = client.get("/filtered?status=a&status=b&limit=3")
+        repeated = client.get("/filtered?status=a&limit=3&limit=4")
+        unknown = client.get("/filtered?stauts=a")
+
+    assert listed.status_code == 200 and listed.json() == {"status": ["a", "b"], "limit": 3}
+    assert repeated.status_code == 422
+    assert repeated.json()["details"][0]["loc"] == ["query", "limit"]
+    assert unknown.status_code == 422
+    assert unknown.json()["details"][0]["loc"] == ["query", "<unexpected parameter>"]
+
+
+# -- the key file, the bundle and the model's trust ------------------------------------------
+
+
+def test_a_key_file_others_may_write_is_refused_naming_the_fix(
+    start: Start, tmp_path: Path, scores_dir: ScoresDir
+) -> None:
+    from serving.auth import create_key
+
+    keys = tmp_path / "open.json"
+    presented = create_key(keys, "crm")
+    keys.chmod(0o666)
+    running = start(api_keys_file=keys)
+    lines = Lines()  # added once the server has set up logging (which resets handlers)
+    logging.getLogger("serving").addHandler(lines)
+    try:
+        body = ids_body([scores_dir.rows.index[0]])
+        [(status, headers, answer)] = exchange(running.port, request(body, presented))
+        keys.chmod(0o644)  # readable by others only: served, with a warning
+        [(readable, _, _)] = exchange(running.port, request(body, presented))
+    finally:
+        logging.getLogger("serving").removeHandler(lines)
+
+    json_error(status, headers, answer, "auth_unavailable")
+    assert status == 503 and readable == 200
+    refused = [line for line in lines.lines if "refusing it" in line]
+    assert refused and str(keys) in refused[0] and f"chmod 600 {keys}" in refused[0]
+    assert any("lets other users read it" in line and str(keys) in line for line in lines.lines)
+
+
+def test_a_bundle_with_a_file_the_manifest_does_not_list_is_not_reloaded(
+    start: Start,
+    registry: Registry,
+    bundle_dir: BundleDir,
+    trained: Trained,
+    api_keys: Keys,
+    tmp_path: Path,
+) -> None:
+    name = "overload-extra-file"
+    old = registry.publish(bundle_dir, name)
+    write_snapshot(tmp_path / "scores", trained, version=old)
+    running = start(model_name=name, scores_dir=tmp_path / "scores")
+    new = registry.publish(bundle_dir, name)
+    (registry.files(name, new) / "extra.py").write_text("print('hi')\n", encoding="utf-8")
+    url = f"http://127.0.0.1:{running.port}"
+    with httpx.Client(base_url=url, timeout=60) as client:
+        reload = client.post("/v1/admin/reload", headers={"X-API-Key": api_keys.admin})
+        model = client.get("/v1/model", headers=key(api_keys))
+
+    body = assert_error(reload, 503, "reload_failed")
+    assert body["checks"]["model"] == "untrusted_model" and body["serving_model_version"] == old
+    assert model.json()["version"] == old
+
+
+def test_a_model_tampered_before_start_up_withholds_scores(
+    start: Start,
+    registry: Registry,
+    bundle_dir: BundleDir,
+    trained: Trained,
+    api_keys: Keys,
+    tmp_path: Path,
+) -> None:
+    name = "overload-tampered-at-start"
+    version = registry.publish(bundle_dir, name)
+    write_snapshot(tmp_path / "scores", trained, version=version)
+    target = registry.files(name, version) / "model.lgb"
+    target.write_text(target.read_text(encoding="utf-8").replace("0", "1", 1), "utf-8")
+    running = start(model_name=name, scores_dir=tmp_path / "scores")
+    url = f"http://127.0.0.1:{running.port}"
+    customer = str(trained.frame.index[0])
+    with httpx.Client(base_url=url, timeout=10, headers=key(api_keys)) as client:
+        ready = client.get("/readyz")
+        scores = client.post("/v1/scores", json={"customer_ids": [customer]})
+        at_risk = client.get("/v1/at-risk")
+        one = client.get(f"/v1/customers/{customer}")
+
+    assert ready.status_code == 503
+    for answer in (scores, at_risk, one):
+        body = assert_error(answer, 503, "untrusted_model")
+        assert body["checks"]["model"] == "untrusted_model"
