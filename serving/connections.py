@@ -36,6 +36,10 @@ from serving.admission import Counters, RequestTracker, error_response_bytes
 from serving.config import Settings
 
 HEAD_END = b"\r\n\r\n"
+#: After the guard's own error answer: how long, and how many bytes of input, to read and
+#: discard before closing (as a web server's "lingering close").
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1024 * 1024
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Unavailable"}
 
 
@@ -121,7 +125,9 @@ class GuardedConnection(asyncio.Protocol):
         self.inner = inner
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
-        self.refused = False
+        self.inner_open = False  # the inner protocol got ``connection_made``
+        self.answered = False  # the guard answered and closes: input is discarded
+        self.discarded = 0
         self.awaiting = True  # reading a request head
         self.head_bytes = 0
         self.tail = b""  # last bytes seen, for a head end split across reads
@@ -133,25 +139,27 @@ class GuardedConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         guard = self.guard
         if len(guard.open) >= guard.max_connections:
-            self.refused = True
             guard.reject("connections")
-            transport.write(
+            self._answer(
                 raw_error(
                     503, "overloaded", "too many open connections; retry later", retry_after=1
                 )
             )
-            transport.close()
             return
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = (str(peer[0]), int(peer[1]))
             guard.open[self.peer] = self
             guard._gauge()
+        self.inner_open = True
         self.inner.connection_made(transport)
         self.await_head()
 
     def data_received(self, data: bytes) -> None:
-        if self.refused:
+        if self.answered:
+            self.discarded += len(data)
+            if self.discarded > LINGER_BYTES and self.transport is not None:
+                self.transport.close()
             return
         if self.awaiting:
             seen = self.tail + data
@@ -160,9 +168,8 @@ class GuardedConnection(asyncio.Protocol):
                 len(data) if end < 0 else end + len(HEAD_END) - len(self.tail)
             )
             if size > self.guard.max_header_bytes:
-                self._close(
-                    431, "header_too_large", "the request head is too large", "header_too_large"
-                )
+                self.guard.reject("header_too_large")
+                self._answer(raw_error(431, "header_too_large", "the request head is too large"))
                 return
             if end < 0:
                 self.head_bytes, self.tail = size, seen[-(len(HEAD_END) - 1) :]
@@ -171,8 +178,8 @@ class GuardedConnection(asyncio.Protocol):
         self.inner.data_received(data)  # type: ignore[attr-defined]
 
     def eof_received(self) -> bool | None:
-        if self.refused:
-            return None
+        if self.answered or not self.inner_open:
+            return None  # close
         return self.inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -180,20 +187,22 @@ class GuardedConnection(asyncio.Protocol):
         if self.peer is not None and self.guard.open.get(self.peer) is self:
             del self.guard.open[self.peer]
             self.guard._gauge()
-        if not self.refused:
+        if self.inner_open:
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        if not self.refused:
+        if self.inner_open:
             self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        if not self.refused:
+        if self.inner_open:
             self.inner.resume_writing()
 
     # -- the head's limits -----------------------------------------------------------------
     def await_head(self) -> None:
         """Start reading a new request head, with its time limit."""
+        if self.answered:
+            return
         self.awaiting, self.head_bytes, self.tail = True, 0, b""
         self._cancel()
         loop = asyncio.get_running_loop()
@@ -207,20 +216,28 @@ class GuardedConnection(asyncio.Protocol):
     def _head_timed_out(self) -> None:
         self.timer = None
         if self.head_bytes or self.tail:
-            self._close(
-                408, "request_timeout", "the request head came too slowly", "header_timeout"
-            )
+            self.guard.reject("header_timeout")
+            self._answer(raw_error(408, "request_timeout", "the request head came too slowly"))
         elif self.transport is not None:  # an idle connection: just close it
             self.guard.reject("idle_timeout")
             self.transport.close()
 
-    def _close(self, status: int, code: str, message: str, reason: str) -> None:
-        self.guard.reject(reason)
+    def _answer(self, response: bytes) -> None:
+        """Send the guard's own error and close: the write side at once, the connection
+        after up to :data:`LINGER_SECONDS` (or :data:`LINGER_BYTES` of input, discarded).
+
+        Closing at once, with the client's input still arriving, would make the kernel
+        reset the connection, and a reset can destroy the answer before the client reads it.
+        """
         self._cancel()
-        self.awaiting = False
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(raw_error(status, code, message))
-            self.transport.close()
+        self.awaiting, self.answered = False, True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(response)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.timer = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
     def _cancel(self) -> None:
         if self.timer is not None:
