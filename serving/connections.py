@@ -36,8 +36,8 @@ from serving.admission import Counters, RequestTracker, error_response_bytes
 from serving.config import Settings
 
 HEAD_END = b"\r\n\r\n"
-#: After the guard's own error answer: how long, and how many bytes of input, to read and
-#: discard before closing (as a web server's "lingering close").
+#: After the guard's own error answer: how long to wait before closing, and how many bytes
+#: of input to read and discard meanwhile (as a web server's "lingering close").
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1024 * 1024
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Unavailable"}
@@ -159,7 +159,8 @@ class GuardedConnection(asyncio.Protocol):
         if self.answered:
             self.discarded += len(data)
             if self.discarded > LINGER_BYTES and self.transport is not None:
-                self.transport.close()
+                # Stop reading; the client still has the rest of the linger to read the answer.
+                self.transport.pause_reading()
             return
         if self.awaiting:
             seen = self.tail + data
@@ -224,7 +225,8 @@ class GuardedConnection(asyncio.Protocol):
 
     def _answer(self, response: bytes) -> None:
         """Send the guard's own error and close: the write side at once, the connection
-        after up to :data:`LINGER_SECONDS` (or :data:`LINGER_BYTES` of input, discarded).
+        :data:`LINGER_SECONDS` later; meanwhile up to :data:`LINGER_BYTES` of input are read
+        and discarded, then reading stops.
 
         Closing at once, with the client's input still arriving, would make the kernel
         reset the connection, and a reset can destroy the answer before the client reads it.
