@@ -75,9 +75,11 @@ class Served:
 
 
 @contextmanager
-def server(p: Prepared, **settings: str) -> Iterator[Served]:
-    """``python -m serving`` on the prepared champion; yields its port and process id."""
+def server(p: Prepared, *, root: Path | None = None, **settings: str) -> Iterator[Served]:
+    """``python -m serving`` on the prepared champion (the code of checkout ``root``, default
+    this one); yields its port and process id."""
     env = _env(
+        **({"PYTHONPATH": str(root)} if root is not None else {}),
         MLFLOW_TRACKING_URI=p.tracking_uri,
         CHURN_SCORES_DIR=str(p.scores_dir),
         CHURN_API_KEYS_FILE=str(p.keys_file),
@@ -348,8 +350,10 @@ async def raw_answer(port: int, payload: bytes) -> tuple[int, str]:
 # --- the benchmark ---------------------------------------------------------------------------
 
 
-def run(quick: bool, *, full: bool = False) -> list[Figure]:
-    """Every step of the overload table, with ``--quick`` sizes, default sizes or ``full``."""
+def run(quick: bool, *, full: bool = False, baseline: Path | None = None) -> list[Figure]:
+    """Every step of the overload table, with ``--quick`` sizes, default sizes or ``full``;
+    with ``baseline`` (another checkout), the 1-id steps also against that checkout's server,
+    in alternating rounds, and the ratio of the two throughputs."""
     sizes = QUICK if quick else FULL if full else DEFAULT
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:  # one descriptor per client connection, and the server's inherit this
@@ -357,8 +361,41 @@ def run(quick: bool, *, full: bool = False) -> list[Figure]:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp:
         p = prepare(Path(tmp), n_customers=sizes.customers)
+        if baseline is not None:
+            with server(p) as served, server(p, root=baseline) as base:
+                figures += asyncio.run(_compare(p, served, base, sizes))
         with server(p) as served:
             figures += asyncio.run(_steps(p, served, sizes))
+    return figures
+
+
+async def _compare(p: Prepared, ours: Served, base: Served, sizes: Sizes) -> list[Figure]:
+    """Closed-loop 1-id throughput of both servers, in alternating rounds (medians)."""
+    one = [post("/v1/scores", {"customer_ids": [i]}, {"X-API-Key": p.key}) for i in p.ids[:500]]
+    figures = []
+    for n in sizes.connections:
+        rates: dict[str, list[float]] = {"ours": [], "baseline": []}
+        p99: dict[str, list[float]] = {"ours": [], "baseline": []}
+        for _ in range(3):
+            for name, port in (("baseline", base.port), ("ours", ours.port)):
+                tally = await crowd(port, one, n, sizes.step_seconds / 2, 30.0)
+                rates[name].append(len(tally.admitted) / tally.seconds)
+                p99[name].append(float(np.quantile(tally.admitted, 0.99)) * 1000)
+        mine, theirs = float(np.median(rates["ours"])), float(np.median(rates["baseline"]))
+        note = (
+            f"baseline {theirs:,.0f} req/s, p99 {np.median(p99['baseline']):.2f} ms; "
+            f"ours p99 {np.median(p99['ours']):.2f} ms"
+        )
+        figures.append(
+            Figure(
+                BENCH,
+                f"1 id, {n} conn: ours / baseline",
+                mine / theirs,
+                "x",
+                "keep (about 1)",
+                note,
+            )
+        )
     return figures
 
 
@@ -439,8 +476,11 @@ def main(argv: list[str] | None = None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smoke-test sizes")
     size.add_argument("--full", action="store_true", help="longer steps (5 s each)")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout: compare its server's 1-id throughput"
+    )
     args = parser.parse_args(argv)
-    print_figures(run(args.quick, full=args.full))
+    print_figures(run(args.quick, full=args.full, baseline=args.baseline))
     return 0
 
 
