@@ -78,15 +78,18 @@ class Served:
 def server(p: Prepared, *, root: Path | None = None, **settings: str) -> Iterator[Served]:
     """``python -m serving`` on the prepared champion (the code of checkout ``root``, default
     this one); yields its port and process id."""
+    # Another checkout may not know this one's settings: it runs on its defaults.
+    ours = {
+        "CHURN_HEADER_TIMEOUT_SECONDS": str(SLOW_CLIENT_TIMEOUT),
+        "CHURN_BODY_TIMEOUT_SECONDS": str(SLOW_CLIENT_TIMEOUT),
+        **settings,
+    }
     env = _env(
-        **({"PYTHONPATH": str(root)} if root is not None else {}),
         MLFLOW_TRACKING_URI=p.tracking_uri,
         CHURN_SCORES_DIR=str(p.scores_dir),
         CHURN_API_KEYS_FILE=str(p.keys_file),
         CHURN_MODEL_CACHE_DIR=str(p.work / "cache"),
-        CHURN_HEADER_TIMEOUT_SECONDS=str(SLOW_CLIENT_TIMEOUT),
-        CHURN_BODY_TIMEOUT_SECONDS=str(SLOW_CLIENT_TIMEOUT),
-        **settings,
+        **({"PYTHONPATH": str(root)} if root is not None else ours),
     )
     port = _free_port()
     log = p.work / f"server-{port}.log"

@@ -3,7 +3,9 @@
 A request to the API takes one of ``max_inflight`` slots before the app works on it. When
 none is free it waits in a queue of at most ``max_queue`` requests, for at most
 ``queue_timeout`` seconds; a request that finds the queue full, or waits too long, is
-answered at once with 503 ``overloaded`` and ``Retry-After``. A client told to come back
+answered at once with 503 ``overloaded`` and ``Retry-After``. The wait counted includes the
+time the request spent in the event loop's backlog after its head was read (most requests
+are one synchronous stretch of work, so under load they queue there, not for a slot). A client told to come back
 later costs the server microseconds; a client left waiting for seconds holds a connection,
 its buffers and a task, and slows every other request down.
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.auth import HEADER, ApiKey, KeyStore, KeyStoreError
 from serving.errors import error_body
@@ -72,7 +74,7 @@ class Counters:
         )
 
     def reject(self, reason: str) -> None:
-        """Count one refusal: ``overloaded``, ``queue_timeout``, ``connections``,
+        """Count one refusal: ``overloaded``, ``queue_timeout``, ``backlog``, ``connections``,
         ``header_timeout``, ``header_too_large``, ``body_timeout``, ``body_memory``,
         ``request_timeout`` or ``rate_limited``."""
         self.rejected.labels(reason).inc()
@@ -93,9 +95,19 @@ class Slots:
         """Requests waiting for a slot now."""
         return len(self._waiters)
 
-    async def acquire(self) -> str | None:
+    async def acquire(self, waited: float = 0.0) -> str | None:
         """Take a slot; ``None`` when taken, else the reason it was not (``overloaded``: the
-        queue is full, ``queue_timeout``: no slot came free in time)."""
+        queue is full, ``queue_timeout``: no slot came free in time, ``backlog``: the request
+        already waited ``waited`` seconds, longer than the queue timeout, before getting
+        here).
+
+        The slots count requests *inside* the app, at its await points; requests whose work
+        is one synchronous stretch (a snapshot look-up) queue in the event loop instead,
+        before they reach this point. ``waited`` is that wait (measured by the connection
+        guard from the moment the request head was read), counted against the same timeout.
+        """
+        if waited > self.queue_timeout:
+            return "backlog"
         if self.inflight < self.max_inflight and not self._waiters:
             self.inflight += 1
             return None
@@ -104,7 +116,7 @@ class Slots:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            async with asyncio.timeout(self.queue_timeout):
+            async with asyncio.timeout(self.queue_timeout - waited):
                 await waiter
             return None
         except BaseException as exc:  # the wait ran out, or the request was cancelled
@@ -194,8 +206,10 @@ class RequestTracker:
     connection from ``client`` started or finished (:class:`serving.connections.ConnectionGuard`
     implements it; the default does nothing)."""
 
-    def request_started(self, client: tuple[str, int] | None) -> None:
-        """A request's head was read and handed to the app."""
+    def request_started(self, client: tuple[str, int] | None) -> float:
+        """A request's head was read and handed to the app; returns the seconds it waited
+        between the head being read and the app starting on it (0 when unknown)."""
+        return 0.0
 
     def request_finished(self, client: tuple[str, int] | None) -> None:
         """The app finished the request."""
@@ -231,7 +245,7 @@ class AdmissionMiddleware:
             return
         tracker = self.tracker()
         client = scope.get("client")
-        tracker.request_started(client)
+        waited = tracker.request_started(client)
         try:
             if scope["path"] in EXEMPT_PATHS:
                 await self.app(scope, receive, send)
@@ -246,7 +260,7 @@ class AdmissionMiddleware:
                     retry_after=max(1, math.ceil(wait)),
                 )
                 return
-            refused = await self.slots.acquire()
+            refused = await self.slots.acquire(waited)
             if refused is not None:
                 self.counters.reject(refused)
                 await send_error(
@@ -283,7 +297,7 @@ class AdmissionMiddleware:
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
-        async def send_tracking(message: dict) -> None:  # type: ignore[type-arg]
+        async def send_tracking(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True

@@ -104,15 +104,18 @@ class ConnectionGuard(RequestTracker):
         if self.counters is not None:
             self.counters.connections.set(len(self.open))
 
-    def request_started(self, client: Peer | None) -> None:
-        """The app got a request of ``client``'s connection: its head is complete."""
-        connection = self.open.get(tuple(client)) if client else None  # type: ignore[call-overload]
-        if connection is not None:
-            connection.head_done()
+    def request_started(self, client: Peer | None) -> float:
+        """The app got a request of ``client``'s connection: its head is complete. Returns
+        the seconds since the head's end was read (the wait in the event loop's backlog)."""
+        connection = self.open.get((client[0], client[1])) if client else None
+        if connection is None:
+            return 0.0
+        connection.head_done()
+        return asyncio.get_running_loop().time() - connection.head_at
 
     def request_finished(self, client: Peer | None) -> None:
         """The app answered: the next request's head must come within the time limit."""
-        connection = self.open.get(tuple(client)) if client else None  # type: ignore[call-overload]
+        connection = self.open.get((client[0], client[1])) if client else None
         if connection is not None:
             connection.await_head()
 
@@ -130,6 +133,7 @@ class GuardedConnection(asyncio.Protocol):
         self.discarded = 0
         self.awaiting = True  # reading a request head
         self.head_bytes = 0
+        self.head_at = 0.0  # loop time the last request head's end was read
         self.tail = b""  # last bytes seen, for a head end split across reads
         self.timer: asyncio.TimerHandle | None = None
 
@@ -176,6 +180,7 @@ class GuardedConnection(asyncio.Protocol):
                 self.head_bytes, self.tail = size, seen[-(len(HEAD_END) - 1) :]
             else:
                 self.head_done()
+                self.head_at = asyncio.get_running_loop().time()
         self.inner.data_received(data)  # type: ignore[attr-defined]
 
     def eof_received(self) -> bool | None:
@@ -207,6 +212,9 @@ class GuardedConnection(asyncio.Protocol):
         self.awaiting, self.head_bytes, self.tail = True, 0, b""
         self._cancel()
         loop = asyncio.get_running_loop()
+        # A pipelined request already read counts its wait from here, not from its arrival
+        # behind the request just answered.
+        self.head_at = loop.time()
         self.timer = loop.call_later(self.guard.header_timeout, self._head_timed_out)
 
     def head_done(self) -> None:
