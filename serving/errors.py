@@ -105,7 +105,10 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
             "<key>" if i > 0 and (loc[i - 1] in FREE_FORM_FIELDS or nxt == "[key]") else part
             for i, (part, nxt) in enumerate(zip(loc, [*loc[1:], None], strict=True))
         ]
-        details.append({"loc": loc, "message": err.get("msg", ""), "type": err.get("type", "")})
+        message = err.get("msg", "")
+        if err.get("type") == "extra_forbidden" and loc and loc[0] == "body":
+            message = "unexpected field"  # pydantic's wording says "inputs"
+        details.append({"loc": loc, "message": message, "type": err.get("type", "")})
     return details
 
 
