@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "sources": "bench.sources",
     "validation": "bench.validation",
     "predict": "bench.predict",
+    "overload": "bench.overload",
 }
 
 

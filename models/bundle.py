@@ -5,7 +5,8 @@ Layout of a bundle directory (an MLflow LightGBM-flavour model folder plus our J
 - ``model.lgb``: the churn booster in LightGBM's native text format;
 - ``bundle.json``: feature list and categories, CLV parameters, risk-band thresholds,
   training window and metrics;
-- ``manifest.json``: sha256 of every other file in the folder.
+- ``manifest.json``: sha256 of every other file in the folder, and of no other: a file in
+  the folder that the manifest does not list makes the bundle invalid.
 
 Reading verifies the manifest (against a digest recorded in the registry, when given) and
 every file's sha256 *before* parsing anything; nothing is ever unpickled.
@@ -70,10 +71,7 @@ def write_bundle(directory: str | Path, bundle: Bundle) -> str:
         **bundle.meta,
     }
     (d / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-    files = sorted(
-        p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file() and p.name != MANIFEST_FILE
-    )
-    manifest = {"files": {name: sha256_file(d / name) for name in files}}
+    manifest = {"files": {name: sha256_file(d / name) for name in bundle_files(d)}}
     (d / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
     return sha256_file(d / MANIFEST_FILE)
 
@@ -117,7 +115,22 @@ def verify_bundle(directory: str | Path, expected_manifest_sha256: str) -> dict[
         path = d / name
         if name not in verified and (not path.is_file() or sha256_file(path) != digest):
             raise BundleError(f"{path}: missing or sha256 differs from the manifest")
+    # Exactly the listed files: a file slipped into the folder is refused, not ignored.
+    extra = sorted(set(bundle_files(d)) - set(entries))
+    if extra:
+        more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+        raise BundleError(f"{d / extra[0]}{more}: not listed in the manifest; refusing the bundle")
     return verified
+
+
+def bundle_files(directory: Path) -> list[str]:
+    """The files of a bundle folder the manifest must list: every file but the manifest,
+    as POSIX paths relative to the folder, sorted."""
+    return sorted(
+        p.relative_to(directory).as_posix()
+        for p in directory.rglob("*")
+        if (p.is_file() or p.is_symlink()) and p.relative_to(directory).as_posix() != MANIFEST_FILE
+    )
 
 
 def read_bundle(directory: str | Path, *, expected_manifest_sha256: str) -> Bundle:

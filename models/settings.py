@@ -220,6 +220,45 @@ class ServeSettings(CommonSettings):
     model_cache_dir: Path = Field(
         Path("var/serving-cache"), description="where registered model files are downloaded"
     )
+    # -- overload: admission control, connection and time limits (docs/http-api.md, "Limits")
+    max_inflight: int = Field(
+        64, ge=1, le=10_000, description="requests the app works on at once (admission control)"
+    )
+    max_queue: int = Field(
+        64, ge=0, le=100_000, description="requests waiting for a slot; above: 503 overloaded"
+    )
+    queue_timeout_ms: int = Field(
+        25, ge=0, le=60_000, description="longest wait for a slot, ms; then 503 overloaded"
+    )
+    max_connections: int = Field(
+        512, ge=1, le=100_000, description="open connections; above: 503 overloaded and closed"
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, le=1024 * 1024, description="largest request head, bytes (431 above)"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="time to send a request's head, seconds; then closed"
+    )
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, le=3600, description="time to send a request's body, seconds; then 408"
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, le=3600, description="idle keep-alive connection closed after, seconds"
+    )
+    request_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="longest a request may take in the app, seconds; then 503"
+    )
+    body_memory_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="request-body bytes held at once by all requests together; above: 503",
+    )
+    rate_limit_per_second: float = Field(
+        0.0, ge=0, description="default requests per second per API key (0: unlimited)"
+    )
+    rate_limit_burst: int = Field(
+        0, ge=0, description="default burst per API key (0: twice the rate, at least 1)"
+    )
 
 
 #: Every section: a ``CHURN_*`` name is valid when one of them declares it.

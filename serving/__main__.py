@@ -2,8 +2,10 @@
 
 Host and port default to the settings (``CHURN_HOST``, ``CHURN_PORT``; 127.0.0.1:8000). The
 app is built here, when the server starts (settings are read then, not when a module is
-imported), and served by uvicorn's own HTTP protocol: every request goes through the app's
-ASGI middlewares (catch-all, access log and metrics, body limit). Uvicorn's access log is
+imported), and served by uvicorn's own HTTP protocol behind a connection guard (connection
+cap, request-head time and size limits: :mod:`serving.connections`): every request goes
+through the app's ASGI middlewares (catch-all, access log and metrics, admission control,
+body limit). Uvicorn's access log is
 off: it would write raw paths, which will carry customer ids; :mod:`serving.access_log` logs
 route templates instead.
 """
@@ -20,6 +22,7 @@ from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 
 from serving.app import create_app
 from serving.config import Settings, SettingsError, get_settings
+from serving.connections import guard_for
 
 
 def log_config() -> dict[str, Any]:
@@ -33,14 +36,26 @@ def server_config(
     settings: Settings, *, host: str | None = None, port: int | None = None
 ) -> uvicorn.Config:
     """The uvicorn configuration of ``python -m serving``: a new app for ``settings``;
-    ``host`` and ``port`` default to the settings'."""
+    ``host`` and ``port`` default to the settings'.
+
+    Each connection is uvicorn's own HTTP protocol behind the connection guard
+    (:mod:`serving.connections`: a cap on open connections, a time and size limit on request
+    heads), given to uvicorn through its public ``http`` option; uvicorn's keep-alive timeout
+    and h11's head-size limit (used when httptools is not installed) come from the settings.
+    """
+    app = create_app(settings)
+    guard = guard_for(settings, app.state.counters)
+    app.state.connections = guard  # the app tells the guard when requests start and end
     return uvicorn.Config(
-        create_app(settings),
+        app,
         host=host or settings.host,
         port=port or settings.port,
+        http=guard,  # type: ignore[arg-type]  # a protocol factory, as uvicorn calls it
         access_log=False,
         log_config=log_config(),
         server_header=False,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         # SIGTERM stops accepting connections and lets requests in flight finish (bounded).
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )

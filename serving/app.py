@@ -8,18 +8,23 @@ up logging and turns off uvicorn's own access log (it would write raw paths, wit
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 
 from serving.access_log import AccessLogMiddleware
-from serving.auth import KeyStore, authenticate_unless_public
-from serving.body_limit import BodyLimitMiddleware
+from serving.admission import AdmissionMiddleware, Counters, RateLimits, RequestTracker, Slots
+from serving.auth import KeyStore, KeyStoreError, authenticate_unless_public
+from serving.body_limit import BodyBudget, BodyLimitMiddleware
 from serving.config import Settings, get_settings
 from serving.errors import CatchAllMiddleware, install_error_handlers
 from serving.routes import customers, health, model, predict, scores
 from serving.state import ServingState
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "1"
 DESCRIPTION = """Churn probability, customer lifetime value and value at risk per customer.
@@ -33,6 +38,10 @@ Errors are JSON: `{"error": "<stable code>", "message": "<for people>"}`.
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the model and the snapshot before the first request is served."""
     app.state.serving.start()
+    try:  # read the key store now, so a bad file or mode is reported at start-up
+        app.state.serving.key_store.keys()
+    except KeyStoreError as exc:
+        log.error("%s", exc)
     yield
 
 
@@ -53,22 +62,75 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers.build_router(settings))
     app.include_router(predict.build_router(settings))
     app.include_router(model.router)
-    install_middlewares(app, max_body_bytes=settings.max_body_bytes, observe=state.metrics.observe)
+    counters = Counters(state.metrics.registry)
+    app.state.counters = counters
+    # Replaced by the server's connection guard (serving/__main__.py) when it serves the app.
+    app.state.connections = RequestTracker()
+    limits = Limits(
+        slots=Slots(settings.max_inflight, settings.max_queue, settings.queue_timeout_ms / 1000),
+        rate_limits=RateLimits(settings.rate_limit_per_second, settings.rate_limit_burst),
+        key_store=state.key_store,
+        counters=counters,
+        request_timeout=settings.request_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        body_budget=BodyBudget(settings.body_memory_bytes),
+    )
+    app.state.limits = limits
+    install_middlewares(
+        app, max_body_bytes=settings.max_body_bytes, observe=state.metrics.observe, limits=limits
+    )
     return app
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The admission, rate, time and memory limits of one app (docs/http-api.md, "Limits")."""
+
+    slots: Slots
+    rate_limits: RateLimits
+    key_store: KeyStore
+    counters: Counters
+    request_timeout: float
+    body_timeout: float
+    body_budget: BodyBudget
+
+
 def install_middlewares(
-    app: FastAPI, *, max_body_bytes: int, observe: Callable[[str, str, int, float], None]
+    app: FastAPI,
+    *,
+    max_body_bytes: int,
+    observe: Callable[[str, str, int, float], None],
+    limits: Limits | None = None,
 ) -> None:
     """Add the middlewares every request goes through: catch-all (outermost), access log and
-    request metrics (``observe``), body limit of ``max_body_bytes`` bytes (innermost).
+    request metrics (``observe``), admission control (rate limits, slots and queue, total
+    time; with ``limits``), body limit of ``max_body_bytes`` bytes, with the body's time
+    limit and memory budget of ``limits`` (innermost).
 
     Every route, ``/v1/scores`` included, is served behind all of them; a middleware added
     here reaches every route. Separate from :func:`create_app` so that the serving benchmark
     can measure these layers on their own (``python -m bench.serving --layers``).
     """
-    # The last middleware added runs first: the access log also sees refused bodies.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    # The last middleware added runs first: the access log also sees refused requests.
+    if limits is None:
+        app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    else:
+        app.add_middleware(
+            BodyLimitMiddleware,
+            max_bytes=max_body_bytes,
+            timeout=limits.body_timeout,
+            budget=limits.body_budget,
+            reject=limits.counters.reject,
+        )
+        app.add_middleware(
+            AdmissionMiddleware,
+            slots=limits.slots,
+            rate_limits=limits.rate_limits,
+            key_store=limits.key_store,
+            counters=limits.counters,
+            request_timeout=limits.request_timeout,
+            tracker=lambda: app.state.connections,
+        )
     docs = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
     app.add_middleware(
         AccessLogMiddleware, fixed_paths=frozenset(p for p in docs if p), observe=observe

@@ -2,7 +2,11 @@
 
 The store is a JSON file readable by the server (``var/api_keys.json`` by default)::
 
-    {"keys": [{"name": "crm", "sha256": "<hex>", "scopes": ["scores"], "created_at": "..."}]}
+    {"keys": [{"name": "crm", "sha256": "<hex>", "scopes": ["scores"], "created_at": "...",
+               "rate_limit": {"per_second": 50, "burst": 100}}]}
+
+``rate_limit`` is optional: a key without one gets the server's default
+(``CHURN_RATE_LIMIT_PER_SECOND``, ``CHURN_RATE_LIMIT_BURST``; unlimited by default).
 
 Only the sha256 of each key is kept: a key is 256 random bits, so a fast hash is enough (a
 slow password hash protects low-entropy secrets, which these are not) and a copy of the file
@@ -10,7 +14,8 @@ does not let anyone call the API. A presented key is hashed and compared with *e
 hash in constant time, so neither timing nor the order of the file tells which key matched.
 
 The server re-reads the file when it changes on disk, so creating, rotating or removing a key
-takes effect without a restart.
+takes effect without a restart. A file that group or others may write is refused (anyone on
+the machine could add a key); one they may only read is served with a WARNING naming the fix.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ class ApiKey:
     sha256: str
     scopes: frozenset[str]
     created_at: str
+    #: Requests per second and burst of this key's token bucket; ``None``: the server default.
+    rate_per_second: float | None = None
+    burst: int | None = None
 
     @cached_property
     def digest(self) -> bytes:
@@ -63,12 +71,15 @@ class ApiKey:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form kept in the store."""
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "sha256": self.sha256,
             "scopes": sorted(self.scopes),
             "created_at": self.created_at,
         }
+        if self.rate_per_second is not None:
+            data["rate_limit"] = {"per_second": self.rate_per_second, "burst": self.burst}
+        return data
 
 
 def hash_key(key: str) -> str:
@@ -97,11 +108,42 @@ def read_keys(path: Path) -> list[ApiKey]:
                 sha256=_hex_digest(k["sha256"]),
                 scopes=frozenset(str(s) for s in k["scopes"]),
                 created_at=str(k.get("created_at", "")),
+                **_rate_limit(k.get("rate_limit")),
             )
             for k in data["keys"]
         ]
     except (TypeError, KeyError, ValueError) as exc:
         raise KeyStoreError(f"{path}: not an API-key store ({exc!r})") from exc
+
+
+def _rate_limit(value: Any) -> dict[str, Any]:
+    """``rate_per_second`` and ``burst`` from a key's optional ``rate_limit`` object."""
+    if value is None:
+        return {}
+    rate = float(value["per_second"])
+    burst = value.get("burst")
+    if not rate > 0 or (burst is not None and int(burst) < 1):
+        raise ValueError("rate_limit needs per_second > 0 and burst >= 1")
+    return {"rate_per_second": rate, "burst": None if burst is None else int(burst)}
+
+
+def check_mode(path: Path, mode: int) -> None:
+    """Refuse a key store that group or others may write; warn when they may read it.
+
+    Raises
+    ------
+    KeyStoreError
+        naming the file, its mode and the ``chmod`` that fixes it.
+    """
+    fix = f"run 'chmod 600 {path}'"
+    if mode & 0o022:
+        raise KeyStoreError(
+            f"{path}: mode {mode & 0o777:04o} lets other users write API keys; refusing it, {fix}"
+        )
+    if mode & 0o044:
+        log.warning(
+            "API-key store %s: mode %04o lets other users read it; %s", path, mode & 0o777, fix
+        )
 
 
 def write_keys(path: Path, keys: list[ApiKey]) -> None:
@@ -119,12 +161,23 @@ def write_keys(path: Path, keys: list[ApiKey]) -> None:
         raise
 
 
-def create_key(path: Path, name: str, *, admin: bool = False) -> str:
+def create_key(
+    path: Path,
+    name: str,
+    *,
+    admin: bool = False,
+    rate_per_second: float | None = None,
+    burst: int | None = None,
+) -> str:
     """Create a key called ``name`` (replacing any key of that name: rotation) and return it.
 
     The key is returned once and never stored; the store keeps its hash and scopes
-    (``scores``, plus ``admin`` when ``admin`` is true).
+    (``scores``, plus ``admin`` when ``admin`` is true) and, when ``rate_per_second`` is
+    given, its own rate limit (requests per second, ``burst`` requests at once).
     """
+    _rate_limit(
+        None if rate_per_second is None else {"per_second": rate_per_second, "burst": burst}
+    )
     if not _NAME.fullmatch(name):
         raise ValueError(
             f"key name {name!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a "
@@ -134,7 +187,8 @@ def create_key(path: Path, name: str, *, admin: bool = False) -> str:
     scopes = frozenset({SCOPE_SCORES, SCOPE_ADMIN} if admin else {SCOPE_SCORES})
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     kept = [k for k in read_keys(path) if k.name != name]
-    write_keys(path, [*kept, ApiKey(name, hash_key(key), scopes, created)])
+    entry = ApiKey(name, hash_key(key), scopes, created, rate_per_second, burst)
+    write_keys(path, [*kept, entry])
     return key
 
 
@@ -154,7 +208,7 @@ class KeyStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: tuple[int, int, int, int] | None = None
         self._keys: list[ApiKey] = []
 
     def keys(self) -> list[ApiKey]:
@@ -164,8 +218,10 @@ class KeyStore:
         except FileNotFoundError:
             self._signature, self._keys = None, []
             return []
-        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        # The mode is part of it: a chmod that opens the file up is noticed too.
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode)
         if signature != self._signature:
+            check_mode(self.path, st.st_mode)
             self._keys = read_keys(self.path)
             self._signature = signature
             log.info("API-key store %s: %d key(s)", self.path, len(self._keys))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,9 +28,11 @@ HTTP_ERROR_CODES: dict[int, tuple[str, str]] = {
     403: ("forbidden", "this API key may not use this route"),
     404: ("not_found", "no such route"),
     405: ("method_not_allowed", "this route does not accept that method"),
+    408: ("request_timeout", "the request came too slowly"),
     413: ("payload_too_large", "the request body is too large"),
     415: ("unsupported_media_type", "send the body as application/json"),
     429: ("too_many_requests", "too many requests; retry later"),
+    431: ("header_too_large", "the request head is too large"),
 }
 
 
@@ -96,13 +98,17 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
         loc = list(err.get("loc", ()))
         if err.get("type") == "extra_forbidden" and loc:
             # The last element of the path is the client's own (unexpected) key.
-            loc = [*loc[:-1], "<unexpected field>"]
+            unexpected = "<unexpected parameter>" if loc[0] == "query" else "<unexpected field>"
+            loc = [*loc[:-1], unexpected]
         # Keys of free-form objects (customer attributes) are client data, not field names.
         loc = [
             "<key>" if i > 0 and (loc[i - 1] in FREE_FORM_FIELDS or nxt == "[key]") else part
             for i, (part, nxt) in enumerate(zip(loc, [*loc[1:], None], strict=True))
         ]
-        details.append({"loc": loc, "message": err.get("msg", ""), "type": err.get("type", "")})
+        message = err.get("msg", "")
+        if err.get("type") == "extra_forbidden" and loc and loc[0] == "body":
+            message = "unexpected field"  # pydantic's wording says "inputs"
+        details.append({"loc": loc, "message": message, "type": err.get("type", "")})
     return details
 
 
@@ -162,48 +168,76 @@ def install_error_handlers(
 
 
 async def reject_unknown_query(request: Request) -> None:
-    """App-wide dependency: a query parameter the route does not declare is a 422, not
-    silently ignored (a misspelt ``risk_bnad=high`` would otherwise return unfiltered
-    results). The parameter's name is client data and is not repeated."""
+    """App-wide dependency: a query parameter the route does not declare, or a parameter
+    given twice that the route does not declare as a list, is a 422, not silently ignored (a
+    misspelt ``risk_bnad=high`` would return unfiltered results; in ``limit=1&limit=2`` the
+    last would win unseen). The names come from the route's own declared parameters, so a
+    parameter a route adds is known here without a list to keep in step.
+
+    Raised as a validation error, so the API-key check of :func:`install_error_handlers`
+    answers first: a caller without a key cannot probe parameter names. An unknown name is
+    client data and is not repeated; a repeated one is the route's own and is named.
+    """
     if not request.query_params:
         return
-    route = request.scope.get("route")
-    known = _query_names(route)
-    if any(name not in known for name in request.query_params):
-        raise ApiError(
-            422,
-            "invalid_request",
-            "the request has a query parameter this route does not take; see details",
-            extra={
-                "details": [
-                    {
-                        "loc": ["query", "<unexpected parameter>"],
-                        "message": "unknown query parameter",
-                        "type": "extra_forbidden",
-                    }
-                ]
-            },
-        )
+    known, multiple = _query_names(request.scope.get("route"))
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():  # a repeated name comes once each time
+        if name not in known:
+            errors.append(
+                {
+                    "loc": ("query", name),
+                    "msg": "unknown query parameter",
+                    "type": "extra_forbidden",
+                }
+            )
+        elif name in seen and name not in multiple:
+            errors.append(
+                {
+                    "loc": ("query", name),
+                    "msg": "query parameter given more than once",
+                    "type": "repeated_parameter",
+                }
+            )
+        seen.add(name)
+    if errors:
+        raise RequestValidationError(errors)
 
 
-_QUERY_NAMES: dict[int, frozenset[str]] = {}
+_QUERY_NAMES: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
 
-def _query_names(route: Any) -> frozenset[str]:
-    """The query parameter names (aliases) a route declares, cached per route."""
+def _query_names(route: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """The query parameter names (aliases) a route declares, and those of them declared as
+    lists (which may be repeated), cached per route."""
     key = id(route)
     names = _QUERY_NAMES.get(key)
     if names is None:
         found: set[str] = set()
+        lists: set[str] = set()
         stack = [getattr(route, "dependant", None)]
         while stack:  # the route's own parameters and those of its dependencies
             dependant = stack.pop()
             if dependant is None:
                 continue
-            found.update(p.alias for p in dependant.query_params)
+            for param in dependant.query_params:
+                found.add(param.alias)
+                if _is_sequence(param.field_info.annotation):
+                    lists.add(param.alias)
             stack.extend(dependant.dependencies)
-        names = _QUERY_NAMES[key] = frozenset(found)
+        names = _QUERY_NAMES[key] = (frozenset(found), frozenset(lists))
     return names
+
+
+def _is_sequence(annotation: Any) -> bool:
+    """Whether a parameter annotation is a list-like type (``list[str] | None`` included)."""
+    origin = get_origin(annotation)
+    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset):
+        return True
+    if origin is not None and origin is not Literal:
+        return any(_is_sequence(arg) for arg in get_args(annotation))
+    return False
 
 
 class CatchAllMiddleware:

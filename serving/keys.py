@@ -1,4 +1,6 @@
-"""``python -m serving.keys create --name crm [--admin] [--file PATH]``: make an API key.
+"""``python -m serving.keys create --name crm [--admin] [--rate R [--burst B]] [--file PATH]``.
+
+Makes an API key; ``--rate`` gives it its own rate limit (requests per second).
 
 The key is printed once, alone on the last line of standard output (so a script can take it
 with ``tail -n 1``); only its sha256 is stored. Creating a key under an existing name replaces
@@ -23,13 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", required=True, help="client name, e.g. crm")
     create.add_argument("--admin", action="store_true", help="add the admin scope")
     create.add_argument(
+        "--rate", type=float, help="this key's rate limit, requests per second (default: server's)"
+    )
+    create.add_argument("--burst", type=int, help="requests the key may send at once (with --rate)")
+    create.add_argument(
         "--file", type=Path, help="key store (default: CHURN_API_KEYS_FILE or var/api_keys.json)"
     )
     args = parser.parse_args(argv)
 
     try:
         path = args.file or get_settings().api_keys_file
-        key = create_key(path, args.name, admin=args.admin)
+        key = create_key(
+            path, args.name, admin=args.admin, rate_per_second=args.rate, burst=args.burst
+        )
     except (ValueError, KeyStoreError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

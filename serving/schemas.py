@@ -66,8 +66,11 @@ SCORED_EXAMPLE: dict[str, Any] = {
 class ScoresRequest(BaseModel):
     """Customers to look up in the latest scored snapshot."""
 
+    # An unknown field is a 422, as in every other request body: a misspelt field would
+    # otherwise be ignored in silence.
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"customer_ids": ["C000123", "C000456"]}]}
+        extra="forbid",
+        json_schema_extra={"examples": [{"customer_ids": ["C000123", "C000456"]}]},
     )
 
     customer_ids: list[CustomerId] = Field(

@@ -194,17 +194,40 @@ def _not_ready(components: Components, what: str) -> ApiError:
     )
 
 
+def _untrusted(components: Components) -> ApiError | None:
+    """The 503 for scores while the champion failed verification (``untrusted_model``).
+
+    The snapshot was scored by a model the server can no longer verify, so its scores are
+    not served until a trusted model is loaded (a reload, or a restart); docs/http-api.md.
+    """
+    if components.model is None and components.problems.get("model") == "untrusted_model":
+        return ApiError(
+            503,
+            "untrusted_model",
+            "the champion model failed verification; scores are withheld until a trusted "
+            "model is loaded; see /readyz",
+            extra={"checks": components.checks()},
+        )
+    return None
+
+
 async def get_snapshot(components: Current) -> Snapshot:
-    """FastAPI dependency: the loaded snapshot, or a 503 JSON error."""
+    """FastAPI dependency: the loaded snapshot, or a 503 JSON error (also while the champion
+    is untrusted)."""
     if components.snapshot is None:
         raise _not_ready(components, "scores are")
+    if (refused := _untrusted(components)) is not None:
+        raise refused
     return components.snapshot
 
 
 async def get_ranking(components: Current) -> Ranking:
-    """FastAPI dependency: the snapshot's at-risk ranking, or a 503 JSON error."""
+    """FastAPI dependency: the snapshot's at-risk ranking, or a 503 JSON error (also while
+    the champion is untrusted)."""
     if components.ranking is None:
         raise _not_ready(components, "scores are")
+    if (refused := _untrusted(components)) is not None:
+        raise refused
     return components.ranking
 
 

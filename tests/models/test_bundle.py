@@ -71,3 +71,15 @@ def test_manifest_with_unsafe_paths_is_refused(tmp_path, bundle, name):
     (tmp_path / "manifest.json").write_bytes(raw)
     with pytest.raises(BundleError):
         read_bundle(tmp_path, expected_manifest_sha256=hashlib.sha256(raw).hexdigest())
+
+
+@pytest.mark.parametrize("extra", ["extra.py", "sub/hook.pth"])
+def test_a_file_the_manifest_does_not_list_is_refused(tmp_path, bundle, extra):
+    digest = write_bundle(tmp_path, bundle)
+    (tmp_path / extra).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / extra).write_text("print('hi')\n")
+    with pytest.raises(BundleError, match="not listed in the manifest") as err:
+        read_bundle(tmp_path, expected_manifest_sha256=digest)
+    assert extra in str(err.value)
+    (tmp_path / extra).unlink()
+    assert read_bundle(tmp_path, expected_manifest_sha256=digest).meta["horizon_days"] == 90

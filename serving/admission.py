@@ -1,0 +1,324 @@
+"""Admission control: shed load fast instead of letting every request wait.
+
+A request to the API takes one of ``max_inflight`` slots before the app works on it. When
+none is free it waits in a queue of at most ``max_queue`` requests, for at most
+``queue_timeout`` seconds; a request that finds the queue full, or waits too long, is
+answered at once with 503 ``overloaded`` and ``Retry-After``. The wait counted includes the
+time the request spent in the event loop's backlog after its head was read (most requests
+are one synchronous stretch of work, so under load they queue there, not for a slot). A client told to come back
+later costs the server microseconds; a client left waiting for seconds holds a connection,
+its buffers and a task, and slows every other request down.
+
+Before that, a request carrying a known API key takes a token from that key's bucket
+(:class:`RateLimits`: ``rate_per_second`` tokens a second, at most ``burst`` saved up); with
+no token left it gets 429 ``rate_limited`` and the seconds until the next token in
+``Retry-After``. Requests without a valid key are not rate limited here: the route answers
+them 401.
+
+Health, readiness and metrics are exempt: a probe must keep telling the truth under load.
+Every refusal is counted in ``/metrics`` (``churn_rejected_requests_total`` by reason,
+``churn_rate_limited_requests_total`` by key name), with the slots and queue as gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.auth import HEADER, ApiKey, KeyStore, KeyStoreError
+from serving.errors import error_body
+
+log = logging.getLogger(__name__)
+
+#: Seconds a client told "overloaded" should wait before trying again.
+OVERLOADED_RETRY_AFTER = 1
+#: Paths that are never queued, refused or rate limited.
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class Counters:
+    """The refusal counters and gauges of one app, in its metrics registry."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.rejected = Counter(
+            "churn_rejected_requests",
+            "requests or connections refused or closed by a limit, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "churn_rate_limited_requests",
+            "requests answered 429 by an API key's rate limit, by key name",
+            ["key"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "churn_requests_inflight", "requests holding an admission slot", registry=registry
+        )
+        self.queued = Gauge(
+            "churn_requests_queued", "requests waiting for an admission slot", registry=registry
+        )
+        self.connections = Gauge(
+            "churn_open_connections", "open HTTP connections", registry=registry
+        )
+
+    def reject(self, reason: str) -> None:
+        """Count one refusal: ``overloaded``, ``queue_timeout``, ``backlog``, ``connections``,
+        ``header_timeout``, ``header_too_large``, ``body_timeout``, ``body_memory``,
+        ``request_timeout`` or ``rate_limited``."""
+        self.rejected.labels(reason).inc()
+
+
+class Slots:
+    """``max_inflight`` slots and a first-come queue of at most ``max_queue`` waiters."""
+
+    def __init__(self, max_inflight: int, max_queue: int, queue_timeout: float) -> None:
+        self.max_inflight = max_inflight
+        self.max_queue = max_queue
+        self.queue_timeout = queue_timeout
+        self.inflight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot now."""
+        return len(self._waiters)
+
+    async def acquire(self, waited: float = 0.0) -> str | None:
+        """Take a slot; ``None`` when taken, else the reason it was not (``overloaded``: the
+        queue is full, ``queue_timeout``: no slot came free in time, ``backlog``: the request
+        already waited ``waited`` seconds, longer than the queue timeout, before getting
+        here).
+
+        The slots count requests *inside* the app, at its await points; requests whose work
+        is one synchronous stretch (a snapshot look-up) queue in the event loop instead,
+        before they reach this point. ``waited`` is that wait (measured by the connection
+        guard from the moment the request head was read), counted against the same timeout.
+        """
+        if waited > self.queue_timeout:
+            return "backlog"
+        if self.inflight < self.max_inflight and not self._waiters:
+            self.inflight += 1
+            return None
+        if len(self._waiters) >= self.max_queue:
+            return "overloaded"
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.queue_timeout - waited):
+                await waiter
+            return None
+        except BaseException as exc:  # the wait ran out, or the request was cancelled
+            granted = waiter.done() and not waiter.cancelled()
+            if not granted:
+                self._remove(waiter)
+            if isinstance(exc, TimeoutError):
+                return None if granted else "queue_timeout"
+            if granted:  # a slot was handed over as the request went away: pass it on
+                self.release()
+            raise
+
+    def _remove(self, waiter: asyncio.Future[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+
+    def release(self) -> None:
+        """Give a slot back: straight to the longest waiter, if any."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on; ``inflight`` is unchanged
+                return
+        self.inflight -= 1
+
+
+@dataclass
+class _Bucket:
+    rate: float
+    burst: float
+    tokens: float
+    stamp: float
+
+
+class RateLimits:
+    """A token bucket per API key name: the key's own limit from the key file, else the
+    default (``default_rate`` per second, 0 for none; ``default_burst``, 0 for twice the
+    rate)."""
+
+    def __init__(self, default_rate: float, default_burst: int) -> None:
+        self.default_rate = default_rate
+        self.default_burst = default_burst
+        self._buckets: dict[str, _Bucket] = {}
+
+    def limit(self, key: ApiKey) -> tuple[float, float]:
+        """``(requests per second, burst)`` of ``key``; a rate of 0 means unlimited."""
+        rate = key.rate_per_second if key.rate_per_second is not None else self.default_rate
+        burst = key.burst if key.rate_per_second is not None else self.default_burst
+        return rate, float(burst or max(1.0, 2 * rate))
+
+    def take(self, key: ApiKey, now: float | None = None) -> float:
+        """Take one token for ``key``: 0 when there was one, else seconds until the next."""
+        rate, burst = self.limit(key)
+        if rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        bucket = self._buckets.get(key.name)
+        if bucket is None or (bucket.rate, bucket.burst) != (rate, burst):  # new or changed
+            bucket = self._buckets[key.name] = _Bucket(rate, burst, burst, now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.stamp) * rate)
+        bucket.stamp = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / rate
+
+
+def error_response_bytes(status: int, code: str, message: str) -> bytes:
+    """The JSON error body of the API, as bytes (shared with :mod:`serving.connections`)."""
+    return json.dumps(error_body(code, message), separators=(",", ":")).encode()
+
+
+async def send_error(
+    send: Send, status: int, code: str, message: str, *, retry_after: int | None = None
+) -> None:
+    """Answer with the API's JSON error without touching the request body."""
+    body = error_response_bytes(status, code, message)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if retry_after is not None:
+        headers.append((b"retry-after", b"%d" % retry_after))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestTracker:
+    """What :class:`AdmissionMiddleware` tells the connection layer: a request of the
+    connection from ``client`` started or finished (:class:`serving.connections.ConnectionGuard`
+    implements it; the default does nothing)."""
+
+    def request_started(self, client: tuple[str, int] | None) -> float:
+        """A request's head was read and handed to the app; returns the seconds it waited
+        between the head being read and the app starting on it (0 when unknown)."""
+        return 0.0
+
+    def request_finished(self, client: tuple[str, int] | None) -> None:
+        """The app finished the request."""
+
+
+class AdmissionMiddleware:
+    """Rate limits, admission slots and the total time limit of every API request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        slots: Slots,
+        rate_limits: RateLimits,
+        key_store: KeyStore,
+        counters: Counters,
+        request_timeout: float,
+        tracker: Callable[[], RequestTracker],
+    ) -> None:
+        self.app = app
+        self.slots = slots
+        self.rate_limits = rate_limits
+        self.key_store = key_store
+        self.counters = counters
+        self.request_timeout = request_timeout
+        # Looked up per request: the server installs its connection guard after the app
+        # (and this middleware) is built.
+        self.tracker = tracker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tracker = self.tracker()
+        client = scope.get("client")
+        waited = tracker.request_started(client)
+        try:
+            if scope["path"] in EXEMPT_PATHS:
+                await self.app(scope, receive, send)
+                return
+            wait = self._rate_limited(scope)
+            if wait:
+                await send_error(
+                    send,
+                    429,
+                    "rate_limited",
+                    "this API key sent more requests than its rate limit; retry later",
+                    retry_after=max(1, math.ceil(wait)),
+                )
+                return
+            refused = await self.slots.acquire(waited)
+            if refused is not None:
+                self.counters.reject(refused)
+                await send_error(
+                    send,
+                    503,
+                    "overloaded",
+                    "the server is at capacity; retry later",
+                    retry_after=OVERLOADED_RETRY_AFTER,
+                )
+                return
+            try:
+                await self._run(scope, receive, send)
+            finally:
+                self.slots.release()
+        finally:
+            tracker.request_finished(client)
+
+    def _rate_limited(self, scope: Scope) -> float:
+        presented = Headers(scope=scope).get(HEADER)
+        if not presented:
+            return 0.0
+        try:
+            key = self.key_store.check(presented)
+        except KeyStoreError:
+            return 0.0  # the route answers 503 auth_unavailable
+        if key is None:
+            return 0.0
+        wait = self.rate_limits.take(key)
+        if wait:
+            self.counters.reject("rate_limited")
+            self.counters.rate_limited.labels(key.name).inc()
+        return wait
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        deadline = asyncio.timeout(self.request_timeout)
+        try:
+            async with deadline:
+                await self.app(scope, receive, send_tracking)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the app's own TimeoutError, not this limit
+            self.counters.reject("request_timeout")
+            route = getattr(scope.get("route"), "path", "-")
+            log.warning("request to %s passed %.1f s; answered 503", route, self.request_timeout)
+            if started:
+                raise  # half a response is out: only closing the connection is honest
+            await send_error(
+                send,
+                503,
+                "timeout",
+                "the request took too long; retry later",
+                retry_after=OVERLOADED_RETRY_AFTER,
+            )

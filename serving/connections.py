@@ -1,0 +1,265 @@
+"""Connection limits below the app: how many connections, how long and how big a request head.
+
+Uvicorn has no cap on open connections (its ``limit_concurrency`` answers a plain-text 503
+*after* reading a request head, and keeps the connection), no time limit on sending a request
+head (its keep-alive timer runs only between requests, and stops at the first byte of the
+next one), and with httptools no limit on a head's size. A client could so hold a connection,
+and memory, forever by sending half a request.
+
+:class:`ConnectionGuard` closes those gaps without touching uvicorn's protocol: it is the
+``http`` protocol factory handed to ``uvicorn.Config`` (a public option), and each
+connection it makes is a :class:`GuardedConnection` that *wraps* an ordinary uvicorn protocol
+object, passing every ``asyncio.Protocol`` call through to it, and in front of it
+
+- refuses a connection past ``max_connections`` with 503 ``overloaded`` (JSON, ``Retry-After``)
+  and closes it before reading anything;
+- closes a connection whose request head is not complete ``header_timeout`` seconds after the
+  connection opened or the previous response ended (408 ``request_timeout`` when part of a
+  head had arrived; silently when nothing had);
+- answers 431 ``header_too_large`` and closes when a head passes ``max_header_bytes`` before
+  its end, so a 32 MiB header is never read whole, and no body behind it at all.
+
+The app tells the guard when a request starts and ends (:mod:`serving.admission` calls
+:meth:`ConnectionGuard.request_started` and :meth:`ConnectionGuard.request_finished` with the
+ASGI ``client`` address); the body and total-time limits are ASGI-level
+(:mod:`serving.body_limit`, :mod:`serving.admission`). Malformed HTTP (a bad request line, bad
+bytes in the target, two ``Content-Length`` headers) is refused by uvicorn's parser itself,
+with a plain-text 400 and a closed connection (docs/http-api.md, "Limits").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from serving.admission import Counters, RequestTracker, error_response_bytes
+from serving.config import Settings
+
+HEAD_END = b"\r\n\r\n"
+#: After the guard's own error answer: how long to wait before closing, and how many bytes
+#: of input to read and discard meanwhile (as a web server's "lingering close").
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1024 * 1024
+_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Unavailable"}
+
+
+def raw_error(status: int, code: str, message: str, *, retry_after: int | None = None) -> bytes:
+    """A complete HTTP/1.1 error response with the API's JSON body, closing the connection."""
+    body = error_response_bytes(status, code, message)
+    head = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
+    if retry_after is not None:
+        head.append(f"retry-after: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def default_protocol() -> type[asyncio.Protocol]:
+    """Uvicorn's HTTP/1.1 protocol as ``http="auto"`` picks it: httptools when installed."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        return HttpToolsProtocol
+    except ImportError:  # pragma: no cover - httptools is a dependency of the project
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        return H11Protocol
+
+
+Peer = tuple[str, int]
+
+
+class ConnectionGuard(RequestTracker):
+    """The open connections of one server and their limits; a uvicorn ``http`` factory."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        max_header_bytes: int,
+        header_timeout: float,
+        counters: Counters | None = None,
+        inner: type[asyncio.Protocol] | None = None,
+    ) -> None:
+        self.max_connections = max_connections
+        self.max_header_bytes = max_header_bytes
+        self.header_timeout = header_timeout
+        self.counters = counters
+        self.inner = inner or default_protocol()
+        self.open: dict[Peer, GuardedConnection] = {}
+
+    def __call__(self, **kwargs: Any) -> asyncio.Protocol:
+        """A new connection: uvicorn calls the factory with its protocol's arguments."""
+        return GuardedConnection(self, self.inner(**kwargs))
+
+    def reject(self, reason: str) -> None:
+        """Count a refused or closed connection."""
+        if self.counters is not None:
+            self.counters.reject(reason)
+
+    def _gauge(self) -> None:
+        if self.counters is not None:
+            self.counters.connections.set(len(self.open))
+
+    def request_started(self, client: Peer | None) -> float:
+        """The app got a request of ``client``'s connection: its head is complete. Returns
+        the seconds since the head's end was read (the wait in the event loop's backlog)."""
+        connection = self.open.get((client[0], client[1])) if client else None
+        if connection is None:
+            return 0.0
+        connection.head_done()
+        return asyncio.get_running_loop().time() - connection.head_at
+
+    def request_finished(self, client: Peer | None) -> None:
+        """The app answered: the next request's head must come within the time limit."""
+        connection = self.open.get((client[0], client[1])) if client else None
+        if connection is not None:
+            connection.await_head()
+
+
+class GuardedConnection(asyncio.Protocol):
+    """One connection: the limits of :class:`ConnectionGuard` around uvicorn's protocol."""
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self.guard = guard
+        self.inner = inner
+        self.transport: asyncio.Transport | None = None
+        self.peer: Peer | None = None
+        self.inner_open = False  # the inner protocol got ``connection_made``
+        self.answered = False  # the guard answered and closes: input is discarded
+        self.discarded = 0
+        self.awaiting = True  # reading a request head
+        self.head_bytes = 0
+        self.head_at = 0.0  # loop time the last request head's end was read
+        self.tail = b""  # last bytes seen, for a head end split across reads
+        self.timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio.Transport, but have its methods.
+        self.transport = transport  # type: ignore[assignment]
+        guard = self.guard
+        if len(guard.open) >= guard.max_connections:
+            guard.reject("connections")
+            self._answer(
+                raw_error(
+                    503, "overloaded", "too many open connections; retry later", retry_after=1
+                )
+            )
+            return
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = (str(peer[0]), int(peer[1]))
+            guard.open[self.peer] = self
+            guard._gauge()
+        self.inner_open = True
+        self.inner.connection_made(transport)
+        self.await_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered:
+            self.discarded += len(data)
+            if self.discarded > LINGER_BYTES and self.transport is not None:
+                # Stop reading; the client still has the rest of the linger to read the answer.
+                self.transport.pause_reading()
+            return
+        if self.awaiting:
+            seen = self.tail + data
+            end = seen.find(HEAD_END)
+            size = self.head_bytes + (
+                len(data) if end < 0 else end + len(HEAD_END) - len(self.tail)
+            )
+            if size > self.guard.max_header_bytes:
+                self.guard.reject("header_too_large")
+                self._answer(raw_error(431, "header_too_large", "the request head is too large"))
+                return
+            if end < 0:
+                self.head_bytes, self.tail = size, seen[-(len(HEAD_END) - 1) :]
+            else:
+                self.head_done()
+                self.head_at = asyncio.get_running_loop().time()
+        self.inner.data_received(data)  # type: ignore[attr-defined]
+
+    def eof_received(self) -> bool | None:
+        if self.answered or not self.inner_open:
+            return None  # close
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        if self.peer is not None and self.guard.open.get(self.peer) is self:
+            del self.guard.open[self.peer]
+            self.guard._gauge()
+        if self.inner_open:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.inner_open:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner_open:
+            self.inner.resume_writing()
+
+    # -- the head's limits -----------------------------------------------------------------
+    def await_head(self) -> None:
+        """Start reading a new request head, with its time limit."""
+        if self.answered:
+            return
+        self.awaiting, self.head_bytes, self.tail = True, 0, b""
+        self._cancel()
+        loop = asyncio.get_running_loop()
+        # A pipelined request already read counts its wait from here, not from its arrival
+        # behind the request just answered.
+        self.head_at = loop.time()
+        self.timer = loop.call_later(self.guard.header_timeout, self._head_timed_out)
+
+    def head_done(self) -> None:
+        """The head is complete: its limits no longer apply."""
+        self.awaiting = False
+        self._cancel()
+
+    def _head_timed_out(self) -> None:
+        self.timer = None
+        if self.head_bytes or self.tail:
+            self.guard.reject("header_timeout")
+            self._answer(raw_error(408, "request_timeout", "the request head came too slowly"))
+        elif self.transport is not None:  # an idle connection: just close it
+            self.guard.reject("idle_timeout")
+            self.transport.close()
+
+    def _answer(self, response: bytes) -> None:
+        """Send the guard's own error and close: the write side at once, the connection
+        :data:`LINGER_SECONDS` later; meanwhile up to :data:`LINGER_BYTES` of input are read
+        and discarded, then reading stops.
+
+        Closing at once, with the client's input still arriving, would make the kernel
+        reset the connection, and a reset can destroy the answer before the client reads it.
+        """
+        self._cancel()
+        self.awaiting, self.answered = False, True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(response)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.timer = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+
+    def _cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def guard_for(settings: Settings, counters: Counters | None) -> ConnectionGuard:
+    """The guard of ``python -m serving`` for ``settings``."""
+    return ConnectionGuard(
+        max_connections=settings.max_connections,
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout_seconds,
+        counters=counters,
+    )
