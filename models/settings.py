@@ -149,6 +149,13 @@ class TrainSettings(CommonSettings):
     dask_partitions: int = Field(0, ge=0)
     #: Where the Dask engine stages validated, co-partitioned tables and scored parts.
     dask_work_dir: Path = Path("var/dask")
+    # -- risk bands (models/distribution.py, docs/http-api.md "Relative risk") ---------------
+    #: ``distribution``: bands from the scored customers' churn probabilities (the top
+    #: ``risk_high_share`` high, the next ``risk_medium_share`` medium); ``fixed``: the
+    #: ``risk_medium`` / ``risk_high`` probability thresholds.
+    risk_band_mode: Literal["distribution", "fixed"] = "distribution"
+    risk_high_share: float = Field(0.10, gt=0, lt=1)
+    risk_medium_share: float = Field(0.20, ge=0, lt=1)
 
 
 class ServeSettings(CommonSettings):

@@ -3,11 +3,13 @@
 The ranking is built once per snapshot (when it is loaded), as columns in rank order, so a
 page is a few vectorised comparisons and a slice: no sorting on the request path.
 Value at risk is ``churn_probability * clv`` (docs/http-api.md); customers without a CLV
-(no purchase history) have no value at risk and rank last, by churn probability.
+(no purchase history) have no value at risk and rank last, by churn probability. The
+``status`` filter (docs/status.md) keeps lapsed customers off the worklist by default.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +34,7 @@ class Ranking:
     clv: np.ndarray  # float64, NaN when unknown
     risk_band: np.ndarray  # object: low / medium / high
     segment: np.ndarray  # object: segment or None
+    status: np.ndarray  # object: active / at_risk / lapsed
     encoded: tuple[bytes, ...]
     has_segments: bool
 
@@ -50,12 +53,14 @@ class Ranking:
         clv = np.array([np.nan if r["clv"] is None else r["clv"] for r in rows], float)
         band = np.array([r["risk_band"] for r in rows], dtype=object)
         seg = np.array([snapshot.segments.get(cid) for cid in ids], dtype=object)
+        status = np.array([r["status"] for r in rows], dtype=object)
         return cls(
             ids=ids[order],
             value_at_risk=var[order],
             clv=clv[order],
             risk_band=band[order],
             segment=seg[order],
+            status=status[order],
             encoded=tuple(snapshot.encoded[cid] for cid in ids[order]),
             has_segments=bool(snapshot.segments),
         )
@@ -68,8 +73,10 @@ class Ranking:
         segment: str | None = None,
         min_clv: float | None = None,
         risk_band: str | None = None,
+        statuses: Collection[str] | None = None,
     ) -> Page:
-        """Customers ``offset`` to ``offset + limit`` of those matching every filter given."""
+        """Customers ``offset`` to ``offset + limit`` of those matching every filter given
+        (``statuses``: any of these customer statuses)."""
         mask = np.ones(len(self.ids), dtype=bool)
         if segment is not None:
             mask &= self.segment == segment
@@ -77,6 +84,8 @@ class Ranking:
             mask &= self.clv >= min_clv  # NaN compares False: no CLV, no match
         if risk_band is not None:
             mask &= self.risk_band == risk_band
+        if statuses is not None:
+            mask &= np.isin(self.status, list(statuses))
         positions = np.flatnonzero(mask)
         chosen = positions[offset : offset + limit]
         return Page(total=len(positions), encoded=[self.encoded[i] for i in chosen])

@@ -3,7 +3,9 @@
 Two files in the scores folder:
 
 - ``snapshot.json``: ``model_version``, ``as_of``, ``created_at``, ``rows``, ``horizon_days``
-  and ``sha256``, the digest of the Parquet file's bytes;
+  and ``sha256``, the digest of the Parquet file's bytes; optionally ``risk_bands`` (mode,
+  thresholds and counts, shown in ``/v1/model``) and ``reference`` (the scored customers'
+  distribution ``/v1/predict`` places customers against, models/distribution.py);
 - ``snapshot.parquet``: one row per customer with the fields of a scored customer
   (:data:`models.contract.SCORE_FIELDS`, docs/http-api.md); ``top_reasons`` is a JSON array
   in a string column. An optional string column ``segment`` (a CRM segment) is read for the
@@ -33,12 +35,15 @@ import pyarrow.parquet as pq
 
 from models import contract
 from models.contract import SCORE_FIELDS, SEGMENT_FIELD, SNAPSHOT_FILE, SNAPSHOT_META_FILE
+from models.distribution import Reference
 
 log = logging.getLogger(__name__)
 
 # As sets, for the membership tests of every row.
 _RISK_BANDS = frozenset(contract.RISK_BANDS)
 _REASON_KEYS = frozenset(contract.REASON_KEYS)
+_STATUSES = frozenset(contract.CUSTOMER_STATUSES)
+_DIRECTIONS = frozenset(contract.REASON_DIRECTIONS)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -61,6 +66,8 @@ class Snapshot:
     encoded : customer id -> the same, already encoded as compact JSON.
     segments : customer id -> segment, from the optional ``segment`` column (empty without it);
         used by the ``segment`` filter of ``/v1/at-risk``, not part of a scored customer.
+    risk_bands : ``snapshot.json``'s ``risk_bands`` (mode, thresholds, counts), if any.
+    reference : the scored customers' distribution (``/v1/predict`` percentiles), if any.
     """
 
     model_version: str
@@ -71,6 +78,8 @@ class Snapshot:
     scores: Mapping[str, dict[str, Any]]
     encoded: Mapping[str, bytes]
     segments: Mapping[str, str | None] = field(default_factory=dict)
+    risk_bands: Mapping[str, Any] | None = None
+    reference: Reference | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -107,7 +116,39 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise SnapshotError(f"{path}: 'sha256' is not a hex sha256 digest")
     if not isinstance(meta["rows"], int) or not isinstance(meta["horizon_days"], int):
         raise SnapshotError(f"{path}: 'rows' and 'horizon_days' must be integers")
+    bands = meta.get(contract.SNAPSHOT_BANDS_KEY)
+    if bands is not None and not _valid_bands(bands, meta["rows"]):
+        raise SnapshotError(
+            f"{path}: 'risk_bands' needs a mode, thresholds {{medium, high}} in [0, 1] and "
+            f"counts per band adding up to 'rows'; re-run 'make score'"
+        )
     return meta
+
+
+def _valid_bands(bands: Any, rows: int) -> bool:
+    """Whether ``risk_bands`` of ``snapshot.json`` is well formed."""
+    if not isinstance(bands, dict) or bands.get("mode") not in ("distribution", "fixed"):
+        return False
+    thresholds, counts = bands.get("thresholds"), bands.get("counts")
+    if not isinstance(thresholds, dict) or not isinstance(counts, dict):
+        return False
+    if thresholds.keys() != {"medium", "high"} or counts.keys() != set(contract.RISK_BANDS):
+        return False
+    if not all(isinstance(t, int | float) and 0 <= t <= 1 for t in thresholds.values()):
+        return False
+    return (
+        all(isinstance(c, int) and c >= 0 for c in counts.values()) and sum(counts.values()) == rows
+    )
+
+
+def _reference(meta: dict[str, Any], path: Path) -> Reference | None:
+    data = meta.get(contract.SNAPSHOT_REFERENCE_KEY)
+    if data is None:
+        return None
+    try:
+        return Reference.from_dict(data)
+    except ValueError as exc:
+        raise SnapshotError(f"{path}: 'reference': {exc}; re-run 'make score'") from exc
 
 
 def _optional_float(value: Any, field: str) -> float | None:
@@ -122,10 +163,18 @@ def _optional_float(value: Any, field: str) -> float | None:
 def _reasons(text: Any) -> list[dict[str, Any]]:
     reasons = text if isinstance(text, list) else json.loads(text)
     if not isinstance(reasons, list) or not all(
-        isinstance(r, dict) and r.keys() == _REASON_KEYS for r in reasons
+        isinstance(r, dict)
+        and r.keys() == _REASON_KEYS
+        and r["direction"] in _DIRECTIONS
+        and isinstance(r["text"], str)
+        and isinstance(r["share"], int | float)
+        and 0 <= r["share"] <= 1
+        for r in reasons
     ):
         raise ValueError(
-            "top_reasons is not a JSON array of {feature, description, value, contribution}"
+            "top_reasons is not a JSON array of {"
+            + ", ".join(contract.REASON_KEYS)
+            + "} with a direction raises/lowers and a share in [0, 1]"
         )
     return reasons
 
@@ -140,10 +189,18 @@ def scored_row(values: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("churn_probability is missing or outside [0, 1]")
     if band not in _RISK_BANDS:
         raise ValueError(f"risk_band is not one of {list(contract.RISK_BANDS)}")
+    status = values["status"]
+    if status not in _STATUSES:
+        raise ValueError(f"status is not one of {list(contract.CUSTOMER_STATUSES)}")
+    pct = _optional_float(values["churn_percentile"], "churn_percentile")
+    if pct is not None and not 0.0 <= pct <= 100.0:
+        raise ValueError("churn_percentile is outside [0, 100]")
     row: dict[str, Any] = {
         "customer_id": customer_id,
         "as_of": str(values["as_of"]),
+        "status": status,
         "churn_probability": float(prob),
+        "churn_percentile": None if pct is None else round(pct, 1),
         "risk_band": band,
     }
     for name in contract.OPTIONAL_SCORE_FIELDS:
@@ -201,6 +258,7 @@ def load_snapshot(scores_dir: Path) -> Snapshot:
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowException, ValueError, KeyError) as exc:
         raise SnapshotError(f"{path}: not a readable snapshot ({exc})") from exc
+    reference = _reference(meta, path)
     scores = _parse_rows(table, meta, path)
     encoded = {cid: _json(row) for cid, row in scores.items()}
     segments: dict[str, str | None] = {}
@@ -223,4 +281,6 @@ def load_snapshot(scores_dir: Path) -> Snapshot:
         scores=scores,
         encoded=encoded,
         segments=segments,
+        risk_bands=meta.get(contract.SNAPSHOT_BANDS_KEY),
+        reference=reference,
     )

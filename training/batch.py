@@ -20,8 +20,16 @@ import pandas as pd
 from features.build import build_features
 from features.time import as_utc
 from models.bundle import sha256_file
-from models.contract import SEGMENT_FIELD, SNAPSHOT_FILE, SNAPSHOT_META_FILE
-from models.scoring import score_frame
+from models.contract import (
+    RISK_BANDS,
+    SEGMENT_FIELD,
+    SNAPSHOT_BANDS_KEY,
+    SNAPSHOT_FILE,
+    SNAPSHOT_META_FILE,
+    SNAPSHOT_REFERENCE_KEY,
+)
+from models.distribution import BandRule, Reference
+from models.scoring import score_population
 from training import tracking
 from training.config import TrainSettings
 from training.frames import data_end
@@ -75,7 +83,30 @@ def snapshot_rows(
     out["model_version"] = version
     out[SEGMENT_FIELD] = segments(customers, segment_column, out["customer_id"])
     out["risk_band"] = out["risk_band"].astype("str")
+    out["status"] = out["status"].astype("str")
     return out
+
+
+def band_rule(settings: TrainSettings) -> BandRule:
+    """The risk-band rule of the settings (``risk_band_mode`` and shares)."""
+    return BandRule(
+        mode=settings.risk_band_mode,
+        high_share=settings.risk_high_share,
+        medium_share=settings.risk_medium_share,
+    )
+
+
+def reference_meta(reference: Reference, rule: BandRule, counts: dict[str, int]) -> dict:
+    """The ``snapshot.json`` keys of the risk bands (mode, shares, thresholds, counts per
+    band) and of the reference distribution ``/v1/predict`` places customers against."""
+    bands = {
+        "mode": rule.mode,
+        "high_share": rule.high_share,
+        "medium_share": rule.medium_share,
+        "thresholds": dict(reference.thresholds),
+        "counts": {band: int(counts.get(band, 0)) for band in RISK_BANDS},
+    }
+    return {SNAPSHOT_BANDS_KEY: bands, SNAPSHOT_REFERENCE_KEY: reference.to_dict()}
 
 
 def publish_snapshot(
@@ -85,6 +116,7 @@ def publish_snapshot(
     as_of: pd.Timestamp,
     version: str,
     horizon_days: int,
+    extra: dict | None = None,
 ) -> Path:
     """Write the snapshot with ``write(tmp_path)`` (returns the rows written), then its meta (sha256 of the bytes), and
     rename both into place, so a reader never sees half a snapshot."""
@@ -99,6 +131,7 @@ def publish_snapshot(
         "rows": rows,
         "sha256": sha256_file(tmp),
         "horizon_days": horizon_days,
+        **(extra or {}),
     }
     tmp_meta = directory / f".{SNAPSHOT_META_FILE}.tmp"
     tmp_meta.write_text(json.dumps(meta, indent=2))
@@ -114,7 +147,10 @@ def score(settings: TrainSettings) -> ScoreResult:
     loaded, _ = load_inputs(settings)
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
     frame = build_features(loaded.tables, as_of=as_of)
-    scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
+    rule = band_rule(settings)
+    scores, reference = score_population(
+        bundle, frame, rule=rule, horizon_days=settings.horizon_days
+    )
     out = snapshot_rows(
         scores,
         as_of=as_of,
@@ -127,12 +163,13 @@ def score(settings: TrainSettings) -> ScoreResult:
         out.to_parquet(tmp, index=False)
         return len(out)
 
+    bands = {str(k): int(v) for k, v in out["risk_band"].value_counts().items()}
     path = publish_snapshot(
         write,
         settings.scores_dir,
         as_of=as_of,
         version=version,
         horizon_days=settings.horizon_days,
+        extra=reference_meta(reference, rule, bands),
     )
-    bands = {str(k): int(v) for k, v in out["risk_band"].value_counts().items()}
     return ScoreResult(path, len(out), as_of, version, bands)

@@ -20,6 +20,9 @@ from serving.schemas import (
 )
 from serving.state import LoadedRanking, LoadedSnapshot
 
+#: Statuses ``/v1/at-risk`` lists without a ``status`` filter: lapsed customers are left out.
+WORKLIST_STATUSES = ("active", "at_risk")
+
 COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or wrong API key"},
     422: {"model": ValidationErrorResponse, "description": "parameters do not match the schema"},
@@ -93,19 +96,34 @@ def build_router(settings: Settings) -> APIRouter:
         risk_band: Annotated[
             Literal["low", "medium", "high"] | None, Query(description="only this risk band")
         ] = None,
+        status: Annotated[
+            Literal["active", "at_risk", "lapsed", "all"] | None,
+            Query(
+                description="only this customer status (docs/status.md); 'all' for every "
+                "status; default: active and at_risk (lapsed customers left out)"
+            ),
+        ] = None,
     ) -> Response:
         """Customers of the latest snapshot, highest value at risk (``churn_probability *
         clv``) first; customers without a CLV come last, by churn probability. ``total`` is
         the number matching the filters across all pages. ``segment`` needs a snapshot with
-        a ``segment`` column (409 ``segment_unavailable`` otherwise)."""
+        a ``segment`` column (409 ``segment_unavailable`` otherwise). Lapsed customers (no
+        activity for far longer than usual, docs/status.md) are left out unless ``status``
+        asks for them (``status=lapsed`` or ``status=all``)."""
         if segment is not None and not ranking.has_segments:
             raise ApiError(
                 409,
                 "segment_unavailable",
                 "the scored snapshot has no segment column; filter by risk_band or min_clv",
             )
+        statuses = WORKLIST_STATUSES if status is None else None if status == "all" else (status,)
         page = ranking.page(
-            limit=limit, offset=offset, segment=segment, min_clv=min_clv, risk_band=risk_band
+            limit=limit,
+            offset=offset,
+            segment=segment,
+            min_clv=min_clv,
+            risk_band=risk_band,
+            statuses=statuses,
         )
         return Response(
             page_json(page, limit=limit, offset=offset, snapshot=snapshot),
