@@ -94,8 +94,9 @@ def band_thresholds(prob: np.ndarray, rule: BandRule) -> dict[str, float]:
     if len(p) == 0:
         return {"medium": 1.0, "high": 1.0}
     n = len(p)
-    high = p[max(math.ceil(rule.high_share * n), 1) - 1]
-    medium = p[max(math.ceil((rule.high_share + rule.medium_share) * n), 1) - 1]
+    # rounded first: 0.1 + 0.2 is 0.30000000000000004, and 100 customers must give 30
+    high = p[max(math.ceil(round(rule.high_share * n, 9)), 1) - 1]
+    medium = p[max(math.ceil(round((rule.high_share + rule.medium_share) * n, 9)), 1) - 1]
     return {"medium": float(medium), "high": float(high)}
 
 

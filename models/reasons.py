@@ -54,13 +54,29 @@ def base_offset(churn: ChurnModel, base_rate: float) -> float:
     if base_rate in cache_:
         return cache_[base_rate]
     average = churn.trees_expected_value() + churn.prior_expected_logit()
-    raw = 1.0 / (1.0 + np.exp(-_RAW_GRID))
-    calibrated = raw if churn.calibrator_ is None else churn.calibrator_.transform(raw)
+
+    def calibrated(z: np.ndarray) -> np.ndarray:
+        raw = 1.0 / (1.0 + np.exp(-z))
+        return raw if churn.calibrator_ is None else churn.calibrator_.transform(raw)
+
     # The largest raw score still at or below the base rate: any customer whose calibrated
     # probability is above the base rate has a raw score above it (the calibrator is
-    # monotone), so their attributions add up to more than zero.
-    below = np.flatnonzero(calibrated <= base_rate)
-    at = _RAW_GRID[below[-1]] if len(below) else _RAW_GRID[0]
+    # monotone), so their attributions add up to more than zero. Found on a grid, then by
+    # bisection to float precision.
+    below = np.flatnonzero(calibrated(_RAW_GRID) <= base_rate)
+    if len(below) == 0:
+        at = float(_RAW_GRID[0])
+    elif below[-1] == len(_RAW_GRID) - 1:
+        at = float(_RAW_GRID[-1])
+    else:
+        lo, hi = float(_RAW_GRID[below[-1]]), float(_RAW_GRID[below[-1] + 1])
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if calibrated(np.array([mid]))[0] <= base_rate:
+                lo = mid
+            else:
+                hi = mid
+        at = lo
     offset = float(average - at)
     if len(cache_) > 16:
         cache_.clear()
