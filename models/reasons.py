@@ -206,8 +206,9 @@ def explain(
             value = row.get(name)
             grid = feature_grids.get(name)
             pct = None
-            if grid is not None and _known(value) and not isinstance(value, str):
-                pct = _round(float(percentile(np.array([float(value)]), grid)[0]), 1)
+            number = value if isinstance(value, int | float | np.integer | np.floating) else None
+            if grid is not None and number is not None and _known(number):
+                pct = _round(float(percentile(np.array([float(number)]), grid)[0]), 1)
             reasons.append(
                 {
                     "code": codes[c],

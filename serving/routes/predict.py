@@ -53,8 +53,11 @@ def build_router(settings: Settings) -> APIRouter:
     )
     # mypy cannot read a model built at run time as a type; it is a schemas.PredictRequest
     async def post_predict(
-        body: PredictRequest, client: Client, model: ServedModel, current: Current
-    ) -> Response:  # type: ignore[valid-type]
+        body: PredictRequest,  # type: ignore[valid-type]
+        client: Client,
+        model: ServedModel,
+        current: Current,
+    ) -> Response:
         """Each customer's posted history (the input tables' columns, docs/data-contract.md)
         is validated, turned into features at its ``as_of`` (default: now) and scored with
         the served model, by the same code as training and batch scoring. Rows the

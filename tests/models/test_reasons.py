@@ -32,7 +32,6 @@ from models.distribution import (
 )
 from models.scoring import score_population
 
-
 FIXED = {"medium": 0.3, "high": 0.6}
 
 
