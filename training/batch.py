@@ -116,7 +116,7 @@ def publish_snapshot(
     as_of: pd.Timestamp,
     version: str,
     horizon_days: int,
-    extra: dict | None = None,
+    extra: dict | Callable[[], dict] | None = None,
 ) -> Path:
     """Write the snapshot with ``write(tmp_path)`` (returns the rows written), then its meta (sha256 of the bytes), and
     rename both into place, so a reader never sees half a snapshot."""
@@ -131,7 +131,8 @@ def publish_snapshot(
         "rows": rows,
         "sha256": sha256_file(tmp),
         "horizon_days": horizon_days,
-        **(extra or {}),
+        # after ``write``: a caller counting rows per band while writing passes a callable
+        **((extra() if callable(extra) else extra) or {}),
     }
     tmp_meta = directory / f".{SNAPSHOT_META_FILE}.tmp"
     tmp_meta.write_text(json.dumps(meta, indent=2))

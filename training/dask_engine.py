@@ -56,8 +56,14 @@ from features.validation import (
 from models.churn import ChurnModel
 from models.clv import summary_counts
 from models.clv_evaluation import calibration_holdout
-from models.scoring import score_frame
-from training.batch import ScoreResult, publish_snapshot, snapshot_rows
+from models.scoring import score_frame, score_population
+from training.batch import (
+    ScoreResult,
+    band_rule,
+    publish_snapshot,
+    reference_meta,
+    snapshot_rows,
+)
 from training.clv_fit import CLVFit, fit_clv_with_fallback
 from training.config import TrainSettings
 from training.frames import (
@@ -519,9 +525,9 @@ def fit_churn_distributed(
 # -- 4. score -------------------------------------------------------------------------------
 
 
-def _scored(tables: Tables, *, as_of, bundle, version, settings) -> pd.DataFrame:
+def _scored(tables: Tables, *, as_of, bundle, version, settings, reference) -> pd.DataFrame:
     frame = build_features(tables, as_of=as_of)
-    scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
+    scores = score_frame(bundle, frame, horizon_days=settings.horizon_days, reference=reference)
     return snapshot_rows(
         scores,
         as_of=as_of,
@@ -541,7 +547,22 @@ def score_distributed(
 
     parts_dir = Path(settings.dask_work_dir) / "scores"
     shutil.rmtree(parts_dir, ignore_errors=True)
-    kwargs = {"as_of": as_of, "bundle": bundle, "version": version, "settings": settings}
+    # Percentiles and bands need one reference for all partitions: the first partition's
+    # customers (about 100,000 by default; docs/http-api.md, "Relative risk").
+    rule = band_rule(settings)
+    _, reference = score_population(
+        bundle,
+        build_features(staged.tables(0), as_of=as_of),
+        rule=rule,
+        horizon_days=settings.horizon_days,
+    )
+    kwargs = {
+        "as_of": as_of,
+        "bundle": bundle,
+        "version": version,
+        "settings": settings,
+        "reference": reference,
+    }
     first = _scored(staged.tables(0), **kwargs)  # the schema: text columns stay text
     scored = _partition_map(staged, _scored, meta=first.iloc[:0], **kwargs)
     schema = pa.Schema.from_pandas(first, preserve_index=False)
@@ -562,6 +583,11 @@ def score_distributed(
         return rows
 
     path = publish_snapshot(
-        write, settings.scores_dir, as_of=as_of, version=version, horizon_days=settings.horizon_days
+        write,
+        settings.scores_dir,
+        as_of=as_of,
+        version=version,
+        horizon_days=settings.horizon_days,
+        extra=lambda: reference_meta(reference, rule, bands),
     )
     return ScoreResult(path, rows, as_of, version, bands)
