@@ -545,7 +545,8 @@ def _covariance_or_warn(
     if cov is None:
         log.warning("%s: no parameter covariance (%s); CLV intervals without it", model, why)
         return None
-    return cov.tolist()
+    covariance: list[list[float]] = cov.tolist()
+    return covariance
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -894,7 +895,7 @@ class CLVModel:
                 out["residual_clv"] = np.where(np.isfinite(residual), residual, np.nan)
         # object, not pandas' str dtype: building that from a million Nones costs a quarter
         # of a second per 300,000 rows
-        out["p_alive_note"] = pd.Series(note, index=summary.index, dtype=object)
+        out["p_alive_note"] = np.asarray(note, dtype=object)
         return pd.DataFrame(out, index=summary.index)
 
     def to_dict(self) -> dict[str, Any]:
@@ -1235,8 +1236,8 @@ def residual_purchases(
         scaled = rate[rows, None, None] * discount_per_unit
         inner = u[None, :, None] / (scaled + p[None, None, :] * u[None, :, None])
         per_pair[rows] = np.einsum("cij,i,j->c", inner, wu, wp)
-    out = per_pair[codes]
-    return post.p_alive * out
+    out: np.ndarray = post.p_alive * per_pair[codes]
+    return out
 
 
 #: Gamma shapes from this one on take the Wilson-Hilferty cube-root quantile (error well under

@@ -17,6 +17,8 @@ import the names below, so a rename is one edit and cannot leave the two halves 
 
 from __future__ import annotations
 
+from features.status import STATUSES
+
 # -- registry ------------------------------------------------------------------------------
 
 #: Registry tag holding the sha256 of a version's ``manifest.json`` (set at registration;
@@ -47,7 +49,9 @@ ATTRIBUTES_KEY = "attributes"
 SCORE_FIELDS = (
     "customer_id",
     "as_of",
+    "status",
     "churn_probability",
+    "churn_percentile",
     "risk_band",
     "previous_churn_probability",
     "change",
@@ -87,8 +91,16 @@ P_ALIVE_NOTES = ("no_repeat_purchase", "no_dropout_model")
 DEFAULT_CLV_HORIZON_DAYS = 365
 #: Risk bands, lowest first.
 RISK_BANDS = ("low", "medium", "high")
-#: The keys of each entry of ``top_reasons``.
-REASON_KEYS = ("feature", "description", "value", "contribution")
+#: Customer statuses (features/status.py, docs/status.md).
+CUSTOMER_STATUSES = STATUSES
+#: The keys of each entry of ``top_reasons`` (models/reasons.py, docs/http-api.md).
+REASON_KEYS = ("code", "text", "feature", "value", "direction", "percentile", "share")
+#: ``direction`` of a reason: it raises or lowers the customer's risk against the base rate.
+REASON_DIRECTIONS = ("raises", "lowers")
+#: Optional ``snapshot.json`` keys: the risk bands (mode, thresholds, counts) and the
+#: reference distribution ``/v1/predict`` places customers against (models/distribution.py).
+SNAPSHOT_BANDS_KEY = "risk_bands"
+SNAPSHOT_REFERENCE_KEY = "reference"
 #: Optional snapshot column: a CRM segment (the ``segment`` filter of ``/v1/at-risk``); not
 #: part of a scored customer.
 SEGMENT_FIELD = "segment"

@@ -1,13 +1,18 @@
 """Scores from a bundle and a feature frame: the one implementation behind batch scoring and
 the server's on-demand predictions.
 
-Output per customer (:data:`models.contract.SCORE_FIELDS`, docs/http-api.md):
-``churn_probability``, ``risk_band``, ``p_alive``, ``expected_purchases``,
-``expected_order_value``, ``clv`` (discounted, over ``clv_horizon_days``, default a year,
-separate from the churn horizon), with ``p_alive_note`` (why ``p_alive`` is null),
-``clv_low`` / ``clv_high`` (80% interval), ``discount_rate`` and ``residual_clv`` (docs/clv.md),
-``value_at_risk = churn_probability * clv`` and ``top_reasons``: the features that push this
-customer's churn risk up most (LightGBM SHAP contributions, log-odds).
+Output per customer (:data:`models.contract.SCORE_FIELDS`, docs/http-api.md): ``status``
+(active / at_risk / lapsed, features/status.py), ``churn_probability``, ``churn_percentile``
+and ``risk_band`` (among the scored customers of a :class:`models.distribution.Reference`),
+``p_alive`` (with ``p_alive_note``: why it is null where it would mislead),
+``expected_purchases``, ``expected_order_value``, ``clv`` (discounted, over
+``clv_horizon_days``, default a year, separate from the churn horizon), ``clv_low`` /
+``clv_high`` (80% interval), ``discount_rate`` and ``residual_clv`` (docs/clv.md),
+``value_at_risk = churn_probability * clv`` and ``top_reasons``: the concepts that push this
+customer's churn risk above (or below) the base rate most, in plain words (models/reasons.py).
+
+Batch scoring takes the scored customers as their own reference (:func:`score_population`);
+``/v1/predict`` passes the reference stored with the served snapshot (:func:`score_columns`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.catalogue import describe
+from features.status import customer_status
 from models.bundle import Bundle
 from models.clv_features import clv_feature_columns
 from models.contract import (
@@ -27,63 +32,12 @@ from models.contract import (
     RISK_BANDS,
     SCORE_FIELDS,
 )
+from models.distribution import BandRule, Reference, percentile, risk_band
+from models.reasons import base_offset, explain
 
 DEFAULT_THRESHOLDS = {"medium": 0.3, "high": 0.6}
-
-
-def risk_band(prob: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
-    """``low`` / ``medium`` / ``high`` from the bundle's probability thresholds."""
-    low, medium, high = RISK_BANDS
-    return np.select([prob >= thresholds[high], prob >= thresholds[medium]], [high, medium], low)
-
-
-def _reason_value(value: Any) -> float | str | None:
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, int | float | np.integer | np.floating):
-        return round(float(value), 4)
-    return str(value)
-
-
-def _objects(values: Any) -> np.ndarray:
-    if isinstance(values, pd.Series):
-        return values.to_numpy(dtype=object)
-    return np.asarray(values, dtype=object)
-
-
-def top_reasons(
-    frame: pd.DataFrame | Mapping[str, Any],
-    contributions: np.ndarray,
-    features: list[str],
-    *,
-    k: int = 3,
-) -> list[list[dict[str, Any]]]:
-    """Per row, the ``k`` features with the largest positive contribution to churn risk;
-    ``frame`` is the feature frame or any mapping of feature name to column."""
-    k = min(k, contributions.shape[1])
-    order = np.argsort(-contributions, axis=1)[:, :k]
-    # Only the features that are some row's reason are read (3 columns for one customer).
-    shown = np.unique(order[np.take_along_axis(contributions, order, axis=1) > 0])
-    columns = {features[j]: _objects(frame[features[j]]) for j in shown if features[j] in frame}
-    out: list[list[dict[str, Any]]] = []
-    for i, idx in enumerate(order):
-        reasons = []
-        for j in idx:
-            c = float(contributions[i, j])
-            if c <= 0:
-                break
-            name = features[j]
-            value = columns[name][i] if name in columns else None
-            reasons.append(
-                {
-                    "feature": name,
-                    "description": describe(name),
-                    "value": _reason_value(value),
-                    "contribution": round(c, 4),
-                }
-            )
-        out.append(reasons)
-    return out
+#: Bands whose customers are ``at_risk`` unless lapsed (features/status.py).
+AT_RISK_BANDS = RISK_BANDS[1:]
 
 
 class _WithColumns(Mapping[str, Any]):
@@ -106,21 +60,45 @@ class _WithColumns(Mapping[str, Any]):
         return sum(1 for _ in self)
 
 
-def score_columns(
+def _numeric(frame: Mapping[str, Any], features: list[str], n: int) -> dict[str, np.ndarray]:
+    """The model's numeric features of ``frame`` as float arrays (for the reference)."""
+    out = {}
+    for name in features:
+        if name not in frame:
+            continue
+        values = frame[name]
+        series = values if isinstance(values, pd.Series) else pd.Series(values)
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+            out[name] = series.to_numpy(dtype=float, na_value=np.nan)
+    return out
+
+
+def fixed_thresholds(bundle: Bundle) -> dict[str, float]:
+    """The bundle's probability thresholds (fixed band mode; settings at training)."""
+    return dict(bundle.meta.get("risk_thresholds", DEFAULT_THRESHOLDS))
+
+
+def _fallback_base_rate(bundle: Bundle) -> float:
+    """Without a reference: the validation churn rate recorded at training, else 0.5."""
+    rate = bundle.meta.get("metrics", {}).get("valid.churn_rate")
+    return float(rate) if rate is not None else 0.5
+
+
+def _score(
     bundle: Bundle,
     frame: pd.DataFrame,
     *,
-    horizon_days: int | None = None,
-    reasons: int = 3,
-    clv_horizon_days: int | None = None,
-) -> dict[str, Any]:
-    """:func:`score_frame`'s columns (arrays, ``top_reasons`` a list), in its column order,
-    for callers that want plain values (the server's ``/v1/predict``).
-
-    ``clv_horizon_days`` (default :data:`~models.contract.DEFAULT_CLV_HORIZON_DAYS`; the older
-    name ``horizon_days`` is read when it is not given) is the horizon of ``clv``,
-    ``clv_low`` and ``clv_high``; the churn probability is always over the horizon the model
-    was trained for."""
+    horizon_days: int | None,
+    clv_horizon_days: int | None,
+    reasons: int,
+    reference: Reference | None,
+    rule: BandRule | None,
+) -> tuple[dict[str, Any], Reference | None]:
+    """The score columns, and the reference they were placed against: ``reference``, or
+    with ``rule`` one built from this frame (the scored population). ``clv_horizon_days``
+    (default :data:`~models.contract.DEFAULT_CLV_HORIZON_DAYS`; ``horizon_days`` is read when it
+    is not given) is the horizon of ``clv``, ``clv_low`` and ``clv_high``; the churn probability
+    is always over the horizon the model was trained for."""
     model_horizon = int(bundle.meta["horizon_days"])
     horizon = int(clv_horizon_days or horizon_days or DEFAULT_CLV_HORIZON_DAYS)
     clv = value = None
@@ -140,12 +118,21 @@ def score_columns(
         if name in features:
             matrix[:, features.index(name)] = values
     prob = bundle.churn.predict_proba(matrix)
-    thresholds = bundle.meta.get("risk_thresholds", DEFAULT_THRESHOLDS)
+    view = _WithColumns(frame, extra)
+    if reference is None and rule is not None:
+        numeric = _numeric(view, features, len(frame))
+        reference = Reference.of(prob, numeric, rule, fixed_thresholds(bundle))
+    thresholds = reference.thresholds if reference is not None else fixed_thresholds(bundle)
+    band = risk_band(prob, thresholds)
     columns: dict[str, Any] = {
+        "status": customer_status(view, np.isin(band, AT_RISK_BANDS), n=len(frame)),
         "churn_probability": prob,
-        "risk_band": risk_band(prob, thresholds),
+        "churn_percentile": percentile(
+            prob, reference.churn_grid if reference is not None else None
+        ),
+        "risk_band": band,
     }
-    if clv is not None and value is not None:
+    if clv is not None and value is not None and bundle.clv is not None:
         # SCORE_FIELDS order; p_alive as shown (null where it would mislead, with the note)
         columns["p_alive"] = value["p_alive"].to_numpy()
         columns["p_alive_note"] = value["p_alive_note"].to_numpy(dtype=object)
@@ -163,8 +150,39 @@ def score_columns(
         columns["p_alive_note"] = np.full(len(frame), None, dtype=object)
         columns["clv_horizon_days"] = np.full(len(frame), horizon, dtype=np.int64)
         columns = {f: columns[f] for f in SCORE_FIELDS if f in columns}
-    columns["top_reasons"] = top_reasons(
-        _WithColumns(frame, extra), bundle.churn.contributions(matrix), features, k=reasons
+    base_rate = reference.base_rate if reference is not None else _fallback_base_rate(bundle)
+    columns["top_reasons"] = explain(
+        view,
+        bundle.churn.contributions(matrix),
+        features,
+        offset=base_offset(bundle.churn, base_rate),
+        feature_grids=reference.feature_grids if reference is not None else {},
+        k=reasons,
+    )
+    return columns, reference
+
+
+def score_columns(
+    bundle: Bundle,
+    frame: pd.DataFrame,
+    *,
+    horizon_days: int | None = None,
+    reasons: int = 3,
+    reference: Reference | None = None,
+    clv_horizon_days: int | None = None,
+) -> dict[str, Any]:
+    """:func:`score_frame`'s columns (arrays, ``top_reasons`` a list), in its column order,
+    for callers that want plain values (the server's ``/v1/predict``). Percentiles and bands
+    are against ``reference`` (the served snapshot's); without one, percentiles are missing,
+    bands use the bundle's fixed thresholds and reasons the validation churn rate."""
+    columns, _ = _score(
+        bundle,
+        frame,
+        horizon_days=horizon_days,
+        clv_horizon_days=clv_horizon_days,
+        reasons=reasons,
+        reference=reference,
+        rule=None,
     )
     return columns
 
@@ -175,10 +193,12 @@ def score_frame(
     *,
     horizon_days: int | None = None,
     reasons: int = 3,
+    reference: Reference | None = None,
     clv_horizon_days: int | None = None,
 ) -> pd.DataFrame:
-    """Churn and CLV scores for every row of a feature frame (index ``customer_id``); the CLV
-    columns over ``clv_horizon_days`` (:func:`score_columns`)."""
+    """Churn and CLV scores for every row of a feature frame (index ``customer_id``),
+    placed against ``reference`` as in :func:`score_columns`; the CLV columns over
+    ``clv_horizon_days``."""
     # One frame built at the end, not column by column (pandas' overhead per column is most
     # of the time for the one customer of a ``/v1/predict``).
     columns = score_columns(
@@ -186,6 +206,32 @@ def score_frame(
         frame,
         horizon_days=horizon_days,
         reasons=reasons,
+        reference=reference,
         clv_horizon_days=clv_horizon_days,
     )
     return pd.DataFrame(columns, index=frame.index)
+
+
+def score_population(
+    bundle: Bundle,
+    frame: pd.DataFrame,
+    *,
+    rule: BandRule,
+    horizon_days: int | None = None,
+    reasons: int = 3,
+    clv_horizon_days: int | None = None,
+) -> tuple[pd.DataFrame, Reference]:
+    """Scores of every customer of ``frame`` placed among themselves (batch scoring): the
+    reference (percentile grids, base rate, band thresholds by ``rule``) is built from this
+    population and returned, to be stored with the snapshot."""
+    columns, reference = _score(
+        bundle,
+        frame,
+        horizon_days=horizon_days,
+        clv_horizon_days=clv_horizon_days,
+        reasons=reasons,
+        reference=None,
+        rule=rule,
+    )
+    assert reference is not None  # built from the frame when a rule is given
+    return pd.DataFrame(columns, index=frame.index), reference

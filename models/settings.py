@@ -181,6 +181,13 @@ class TrainSettings(CommonSettings):
     notify_timeout_seconds: float = Field(10.0, gt=0, le=300)
     #: JSON Lines log of deliveries: a snapshot delivered once is not delivered again.
     notify_log: Path = Path("var/notify/deliveries.jsonl")
+    # -- risk bands (models/distribution.py, docs/http-api.md "Relative risk") ---------------
+    #: ``distribution``: bands from the scored customers' churn probabilities (the top
+    #: ``risk_high_share`` high, the next ``risk_medium_share`` medium); ``fixed``: the
+    #: ``risk_medium`` / ``risk_high`` probability thresholds.
+    risk_band_mode: Literal["distribution", "fixed"] = "distribution"
+    risk_high_share: float = Field(0.10, gt=0, lt=1)
+    risk_medium_share: float = Field(0.20, ge=0, lt=1)
 
 
 class ServeSettings(CommonSettings):

@@ -4,7 +4,8 @@ The ranking is built once per snapshot (when it is loaded), as columns in rank o
 page is a few vectorised comparisons and a slice: no sorting on the request path.
 Value at risk is ``churn_probability * clv`` (docs/http-api.md); customers without a CLV
 (no purchase history) have no value at risk and rank last, by churn probability (the order:
-:func:`models.worklist.rank_order`, shared with ``make export``).
+:func:`models.worklist.rank_order`, shared with ``make export``). The ``status`` filter
+(docs/status.md) keeps lapsed customers off the worklist by default.
 
 Risers: ``min_change`` keeps customers whose churn probability rose by at least that much
 since the previous snapshot; with ``changed_since`` the change is measured against the kept
@@ -15,7 +16,7 @@ encoded with that baseline. The CSV form streams the same rows as lines of
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,7 @@ class Ranking:
     clv: np.ndarray  # float64, NaN when unknown
     risk_band: np.ndarray  # object: low / medium / high
     segment: np.ndarray  # object: segment or None
+    status: np.ndarray  # object: active / at_risk / lapsed
     encoded: tuple[bytes, ...]
     has_segments: bool
     churn_probability: np.ndarray  # float64
@@ -64,12 +66,14 @@ class Ranking:
         clv = np.array([np.nan if r["clv"] is None else r["clv"] for r in rows], float)
         band = np.array([r["risk_band"] for r in rows], dtype=object)
         seg = np.array([snapshot.segments.get(cid) for cid in ids], dtype=object)
+        status = np.array([r["status"] for r in rows], dtype=object)
         return cls(
             ids=ids[order],
             value_at_risk=var[order],
             clv=clv[order],
             risk_band=band[order],
             segment=seg[order],
+            status=status[order],
             encoded=tuple(snapshot.encoded[cid] for cid in ids[order]),
             has_segments=bool(snapshot.segments),
             churn_probability=prob[order],
@@ -87,11 +91,13 @@ class Ranking:
         risk_band: str | None = None,
         min_change: float | None = None,
         baseline: np.ndarray | None = None,
+        statuses: Collection[str] | None = None,
     ) -> Page:
         """Customers ``offset`` to ``offset + limit`` of those matching every filter given
-        (``limit`` None: all of them). ``baseline``: churn probabilities of an older snapshot
-        in rank order; with it, a customer matches when the change since it is at least
-        ``min_change`` (default: above 0), else ``min_change`` applies to ``change``."""
+        (``limit`` None: all of them; ``statuses``: any of these customer statuses).
+        ``baseline``: churn probabilities of an older snapshot in rank order; with it, a
+        customer matches when the change since it is at least ``min_change`` (default: above
+        0), else ``min_change`` applies to ``change``."""
         mask = np.ones(len(self.ids), dtype=bool)
         if segment is not None:
             mask &= self.segment == segment
@@ -104,6 +110,8 @@ class Ranking:
             mask &= change >= min_change if min_change is not None else change > 0
         elif min_change is not None:
             mask &= self.change >= min_change
+        if statuses is not None:
+            mask &= np.isin(self.status, list(statuses))
         positions = np.flatnonzero(mask)
         chosen = positions[offset:] if limit is None else positions[offset : offset + limit]
         return Page(

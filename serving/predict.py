@@ -20,6 +20,7 @@ import pandas as pd
 from features.build import build_features
 from features.validation import TableError, validate_tables
 from models.bundle import Bundle
+from models.distribution import Reference
 from models.scoring import score_columns
 from serving.errors import ApiError
 from serving.schemas import PredictCustomer
@@ -71,8 +72,12 @@ def predict(
     model_version: str,
     now: datetime | None = None,
     clv_horizon_days: int | None = None,
+    reference: Reference | None = None,
 ) -> list[dict[str, Any]]:
     """Scored customers (API field order, plus ``quarantined``) in request order.
+
+    ``reference`` (the served snapshot's scored customers) gives percentiles and bands; without
+    it percentiles are null and bands use the bundle's fixed thresholds.
 
     Customers are grouped by ``as_of`` and each group's features are built at its cutoff;
     a customer's features depend on that customer's rows alone (docs/data-contract.md, "Time").
@@ -97,7 +102,9 @@ def predict(
     rows: dict[str, dict[str, Any]] = {}
     for as_of, ids in by_time.items():
         frame = build_features(tables, as_of=as_of, customer_ids=pd.Index(ids, dtype="str"))
-        scores = score_columns(bundle, frame, clv_horizon_days=clv_horizon_days)
+        scores = score_columns(
+            bundle, frame, reference=reference, clv_horizon_days=clv_horizon_days
+        )
         columns = {
             f: scores[f] if isinstance(scores[f], list) else scores[f].tolist()
             for f in SCORE_FIELDS
@@ -107,6 +114,7 @@ def predict(
             values = {f: columns[f][i] for f in columns}
             values.update(customer_id=str(cid), as_of=_iso(as_of), model_version=model_version)
             values["risk_band"] = str(values["risk_band"])
+            values["status"] = str(values["status"])
             rows[str(cid)] = scored_row(values)
     out = []
     for c in customers:

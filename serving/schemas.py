@@ -36,7 +36,9 @@ CustomerId = Annotated[
 SCORED_EXAMPLE: dict[str, Any] = {
     "customer_id": "C000123",
     "as_of": "2026-06-30T00:00:00Z",
+    "status": "at_risk",
     "churn_probability": 0.42,
+    "churn_percentile": 83.5,
     "risk_band": "medium",
     "previous_churn_probability": 0.35,
     "change": 0.07,
@@ -53,11 +55,24 @@ SCORED_EXAMPLE: dict[str, Any] = {
     "value_at_risk": 50.57,
     "top_reasons": [
         {
+            "code": "purchase_recency",
+            "text": "No purchase for 143 days; usually every 40 days",
+            "feature": "days_since_last_purchase",
+            "value": 143.0,
+            "direction": "raises",
+            "percentile": 91.0,
+            "share": 0.62,
+        },
+        {
+            "code": "effort",
+            "text": "Getting help took effort 5.2 of 7 on average in the last 90 days "
+            "(7 = hardest)",
             "feature": "effort_score_mean_90d",
-            "description": "mean customer effort score, last 90 days",
             "value": 5.2,
-            "contribution": 0.31,
-        }
+            "direction": "raises",
+            "percentile": 88.0,
+            "share": 0.21,
+        },
     ],
     "model_version": "3",
 }
@@ -96,12 +111,25 @@ def scores_request_model(max_customers: int) -> type[ScoresRequest]:
 
 
 class Reason(BaseModel):
-    """A feature that pushes this customer's churn risk up."""
+    """A concept (group of related features) that moves this customer's churn risk away
+    from the base rate (docs/http-api.md, "Reasons")."""
 
-    feature: str = Field(description="feature name (see docs/feature-catalogue.md)")
-    description: str = Field(description="what the feature measures, in words")
-    value: float | str | None = Field(description="the customer's value of the feature")
-    contribution: float = Field(description="SHAP contribution to the churn log-odds (> 0)")
+    code: str = Field(
+        description="stable concept code (docs/feature-catalogue.md), e.g. purchase_recency"
+    )
+    text: str = Field(description="the reason in plain words, with the customer's value")
+    feature: str = Field(description="the concept's feature the text is about")
+    value: float | str | None = Field(description="the customer's value of that feature")
+    direction: Literal["raises", "lowers"] = Field(
+        description="raises: the customer is above the base rate and this pushes risk up; "
+        "lowers: below it, and this pushes risk down"
+    )
+    percentile: float | None = Field(
+        description="the customer's percentile (0-100) on the feature among scored customers"
+    )
+    share: float = Field(
+        ge=0, le=1, description="share of the risk above (or below) the base rate it explains"
+    )
 
 
 class ScoredCustomer(BaseModel):
@@ -111,8 +139,18 @@ class ScoredCustomer(BaseModel):
 
     customer_id: str
     as_of: str = Field(description="scoring time (ISO-8601, UTC): features use events before it")
+    status: Literal["active", "at_risk", "lapsed"] = Field(
+        description="lapsed: no activity for far longer than usual; at_risk: in the high or "
+        "medium band; active: the rest (docs/status.md)"
+    )
     churn_probability: float = Field(ge=0, le=1, description="probability of churn in the horizon")
-    risk_band: Literal["low", "medium", "high"]
+    churn_percentile: float | None = Field(
+        description="share (0-100) of scored customers with a lower churn probability"
+    )
+    risk_band: Literal["low", "medium", "high"] = Field(
+        description="high / medium / low: by default the top 10% / next 20% / rest of the "
+        "scored customers (GET /v1/model, snapshot.risk_bands)"
+    )
     previous_churn_probability: float | None = Field(
         description="churn probability in the previous kept snapshot; null for a new customer "
         "or the first snapshot (docs/http-api.md, snapshot history)"
@@ -313,6 +351,11 @@ class SnapshotInfo(BaseModel):
     created_at: str
     customers: int
     horizon_days: int
+    risk_bands: dict[str, Any] | None = Field(
+        None,
+        description="how the bands were drawn: mode (distribution or fixed), shares, "
+        "probability thresholds and customers per band",
+    )
 
 
 class ModelResponse(BaseModel):

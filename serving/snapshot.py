@@ -5,7 +5,10 @@ served is the newest, which ``latest.json`` names. Two files per snapshot:
 
 - ``snapshot.json``: ``model_version``, ``as_of``, ``created_at``, ``rows``, ``horizon_days``
   and ``sha256``, the digest of the Parquet file's bytes; optionally ``previous_as_of`` (what
-  ``change`` is measured against) and ``attributes`` (customer attribute columns);
+  ``change`` is measured against) and ``attributes`` (customer attribute columns),
+  ``risk_bands`` (mode, thresholds and counts, shown in ``/v1/model``) and ``reference`` (the
+  scored customers' distribution ``/v1/predict`` places customers against,
+  models/distribution.py);
 - ``snapshot.parquet``: one row per customer with the fields of a scored customer
   (:data:`models.contract.SCORE_FIELDS`, docs/http-api.md); ``top_reasons`` is a JSON array
   in a string column; ``previous_churn_probability`` and ``change`` may be absent (snapshots
@@ -33,6 +36,7 @@ import pyarrow as pa
 
 from models import contract
 from models.contract import ATTRIBUTES_KEY, PREVIOUS_AS_OF_KEY, SCORE_FIELDS, SEGMENT_FIELD
+from models.distribution import Reference
 from models.history import SnapshotError, latest_folder, read_verified
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 _RISK_BANDS = frozenset(contract.RISK_BANDS)
 _REASON_KEYS = frozenset(contract.REASON_KEYS)
 _P_ALIVE_NOTES = frozenset(contract.P_ALIVE_NOTES)
+_STATUSES = frozenset(contract.CUSTOMER_STATUSES)
+_DIRECTIONS = frozenset(contract.REASON_DIRECTIONS)
 
 __all__ = ["SCORE_FIELDS", "Snapshot", "SnapshotError", "load_snapshot", "scored_row"]
 
@@ -65,6 +71,8 @@ class Snapshot:
     attribute_values : customer id -> their values (text or None), for the CSV of
         ``/v1/at-risk``; not part of a scored customer.
     path : the snapshot's folder.
+    risk_bands : ``snapshot.json``'s ``risk_bands`` (mode, thresholds, counts), if any.
+    reference : the scored customers' distribution (``/v1/predict`` percentiles), if any.
     """
 
     model_version: str
@@ -79,6 +87,8 @@ class Snapshot:
     attributes: tuple[str, ...] = ()
     attribute_values: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
     path: Path | None = None
+    risk_bands: Mapping[str, Any] | None = None
+    reference: Reference | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -99,6 +109,42 @@ class Snapshot:
         return b'],"model_version":' + _json(self.model_version) + b"}"
 
 
+def _check_bands(meta: dict[str, Any], path: Path) -> None:
+    """``snapshot.json``'s optional ``risk_bands`` is well formed, or the snapshot is refused."""
+    bands = meta.get(contract.SNAPSHOT_BANDS_KEY)
+    if bands is not None and not _valid_bands(bands, meta["rows"]):
+        raise SnapshotError(
+            f"{path}: 'risk_bands' needs a mode, thresholds {{medium, high}} in [0, 1] and "
+            f"counts per band adding up to 'rows'; re-run 'make score'"
+        )
+
+
+def _valid_bands(bands: Any, rows: int) -> bool:
+    """Whether ``risk_bands`` of ``snapshot.json`` is well formed."""
+    if not isinstance(bands, dict) or bands.get("mode") not in ("distribution", "fixed"):
+        return False
+    thresholds, counts = bands.get("thresholds"), bands.get("counts")
+    if not isinstance(thresholds, dict) or not isinstance(counts, dict):
+        return False
+    if thresholds.keys() != {"medium", "high"} or counts.keys() != set(contract.RISK_BANDS):
+        return False
+    if not all(isinstance(t, int | float) and 0 <= t <= 1 for t in thresholds.values()):
+        return False
+    return (
+        all(isinstance(c, int) and c >= 0 for c in counts.values()) and sum(counts.values()) == rows
+    )
+
+
+def _reference(meta: dict[str, Any], path: Path) -> Reference | None:
+    data = meta.get(contract.SNAPSHOT_REFERENCE_KEY)
+    if data is None:
+        return None
+    try:
+        return Reference.from_dict(data)
+    except ValueError as exc:
+        raise SnapshotError(f"{path}: 'reference': {exc}; re-run 'make score'") from exc
+
+
 def _optional_float(value: Any, field: str) -> float | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -111,10 +157,18 @@ def _optional_float(value: Any, field: str) -> float | None:
 def _reasons(text: Any) -> list[dict[str, Any]]:
     reasons = text if isinstance(text, list) else json.loads(text)
     if not isinstance(reasons, list) or not all(
-        isinstance(r, dict) and r.keys() == _REASON_KEYS for r in reasons
+        isinstance(r, dict)
+        and r.keys() == _REASON_KEYS
+        and r["direction"] in _DIRECTIONS
+        and isinstance(r["text"], str)
+        and isinstance(r["share"], int | float)
+        and 0 <= r["share"] <= 1
+        for r in reasons
     ):
         raise ValueError(
-            "top_reasons is not a JSON array of {feature, description, value, contribution}"
+            "top_reasons is not a JSON array of {"
+            + ", ".join(contract.REASON_KEYS)
+            + "} with a direction raises/lowers and a share in [0, 1]"
         )
     return reasons
 
@@ -129,10 +183,18 @@ def scored_row(values: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("churn_probability is missing or outside [0, 1]")
     if band not in _RISK_BANDS:
         raise ValueError(f"risk_band is not one of {list(contract.RISK_BANDS)}")
+    status = values["status"]
+    if status not in _STATUSES:
+        raise ValueError(f"status is not one of {list(contract.CUSTOMER_STATUSES)}")
+    pct = _optional_float(values["churn_percentile"], "churn_percentile")
+    if pct is not None and not 0.0 <= pct <= 100.0:
+        raise ValueError("churn_percentile is outside [0, 100]")
     row: dict[str, Any] = {
         "customer_id": customer_id,
         "as_of": str(values["as_of"]),
+        "status": status,
         "churn_probability": float(prob),
+        "churn_percentile": None if pct is None else round(pct, 1),
         "risk_band": band,
     }
     for name in contract.CHANGE_FIELDS:
@@ -210,6 +272,8 @@ def load_snapshot(scores_dir: Path, folder: Path | None = None) -> Snapshot:
     folder = folder or latest_folder(scores_dir)
     meta, table = read_verified(folder)
     path = folder / contract.SNAPSHOT_FILE
+    _check_bands(meta, path)
+    reference = _reference(meta, path)
     scores = _parse_rows(table, meta, path)
     encoded = {cid: _json(row) for cid, row in scores.items()}
     ids = table.column("customer_id").to_pylist()
@@ -242,4 +306,6 @@ def load_snapshot(scores_dir: Path, folder: Path | None = None) -> Snapshot:
         attributes=attributes,
         attribute_values=attribute_values,
         path=folder,
+        risk_bands=meta.get(contract.SNAPSHOT_BANDS_KEY),
+        reference=reference,
     )

@@ -17,6 +17,10 @@ def test_api_schema_has_the_contracts_risk_bands_and_reason_keys() -> None:
 
     assert typing.get_args(band) == contract.RISK_BANDS
     assert tuple(Reason.model_fields) == contract.REASON_KEYS
+    status = ScoredCustomer.model_fields["status"].annotation
+    assert typing.get_args(status) == contract.CUSTOMER_STATUSES
+    direction = Reason.model_fields["direction"].annotation
+    assert typing.get_args(direction) == contract.REASON_DIRECTIONS
 
 
 def test_optional_fields_are_score_fields_and_nullable_in_the_api() -> None:

@@ -86,7 +86,7 @@ def test_ready_and_scores_over_http(served):
         assert item["value_at_risk"] == pytest.approx(item["churn_probability"] * item["clv"])
         assert item["model_version"] == "1"
         for reason in item["top_reasons"]:
-            assert reason["description"] and reason["contribution"] > 0
+            assert reason["text"] and 0 < reason["share"] <= 1
 
 
 @pytest.mark.slow  # trains and serves in subprocesses (make test, not test-fast)

@@ -31,13 +31,17 @@ from models.contract import (
     HISTORY_DIR,
     LATEST_FILE,
     PREVIOUS_AS_OF_KEY,
+    RISK_BANDS,
     SCORE_FIELDS,
     SEGMENT_FIELD,
+    SNAPSHOT_BANDS_KEY,
     SNAPSHOT_FILE,
     SNAPSHOT_META_FILE,
+    SNAPSHOT_REFERENCE_KEY,
 )
+from models.distribution import BandRule, Reference
 from models.history import SnapshotError, folder_name, kept_snapshots, read_verified
-from models.scoring import score_frame
+from models.scoring import score_population
 from training import tracking
 from training.config import TrainSettings
 from training.frames import data_end
@@ -163,6 +167,7 @@ def snapshot_rows(
             out[name] = _attribute_text(out["customer_id"].map(table[name]))
     # text or null in every partition (a partition of nulls alone would get a null type)
     out["p_alive_note"] = out["p_alive_note"].astype("string")
+    out["status"] = out["status"].astype("str")
     return out
 
 
@@ -182,6 +187,28 @@ def _adopt_unkept(directory: Path) -> None:
     os.replace(meta_path, target / SNAPSHOT_META_FILE)
 
 
+def band_rule(settings: TrainSettings) -> BandRule:
+    """The risk-band rule of the settings (``risk_band_mode`` and shares)."""
+    return BandRule(
+        mode=settings.risk_band_mode,
+        high_share=settings.risk_high_share,
+        medium_share=settings.risk_medium_share,
+    )
+
+
+def reference_meta(reference: Reference, rule: BandRule, counts: dict[str, int]) -> dict:
+    """The ``snapshot.json`` keys of the risk bands (mode, shares, thresholds, counts per
+    band) and of the reference distribution ``/v1/predict`` places customers against."""
+    bands = {
+        "mode": rule.mode,
+        "high_share": rule.high_share,
+        "medium_share": rule.medium_share,
+        "thresholds": dict(reference.thresholds),
+        "counts": {band: int(counts.get(band, 0)) for band in RISK_BANDS},
+    }
+    return {SNAPSHOT_BANDS_KEY: bands, SNAPSHOT_REFERENCE_KEY: reference.to_dict()}
+
+
 def publish_snapshot(
     write: Callable[[Path], int],
     directory: Path,
@@ -193,6 +220,7 @@ def publish_snapshot(
     attributes: Sequence[str] = (),
     keep: int = 12,
     clv_horizon_days: int | None = None,
+    extra: dict | Callable[[], dict] | None = None,
 ) -> Path:
     """Keep a new snapshot in ``directory`` (the scores folder) and return its Parquet path.
 
@@ -221,6 +249,8 @@ def publish_snapshot(
         "horizon_days": horizon_days,
         PREVIOUS_AS_OF_KEY: previous_as_of,
         ATTRIBUTES_KEY: list(attributes),
+        # after ``write``: a caller counting rows per band while writing passes a callable
+        **((extra() if callable(extra) else extra) or {}),
     }
     if clv_horizon_days is not None:  # optional key: the horizon of every row's clv
         meta["clv_horizon_days"] = clv_horizon_days
@@ -250,9 +280,12 @@ def publish_scored(
     version: str,
     previous_as_of: str | None,
     attributes: Sequence[str],
+    *,
+    extra: dict | Callable[[], dict] | None = None,
 ) -> Path:
     """:func:`publish_snapshot` into ``settings.scores_dir`` with its horizon and retention:
-    what both engines (local, Dask) call once their rows are scored."""
+    what both engines (local, Dask) call once their rows are scored; ``extra``: more
+    ``snapshot.json`` keys (the risk bands and reference, :func:`reference_meta`)."""
     return publish_snapshot(
         write,
         settings.scores_dir,
@@ -263,6 +296,7 @@ def publish_scored(
         previous_as_of=previous_as_of,
         attributes=attributes,
         keep=settings.keep_snapshots,
+        extra=extra,
     )
 
 
@@ -273,7 +307,10 @@ def score(settings: TrainSettings) -> ScoreResult:
     loaded, _ = load_inputs(settings)
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
     frame = build_features(loaded.tables, as_of=as_of)
-    scores = score_frame(bundle, frame, clv_horizon_days=settings.clv_horizon_days)
+    rule = band_rule(settings)
+    scores, reference = score_population(
+        bundle, frame, rule=rule, clv_horizon_days=settings.clv_horizon_days
+    )
     previous_as_of, previous = previous_scores(settings.scores_dir, as_of)
     attributes = attribute_columns(loaded.tables.customers, settings.snapshot_attributes)
     out = snapshot_rows(
@@ -290,6 +327,14 @@ def score(settings: TrainSettings) -> ScoreResult:
         out.to_parquet(tmp, index=False)
         return len(out)
 
-    path = publish_scored(write, settings, as_of, version, previous_as_of, attributes)
     bands = {str(k): int(v) for k, v in out["risk_band"].value_counts().items()}
+    path = publish_scored(
+        write,
+        settings,
+        as_of,
+        version,
+        previous_as_of,
+        attributes,
+        extra=reference_meta(reference, rule, bands),
+    )
     return ScoreResult(path, len(out), as_of, version, bands, previous_as_of)

@@ -56,12 +56,14 @@ from features.validation import (
 from models.churn import ChurnModel
 from models.clv import summary_counts
 from models.clv_evaluation import calibration_holdout
-from models.scoring import score_frame
+from models.scoring import score_frame, score_population
 from training.batch import (
     ScoreResult,
     attribute_columns,
+    band_rule,
     previous_scores,
     publish_scored,
+    reference_meta,
     snapshot_rows,
 )
 from training.clv_fit import CLVFit, fit_clv_with_fallback
@@ -526,10 +528,12 @@ def fit_churn_distributed(
 
 
 def _scored(
-    tables: Tables, *, as_of, bundle, version, settings, previous, attributes
+    tables: Tables, *, as_of, bundle, version, settings, previous, attributes, reference
 ) -> pd.DataFrame:
     frame = build_features(tables, as_of=as_of)
-    scores = score_frame(bundle, frame, clv_horizon_days=settings.clv_horizon_days)
+    scores = score_frame(
+        bundle, frame, clv_horizon_days=settings.clv_horizon_days, reference=reference
+    )
     return snapshot_rows(
         scores,
         as_of=as_of,
@@ -553,6 +557,15 @@ def score_distributed(
     shutil.rmtree(parts_dir, ignore_errors=True)
     previous_as_of, previous = previous_scores(settings.scores_dir, as_of)
     attributes = attribute_columns(staged.tables(0).customers, settings.snapshot_attributes)
+    # Percentiles and bands need one reference for all partitions: the first partition's
+    # customers (about 100,000 by default; docs/http-api.md, "Relative risk").
+    rule = band_rule(settings)
+    _, reference = score_population(
+        bundle,
+        build_features(staged.tables(0), as_of=as_of),
+        rule=rule,
+        clv_horizon_days=settings.clv_horizon_days,
+    )
     kwargs = {
         "as_of": as_of,
         "bundle": bundle,
@@ -560,6 +573,7 @@ def score_distributed(
         "settings": settings,
         "previous": previous,
         "attributes": attributes,
+        "reference": reference,
     }
     first = _scored(staged.tables(0), **kwargs)  # the schema: text columns stay text
     scored = _partition_map(staged, _scored, meta=first.iloc[:0], **kwargs)
@@ -580,5 +594,13 @@ def score_distributed(
                 writer.write_table(table)
         return rows
 
-    path = publish_scored(write, settings, as_of, version, previous_as_of, attributes)
+    path = publish_scored(
+        write,
+        settings,
+        as_of,
+        version,
+        previous_as_of,
+        attributes,
+        extra=lambda: reference_meta(reference, rule, bands),
+    )
     return ScoreResult(path, rows, as_of, version, bands, previous_as_of)

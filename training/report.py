@@ -29,7 +29,7 @@ from sklearn.metrics import roc_curve
 
 from features.catalogue import describe
 from models.churn import ChurnModel
-from models.scoring import risk_band
+from models.distribution import risk_band
 from training.baselines import RANKING_ONLY
 from training.evaluate import TOP_SHARE
 from training.frames import RANDOM_SPLIT, SNAPSHOT_SPLIT, CutoffPlan, Frames

@@ -24,6 +24,9 @@ from serving.schemas import (
 )
 from serving.state import LoadedHistory, LoadedRanking, LoadedSnapshot
 
+#: Statuses ``/v1/at-risk`` lists without a ``status`` filter: lapsed customers are left out.
+WORKLIST_STATUSES = ("active", "at_risk")
+
 COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "missing or wrong API key"},
     422: {"model": ValidationErrorResponse, "description": "parameters do not match the schema"},
@@ -152,6 +155,13 @@ def build_router(settings: Settings) -> APIRouter:
             Literal["json", "csv"] | None,
             Query(description="csv: the same rows as CSV (also with Accept: text/csv)"),
         ] = None,
+        status: Annotated[
+            Literal["active", "at_risk", "lapsed", "all"] | None,
+            Query(
+                description="only this customer status (docs/status.md); 'all' for every "
+                "status; default: active and at_risk (lapsed customers left out)"
+            ),
+        ] = None,
     ) -> Response:
         """Customers of the latest snapshot, highest value at risk (``churn_probability *
         clv``) first; customers without a CLV come last, by churn probability. ``total`` is
@@ -159,7 +169,9 @@ def build_router(settings: Settings) -> APIRouter:
         a ``segment`` column (409 ``segment_unavailable`` otherwise). ``changed_since``
         without ``min_change`` lists every customer whose risk rose since then; before the
         oldest kept snapshot it is 409 ``history_unavailable``. CSV (``format=csv`` or
-        ``Accept: text/csv``) is streamed, with the segment and customer attributes."""
+        ``Accept: text/csv``) is streamed, with the segment and customer attributes. Lapsed
+        customers (no activity for far longer than usual, docs/status.md) are left out
+        unless ``status`` asks for them (``status=lapsed`` or ``status=all``)."""
         if segment is not None and not ranking.has_segments:
             raise ApiError(
                 409,
@@ -185,6 +197,7 @@ def build_router(settings: Settings) -> APIRouter:
         csv = format == "csv" or (
             format is None and "text/csv" in request.headers.get("accept", "")
         )
+        statuses = WORKLIST_STATUSES if status is None else None if status == "all" else (status,)
         page = ranking.page(
             limit=limit if limit is not None or csv else 50,
             offset=offset,
@@ -193,6 +206,7 @@ def build_router(settings: Settings) -> APIRouter:
             risk_band=risk_band,
             min_change=min_change,
             baseline=baseline,
+            statuses=statuses,
         )
         if csv:
             return StreamingResponse(

@@ -64,6 +64,7 @@ async def get_model(client: Client, model: ServedModel, current: Current) -> Mod
             created_at=snapshot.created_at,
             customers=len(snapshot),
             horizon_days=snapshot.horizon_days,
+            risk_bands=None if snapshot.risk_bands is None else dict(snapshot.risk_bands),
         ),
         drivers=bundle.meta.get("drivers"),
     )

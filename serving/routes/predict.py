@@ -21,7 +21,7 @@ from serving.schemas import (
     predict_request_model,
 )
 from serving.snapshot import _json
-from serving.state import ServedModel
+from serving.state import Current, ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,12 @@ def build_router(settings: Settings) -> APIRouter:
         },
     )
     # mypy cannot read a model built at run time as a type; it is a schemas.PredictRequest
-    async def post_predict(body: PredictRequest, client: Client, model: ServedModel) -> Response:  # type: ignore[valid-type]
+    async def post_predict(
+        body: PredictRequest,  # type: ignore[valid-type]
+        client: Client,
+        model: ServedModel,
+        current: Current,
+    ) -> Response:
         """Each customer's posted history (the input tables' columns, docs/data-contract.md)
         is validated, turned into features at its ``as_of`` (default: now) and scored with
         the served model, by the same code as training and batch scoring. Rows the
@@ -78,6 +83,14 @@ def build_router(settings: Settings) -> APIRouter:
                     },
                 )
             seen[customer.customer_id] = i
+        # Percentiles and bands against the served snapshot's customers, when that snapshot
+        # was scored by this model version (docs/http-api.md, "Relative risk").
+        snapshot = current.snapshot
+        reference = (
+            snapshot.reference
+            if snapshot is not None and snapshot.model_version == model.version
+            else None
+        )
         try:
             # pandas work: off the event loop, so snapshot look-ups keep being answered.
             results = await anyio.to_thread.run_sync(
@@ -86,6 +99,7 @@ def build_router(settings: Settings) -> APIRouter:
                     customers,
                     model_version=model.version,
                     clv_horizon_days=settings.clv_horizon_days,
+                    reference=reference,
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:

@@ -57,7 +57,7 @@ def test_scores_without_clv_have_null_values(bundle):
     assert out["clv"].isna().all()
     assert set(out["risk_band"]) <= {"low", "medium", "high"}
     for reasons in out["top_reasons"]:
-        assert all(r["contribution"] > 0 for r in reasons)
+        assert all(0 < r["share"] <= 1 and r["text"] for r in reasons)
 
 
 @pytest.mark.parametrize("name", ["../escape.txt", "/etc/passwd", ""])

@@ -35,10 +35,12 @@ from features.schema import Tables
 from models.bundle import Bundle, sha256_file, write_bundle
 from models.churn import ChurnModel
 from models.clv import SUMMARY_COLUMNS, CLVModel
-from models.scoring import score_frame
+from models.distribution import BandRule
+from models.scoring import score_population
 from serving.auth import create_key
 from serving.config import Settings
 from tests.server import Server, run_server
+from training.batch import reference_meta
 from training.drivers import churn_drivers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -194,19 +196,27 @@ def write_snapshot(directory: Path, trained: Trained, *, version: str) -> pd.Dat
     """Score every customer and write ``snapshot.parquet`` + ``snapshot.json`` the way batch
     scoring does; returns the rows written."""
     as_of = AS_OF.strftime("%Y-%m-%dT%H:%M:%SZ")
-    scores = score_frame(trained.bundle, trained.frame).reset_index()
+    rule = BandRule()
+    scored, reference = score_population(trained.bundle, trained.frame, rule=rule)
+    scores = scored.reset_index()
     scores.insert(1, "as_of", as_of)
     scores["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in scores["top_reasons"]]
     scores["model_version"] = version
     scores["risk_band"] = scores["risk_band"].astype("str")
+    scores["status"] = scores["status"].astype("str")
     directory.mkdir(parents=True, exist_ok=True)
     scores.to_parquet(directory / "snapshot.parquet", index=False)
-    rewrite_snapshot_meta(directory, version=version, as_of=as_of, rows=len(scores))
+    counts = {str(k): int(v) for k, v in scores["risk_band"].value_counts().items()}
+    extra = reference_meta(reference, rule, counts)
+    rewrite_snapshot_meta(directory, version=version, as_of=as_of, rows=len(scores), extra=extra)
     return scores
 
 
-def rewrite_snapshot_meta(directory: Path, *, version: str, as_of: str, rows: int) -> None:
-    """(Re)write ``snapshot.json`` for the Parquet file now in ``directory``."""
+def rewrite_snapshot_meta(
+    directory: Path, *, version: str, as_of: str, rows: int, extra: dict[str, Any] | None = None
+) -> None:
+    """(Re)write ``snapshot.json`` for the Parquet file now in ``directory`` (``extra``: the
+    optional keys, risk bands and reference)."""
     meta = {
         "model_version": version,
         "as_of": as_of,
@@ -214,6 +224,7 @@ def rewrite_snapshot_meta(directory: Path, *, version: str, as_of: str, rows: in
         "rows": rows,
         "sha256": sha256_file(directory / "snapshot.parquet"),
         "horizon_days": HORIZON_DAYS,
+        **(extra or {}),
     }
     (directory / "snapshot.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 

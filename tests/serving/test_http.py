@@ -7,6 +7,7 @@ import math
 import httpx
 import pytest
 
+from models.contract import REASON_KEYS
 from serving.snapshot import SCORE_FIELDS
 from tests.serving.conftest import MARKER, Keys, ScoresDir, Server, assert_error
 
@@ -55,9 +56,13 @@ def test_scores_for_known_and_unknown_ids_in_request_order(
         )
         assert item["model_version"] == champion
         assert item["as_of"] == "2026-01-01T00:00:00Z"
+        assert item["status"] == expected["status"]
+        assert item["churn_percentile"] == pytest.approx(expected["churn_percentile"], abs=0.05)
+        assert item["top_reasons"], "every customer has a reason (above or below the base rate)"
         for reason in item["top_reasons"]:
-            assert set(reason) == {"feature", "description", "value", "contribution"}
-            assert reason["contribution"] > 0
+            assert tuple(reason) == REASON_KEYS
+            assert reason["text"] and reason["direction"] in {"raises", "lowers"}
+            assert 0 < reason["share"] <= 1
 
 
 def test_all_unknown_is_still_a_success(client: httpx.Client) -> None:

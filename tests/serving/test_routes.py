@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -9,6 +10,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from models.distribution import Reference
 from models.scoring import score_frame
 from serving.snapshot import SCORE_FIELDS
 from tests.serving.conftest import (
@@ -52,8 +54,8 @@ def test_customer_needs_a_key(server: Server) -> None:
 def test_at_risk_is_ranked_by_value_at_risk_and_pages(
     client: httpx.Client, scores_dir: ScoresDir
 ) -> None:
-    first = client.get("/v1/at-risk", params={"limit": 10}).json()
-    second = client.get("/v1/at-risk", params={"limit": 10, "offset": 10}).json()
+    first = client.get("/v1/at-risk", params={"limit": 10, "status": "all"}).json()
+    second = client.get("/v1/at-risk", params={"limit": 10, "offset": 10, "status": "all"}).json()
 
     rows = scores_dir.rows
     expected = rows["value_at_risk"].sort_values(ascending=False).index[:20].tolist()
@@ -66,13 +68,39 @@ def test_at_risk_is_ranked_by_value_at_risk_and_pages(
 
 def test_at_risk_filters_by_band_and_min_clv(client: httpx.Client, scores_dir: ScoresDir) -> None:
     rows = scores_dir.rows
-    response = client.get("/v1/at-risk", params={"risk_band": "high", "min_clv": 50, "limit": 1000})
+    floor = float(rows.loc[rows["risk_band"] == "high", "clv"].median())
+    params = {"risk_band": "high", "min_clv": floor, "limit": 1000, "status": "all"}
+    response = client.get("/v1/at-risk", params=params)
 
     body = response.json()
-    expected = rows[(rows["risk_band"] == "high") & (rows["clv"] >= 50)]
+    expected = rows[(rows["risk_band"] == "high") & (rows["clv"] >= floor)]
     assert body["total"] == len(expected) > 0
+    assert body["total"] < (rows["risk_band"] == "high").sum()
     assert {r["customer_id"] for r in body["results"]} == set(expected.index)
-    assert all(r["risk_band"] == "high" and r["clv"] >= 50 for r in body["results"])
+    assert all(r["risk_band"] == "high" and r["clv"] >= floor for r in body["results"])
+
+
+def test_at_risk_leaves_lapsed_customers_out_unless_asked(
+    client: httpx.Client, scores_dir: ScoresDir
+) -> None:
+    rows = scores_dir.rows
+    counts = rows["status"].value_counts()
+    assert counts.get("lapsed", 0) > 0 and counts.get("at_risk", 0) > 0
+
+    def ids(**params: str) -> list[str]:
+        body = client.get("/v1/at-risk", params={"limit": 1000, **params}).json()
+        assert body["total"] == len(body["results"])
+        return [r["customer_id"] for r in body["results"]]
+
+    worklist = ids()
+    assert set(worklist) == set(rows.index[rows["status"] != "lapsed"])
+    at_risk = ids(status="at_risk")
+    assert set(at_risk) == set(rows.index[rows["status"] == "at_risk"])
+    assert set(rows.loc[at_risk, "risk_band"]) <= {"high", "medium"}
+    assert set(ids(status="lapsed")) == set(rows.index[rows["status"] == "lapsed"])
+    assert len(ids(status="all")) == len(rows)
+    # the ranking order is kept under the filter
+    assert at_risk == [c for c in worklist if c in set(at_risk)]
 
 
 def test_at_risk_segment_needs_a_segment_column(client: httpx.Client) -> None:
@@ -80,7 +108,8 @@ def test_at_risk_segment_needs_a_segment_column(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    "params", [{"limit": 0}, {"limit": 100_000}, {"offset": -1}, {"risk_band": MARKER}]
+    "params",
+    [{"limit": 0}, {"limit": 100_000}, {"offset": -1}, {"risk_band": MARKER}, {"status": "gone"}],
 )
 def test_at_risk_bad_parameters_are_422(client: httpx.Client, params: dict) -> None:  # type: ignore[type-arg]
     body = assert_error(client.get("/v1/at-risk", params=params), 422, "invalid_request")
@@ -107,6 +136,31 @@ def test_model_describes_the_served_version(
     assert {d["verdict"] for d in body["drivers"]["drivers"]} == {"absent"}
 
 
+def test_model_shows_the_snapshots_distribution_bands(
+    client: httpx.Client, scores_dir: ScoresDir
+) -> None:
+    bands = client.get("/v1/model").json()["snapshot"]["risk_bands"]
+    rows = scores_dir.rows
+
+    assert bands["mode"] == "distribution"
+    assert bands["counts"] == {
+        b: int((rows["risk_band"] == b).sum()) for b in ("low", "medium", "high")
+    }
+    # the top 10% are high and the next 20% medium (ties at a threshold go up)
+    n = len(rows)
+    assert bands["counts"]["high"] >= 0.10 * n
+    assert bands["counts"]["high"] + bands["counts"]["medium"] >= 0.30 * n
+    prob = rows["churn_probability"]
+    high, medium = bands["thresholds"]["high"], bands["thresholds"]["medium"]
+    assert medium <= high
+    assert (rows.loc[prob >= high, "risk_band"] == "high").all()
+    assert (rows.loc[prob < medium, "risk_band"] == "low").all()
+    # the percentile orders customers as the probability does
+    ordered = rows.sort_values("churn_probability")
+    assert ordered["churn_percentile"].is_monotonic_increasing
+    assert ordered["churn_percentile"].iloc[0] < 5 and ordered["churn_percentile"].iloc[-1] > 95
+
+
 # --- /v1/predict -----------------------------------------------------------------------------
 
 
@@ -128,7 +182,7 @@ def history_of(cid: str) -> dict:  # type: ignore[type-arg]
 
 
 def test_predict_matches_batch_scoring_of_the_same_history(
-    client: httpx.Client, trained: Trained, champion: str
+    client: httpx.Client, trained: Trained, champion: str, scores_dir: ScoresDir
 ) -> None:
     ids = ["C00010", "C00042"]
 
@@ -137,15 +191,23 @@ def test_predict_matches_batch_scoring_of_the_same_history(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model_version"] == champion
-    expected = score_frame(trained.bundle, trained.frame).loc[ids]
+    # the server places posted customers against the served snapshot's reference
+    meta = json.loads((scores_dir.path / "snapshot.json").read_text())
+    reference = Reference.from_dict(meta["reference"])
+    expected = score_frame(trained.bundle, trained.frame, reference=reference).loc[ids]
     for item, cid in zip(body["results"], ids, strict=True):
         assert item["customer_id"] == cid and item["quarantined"] == []
         assert set(item) == {*SCORE_FIELDS, "quarantined"}
         assert item["as_of"] == "2026-01-01T00:00:00Z"
         assert item["churn_probability"] == pytest.approx(expected.loc[cid, "churn_probability"])
         assert item["clv"] == pytest.approx(expected.loc[cid, "clv"])
-        assert [r["feature"] for r in item["top_reasons"]] == [
-            r["feature"] for r in expected.loc[cid, "top_reasons"]
+        assert item["risk_band"] == expected.loc[cid, "risk_band"]
+        assert item["status"] == expected.loc[cid, "status"]
+        assert item["churn_percentile"] == pytest.approx(
+            expected.loc[cid, "churn_percentile"], abs=0.05
+        )
+        assert [(r["code"], r["text"]) for r in item["top_reasons"]] == [
+            (r["code"], r["text"]) for r in expected.loc[cid, "top_reasons"]
         ]
 
 

@@ -145,6 +145,10 @@ def test_dask_scoring_writes_every_customer(trained, dask_settings, local):
     meta = json.loads((result.path.parent / "snapshot.json").read_text())
     assert meta["sha256"] == sha256_file(result.path) and meta["rows"] == len(snapshot)
     assert meta["model_version"] == on_dask.version
+    # one reference for every partition: the bands' counts are the whole snapshot's
+    counts = {b: int((snapshot["risk_band"] == b).sum()) for b in ("low", "medium", "high")}
+    assert meta["risk_bands"]["counts"] == counts
+    assert snapshot["churn_percentile"].between(0, 100).all()
     parts = sorted((dask_settings.dask_work_dir / "scores").glob("part.*.parquet"))
     assert len(parts) == 4
 

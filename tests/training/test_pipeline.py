@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.contract import REASON_KEYS
 from models.history import latest_folder
 from training import tracking
 from training.batch import score
@@ -152,7 +153,11 @@ def test_score_writes_a_verifiable_snapshot(trained):
     customers = customers.set_index("customer_id")
     assert (snap.set_index("customer_id")["segment"] == customers["plan"]).all()
     reasons = json.loads(snap["top_reasons"].iloc[0])
-    assert all({"feature", "description", "value", "contribution"} <= set(r) for r in reasons)
+    assert reasons and all(tuple(r) == REASON_KEYS for r in reasons)
+    meta_bands = meta["risk_bands"]
+    assert meta_bands["counts"] == {
+        band: int((snap["risk_band"] == band).sum()) for band in ("low", "medium", "high")
+    }
     assert (snap.set_index("customer_id")["region"] == customers["region"]).all()
 
 

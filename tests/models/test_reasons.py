@@ -1,0 +1,256 @@
+"""Reasons from the whole model (models/reasons.py), relative risk (models/distribution.py)
+and the catalogue texts they are written in (features/catalogue.py), on real fitted models."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import features.build  # noqa: F401  (registers every feature in the catalogue)
+from features.catalogue import (
+    CONCEPTS,
+    MISSING_TEXT,
+    TEXT,
+    catalogue,
+    concept_of,
+    example_value,
+    reason_text,
+)
+from models.bundle import Bundle
+from models.churn import ChurnModel
+from models.contract import REASON_KEYS
+from models.distribution import (
+    BandRule,
+    Reference,
+    band_thresholds,
+    percentile,
+    quantile_grid,
+    risk_band,
+)
+from models.scoring import score_population
+
+FIXED = {"medium": 0.3, "high": 0.6}
+
+
+def _frame(seed: int, n: int, *, shift: float = 0.0) -> tuple[pd.DataFrame, pd.Series]:
+    """Customers with BG/NBD outputs, purchase and contact recency, effort and a plan; churn
+    driven by P(alive), contact recency and effort (``shift``: log-odds added to everyone,
+    for a high base rate)."""
+    rng = np.random.default_rng(seed)
+    alive = rng.uniform(0.05, 1, n)
+    expected = alive * rng.gamma(2, 1, n)
+    gap = rng.gamma(3, 15, n)
+    since_purchase = gap * rng.gamma(1.5, 1.0, n)
+    since_contact = rng.gamma(2, 15, n)
+    effort = rng.uniform(1, 7, n)
+    plan = rng.choice(["basic", "pro"], n)
+    logit = (
+        -2.0 * (alive - 0.5)
+        + 0.03 * (since_contact - 30)
+        + 0.5 * (effort - 4)
+        + np.where(plan == "pro", -0.5, 0.0)
+        + shift
+    )
+    y = pd.Series((rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int))
+    frame = pd.DataFrame(
+        {
+            "bgnbd_p_alive": alive,
+            "bgnbd_expected_purchases": expected,
+            "days_since_last_purchase": since_purchase,
+            "interpurchase_days_mean": gap,
+            "days_since_last_interaction": since_contact,
+            "days_since_last_usage": since_contact + rng.gamma(1, 3, n),
+            "effort_score_mean_90d": effort,
+            "plan": pd.Categorical(plan),
+        },
+        index=pd.Index([f"C{i:05d}" for i in range(n)], name="customer_id"),
+    )
+    return frame, y
+
+
+def _bundle(*, shift: float = 0.0, keep_trees: bool = True) -> tuple[Bundle, pd.DataFrame]:
+    frame, y = _frame(11, 4000, shift=shift)
+    train, valid, calib = slice(0, 2000), slice(2000, 3000), slice(3000, 4000)
+    model = ChurnModel(
+        params={"min_data_in_leaf": 40},
+        num_boost_round=150,
+        min_gain_z=-np.inf if keep_trees else np.inf,
+    ).fit(frame[train], y[train], X_valid=frame[valid], y_valid=y[valid])
+    model.calibrate(frame[calib], y[calib])
+    return Bundle(model, None, meta={"horizon_days": 90}), frame
+
+
+@pytest.fixture(scope="module")
+def cases() -> dict[str, tuple[Bundle, pd.DataFrame]]:
+    return {
+        "trees": _bundle(),
+        "prior alone": _bundle(keep_trees=False),
+        "high base rate": _bundle(shift=2.5),
+    }
+
+
+@pytest.mark.parametrize("case", ["trees", "prior alone", "high base rate"])
+def test_a_customer_above_the_base_rate_always_has_a_reason(case, cases) -> None:
+    bundle, frame = cases[case]
+    assert (bundle.churn.best_iteration_ > 0) == (case != "prior alone")
+    scores, reference = score_population(bundle, frame, rule=BandRule(), reasons=50)
+    prob = scores["churn_probability"].to_numpy()
+    above = prob > reference.base_rate
+    assert 0 < above.sum() < len(prob)
+    if case == "high base rate":
+        assert reference.base_rate > 0.8
+    for is_above, reasons in zip(above, scores["top_reasons"], strict=True):
+        if is_above:
+            assert reasons, "above the base rate without a reason"
+        directions = {r["direction"] for r in reasons}
+        assert directions <= {"raises" if is_above else "lowers"}
+        # all concepts in the reason's direction: their shares add up to the whole
+        if reasons:
+            assert sum(r["share"] for r in reasons) == pytest.approx(1.0, abs=2e-3)
+        codes = [r["code"] for r in reasons]
+        assert len(codes) == len(set(codes)), "one reason per concept"
+        assert [r["share"] for r in reasons] == sorted((r["share"] for r in reasons), reverse=True)
+
+
+def test_the_prior_alone_is_explained_by_purchase_reasons_in_plain_words(cases) -> None:
+    bundle, frame = cases["prior alone"]
+    scores, _ = score_population(bundle, frame, rule=BandRule())
+    codes = {r["code"] for reasons in scores["top_reasons"] for r in reasons}
+    # only the prior moves the score: its inputs are P(alive) and expected purchases
+    assert codes <= {"purchase_recency", "purchase_frequency"}
+    first = scores.sort_values("churn_probability")["top_reasons"].iloc[-1][0]
+    assert first["code"] == "purchase_recency"
+    # the observed feature leads the text, not the BG/NBD output
+    assert first["feature"] == "days_since_last_purchase"
+    assert re.fullmatch(r"No purchase for [\d,]+ days?; usually every [\d,]+ days?", first["text"])
+
+
+def test_reasons_have_the_contract_keys_and_the_customers_values(cases) -> None:
+    bundle, frame = cases["trees"]
+    scores, reference = score_population(bundle, frame, rule=BandRule())
+    seen = set()
+    for cid, reasons in scores["top_reasons"].items():
+        for r in reasons:
+            assert tuple(r) == REASON_KEYS
+            assert r["code"] == concept_of(r["feature"])
+            value = frame.loc[cid, r["feature"]]
+            if isinstance(r["value"], str):
+                assert r["value"] == str(value)
+                assert r["percentile"] is None
+            else:
+                assert r["value"] == pytest.approx(float(value), abs=1e-4)
+                grid = reference.feature_grids[r["feature"]]
+                assert r["percentile"] == pytest.approx(
+                    percentile(np.array([float(value)]), grid)[0], abs=0.05
+                )
+            seen.add(r["code"])
+    # contact recency and usage recency are one concept, not two reasons
+    assert concept_of("days_since_last_interaction") == concept_of("days_since_last_usage")
+    assert {"contact_recency", "effort", "purchase_recency"} <= seen
+
+
+def test_top_customers_do_not_all_share_one_first_reason(cases) -> None:
+    bundle, frame = cases["trees"]
+    scores, _ = score_population(bundle, frame, rule=BandRule())
+    top = scores.sort_values("churn_probability", ascending=False).head(50)
+    firsts = pd.Series([r[0]["code"] for r in top["top_reasons"]]).value_counts()
+    assert firsts.iloc[0] < 45, firsts.to_dict()
+
+
+def test_bands_are_drawn_from_the_distribution_or_fixed(cases) -> None:
+    bundle, frame = cases["high base rate"]
+    scores, reference = score_population(bundle, frame, rule=BandRule())
+    counts = scores["risk_band"].value_counts()
+    n = len(scores)
+    assert reference.mode == "distribution"
+    assert 0.10 * n <= counts["high"] < 0.15 * n
+    assert 0.30 * n <= counts["high"] + counts["medium"] < 0.35 * n
+    fixed, ref_fixed = score_population(
+        Bundle(bundle.churn, None, meta={**bundle.meta, "risk_thresholds": FIXED}),
+        frame,
+        rule=BandRule(mode="fixed"),
+    )
+    assert ref_fixed.thresholds == FIXED
+    expected = np.where(fixed["churn_probability"] >= 0.6, "high", "low")
+    expected = np.where(
+        (fixed["churn_probability"] >= 0.3) & (fixed["churn_probability"] < 0.6),
+        "medium",
+        expected,
+    )
+    assert (fixed["risk_band"].to_numpy() == expected).all()
+    # with an 85%+ base rate, fixed thresholds put most customers in "high"
+    assert (fixed["risk_band"] == "high").mean() > 0.5
+
+
+def test_percentiles_and_thresholds_on_known_values() -> None:
+    values = np.arange(1.0, 101.0)  # 1..100
+    grid = quantile_grid(values, 101)
+    assert grid is not None
+    pct = percentile(np.array([1.0, 50.5, 100.0, 1000.0, -5.0, np.nan]), grid)
+    np.testing.assert_allclose(pct[:5], [0.0, 50.0, 100.0, 100.0, 0.0])
+    assert np.isnan(pct[5])
+    # a value most customers share sits in the middle of its run
+    zeros = quantile_grid(np.r_[np.zeros(80), np.arange(1.0, 21.0)], 101)
+    assert percentile(np.array([0.0]), zeros)[0] == pytest.approx(40.0, abs=1.0)
+    thresholds = band_thresholds(values, BandRule(high_share=0.1, medium_share=0.2))
+    assert thresholds == {"high": 91.0, "medium": 71.0}
+    bands = risk_band(values, thresholds)
+    assert (bands == "high").sum() == 10 and (bands == "medium").sum() == 20
+    with pytest.raises(ValueError):
+        BandRule(high_share=0.8, medium_share=0.5)
+
+
+def test_reference_round_trips_and_refuses_malformed_input(cases) -> None:
+    bundle, frame = cases["trees"]
+    _, reference = score_population(bundle, frame, rule=BandRule())
+    again = Reference.from_dict(reference.to_dict())
+    assert again.thresholds == reference.thresholds and again.base_rate == reference.base_rate
+    assert again.feature_grids.keys() == reference.feature_grids.keys()
+    probe = frame["effort_score_mean_90d"].to_numpy()
+    np.testing.assert_allclose(
+        percentile(probe, again.feature_grids["effort_score_mean_90d"]),
+        percentile(probe, reference.feature_grids["effort_score_mean_90d"]),
+        atol=1e-3,
+    )
+    broken = reference.to_dict()
+    broken["features"]["effort_score_mean_90d"] = [3.0, 1.0]
+    with pytest.raises(ValueError, match="ascending"):
+        Reference.from_dict(broken)
+    with pytest.raises(ValueError, match="malformed"):
+        Reference.from_dict({"base_rate": 0.5})
+
+
+# -- the catalogue's texts ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(catalogue()))
+def test_every_catalogue_feature_renders_as_a_reason(name: str) -> None:
+    assert concept_of(name) in CONCEPTS, "every catalogue feature belongs to a concept"
+    text = reason_text(name, example_value(name), {})
+    assert text and not text[0].islower() and "{" not in text
+    missing = reason_text(name, np.nan, {})
+    assert missing and "{" not in missing and "nan" not in missing.lower()
+    # with every other feature known, the optional clauses render too
+    others = {other: example_value(other) for other in catalogue()}
+    full = reason_text(name, example_value(name), others)
+    assert full.startswith(text) and "{" not in full
+
+
+def test_text_tables_name_only_catalogue_features() -> None:
+    names = set(catalogue())
+    assert set(TEXT) <= names and set(MISSING_TEXT) <= names
+    for template in TEXT.values():
+        fields = set(re.findall(r"\{(\w+)\}", template)) - {"value", "signed", "percent"}
+        assert fields <= names, template
+
+
+def test_attribute_columns_render_with_their_value() -> None:
+    assert concept_of("plan") == "attribute_plan"
+    assert reason_text("plan", "basic", {}) == "Plan: basic"
+    assert reason_text("days_since_last_purchase", 143.0, {"interpurchase_days_mean": 40.2}) == (
+        "No purchase for 143 days; usually every 40 days"
+    )
+    assert reason_text("days_since_last_purchase", 1.0, {}) == "No purchase for 1 day"
