@@ -170,7 +170,9 @@ def test_min_change_lists_the_risers_since_the_previous_snapshot(
     hclient: httpx.Client, kept: Kept
 ) -> None:
     latest = kept.rows[2]
-    body = hclient.get("/v1/at-risk", params={"min_change": 0.02, "limit": 1000}).json()
+    body = hclient.get(
+        "/v1/at-risk", params={"min_change": 0.02, "limit": 1000, "status": "all"}
+    ).json()
 
     risers = latest[latest["change"] >= 0.02]
     assert body["total"] == len(risers) > 0
@@ -185,7 +187,8 @@ def test_changed_since_measures_against_the_snapshot_of_that_date(
     oldest, latest = kept.rows[0], kept.rows[2]
     since = str(WEEKS[0].date() + pd.Timedelta(days=3))  # the oldest is the newest on or before
     body = hclient.get(
-        "/v1/at-risk", params={"changed_since": since, "min_change": 0.01, "limit": 1000}
+        "/v1/at-risk",
+        params={"changed_since": since, "min_change": 0.01, "limit": 1000, "status": "all"},
     ).json()
 
     change = latest["churn_probability"] - oldest["churn_probability"].reindex(latest.index)
@@ -215,8 +218,12 @@ def test_at_risk_csv_streams_every_matching_customer_with_segment_and_attributes
     hclient: httpx.Client, kept: Kept
 ) -> None:
     latest = kept.rows[2]
-    rows = _csv(hclient.get("/v1/at-risk", params={"format": "csv", "risk_band": "high"}))
-    page = hclient.get("/v1/at-risk", params={"risk_band": "high", "limit": 1000}).json()
+    rows = _csv(
+        hclient.get("/v1/at-risk", params={"format": "csv", "risk_band": "high", "status": "all"})
+    )
+    page = hclient.get(
+        "/v1/at-risk", params={"risk_band": "high", "limit": 1000, "status": "all"}
+    ).json()
 
     assert len(rows) == page["total"] == int((latest["risk_band"] == "high").sum()) > 0
     assert [r["customer_id"] for r in rows] == [r["customer_id"] for r in page["results"]]
@@ -226,7 +233,7 @@ def test_at_risk_csv_streams_every_matching_customer_with_segment_and_attributes
     assert first["plan"] == latest.loc[cid, "plan"] == first["segment"]
     assert first["signup_date"] == latest.loc[cid, "signup_date"]
     reasons = json.loads(latest.loc[cid, "top_reasons"])
-    assert first["top_reasons"] == "; ".join(r["description"] for r in reasons)
+    assert first["top_reasons"] == "; ".join(r["text"] for r in reasons)
 
 
 def test_at_risk_csv_by_accept_header_and_paged(hclient: httpx.Client) -> None:

@@ -35,17 +35,34 @@ def scores_frame(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     prob = rng.uniform(0, 1, n)
     clv = rng.gamma(2.0, 50.0, n)
-    reasons = [[{"feature": "recency", "description": "days since the last purchase"}]] * n
+    reason = {
+        "code": "purchase_recency",
+        "text": "No purchase for 40 days",
+        "feature": "days_since_last_purchase",
+        "value": 40.0,
+        "direction": "raises",
+        "percentile": 80.0,
+        "share": 1.0,
+    }
+    band = np.select([prob >= 0.6, prob >= 0.3], ["high", "medium"], "low")
     return pd.DataFrame(
         {
+            "status": np.where(band == "low", "active", "at_risk"),
             "churn_probability": prob,
-            "risk_band": np.select([prob >= 0.6, prob >= 0.3], ["high", "medium"], "low"),
+            "churn_percentile": prob * 100,
+            "risk_band": band,
             "p_alive": rng.uniform(0, 1, n),
+            "p_alive_note": None,
             "expected_purchases": rng.gamma(2.0, 1.0, n),
             "expected_order_value": rng.gamma(5.0, 10.0, n),
             "clv": clv,
+            "clv_low": clv * 0.5,
+            "clv_high": clv * 1.5,
+            "clv_horizon_days": 365,
+            "discount_rate": 0.1,
+            "residual_clv": clv * 4,
             "value_at_risk": prob * clv,
-            "top_reasons": reasons,
+            "top_reasons": [[reason]] * n,
         },
         index=pd.Index([f"C{i:04d}" for i in range(n)], name="customer_id"),
     )
@@ -156,7 +173,7 @@ def test_export_writes_the_worklist_as_csv_and_json_lines(tmp_path: Path, monkey
     cid = first["customer_id"]
     assert first["change"] == pytest.approx(latest.loc[cid, "change"])
     assert first["attributes"] == {"plan": latest.loc[cid, "plan"], "region": "north"}
-    assert first["top_reasons"][0]["description"] == "days since the last purchase"
+    assert first["top_reasons"][0]["text"] == "No purchase for 40 days"
     assert table[0]["plan"] == latest.loc[cid, "plan"] and table[0]["segment"] == table[0]["plan"]
     assert (
         float(table[0]["previous_churn_probability"])
