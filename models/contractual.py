@@ -284,10 +284,11 @@ class ContractualCLV:
         revenue per period (``expected_order_value``) and ``clv`` = revenue x discounted
         residual lifetime over the horizon (``horizon_days=None``: lifetime DERL).
 
-        Customers without a tenure or a revenue get NaN; the frame needs
-        :data:`TENURE_COLUMN` and :data:`REVENUE_COLUMN`."""
-        n = frame[TENURE_COLUMN].to_numpy(dtype=float)
-        revenue = frame[REVENUE_COLUMN].to_numpy(dtype=float)
+        Customers without a tenure or a revenue (column :data:`TENURE_COLUMN`,
+        :data:`REVENUE_COLUMN` absent or blank) get NaN."""
+        missing = pd.Series(np.nan, index=frame.index)
+        n = frame.get(TENURE_COLUMN, missing).to_numpy(dtype=float)
+        revenue = frame.get(REVENUE_COLUMN, missing).to_numpy(dtype=float)
         segs = frame[self.segment_column] if self.segment_column in frame.columns else None
         alpha, beta = self._params_for(segs, len(frame))
         d = per_period_rate(self.annual_discount_rate, self.period_days)

@@ -3,7 +3,8 @@ the server's on-demand predictions.
 
 Output per customer (:data:`models.contract.SCORE_FIELDS`, docs/http-api.md):
 ``churn_probability``, ``risk_band``, ``p_alive``, ``expected_purchases``,
-``expected_order_value``, ``clv`` (discounted, over the horizon),
+``expected_order_value``, ``clv`` (discounted, over the horizon; for a contractual model,
+recurring revenue x expected renewals, ``models/contractual.py``),
 ``value_at_risk = churn_probability * clv`` and ``top_reasons``: the features that push this
 customer's churn risk up most (LightGBM SHAP contributions, log-odds).
 """
@@ -20,6 +21,7 @@ from features.catalogue import describe
 from models.bundle import Bundle
 from models.clv_features import clv_feature_columns
 from models.contract import OPTIONAL_SCORE_FIELDS, RISK_BANDS
+from models.contractual import TENURE_COLUMN, ContractualCLV
 
 DEFAULT_THRESHOLDS = {"medium": 0.3, "high": 0.6}
 
@@ -108,7 +110,11 @@ def score_columns(
     horizon = int(horizon_days or model_horizon)
     clv = None
     extra: dict[str, np.ndarray] = {}
-    if bundle.clv is not None and "frequency" in frame.columns:
+    if isinstance(bundle.clv, ContractualCLV):
+        # a subscription: recurring revenue x expected residual lifetime, no churn features
+        if TENURE_COLUMN in frame.columns:
+            clv = bundle.clv.predict(frame, horizon_days=horizon)
+    elif bundle.clv is not None and "frequency" in frame.columns:
         # The churn model's BG/NBD features are over the horizon it was trained for; the CLV
         # outputs are over the horizon asked for.
         clv = bundle.clv.predict(frame, horizon_days=model_horizon)

@@ -149,6 +149,12 @@ class TrainSettings(CommonSettings):
     dask_partitions: int = Field(0, ge=0)
     #: Where the Dask engine stages validated, co-partitioned tables and scored parts.
     dask_work_dir: Path = Path("var/dask")
+    # -- contractual CLV (customers' tenure_periods and recurring_revenue, docs/clv.md) --------
+    #: Length of one contract period in days (default one month: 365.2425 / 12 = 30.4375).
+    contract_period_days: float = Field(30.4375, gt=0, le=3660)
+    #: Customer attribute (e.g. ``contract``) whose values get their own sBG retention fit;
+    #: unset: one fit for everybody.
+    contract_segment_column: str | None = None
 
 
 class ServeSettings(CommonSettings):

@@ -28,13 +28,13 @@ import pandas as pd
 from features.build import build_features
 from features.catalogue import catalogue_markdown
 from features.transactions import T_DAYS
-from models.bundle import Bundle
+from models.bundle import AnyCLV, Bundle
 from models.churn import ChurnModel
 from models.clv import CLVModel, CLVModelError
 from models.clv_evaluation import calibration_holdout, evaluate_holdout, plots
 from training import tracking
 from training.baselines import baseline_metrics
-from training.clv_fit import CLVFit, fit_clv_with_fallback
+from training.clv_fit import CLVFit, fit_clv_with_fallback, fit_contractual_clv
 from training.config import TrainSettings
 from training.evaluate import classification_metrics, oracle_metrics
 from training.frames import (
@@ -108,7 +108,7 @@ def fit_clv(loaded: LoadedTables, plan: CutoffPlan) -> CLVFit | None:
 
 def settle_clv(
     fit: CLVFit | None, frames: Frames, run: tracking.TrainingRun
-) -> tuple[CLVModel | None, Frames]:
+) -> tuple[AnyCLV | None, Frames]:
     """Record the CLV fits in MLflow and decide the churn model's BG/NBD features.
 
     Without a final CLV model (or without one at every cutoff) the features are dropped, so
@@ -119,6 +119,10 @@ def settle_clv(
         return None, frames
     run.params(fit.mlflow_params())
     run.tags({k: v[:4999] for k, v in fit.mlflow_tags().items()})
+    if fit.contractual:  # sBG: no BG/NBD features either way
+        if fit.model is None:
+            log.warning("CLV not fitted, so the scores have no CLV fields: %s", fit.reason)
+        return fit.model, frames
     failed = [d for d, line in frames.clv_fits.items() if line.startswith("not fitted")]
     if fit.model is None:
         log.warning(
@@ -179,7 +183,7 @@ def evaluate_clv(
     run: tracking.TrainingRun,
     holdout: Callable[..., tuple[pd.DataFrame, pd.DataFrame]] | None = None,
     *,
-    clv: CLVModel | None = None,
+    clv: AnyCLV | None = None,
 ) -> dict[str, float]:
     """Calibration/holdout evaluation of the CLV model at the validation cutoff: fitted on
     purchases before it, compared with the horizon after it and with the naive baseline; the
@@ -190,7 +194,7 @@ def evaluate_clv(
     latest (explicit labels can sit a horizon before it). ``holdout(cutoff=, end=)`` gives
     the (summary, actuals) pair; default :func:`models.clv_evaluation.calibration_holdout` on
     the loaded transactions (the Dask engine gathers the same pair from its partitions)."""
-    if loaded.tables.transactions is None or clv is None:
+    if loaded.tables.transactions is None or not isinstance(clv, CLVModel):
         return {}
     if not clv.spend:
         log.info("CLV holdout evaluation skipped: the model has no spend part")
@@ -322,7 +326,14 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             run.tags({"validation": plan.validation_kind})
 
         with step("clv_fit"):
-            clv, frames = settle_clv(engine.fit_clv(loaded, plan), frames, run)
+            fit = engine.fit_clv(loaded, plan) or fit_contractual_clv(
+                loaded.tables,
+                horizon_days=plan.horizon_days,
+                data_end=plan.data_end,
+                period_days=settings.contract_period_days,
+                segment_column=settings.contract_segment_column,
+            )
+            clv, frames = settle_clv(fit, frames, run)
             if clv is not None:
                 run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
                 run.dict(clv.to_dict(), "clv/model.json")
