@@ -45,6 +45,7 @@ from models.clv import (
     SpendModelError,
     summary_counts,
 )
+from models.clv_evaluation import CandidatesEvaluation, evaluate_candidates
 from models.contractual import (
     REVENUE_COLUMN,
     TENURE_COLUMN,
@@ -375,4 +376,39 @@ def fit_contractual_clv(
     reason = f"{model.n_customers_} customers, churn from {note}{segments}"
     result = CLVFit(model, "fitted", reason, contractual=True)
     log.info("CLV fit (final model): %s", result.describe())
+    return result
+
+
+#: Above this many customers in the calibration cohort the candidates comparison is skipped
+#: (it refits three BTYD models and the learned model's cross-validation: minutes at 10^6).
+MAX_CANDIDATE_CUSTOMERS = 200_000
+
+
+def compare_candidates(
+    transactions: pd.DataFrame,
+    *,
+    cutoff: pd.Timestamp,
+    end: pd.Timestamp,
+    horizon_days: int,
+    penalizer: float = 0.0,
+) -> CandidatesEvaluation | None:
+    """:func:`models.clv_evaluation.evaluate_candidates` on ``[cutoff, end)``, for the
+    training run's record; never raises for the data (``None`` with ONE WARNING when BG/NBD
+    cannot be fitted at the cutoff, with an INFO line when the cohort is too large)."""
+    cohort = transactions.loc[transactions["timestamp"] < cutoff, "customer_id"].nunique()
+    if cohort > MAX_CANDIDATE_CUSTOMERS:
+        log.info(
+            "CLV candidates comparison skipped: %d customers (more than %d)",
+            cohort,
+            MAX_CANDIDATE_CUSTOMERS,
+        )
+        return None
+    try:
+        result = evaluate_candidates(
+            transactions, cutoff=cutoff, end=end, horizon_days=horizon_days, penalizer=penalizer
+        )
+    except (CLVModelError, ValueError) as exc:
+        log.warning("CLV candidates comparison skipped: %s", exc)
+        return None
+    log.info("CLV candidates: ranking by %s", result.chosen)
     return result

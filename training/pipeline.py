@@ -34,7 +34,12 @@ from models.clv import CLVModel, CLVModelError
 from models.clv_evaluation import calibration_holdout, evaluate_holdout, plots
 from training import tracking
 from training.baselines import baseline_metrics
-from training.clv_fit import CLVFit, fit_clv_with_fallback, fit_contractual_clv
+from training.clv_fit import (
+    CLVFit,
+    compare_candidates,
+    fit_clv_with_fallback,
+    fit_contractual_clv,
+)
 from training.config import TrainSettings
 from training.evaluate import classification_metrics, oracle_metrics
 from training.frames import (
@@ -187,7 +192,10 @@ def evaluate_clv(
 ) -> dict[str, float]:
     """Calibration/holdout evaluation of the CLV model at the validation cutoff: fitted on
     purchases before it, compared with the horizon after it and with the naive baseline; the
-    metrics, the conditional-expectation and decile tables and their plots go to MLflow.
+    metrics, the conditional-expectation and decile tables and their plots go to MLflow; on
+    the local engine also every CLV candidate side by side (``clv/candidates.csv``, metrics
+    ``clv_candidates.<candidate>.<metric>``, tag ``clv.ranking_model``:
+    :func:`training.clv_fit.compare_candidates`).
 
     ``clv``: the run's final model, whose count model, penalizer and spend setting are
     evaluated (nothing without one). The holdout window ends at the end of the data at the
@@ -201,6 +209,7 @@ def evaluate_clv(
         return {}
     horizon = pd.Timedelta(days=plan.horizon_days)
     cutoff = min(plan.validation, plan.data_end - horizon)
+    in_memory = holdout is None  # the candidates comparison reads the raw transactions
     if holdout is None:
         holdout = partial(calibration_holdout, loaded.tables.transactions)
     summary, actuals = holdout(cutoff=cutoff, end=cutoff + horizon)
@@ -218,7 +227,21 @@ def evaluate_clv(
     run.text(evaluation.deciles.to_csv(index=False), "clv/deciles.csv")
     for name, png in plots(evaluation).items():
         run.png(png, f"clv/{name}")
-    return {f"clv_holdout.{k}": v for k, v in evaluation.metrics.items()}
+    metrics = {f"clv_holdout.{k}": v for k, v in evaluation.metrics.items()}
+    if in_memory:
+        compared = compare_candidates(
+            loaded.tables.transactions,
+            cutoff=cutoff,
+            end=cutoff + horizon,
+            horizon_days=plan.horizon_days,
+            penalizer=clv.penalizer,
+        )
+        if compared is not None:
+            run.text(compared.table.to_csv(), "clv/candidates.csv")
+            run.text(compared.deciles.to_csv(index=False), "clv/candidate_deciles.csv")
+            run.tags({"clv.ranking_model": compared.chosen})
+            metrics |= {f"clv_candidates.{k}": v for k, v in compared.metrics().items()}
+    return metrics
 
 
 def gate(
