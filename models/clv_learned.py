@@ -198,4 +198,7 @@ class LearnedCLV:
 def _spend(parts: dict[str, lgb.Booster], x: pd.DataFrame) -> np.ndarray:
     """``P(any purchase) * E[spend | a purchase]``."""
     m = x.to_numpy(dtype=float)
-    return parts["buy"].predict(m) * parts["spend_if_buy"].predict(m)
+    buy: np.ndarray = np.asarray(parts["buy"].predict(m), dtype=float)
+    amount: np.ndarray = np.asarray(parts["spend_if_buy"].predict(m), dtype=float)
+    out: np.ndarray = np.multiply(buy, amount)
+    return out

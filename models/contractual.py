@@ -163,8 +163,8 @@ def per_period_rate(annual_discount_rate: float, period_days: float) -> float:
 
 
 def residual_lifetime(
-    alpha: float,
-    beta: float,
+    alpha: float | np.ndarray,
+    beta: float | np.ndarray,
     n: npt.ArrayLike,
     *,
     d: float,
@@ -182,7 +182,7 @@ def residual_lifetime(
         if x >= 1.0:
             raise ValueError("a lifetime (no horizon) residual needs a positive discount rate")
         first = np.exp(betaln(alpha, beta + n + 1) - betaln(alpha, beta + n))
-        return first * hyp2f1(1.0, beta + n + 1, alpha + beta + n + 1, x)
+        return np.asarray(first * hyp2f1(1.0, beta + n + 1, alpha + beta + n + 1, x))
     total = np.zeros_like(n)
     alive = np.ones_like(n)
     for k in range(1, int(periods) + 1):

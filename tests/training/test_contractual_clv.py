@@ -6,8 +6,6 @@ at risk over HTTP (``/v1/at-risk``). Real LightGBM, MLflow (sqlite in a temp fol
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import httpx
 import mlflow
@@ -19,7 +17,7 @@ from models import registry
 from models.contractual import ContractualCLV, per_period_rate, residual_lifetime
 from serving.snapshot import load_snapshot
 from tests.server import run_server, workspace_env
-from tests.training.test_one_snapshot import run, telecom_export
+from tests.training.test_one_snapshot import create_api_key, run, telecom_export
 
 N = 1500
 
@@ -83,16 +81,7 @@ def test_subscription_customers_get_contractual_clv(subscription):
 @pytest.mark.slow
 def test_at_risk_ranks_subscription_customers_by_value(subscription):
     root, env, customers, _ = subscription
-    key = subprocess.run(
-        [sys.executable, "-m", "serving.keys", "create", "--name", "crm"],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert key.returncode == 0, key.stderr
-    api_key = key.stdout.strip().splitlines()[-1]
+    api_key = create_api_key(env, root)
     with run_server(root, env) as server:
         r = httpx.get(
             f"{server.url}/v1/at-risk", params={"limit": 5}, headers={"X-API-Key": api_key}
