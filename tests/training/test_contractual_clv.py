@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.schema import Tables
 from models import registry
 from models.contractual import ContractualCLV, per_period_rate, residual_lifetime
 from serving.snapshot import load_snapshot
 from tests.server import run_server, workspace_env
 from tests.training.test_one_snapshot import create_api_key, run, telecom_export
+from training.clv_fit import fit_contractual_clv
 
 N = 1500
 
@@ -99,3 +101,39 @@ def test_at_risk_ranks_subscription_customers_by_value(subscription):
         customers[["plan", "contract", "tenure_periods", "recurring_revenue"]]
     )
     print("\ntop 5 by value at risk\n" + shown.round(3).to_string())
+
+
+def _customers(n: int, *, churn_dates: bool) -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    t = rng.geometric(rng.beta(0.8, 2.5, n))
+    age = rng.integers(1, 48, n)
+    churned = t <= age
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"S{i}" for i in range(n)],
+            "tenure_periods": np.where(churned, t - 1, age).astype(float),
+            "recurring_revenue": 30.0,
+        }
+    )
+    if churn_dates:
+        frame["churn_date"] = pd.Series(
+            np.where(churned, pd.Timestamp("2025-01-01", tz="UTC"), pd.NaT)
+        ).astype("datetime64[ns, UTC]")
+    return frame
+
+
+def test_training_picks_the_contractual_model_only_without_purchases():
+    end = pd.Timestamp("2025-06-01", tz="UTC")
+    kwargs = {"horizon_days": 90, "data_end": end, "period_days": 30.4375}
+    fit = fit_contractual_clv(Tables(customers=_customers(3000, churn_dates=True)), **kwargs)
+    assert fit is not None and fit.contractual and isinstance(fit.model, ContractualCLV)
+    assert fit.model.params_["alpha"] == pytest.approx(0.8, rel=0.25)
+    assert "churn_date" in fit.describe()
+    # purchases present: the BTYD ladder's job, not this one
+    purchases = pd.DataFrame({"customer_id": ["S1"], "timestamp": [end], "amount": [1.0]})
+    tables = Tables(customers=_customers(50, churn_dates=True), transactions=purchases)
+    assert fit_contractual_clv(tables, **kwargs) is None
+    # no churn evidence at all: not fitted, with the reason and the fix
+    none = fit_contractual_clv(Tables(customers=_customers(50, churn_dates=False)), **kwargs)
+    assert none is not None and none.model is None and none.status == "not fitted"
+    assert "no churn_date and no labels" in none.reason
