@@ -14,7 +14,7 @@ the customer's historical purchase rate carried forward (:func:`naive_forecast`)
 :func:`evaluate_candidates` puts every candidate side by side on the same holdout: BG/NBD,
 Pareto/NBD and MBG/NBD (each with Gamma-Gamma), the learned ranking model
 (:mod:`models.clv_learned`, fitted on the split before it), the learned model rescaled to the
-BG/NBD total, and the naive baseline: total error, MAE, Spearman, normalised Gini and the
+BTYD total, and the naive baseline: total error, MAE, Spearman, normalised Gini and the
 deciles of each; and the choice between the learned model and BG/NBD. Pure functions:
 DataFrames in, a metrics dict, DataFrames and PNG bytes out; logging is the caller's.
 """
@@ -264,11 +264,11 @@ def evaluate_holdout(
     return HoldoutEvaluation(metrics, customers, table, deciles)
 
 
-#: The BTYD candidates of :func:`evaluate_candidates`; the first is the one the learned model
-#: must beat (and whose aggregate it falls back to).
+#: The BTYD candidates of :func:`evaluate_candidates`; the ``primary`` one (default the first)
+#: is the one the learned model must beat, and whose aggregate it falls back to.
 BTYD_CANDIDATES = ("bgnbd", "pareto_nbd", "mbgnbd")
 LEARNED = "learned"
-LEARNED_BTYD_TOTAL = "learned, BG/NBD total"
+LEARNED_BTYD_TOTAL = "learned, BTYD total"
 NAIVE = "naive"
 CANDIDATE_COLUMNS = (
     "purchases_predicted",
@@ -318,8 +318,9 @@ class CandidatesEvaluation:
         plus the actual totals as the row ``actual``.
     deciles : the :func:`decile_table` of each candidate, stacked (column ``candidate``).
     chosen : the candidate to rank customers with: :data:`LEARNED` (or
-        :data:`LEARNED_BTYD_TOTAL` when BG/NBD's total is closer) when the learned model has
-        both a higher Spearman and a higher Gini than BG/NBD on this holdout, else ``bgnbd``.
+        :data:`LEARNED_BTYD_TOTAL` when the primary BTYD model's total is closer) when the
+        learned model has both a higher Spearman and a higher Gini than the primary BTYD
+        model on this holdout, else the primary (``bgnbd`` by default).
     notes : candidates that could not be fitted, and why.
     learned : the learned model fitted on the earlier split (``None`` if it failed).
     """
@@ -345,16 +346,22 @@ def _ranking_score(predicted: np.ndarray, actual: np.ndarray) -> float:
 
 
 def _fit_learned(
-    transactions: pd.DataFrame, *, cutoff: pd.Timestamp, horizon_days: int, penalizer: float
+    transactions: pd.DataFrame,
+    *,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    penalizer: float,
+    primary: str,
 ) -> tuple[LearnedCLV, float]:
     """The learned model on the split before ``cutoff``: features at ``cutoff - window``
-    (BG/NBD refitted there), outcomes in ``[cutoff - window, cutoff)``; and the window."""
+    (the primary BTYD model refitted there), outcomes in ``[cutoff - window, cutoff)``; and
+    the window."""
     first_day = transactions["timestamp"].min().floor("D")
     window = learning_window_days(first_day, cutoff, horizon_days)
     start = cutoff - pd.Timedelta(days=window)
     summary, actuals = calibration_holdout(transactions, cutoff=start, end=cutoff)
     summary = summary.dropna(subset=["T_days"])
-    btyd = CLVModel(model=BTYD_CANDIDATES[0], penalizer=penalizer).fit(summary, as_of=start)
+    btyd = CLVModel(model=primary, penalizer=penalizer).fit(summary, as_of=start)
     x = learned_features(summary, btyd, window_days=window)
     y = actuals.reindex(summary.index).fillna(0.0)
     model = LearnedCLV().fit(
@@ -374,19 +381,24 @@ def evaluate_candidates(
     end: pd.Timestamp,
     horizon_days: int,
     penalizer: float = 0.0,
+    primary: str = BTYD_CANDIDATES[0],
 ) -> CandidatesEvaluation:
     """Every CLV candidate on the holdout ``[cutoff, end)`` (``horizon_days`` long), fitted
     on the purchases before ``cutoff`` (the learned model on the split before that).
 
+    ``primary``: the BTYD model in use (e.g. the training run's: ``nbd`` where nobody
+    visibly drops out), listed first, fitted with ``penalizer``, and the one the learned
+    model is compared with and scaled by; the others of :data:`BTYD_CANDIDATES` follow.
+
     BTYD candidates rank by their discounted CLV, as :func:`evaluate_holdout`; the learned
-    model by its predicted spend, scaled from its window to the horizon by BG/NBD's ratio of
+    model by its predicted spend, scaled from its window to the horizon by the primary's ratio of
     expected purchases (spend) over the two; the naive baseline by its spend. A candidate
     that cannot be fitted is left out of the table with a note.
 
     Raises
     ------
     CLVModelError
-        BG/NBD itself cannot be fitted at ``cutoff`` (nothing to compare with).
+        The primary model cannot be fitted at ``cutoff`` (nothing to compare with).
     """
     summary, actuals = calibration_holdout(transactions, cutoff=cutoff, end=end)
     cohort = summary.dropna(subset=["T_days"])
@@ -395,11 +407,12 @@ def evaluate_candidates(
     deciles: dict[str, pd.DataFrame] = {}
     notes: dict[str, str] = {}
     fitted: dict[str, CLVModel] = {}
-    for name in BTYD_CANDIDATES:
+    names = [primary, *(m for m in BTYD_CANDIDATES if m != primary)]
+    for name in names:
         try:
             fitted[name] = CLVModel(model=name, penalizer=penalizer).fit(summary, as_of=cutoff)
         except CLVModelError as exc:
-            if name == BTYD_CANDIDATES[0]:
+            if name == primary:
                 raise
             notes[name] = str(exc)
             continue
@@ -409,22 +422,26 @@ def evaluate_candidates(
             c["purchases_predicted"], c["expected_spend"], c["clv"], actual
         )
         deciles[name] = decile_table(c["expected_spend"], c["spend_actual"], rank_by=c["clv"])
-        if name == BTYD_CANDIDATES[0]:
+        if name == primary:
             base = c
-    primary = fitted[BTYD_CANDIDATES[0]]
+    model = fitted[primary]
 
     learned = None
     try:
         learned, window = _fit_learned(
-            transactions, cutoff=cutoff, horizon_days=horizon_days, penalizer=penalizer
+            transactions,
+            cutoff=cutoff,
+            horizon_days=horizon_days,
+            penalizer=penalizer,
+            primary=primary,
         )
     except (CLVModelError, ValueError) as exc:
         notes[LEARNED] = str(exc)
     if learned is not None:
-        pw = learned.predict_window(learned_features(cohort, primary, window_days=window))
-        short = primary.predict(cohort, horizon_days=window)
+        pw = learned.predict_window(learned_features(cohort, model, window_days=window))
+        short = model.predict(cohort, horizon_days=window)
         short_spend = short["expected_purchases"] * short["expected_order_value"]
-        # BG/NBD's own time profile from the window to the horizon (dropout bends it)
+        # the BTYD model's own time profile from the window to the horizon (dropout bends it)
         k_p = base["purchases_predicted"].sum() / short["expected_purchases"].sum()
         k_s = base["expected_spend"].sum() / short_spend.sum()
         purchases, spend = pw["purchases"] * k_p, pw["spend"] * k_s
@@ -449,9 +466,9 @@ def evaluate_candidates(
         float(actual["spend"].sum()),
     ]
     table.index.name = "candidate"
-    chosen = BTYD_CANDIDATES[0]
+    chosen = primary
     if learned is not None:
-        ours, theirs = table.loc[LEARNED], table.loc[BTYD_CANDIDATES[0]]
+        ours, theirs = table.loc[LEARNED], table.loc[primary]
         if ours["spearman"] > theirs["spearman"] and ours["gini"] > theirs["gini"]:
             closer = abs(theirs["spend_error_pct"]) < abs(ours["spend_error_pct"])
             chosen = LEARNED_BTYD_TOTAL if closer else LEARNED

@@ -391,10 +391,12 @@ def compare_candidates(
     end: pd.Timestamp,
     horizon_days: int,
     penalizer: float = 0.0,
+    primary: str = "bgnbd",
 ) -> CandidatesEvaluation | None:
     """:func:`models.clv_evaluation.evaluate_candidates` on ``[cutoff, end)``, for the
-    training run's record; never raises for the data (``None`` with ONE WARNING when BG/NBD
-    cannot be fitted at the cutoff, with an INFO line when the cohort is too large)."""
+    training run's record, against the run's model ``primary``; never raises for the data
+    (``None`` with ONE WARNING when ``primary`` cannot be fitted at the cutoff, with an INFO
+    line when the cohort is too large)."""
     cohort = transactions.loc[transactions["timestamp"] < cutoff, "customer_id"].nunique()
     if cohort > MAX_CANDIDATE_CUSTOMERS:
         log.info(
@@ -405,7 +407,12 @@ def compare_candidates(
         return None
     try:
         result = evaluate_candidates(
-            transactions, cutoff=cutoff, end=end, horizon_days=horizon_days, penalizer=penalizer
+            transactions,
+            cutoff=cutoff,
+            end=end,
+            horizon_days=horizon_days,
+            penalizer=penalizer,
+            primary=primary,
         )
     except (CLVModelError, ValueError) as exc:
         log.warning("CLV candidates comparison skipped: %s", exc)

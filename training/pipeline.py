@@ -235,6 +235,7 @@ def evaluate_clv(
             end=cutoff + horizon,
             horizon_days=plan.horizon_days,
             penalizer=clv.penalizer,
+            primary=clv.model_,
         )
         if compared is not None:
             run.text(compared.table.to_csv(), "clv/candidates.csv")

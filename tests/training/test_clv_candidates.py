@@ -57,7 +57,7 @@ def test_table_has_every_candidate_and_the_actuals(candidates, sample):
     assert set(deciles["candidate"]) == set(table.index) - {"actual"}
     assert (deciles.groupby("candidate")["actual_share"].sum() - 1).abs().max() < 1e-9
     metrics = candidates.metrics()
-    assert metrics["learned_BGNBD_total.gini"] == pytest.approx(scaled["gini"])
+    assert metrics["learned_BTYD_total.gini"] == pytest.approx(scaled["gini"])
 
 
 def test_learned_model_ranks_better_than_bgnbd_on_cdnow(candidates):

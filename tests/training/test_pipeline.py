@@ -80,7 +80,7 @@ def test_run_logs_inputs_report_and_bundle(trained):
     assert {"bgnbd.gini", "learned.gini", "naive.gini"} <= {
         k.removeprefix("clv_candidates.") for k in runs[0].data.metrics
     }
-    assert runs[0].data.tags["clv.ranking_model"] in {"bgnbd", "learned", "learned, BG/NBD total"}
+    assert runs[0].data.tags["clv.ranking_model"] in {"bgnbd", "learned", "learned, BTYD total"}
     html = tracking.download_report(settings, first.version, settings.scores_dir.parent / "rep")
     assert "Model vs baselines vs oracle" in html.read_text()
 
