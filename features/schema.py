@@ -90,8 +90,11 @@ TABLES: dict[str, TableSpec] = {
     "customers": TableSpec(
         "customers",
         ("customer_id",),
-        ("signup_date", "churn_date"),
+        # tenure_periods, recurring_revenue: a subscription business's contractual CLV
+        # (whole contract periods survived so far; revenue per period)
+        ("signup_date", "churn_date", "tenure_periods", "recurring_revenue"),
         timestamps=("signup_date", "churn_date"),
+        ranges={"tenure_periods": (0, 1e6), "recurring_revenue": (0, 1e12)},
     ),
     "transactions": TableSpec(
         "transactions",

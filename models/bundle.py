@@ -3,7 +3,8 @@
 Layout of a bundle directory (an MLflow LightGBM-flavour model folder plus our JSON):
 
 - ``model.lgb``: the churn booster in LightGBM's native text format;
-- ``bundle.json``: feature list and categories, CLV parameters, risk-band thresholds,
+- ``bundle.json``: feature list and categories, CLV parameters (``clv.kind``: a BG/NBD-family
+  model or ``sbg``, the contractual model), risk-band thresholds,
   training window and metrics;
 - ``manifest.json``: sha256 of every other file in the folder, and of no other: a file in
   the folder that the manifest does not list makes the bundle invalid.
@@ -22,11 +23,15 @@ from typing import Any
 
 from models.churn import ChurnModel
 from models.clv import CLVModel
+from models.contractual import KIND as CONTRACTUAL_KIND
+from models.contractual import ContractualCLV
 
 MODEL_FILE = "model.lgb"
 META_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
+#: A bundle's CLV model: purchase counts and spend (BG/NBD family), or contractual (sBG).
+AnyCLV = CLVModel | ContractualCLV
 
 
 class BundleError(ValueError):
@@ -45,7 +50,7 @@ class Bundle:
     """
 
     churn: ChurnModel
-    clv: CLVModel | None
+    clv: AnyCLV | None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,6 +138,13 @@ def bundle_files(directory: Path) -> list[str]:
     )
 
 
+def _clv_from_dict(data: dict[str, Any]) -> AnyCLV:
+    """The CLV model of ``bundle.json``, by its ``kind``."""
+    if data.get("kind") == CONTRACTUAL_KIND:
+        return ContractualCLV.from_dict(data)
+    return CLVModel.from_dict(data)
+
+
 def read_bundle(directory: str | Path, *, expected_manifest_sha256: str) -> Bundle:
     """Verify, then parse a bundle directory written by :func:`write_bundle`.
 
@@ -149,7 +161,7 @@ def read_bundle(directory: str | Path, *, expected_manifest_sha256: str) -> Bund
             )
         churn = ChurnModel.from_text(verified[MODEL_FILE].decode("utf-8"), meta.pop("churn"))
         clv_meta = meta.pop("clv")
-        clv = CLVModel.from_dict(clv_meta) if clv_meta is not None else None
+        clv = _clv_from_dict(clv_meta) if clv_meta is not None else None
     except BundleError:
         raise
     except Exception as exc:  # a verified but unparseable bundle: refuse it as a whole

@@ -9,8 +9,14 @@ Reported (:func:`evaluate_holdout`): total predicted vs actual repeat purchases;
 expectation table by number of calibration repeat purchases (FHL 2005a, Figure 5); per-customer
 mean absolute error; the decile calibration of predicted value vs actual holdout spend;
 Spearman and normalised Gini of predicted CLV vs actual spend; each against a naive baseline,
-the customer's historical purchase rate carried forward (:func:`naive_forecast`). Pure
-functions: DataFrames in, a metrics dict, DataFrames and PNG bytes out; logging is the caller's.
+the customer's historical purchase rate carried forward (:func:`naive_forecast`).
+
+:func:`evaluate_candidates` puts every candidate side by side on the same holdout: BG/NBD,
+Pareto/NBD and MBG/NBD (each with Gamma-Gamma), the learned ranking model
+(:mod:`models.clv_learned`, fitted on the split before it), the learned model rescaled to the
+BTYD total, and the naive baseline: total error, MAE, Spearman, normalised Gini and the
+deciles of each; and the choice between the learned model and BG/NBD. Pure functions:
+DataFrames in, a metrics dict, DataFrames and PNG bytes out; logging is the caller's.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 from features.transactions import purchase_days, transaction_features
-from models.clv import CLVModel
+from models.clv import CLVModel, CLVModelError
+from models.clv_learned import LearnedCLV, learned_features, learning_window_days
 
 #: Calibration repeat purchases from this number on share the last row of the conditional
 #: expectation table ("7+", as in FHL 2005a).
@@ -297,6 +304,218 @@ def interval_coverage(
             float(in_spend[has_spend].mean()) if has_spend.any() else float("nan")
         ),
     }
+
+
+#: The BTYD candidates of :func:`evaluate_candidates`; the ``primary`` one (default the first)
+#: is the one the learned model must beat, and whose aggregate it falls back to.
+BTYD_CANDIDATES = ("bgnbd", "pareto_nbd", "mbgnbd")
+LEARNED = "learned"
+LEARNED_BTYD_TOTAL = "learned, BTYD total"
+NAIVE = "naive"
+CANDIDATE_COLUMNS = (
+    "purchases_predicted",
+    "purchases_error_pct",
+    "purchases_mae",
+    "spend_predicted",
+    "spend_error_pct",
+    "spend_mae",
+    "spearman",
+    "gini",
+    "top_decile_share",
+)
+
+
+def candidate_metrics(
+    purchases: pd.Series, spend: pd.Series, rank_by: pd.Series, actual: pd.DataFrame
+) -> dict[str, float]:
+    """One row of the candidates table: predicted totals and their error against the actual
+    totals (percent), per-customer MAE, and Spearman, normalised Gini and the top decile's
+    share of actual spend with customers ranked by ``rank_by`` (all aligned with ``actual``,
+    columns ``purchases`` and ``spend``)."""
+    p_true, s_true = actual["purchases"], actual["spend"]
+
+    def error(pred: pd.Series, true: pd.Series) -> float:
+        total = float(true.sum())
+        return 100 * (float(pred.sum()) / total - 1) if total > 0 else float("nan")
+
+    deciles = decile_table(spend, s_true, rank_by=rank_by)
+    return {
+        "purchases_predicted": float(purchases.sum()),
+        "purchases_error_pct": error(purchases, p_true),
+        "purchases_mae": float((purchases - p_true).abs().mean()),
+        "spend_predicted": float(spend.sum()),
+        "spend_error_pct": error(spend, s_true),
+        "spend_mae": float((spend - s_true).abs().mean()),
+        "spearman": spearman(rank_by, s_true),
+        "gini": normalised_gini(s_true, rank_by),
+        "top_decile_share": float(deciles["actual_share"].iloc[0]),
+    }
+
+
+@dataclass(frozen=True)
+class CandidatesEvaluation:
+    """What :func:`evaluate_candidates` measured.
+
+    table : one row per candidate (index ``candidate``), columns :data:`CANDIDATE_COLUMNS`,
+        plus the actual totals as the row ``actual``.
+    deciles : the :func:`decile_table` of each candidate, stacked (column ``candidate``).
+    chosen : the candidate to rank customers with: :data:`LEARNED` (or
+        :data:`LEARNED_BTYD_TOTAL` when the primary BTYD model's total is closer) when the
+        learned model has both a higher Spearman and a higher Gini than the primary BTYD
+        model on this holdout, else the primary (``bgnbd`` by default).
+    notes : candidates that could not be fitted, and why.
+    learned : the learned model fitted on the earlier split (``None`` if it failed).
+    """
+
+    table: pd.DataFrame
+    deciles: pd.DataFrame
+    chosen: str
+    notes: dict[str, str]
+    learned: LearnedCLV | None
+
+    def metrics(self) -> dict[str, float]:
+        """Flat ``<candidate>.<metric>`` metrics for MLflow (spaces and commas dropped)."""
+        out = {}
+        for name, row in self.table.iterrows():
+            key = str(name).replace(", ", "_").replace(" ", "_").replace("/", "")
+            out.update({f"{key}.{k}": float(v) for k, v in row.items() if np.isfinite(v)})
+        return out
+
+
+def _ranking_score(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Mean of Spearman and normalised Gini: the learned model's cross-validation score."""
+    return (spearman(predicted, actual) + normalised_gini(actual, predicted)) / 2
+
+
+def _fit_learned(
+    transactions: pd.DataFrame,
+    *,
+    cutoff: pd.Timestamp,
+    horizon_days: int,
+    penalizer: float,
+    primary: str,
+) -> tuple[LearnedCLV, float]:
+    """The learned model on the split before ``cutoff``: features at ``cutoff - window``
+    (the primary BTYD model refitted there), outcomes in ``[cutoff - window, cutoff)``; and
+    the window."""
+    first_day = transactions["timestamp"].min().floor("D")
+    window = learning_window_days(first_day, cutoff, horizon_days)
+    start = cutoff - pd.Timedelta(days=window)
+    summary, actuals = calibration_holdout(transactions, cutoff=start, end=cutoff)
+    summary = summary.dropna(subset=["T_days"])
+    btyd = CLVModel(model=primary, penalizer=penalizer).fit(summary, as_of=start)
+    x = learned_features(summary, btyd, window_days=window)
+    y = actuals.reindex(summary.index).fillna(0.0)
+    model = LearnedCLV().fit(
+        x,
+        y["purchases"].to_numpy(),
+        y["spend"].to_numpy(),
+        window_days=window,
+        score=_ranking_score,
+    )
+    return model, float(window)
+
+
+def evaluate_candidates(
+    transactions: pd.DataFrame,
+    *,
+    cutoff: pd.Timestamp,
+    end: pd.Timestamp,
+    horizon_days: int,
+    penalizer: float = 0.0,
+    primary: str = BTYD_CANDIDATES[0],
+) -> CandidatesEvaluation:
+    """Every CLV candidate on the holdout ``[cutoff, end)`` (``horizon_days`` long), fitted
+    on the purchases before ``cutoff`` (the learned model on the split before that).
+
+    ``primary``: the BTYD model in use (e.g. the training run's: ``nbd`` where nobody
+    visibly drops out), listed first, fitted with ``penalizer``, and the one the learned
+    model is compared with and scaled by; the others of :data:`BTYD_CANDIDATES` follow.
+
+    BTYD candidates rank by their discounted CLV, as :func:`evaluate_holdout`; the learned
+    model by its predicted spend, scaled from its window to the horizon by the primary's ratio of
+    expected purchases (spend) over the two; the naive baseline by its spend. A candidate
+    that cannot be fitted is left out of the table with a note.
+
+    Raises
+    ------
+    CLVModelError
+        The primary model cannot be fitted at ``cutoff`` (nothing to compare with).
+    """
+    summary, actuals = calibration_holdout(transactions, cutoff=cutoff, end=end)
+    cohort = summary.dropna(subset=["T_days"])
+    actual = actuals.reindex(cohort.index).fillna(0.0)
+    rows: dict[str, dict[str, float]] = {}
+    deciles: dict[str, pd.DataFrame] = {}
+    notes: dict[str, str] = {}
+    fitted: dict[str, CLVModel] = {}
+    names = [primary, *(m for m in BTYD_CANDIDATES if m != primary)]
+    for name in names:
+        try:
+            fitted[name] = CLVModel(model=name, penalizer=penalizer).fit(summary, as_of=cutoff)
+        except CLVModelError as exc:
+            if name == primary:
+                raise
+            notes[name] = str(exc)
+            continue
+        ev = evaluate_holdout(fitted[name], summary, actuals, horizon_days=horizon_days)
+        c = ev.customers
+        rows[name] = candidate_metrics(
+            c["purchases_predicted"], c["expected_spend"], c["clv"], actual
+        )
+        deciles[name] = decile_table(c["expected_spend"], c["spend_actual"], rank_by=c["clv"])
+        if name == primary:
+            base = c
+    model = fitted[primary]
+
+    learned = None
+    try:
+        learned, window = _fit_learned(
+            transactions,
+            cutoff=cutoff,
+            horizon_days=horizon_days,
+            penalizer=penalizer,
+            primary=primary,
+        )
+    except (CLVModelError, ValueError) as exc:
+        notes[LEARNED] = str(exc)
+    if learned is not None:
+        pw = learned.predict_window(learned_features(cohort, model, window_days=window))
+        short = model.predict(cohort, horizon_days=window)
+        short_spend = short["expected_purchases"] * short["expected_order_value"]
+        # the BTYD model's own time profile from the window to the horizon (dropout bends it)
+        k_p = base["purchases_predicted"].sum() / short["expected_purchases"].sum()
+        k_s = base["expected_spend"].sum() / short_spend.sum()
+        purchases, spend = pw["purchases"] * k_p, pw["spend"] * k_s
+        rows[LEARNED] = candidate_metrics(purchases, spend, spend, actual)
+        deciles[LEARNED] = decile_table(spend, actual["spend"], rank_by=spend)
+        to_total_p = base["purchases_predicted"].sum() / max(purchases.sum(), 1e-12)
+        to_total_s = base["expected_spend"].sum() / max(spend.sum(), 1e-12)
+        rows[LEARNED_BTYD_TOTAL] = candidate_metrics(
+            purchases * to_total_p, spend * to_total_s, spend, actual
+        )
+        deciles[LEARNED_BTYD_TOTAL] = decile_table(
+            spend * to_total_s, actual["spend"], rank_by=spend
+        )
+    rows[NAIVE] = candidate_metrics(
+        base["purchases_naive"], base["spend_naive"], base["spend_naive"], actual
+    )
+    deciles[NAIVE] = decile_table(base["spend_naive"], actual["spend"], rank_by=base["spend_naive"])
+
+    table = pd.DataFrame.from_dict(rows, orient="index")[list(CANDIDATE_COLUMNS)]
+    table.loc["actual", ["purchases_predicted", "spend_predicted"]] = [
+        float(actual["purchases"].sum()),
+        float(actual["spend"].sum()),
+    ]
+    table.index.name = "candidate"
+    chosen = primary
+    if learned is not None:
+        ours, theirs = table.loc[LEARNED], table.loc[primary]
+        if ours["spearman"] > theirs["spearman"] and ours["gini"] > theirs["gini"]:
+            closer = abs(theirs["spend_error_pct"]) < abs(ours["spend_error_pct"])
+            chosen = LEARNED_BTYD_TOTAL if closer else LEARNED
+    stacked = pd.concat(deciles, names=["candidate"]).reset_index()
+    return CandidatesEvaluation(table, stacked, chosen, notes, learned)
 
 
 def conditional_expectation_figure(evaluation: HoldoutEvaluation) -> Figure:

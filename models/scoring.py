@@ -7,7 +7,8 @@ and ``risk_band`` (among the scored customers of a :class:`models.distribution.R
 ``p_alive`` (with ``p_alive_note``: why it is null where it would mislead),
 ``expected_purchases``, ``expected_order_value``, ``clv`` (discounted, over
 ``clv_horizon_days``, default a year, separate from the churn horizon), ``clv_low`` /
-``clv_high`` (80% interval), ``discount_rate`` and ``residual_clv`` (docs/clv.md),
+``clv_high`` (80% interval), ``discount_rate`` and ``residual_clv`` (docs/clv.md; for a
+contractual model: recurring revenue x expected renewals, ``models/contractual.py``),
 ``value_at_risk = churn_probability * clv`` and ``top_reasons``: the concepts that push this
 customer's churn risk above (or below) the base rate most, in plain words (models/reasons.py).
 
@@ -32,6 +33,7 @@ from models.contract import (
     RISK_BANDS,
     SCORE_FIELDS,
 )
+from models.contractual import TENURE_COLUMN, ContractualCLV
 from models.distribution import BandRule, Reference, percentile, risk_band
 from models.reasons import base_offset, explain
 
@@ -103,7 +105,23 @@ def _score(
     horizon = int(clv_horizon_days or horizon_days or DEFAULT_CLV_HORIZON_DAYS)
     clv = value = None
     extra: dict[str, np.ndarray] = {}
-    if bundle.clv is not None and "frequency" in frame.columns:
+    if isinstance(bundle.clv, ContractualCLV):
+        # a subscription: recurring revenue x expected residual lifetime, no churn features
+        if TENURE_COLUMN in frame.columns:
+            clv = bundle.clv.predict(frame, horizon_days=horizon)
+            lifetime = bundle.clv.predict(frame, horizon_days=None)
+            # no purchase-count distribution: no interval; p_alive is what the contract says
+            value = pd.DataFrame(
+                {
+                    "p_alive": np.nan,
+                    "p_alive_note": None,
+                    "clv_low": np.nan,
+                    "clv_high": np.nan,
+                    "residual_clv": lifetime["clv"].to_numpy(),
+                },
+                index=frame.index,
+            )
+    elif bundle.clv is not None and "frequency" in frame.columns:
         # The churn model's BG/NBD features are over the horizon it was trained for; the CLV
         # outputs are over the CLV horizon.
         clv = bundle.clv.predict(frame, horizon_days=model_horizon)

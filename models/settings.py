@@ -188,6 +188,12 @@ class TrainSettings(CommonSettings):
     risk_band_mode: Literal["distribution", "fixed"] = "distribution"
     risk_high_share: float = Field(0.10, gt=0, lt=1)
     risk_medium_share: float = Field(0.20, ge=0, lt=1)
+    # -- contractual CLV (customers' tenure_periods and recurring_revenue, docs/clv.md) --------
+    #: Length of one contract period in days (default one month: 365.2425 / 12 = 30.4375).
+    contract_period_days: float = Field(30.4375, gt=0, le=3660)
+    #: Customer attribute (e.g. ``contract``) whose values get their own sBG retention fit;
+    #: unset: one fit for everybody.
+    contract_segment_column: str | None = None
 
 
 class ServeSettings(CommonSettings):

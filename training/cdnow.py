@@ -10,7 +10,9 @@ The files are read from the installed package folder, never through ``lifetimes.
 (which imports ``pkg_resources``, gone from recent setuptools).
 
 ``python -m training.cdnow [sample|master] [--model bgnbd|pareto_nbd|mbgnbd|nbd|auto]`` prints
-the fitted parameters and the holdout tables (the figures in ``docs/clv.md``).
+the fitted parameters and the holdout tables (the figures in ``docs/clv.md``); with
+``--candidates``, the table of every CLV candidate on that holdout
+(:func:`models.clv_evaluation.evaluate_candidates`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ import pandas as pd
 
 from features.validation import validate_table
 from models.clv import CLVModel
-from models.clv_evaluation import HoldoutEvaluation, calibration_holdout, evaluate_holdout
+from models.clv_evaluation import (
+    CandidatesEvaluation,
+    HoldoutEvaluation,
+    calibration_holdout,
+    evaluate_candidates,
+    evaluate_holdout,
+)
 
 FILES = {"sample": "CDNOW_sample.txt", "master": "CDNOW_master.txt"}
 #: Features at this cutoff see purchases up to and including 1997-09-30 (calibration).
@@ -81,11 +89,38 @@ def cdnow_holdout(
     return clv, evaluate_holdout(clv, summary, actuals, horizon_days=HOLDOUT_DAYS)
 
 
+def cdnow_candidates(name: Literal["sample", "master"] = "sample") -> CandidatesEvaluation:
+    """Every CLV candidate on the CDNOW 39-week holdout."""
+    return evaluate_candidates(
+        read_cdnow(name), cutoff=CALIBRATION_CUTOFF, end=HOLDOUT_END, horizon_days=HOLDOUT_DAYS
+    )
+
+
+def print_candidates(ev: CandidatesEvaluation) -> None:
+    """The candidates table, the top deciles and the choice, as ``--candidates`` prints them."""
+    pd.set_option("display.width", 160)
+    print(ev.table.round(3).to_string())
+    top = ev.deciles.loc[ev.deciles["decile"] <= 3]
+    print("\ntop three deciles by candidate (share of actual holdout spend)")
+    print(top.pivot(index="decile", columns="candidate", values="actual_share").round(3))
+    learned = ev.learned
+    if learned is not None:
+        print(
+            f"\nlearned: window {learned.window_days:g} days, features {learned.feature_set}, "
+            f"{learned.n_trees} trees; cross-validation {learned.cv_}"
+        )
+    print(f"chosen for ranking: {ev.chosen}; not fitted: {ev.notes or 'none'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.cdnow", description=__doc__)
     parser.add_argument("name", nargs="?", default="sample", choices=list(FILES))
     parser.add_argument("--model", default="bgnbd")
+    parser.add_argument("--candidates", action="store_true", help="compare every CLV candidate")
     args = parser.parse_args(argv)
+    if args.candidates:
+        print_candidates(cdnow_candidates(args.name))
+        return 0
     clv, ev = cdnow_holdout(args.name, model=args.model)
     pd.set_option("display.width", 120)
     print(f"CDNOW {args.name}: {clv.n_customers_} customers, model {clv.model_}")

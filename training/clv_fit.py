@@ -15,6 +15,10 @@ uses this module instead, at every cutoff and for the final model, on either eng
 4. nothing fits: no CLV model (``status`` "not fitted"); the caller trains the churn model
    without BG/NBD features and says so once.
 
+A subscription business's customers table with ``tenure_periods`` and ``recurring_revenue`` and
+no purchase history gets the contractual model instead (:func:`fit_contractual_clv`: sBG
+retention, :mod:`models.contractual`), or no CLV model with the reason (one WARNING).
+
 When a count model fits but Gamma-Gamma does not (:class:`models.clv.SpendModelError`: too few
 repeat buyers, every amount the same), the same count model is kept without a spend model
 (``status`` "fitted without spend"): P(alive) and expected purchases, no currency values.
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.schema import Tables
 from models.clv import (
     MIN_CUSTOMERS,
     SUMMARY_COLUMNS,
@@ -39,6 +44,13 @@ from models.clv import (
     CLVModelError,
     SpendModelError,
     summary_counts,
+)
+from models.clv_evaluation import CandidatesEvaluation, evaluate_candidates
+from models.contractual import (
+    REVENUE_COLUMN,
+    TENURE_COLUMN,
+    ContractualCLV,
+    ContractualModelError,
 )
 
 log = logging.getLogger(__name__)
@@ -67,10 +79,12 @@ class CLVFit:
     tried : one line per failed attempt, in the order tried.
     """
 
-    model: CLVModel | None
+    model: CLVModel | ContractualCLV | None
     status: str
     reason: str = ""
     tried: tuple[str, ...] = field(default=())
+    #: the contractual (sBG) model was asked for: its outcome says nothing of BG/NBD features
+    contractual: bool = False
 
     @property
     def fitted(self) -> bool:
@@ -80,6 +94,8 @@ class CLVFit:
         """One line: the model and penalizer used, or why there is none."""
         if self.model is None:
             return f"not fitted: {self.reason}"
+        if isinstance(self.model, ContractualCLV):
+            return f"sbg (contractual), {self.reason}"
         what = f"{self.model.model_}, penalizer {self.model.penalizer:g}"
         if self.status != "fitted":
             what += ", without spend (no Gamma-Gamma)"
@@ -89,6 +105,12 @@ class CLVFit:
         """Parameters for MLflow: which model, which penalizer, whether spend was modelled."""
         if self.model is None:
             return {f"{prefix}.model": "none"}
+        if isinstance(self.model, ContractualCLV):
+            return {
+                f"{prefix}.model": self.model.model_,
+                f"{prefix}.period_days": self.model.period_days,
+                f"{prefix}.segment_column": self.model.segment_column or "",
+            }
         return {
             f"{prefix}.model": self.model.model_,
             f"{prefix}.penalizer": self.model.penalizer,
@@ -277,4 +299,123 @@ def fit_clv_with_fallback(
         log.debug("CLV fit%s: tried %s", label, line)
     attempts = f" after {len(tried)} failed attempts (DEBUG lists them)" if tried else ""
     log.info("CLV fit%s: %s%s", label, result.describe(), attempts)
+    return result
+
+
+def has_contract_columns(tables: Tables) -> bool:
+    """Whether the customers table carries the contractual CLV's columns with some values."""
+    customers = tables.customers
+    return customers is not None and all(
+        c in customers.columns and customers[c].notna().any()
+        for c in (TENURE_COLUMN, REVENUE_COLUMN)
+    )
+
+
+def _churn_evidence(
+    tables: Tables, tenured: pd.DataFrame, *, data_end: pd.Timestamp, label_periods: float
+) -> tuple[pd.DataFrame, dict[str, object], str]:
+    """The customers the sBG fit learns from, the :meth:`ContractualCLV.fit` arguments and a
+    note of the evidence: ``churn_date`` when the customers table has churn dates (it then
+    holds the churned customers too, a whole cohort: churned after ``tenure_periods``
+    renewals); else the labels at their latest ``as_of``, a forward flag "churns within the
+    horizon" on a snapshot of active customers (left-truncated at the tenure)."""
+    if "churn_date" in tenured.columns and tenured["churn_date"].notna().any():
+        churned = tenured["churn_date"].notna() & (tenured["churn_date"] <= data_end)
+        return tenured, {"churned": churned.to_numpy()}, "churn_date"
+    labels = tables.labels
+    if labels is None or not len(labels):
+        raise ContractualModelError(
+            "customers table: no churn_date and no labels table, so retention cannot be "
+            "estimated; add churn_date (blank for active customers) or a labels table"
+        )
+    latest = labels.loc[labels["as_of"] == labels["as_of"].max()]
+    flags = latest.drop_duplicates("customer_id").set_index("customer_id")["churned"]
+    known = tenured.loc[tenured["customer_id"].isin(flags.index)]
+    churned = flags.reindex(known["customer_id"]).astype(bool).to_numpy()
+    note = f"labels at {latest['as_of'].max().date()}, within {label_periods:.3g} periods"
+    return known, {"churned": churned, "within_periods": label_periods}, note
+
+
+def fit_contractual_clv(
+    tables: Tables,
+    *,
+    horizon_days: int,
+    data_end: pd.Timestamp,
+    period_days: float,
+    segment_column: str | None = None,
+) -> CLVFit | None:
+    """The sBG contractual CLV when there is no purchase history and the customers table has
+    ``tenure_periods`` and ``recurring_revenue``; ``None`` when that is not the case.
+
+    Never raises for the data: a fit that fails is ``status`` "not fitted" with the reason
+    (the caller logs ONE WARNING). ``horizon_days`` is the labels' horizon (a label says
+    "churns within it"); ``segment_column``: one fit per value, when the column is there.
+    """
+    if tables.transactions is not None or not has_contract_columns(tables):
+        return None
+    customers = tables.customers
+    assert customers is not None  # has_contract_columns
+    tenured = customers.loc[customers[TENURE_COLUMN].notna()]
+    try:
+        rows, kwargs, note = _churn_evidence(
+            tables, tenured, data_end=data_end, label_periods=horizon_days / period_days
+        )
+        use_segments = segment_column is not None and segment_column in rows.columns
+        model = ContractualCLV(
+            period_days=period_days, segment_column=segment_column if use_segments else None
+        ).fit(
+            np.floor(rows[TENURE_COLUMN].to_numpy(dtype=float)),
+            segments=rows[segment_column].to_numpy() if use_segments else None,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    except ContractualModelError as exc:
+        result = CLVFit(None, "not fitted", f"contractual (sBG): {exc}", contractual=True)
+        log.info("CLV fit (final model): %s", result.describe())
+        return result
+    segments = f", {len(model.segments_)} {segment_column} fits" if model.segments_ else ""
+    reason = f"{model.n_customers_} customers, churn from {note}{segments}"
+    result = CLVFit(model, "fitted", reason, contractual=True)
+    log.info("CLV fit (final model): %s", result.describe())
+    return result
+
+
+#: Above this many customers in the calibration cohort the candidates comparison is skipped
+#: (it refits three BTYD models and the learned model's cross-validation: minutes at 10^6).
+MAX_CANDIDATE_CUSTOMERS = 200_000
+
+
+def compare_candidates(
+    transactions: pd.DataFrame,
+    *,
+    cutoff: pd.Timestamp,
+    end: pd.Timestamp,
+    horizon_days: int,
+    penalizer: float = 0.0,
+    primary: str = "bgnbd",
+) -> CandidatesEvaluation | None:
+    """:func:`models.clv_evaluation.evaluate_candidates` on ``[cutoff, end)``, for the
+    training run's record, against the run's model ``primary``; never raises for the data
+    (``None`` with ONE WARNING when ``primary`` cannot be fitted at the cutoff, with an INFO
+    line when the cohort is too large)."""
+    cohort = transactions.loc[transactions["timestamp"] < cutoff, "customer_id"].nunique()
+    if cohort > MAX_CANDIDATE_CUSTOMERS:
+        log.info(
+            "CLV candidates comparison skipped: %d customers (more than %d)",
+            cohort,
+            MAX_CANDIDATE_CUSTOMERS,
+        )
+        return None
+    try:
+        result = evaluate_candidates(
+            transactions,
+            cutoff=cutoff,
+            end=end,
+            horizon_days=horizon_days,
+            penalizer=penalizer,
+            primary=primary,
+        )
+    except (CLVModelError, ValueError) as exc:
+        log.warning("CLV candidates comparison skipped: %s", exc)
+        return None
+    log.info("CLV candidates: ranking by %s", result.chosen)
     return result

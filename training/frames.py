@@ -157,7 +157,8 @@ def fit_clv_at_cutoff(frame: pd.DataFrame, *, where: str = "") -> CLVFit | None:
 
 
 def _clv_model(fit: CLVFit | None) -> CLVModel | None:
-    return None if fit is None else fit.model
+    # per-cutoff fits are BTYD ones (the contractual model has no cutoffs)
+    return fit.model if fit is not None and isinstance(fit.model, CLVModel) else None
 
 
 def labelled_frame(tables: Tables, *, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:

@@ -31,13 +31,18 @@ import pandas as pd
 from features.build import build_features
 from features.catalogue import catalogue_markdown
 from features.transactions import T_DAYS
-from models.bundle import Bundle
+from models.bundle import AnyCLV, Bundle
 from models.churn import ChurnModel
 from models.clv import CLVModel, CLVModelError
 from models.clv_evaluation import HoldoutEvaluation, calibration_holdout, evaluate_holdout, plots
 from training import tracking
 from training.baselines import RANKING_ONLY, baseline_metrics, baseline_scores
-from training.clv_fit import CLVFit, fit_clv_with_fallback
+from training.clv_fit import (
+    CLVFit,
+    compare_candidates,
+    fit_clv_with_fallback,
+    fit_contractual_clv,
+)
 from training.config import TrainSettings
 from training.drivers import churn_drivers
 from training.evaluate import (
@@ -117,7 +122,7 @@ def fit_clv(loaded: LoadedTables, plan: CutoffPlan) -> CLVFit | None:
 
 def settle_clv(
     fit: CLVFit | None, frames: Frames, run: tracking.TrainingRun
-) -> tuple[CLVModel | None, Frames]:
+) -> tuple[AnyCLV | None, Frames]:
     """Record the CLV fits in MLflow and decide the churn model's BG/NBD features.
 
     Without a final CLV model (or without one at every cutoff) the features are dropped, so
@@ -128,6 +133,10 @@ def settle_clv(
         return None, frames
     run.params(fit.mlflow_params())
     run.tags({k: v[:4999] for k, v in fit.mlflow_tags().items()})
+    if fit.contractual:  # sBG: no BG/NBD features either way
+        if fit.model is None:
+            log.warning("CLV not fitted, so the scores have no CLV fields: %s", fit.reason)
+        return fit.model, frames
     failed = [d for d, line in frames.clv_fits.items() if line.startswith("not fitted")]
     if fit.model is None:
         log.warning(
@@ -210,11 +219,14 @@ def evaluate_clv(
     run: tracking.TrainingRun,
     holdout: Callable[..., tuple[pd.DataFrame, pd.DataFrame]] | None = None,
     *,
-    clv: CLVModel | None = None,
+    clv: AnyCLV | None = None,
 ) -> CLVHoldout:
     """Calibration/holdout evaluation of the CLV model at the validation cutoff: fitted on
     purchases before it, compared with the horizon after it and with the naive baseline; the
-    metrics, the conditional-expectation and decile tables and their plots go to MLflow.
+    metrics, the conditional-expectation and decile tables and their plots go to MLflow; on
+    the local engine also every CLV candidate side by side (``clv/candidates.csv``, metrics
+    ``clv_candidates.<candidate>.<metric>``, tag ``clv.ranking_model``:
+    :func:`training.clv_fit.compare_candidates`).
 
     ``clv``: the run's final model, whose count model, penalizer and spend setting are
     evaluated (nothing without one). The holdout window ends at the end of the data at the
@@ -225,11 +237,14 @@ def evaluate_clv(
         return CLVHoldout(skipped="no transactions table: no purchase history to evaluate")
     if clv is None:
         return CLVHoldout(skipped="no CLV model was fitted (see the clv.status tag)")
+    if not isinstance(clv, CLVModel):
+        return CLVHoldout(skipped="a contractual CLV model: no purchase holdout to evaluate")
     if not clv.spend:
         log.info("CLV holdout evaluation skipped: the model has no spend part")
         return CLVHoldout(skipped="the CLV model has no spend part: no CLV in currency")
     horizon = pd.Timedelta(days=plan.horizon_days)
     cutoff = min(plan.validation, plan.data_end - horizon)
+    in_memory = holdout is None  # the candidates comparison reads the raw transactions
     if holdout is None:
         holdout = partial(calibration_holdout, loaded.tables.transactions)
     summary, actuals = holdout(cutoff=cutoff, end=cutoff + horizon)
@@ -249,6 +264,20 @@ def evaluate_clv(
     for name, png in pngs.items():
         run.png(png, f"clv/{name}")
     metrics = {f"clv_holdout.{k}": v for k, v in evaluation.metrics.items()}
+    if in_memory:
+        compared = compare_candidates(
+            loaded.tables.transactions,
+            cutoff=cutoff,
+            end=cutoff + horizon,
+            horizon_days=plan.horizon_days,
+            penalizer=clv.penalizer,
+            primary=clv.model_,
+        )
+        if compared is not None:
+            run.text(compared.table.to_csv(), "clv/candidates.csv")
+            run.text(compared.deciles.to_csv(index=False), "clv/candidate_deciles.csv")
+            run.tags({"clv.ranking_model": compared.chosen})
+            metrics |= {f"clv_candidates.{k}": v for k, v in compared.metrics().items()}
     return CLVHoldout(metrics, evaluation, pngs)
 
 
@@ -357,7 +386,14 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             run.tags({"validation": plan.validation_kind})
 
         with step("clv_fit"):
-            clv, frames = settle_clv(engine.fit_clv(loaded, plan), frames, run)
+            fit = engine.fit_clv(loaded, plan) or fit_contractual_clv(
+                loaded.tables,
+                horizon_days=plan.horizon_days,
+                data_end=plan.data_end,
+                period_days=settings.contract_period_days,
+                segment_column=settings.contract_segment_column,
+            )
+            clv, frames = settle_clv(fit, frames, run)
             if clv is not None:
                 run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
                 run.dict(clv.to_dict(), "clv/model.json")

@@ -101,6 +101,20 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     )
 
 
+def create_api_key(env: dict[str, str], cwd: Path) -> str:
+    """A client API key made with ``python -m serving.keys create``, as a user makes one."""
+    key = subprocess.run(
+        [sys.executable, "-m", "serving.keys", "create", "--name", "crm"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert key.returncode == 0, key.stderr
+    return key.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="module")
 def crm(tmp_path_factory):
     """The export trained and scored through the command line, as a user runs it."""
@@ -142,16 +156,7 @@ def test_one_snapshot_scores_and_serves_over_http(crm):
     root, env, customers, _, scored = crm
     # no events after the snapshot: scored as of the data end, the day after it
     assert f"scored {N_CUSTOMERS:,} customers as of 2025-06-02" in scored.stdout
-    key = subprocess.run(
-        [sys.executable, "-m", "serving.keys", "create", "--name", "crm"],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert key.returncode == 0, key.stderr
-    api_key = key.stdout.strip().splitlines()[-1]
+    api_key = create_api_key(env, root)
     with run_server(root, env) as server:
         cid = customers["customer_id"].iloc[7]
         r = httpx.get(f"{server.url}/v1/customers/{cid}", headers={"X-API-Key": api_key})

@@ -77,6 +77,12 @@ def test_run_logs_inputs_report_and_bundle(trained):
     clv_files = {a.path for a in client.list_artifacts(first.run_id, "clv")}
     assert {"clv/deciles.csv", "clv/clv_deciles.png", "clv/model.json"} <= clv_files
     assert "clv_holdout.purchases_mae" in runs[0].data.metrics
+    # every CLV candidate side by side, and which one ranks
+    assert {"clv/candidates.csv", "clv/candidate_deciles.csv"} <= clv_files
+    assert {"bgnbd.gini", "learned.gini", "naive.gini"} <= {
+        k.removeprefix("clv_candidates.") for k in runs[0].data.metrics
+    }
+    assert runs[0].data.tags["clv.ranking_model"] in {"bgnbd", "learned", "learned, BTYD total"}
     html = tracking.download_report(settings, first.version, settings.scores_dir.parent / "rep")
     text = html.read_text()
     assert "Model vs baselines vs oracle" in text
