@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from models.contract import DEFAULT_CLV_HORIZON_DAYS
+from models.history import latest_folder
 from serving.snapshot import load_snapshot
 from training.__main__ import main
 from training.batch import score
@@ -65,5 +66,5 @@ def test_cli_flag_sets_the_clv_horizon(settings, monkeypatch, capsys):
     monkeypatch.setenv("CHURN_QUARANTINE_DIR", str(settings.quarantine_dir))
     code = main(["score", "--data", str(settings.data_dir), "--clv-horizon", "30"])
     assert code == 0, capsys.readouterr().err
-    snap = pd.read_parquet(settings.scores_dir / "snapshot.parquet")
+    snap = pd.read_parquet(latest_folder(settings.scores_dir) / "snapshot.parquet")
     assert (snap["clv_horizon_days"] == 30).all()

@@ -65,11 +65,11 @@ def test_subscription_customers_get_contractual_clv(subscription):
     scores = pd.DataFrame.from_dict(snapshot.scores, orient="index")
     assert scores["clv"].notna().all() and scores["value_at_risk"].notna().all()
     assert np.allclose(scores["value_at_risk"], scores["churn_probability"] * scores["clv"])
-    # one customer's CLV by hand: charge x discounted expected renewals in the bundle horizon
+    # one customer's CLV by hand: charge x discounted expected renewals in the CLV horizon
     cid = scores.index[0]
     row = customers.loc[cid]
     seg = clv.segments_[row["contract"]]
-    periods = round(bundle.meta["horizon_days"] / clv.period_days)
+    periods = round(int(scores.loc[cid, "clv_horizon_days"]) / clv.period_days)
     renewals = residual_lifetime(
         seg["alpha"],
         seg["beta"],
