@@ -19,6 +19,10 @@ import pandas as pd
 NS_PER_DAY = 86_400 * 10**9
 #: NaT as int64 nanoseconds.
 NAT_NS = np.iinfo("int64").min
+#: Up to this many values, :func:`factorize` finds the distinct values with a dict: pandas'
+#: factorize has a fixed cost of 15-110 us a call (Arrow strings, sorting), most of the time
+#: for the one customer of a ``/v1/predict``; above it, pandas' vectorised path is faster.
+SMALL = 64
 
 
 def timestamps_ns(timestamps: pd.Series) -> np.ndarray:
@@ -30,11 +34,45 @@ def timestamps_ns(timestamps: pd.Series) -> np.ndarray:
     return np.asarray(values.as_unit("ns").asi8)  # type: ignore[attr-defined]
 
 
+def factorize(values: Any, *, sort: bool = False) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(values, sort=sort)``: int64 codes (-1 where missing) and the distinct
+    non-missing values, in order of first appearance or sorted. ``values``: a pandas array or
+    Series of text (or other hashable scalars).
+
+    Up to :data:`SMALL` values the work is a dict look-up per value and the uniques are a
+    list; codes and uniques are pandas' (tests/features/test_groups.py compares the paths)."""
+    if isinstance(values, pd.Series):
+        values = values.array
+    if len(values) > SMALL:
+        return pd.factorize(values, sort=sort)
+    position: dict[Any, int] = {}
+    codes = np.empty(len(values), dtype="int64")
+    for i, v in enumerate(np.asarray(values, dtype=object).tolist()):
+        # missing: None, pd.NA or NaN (a float unequal to itself); checked in that order
+        # because ``pd.NA != pd.NA`` is NA, which has no truth value
+        if v is None or v is pd.NA or v != v:
+            codes[i] = -1
+        else:
+            codes[i] = position.setdefault(v, len(position))
+    uniques = list(position)
+    if sort and len(uniques) > 1:
+        try:
+            order = sorted(range(len(uniques)), key=uniques.__getitem__)
+        except TypeError:  # values that Python cannot order (text and numbers): pandas' order
+            return pd.factorize(values, sort=sort)
+        uniques = [uniques[j] for j in order]
+        new = np.empty(len(order) + 1, dtype="int64")
+        new[order] = np.arange(len(order))
+        new[-1] = -1  # code -1 (missing) stays -1
+        codes = new[codes]
+    return codes, uniques
+
+
 def category_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
     """Position of each value in ``categories``; anything else is ``len(categories)`` (other)."""
     # Look up the few distinct values (a dict look-up each), not every row (millions of
     # strings); a pandas Index of the categories would be rebuilt on every call.
-    codes, uniques = pd.factorize(values.array)
+    codes, uniques = factorize(values.array)
     position = _positions(categories)
     other = len(categories)
     lut = np.fromiter(
@@ -73,7 +111,7 @@ class Groups:
         self._rows: np.ndarray | None = None if past.all() else np.flatnonzero(past)
         #: Event times as int64 nanoseconds since the epoch (UTC).
         self.ts_ns: np.ndarray = ts if self._rows is None else ts[self._rows]
-        codes, uniques = pd.factorize(self.array("customer_id"), sort=False)
+        codes, uniques = factorize(self.array("customer_id"))
         self.codes: np.ndarray = codes
         self.ids = pd.Index(uniques, name="customer_id", dtype="str")
         self.n = len(self.ids)
