@@ -111,16 +111,29 @@ class Groups:
         self._rows: np.ndarray | None = None if past.all() else np.flatnonzero(past)
         #: Event times as int64 nanoseconds since the epoch (UTC).
         self.ts_ns: np.ndarray = ts if self._rows is None else ts[self._rows]
-        codes, uniques = factorize(self.array("customer_id"))
+        customer_ids = events["customer_id"].array
+        if len(customer_ids) <= SMALL:  # a NumPy index of a few objects, not an Arrow take
+            customer_ids = self.past(np.asarray(customer_ids, dtype=object))
+        elif self._rows is not None:
+            customer_ids = customer_ids.take(self._rows)
+        codes, uniques = factorize(customer_ids)
         self.codes: np.ndarray = codes
-        self.ids = pd.Index(uniques, name="customer_id", dtype="str")
-        self.n = len(self.ids)
+        #: The customers, in order of first appearance (code ``i`` is ``keys[i]``): a list
+        #: for a few rows, else a pandas array. :attr:`ids` is the same as an Index.
+        self.keys: Any = uniques
+        self.n = len(uniques)
         #: Age of each event in days before ``as_of`` (> 0 for every past row).
         self.age_days: np.ndarray = (self.as_of_ns - self.ts_ns) / NS_PER_DAY
         self._codes: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.ts_ns)
+
+    @functools.cached_property
+    def ids(self) -> pd.Index:
+        """:attr:`keys` as an Index named ``customer_id`` (built on first use: ~60 us, a
+        good share of a one-customer build that never needs it)."""
+        return pd.Index(self.keys, name="customer_id", dtype="str")
 
     def past(self, values: np.ndarray) -> np.ndarray:
         """The past rows of an array aligned with the table's rows."""
@@ -229,15 +242,36 @@ def columns_frame(ids: pd.Index, columns: Columns) -> pd.DataFrame:
     return aligned_frame(ids, [(ids, columns)])
 
 
+def _alignment(known: Any, ids: pd.Index, id_list: list[Any] | None) -> np.ndarray | None:
+    """Position in ``known`` (an Index, or :attr:`Groups.keys`) of each of ``ids`` (-1: not
+    there), or ``None`` when they are the same customers in the same order. ``id_list``:
+    ``ids`` as a list when they are a few (dict look-ups then, no pandas Index built)."""
+    if known is ids:
+        return None
+    if id_list is not None:
+        keys = known.tolist() if isinstance(known, pd.Index) else list(known)
+        if keys == id_list:
+            return None
+        where = {k: i for i, k in enumerate(keys)}
+        return np.array([where.get(k, -1) for k in id_list], dtype="intp")
+    if not isinstance(known, pd.Index):
+        known = pd.Index(known, dtype="str")
+    if len(known) == len(ids) and known.equals(ids):
+        return None
+    positions: np.ndarray = known.get_indexer(ids)
+    return positions
+
+
 def aligned_frame(
     ids: pd.Index,
-    parts: list[tuple[pd.Index, Columns]],
+    parts: list[tuple[Any, Columns]],
     *,
     zero: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """One frame indexed by ``ids`` from feature columns aligned with other indexes.
 
-    Each part is ``(known, columns)``: columns aligned with ``known``. A customer of ``ids``
+    Each part is ``(known, columns)``: columns aligned with ``known`` (an Index, or a
+    :attr:`Groups.keys`). A customer of ``ids``
     a part does not know gets NaN, or 0 in the columns named in ``zero`` (where NaN also
     becomes 0). Columns keep the parts' order. The float columns are written once, each
     straight into its row of one float64 block (pandas keeps blocks as columns x rows), and
@@ -252,9 +286,9 @@ def aligned_frame(
     row = {k: j for j, k in enumerate(names)}
     block = np.empty((len(names), len(ids)))
     categoricals: dict[str, pd.Categorical] = {}
+    id_list = ids.tolist() if len(ids) <= SMALL else None
     for known, columns in parts:
-        same = known is ids or (len(known) == len(ids) and known.equals(ids))
-        pos = None if same else known.get_indexer(ids)
+        pos = _alignment(known, ids, id_list)
         absent = None if pos is None else pos < 0
         for k, v in columns.items():
             if isinstance(v, pd.Categorical):
