@@ -7,6 +7,7 @@ become pandas categoricals, which LightGBM splits on natively.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -97,9 +98,12 @@ def _category(values: pd.Series) -> pd.Categorical[str]:
     return pd.Categorical.from_codes(codes, dtype=_categories_dtype(uniques))
 
 
-def _categories_dtype(uniques: object) -> pd.CategoricalDtype[str]:
+def _categories_dtype(
+    uniques: Sequence[str] | pd.api.extensions.ExtensionArray,
+) -> pd.CategoricalDtype[str]:
     """The categorical dtype of these distinct text values (as pandas ``string``)."""
-    categories = pd.Index(pd.array(uniques, dtype="string"))
+    # pandas-stubs take an Index of text from tuples only
+    categories = pd.Index(uniques, dtype="string")  # type: ignore[arg-type]
     # pandas-stubs cannot infer a CategoricalDtype's value type from its categories
     dtype: pd.CategoricalDtype[str] = pd.CategoricalDtype(categories)
     return dtype

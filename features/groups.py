@@ -78,7 +78,8 @@ def category_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray
     lut = np.fromiter(
         (position.get(str(u), other) for u in uniques), dtype="int64", count=len(uniques)
     )
-    return np.append(lut, other)[codes]  # code -1 (missing): the appended ``other``
+    out: np.ndarray = np.append(lut, other)[codes]  # code -1 (missing): the appended ``other``
+    return out
 
 
 @functools.cache
@@ -133,7 +134,8 @@ class Groups:
     def ids(self) -> pd.Index:
         """:attr:`keys` as an Index named ``customer_id`` (built on first use: ~60 us, a
         good share of a one-customer build that never needs it)."""
-        return pd.Index(self.keys, name="customer_id", dtype="str")
+        ids: pd.Index = pd.Index(self.keys, name="customer_id", dtype="str")
+        return ids
 
     def past(self, values: np.ndarray) -> np.ndarray:
         """The past rows of an array aligned with the table's rows."""
