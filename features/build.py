@@ -8,6 +8,8 @@ of customers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from features import engagement as eng
@@ -54,23 +56,24 @@ def population(tables: Tables, *, as_of: pd.Timestamp) -> pd.Index:
     return population
 
 
-def _family_parts(tables: Tables, *, as_of: pd.Timestamp) -> list[tuple[pd.Index, Columns]]:
-    """Each present family's features as arrays, with the customers it knows at ``as_of``.
+def _family_parts(tables: Tables, *, as_of: pd.Timestamp) -> list[tuple[Any, Columns]]:
+    """Each present family's features as arrays, with the customers it knows at ``as_of``
+    (an Index, or :attr:`~features.groups.Groups.keys`).
 
     Each event table is grouped once (interactions feed two families)."""
-    parts: list[tuple[pd.Index, Columns]] = []
+    parts: list[tuple[Any, Columns]] = []
     if tables.customers is not None:
         parts.append(customer_columns(tables.customers, as_of=as_of))
     if tables.transactions is not None:
         g = Groups(tables.transactions, as_of=as_of)
-        parts.append((g.ids, tx.transaction_columns(g)))
+        parts.append((g.keys, tx.transaction_columns(g)))
     if tables.interactions is not None:
         g = Groups(tables.interactions, as_of=as_of)
-        parts.append((g.ids, inter.interaction_columns(g)))
-        parts.append((g.ids, eng.engagement_columns(g)))
+        parts.append((g.keys, inter.interaction_columns(g)))
+        parts.append((g.keys, eng.engagement_columns(g)))
     if tables.surveys is not None:
         g, element = surv.survey_groups(tables.surveys, as_of=as_of)
-        parts.append((g.ids, surv.survey_columns(g, element)))
+        parts.append((g.keys, surv.survey_columns(g, element)))
     return parts
 
 
@@ -101,7 +104,7 @@ def build_features(
     parts = _family_parts(tables, as_of=as_of)
     if customer_ids is None:
         # The population of :func:`population`, from the indexes the families already built.
-        known = [p[0] for p in parts]
+        known = [p[0] if isinstance(p[0], pd.Index) else pd.Index(p[0], dtype="str") for p in parts]
         ids = known[0].append(known[1:]).unique() if known else pd.Index([], dtype="str")
         ids = ids.difference(churned_before(tables, as_of=as_of)).sort_values()
         ids = pd.Index(ids, name="customer_id", dtype="str")

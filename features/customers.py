@@ -6,12 +6,22 @@ become pandas categoricals, which LightGBM splits on natively.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from features.catalogue import register
-from features.groups import NAT_NS, Columns, columns_frame, timestamps_ns
-from features.time import days_between
+from features.groups import (
+    NAT_NS,
+    NS_PER_DAY,
+    SMALL,
+    Columns,
+    columns_frame,
+    factorize,
+    timestamps_ns,
+)
 
 TENURE = register("tenure_days", "customer", "days", "all history", "days since signup")
 RESERVED = frozenset({"customer_id", "signup_date", "churn_date"})
@@ -22,12 +32,16 @@ def attribute_columns(customers: pd.DataFrame) -> list[str]:
     return [c for c in customers.columns if c not in RESERVED]
 
 
-def _active(customers: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
-    """Mask of the customers known at ``as_of`` (see :func:`active_customers`)."""
+def _active(
+    customers: pd.DataFrame, as_of: pd.Timestamp, signup: np.ndarray | None = None
+) -> np.ndarray:
+    """Mask of the customers known at ``as_of`` (see :func:`active_customers`); ``signup``:
+    the signup dates as :func:`~features.groups.timestamps_ns`, if the caller has them."""
     as_of_ns = as_of.as_unit("ns").value
     keep = np.ones(len(customers), dtype=bool)
-    if "signup_date" in customers.columns:
+    if signup is None and "signup_date" in customers.columns:
         signup = timestamps_ns(customers["signup_date"])
+    if signup is not None:
         keep &= ~((signup >= as_of_ns) & (signup != NAT_NS))
     if "churn_date" in customers.columns:
         churn = timestamps_ns(customers["churn_date"])
@@ -52,13 +66,17 @@ def customer_features(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.Dat
 
 def customer_columns(customers: pd.DataFrame, *, as_of: pd.Timestamp) -> tuple[pd.Index, Columns]:
     """:func:`customer_features` as arrays, and the customers they are aligned with."""
-    keep = _active(customers, as_of)
+    signup = timestamps_ns(customers["signup_date"]) if "signup_date" in customers.columns else None
+    keep = _active(customers, as_of, signup)
     rows = customers if keep.all() else customers.loc[keep]
     ids = pd.Index(rows["customer_id"], name="customer_id")
     out: Columns = {}
-    if "signup_date" in rows.columns:
-        tenure = days_between(rows["signup_date"], as_of)
-        out[TENURE] = tenure.to_numpy("float64", na_value=np.nan)
+    if signup is not None:
+        # pandas' ``(as_of - signup_date) / 1 day`` (in nanoseconds; NaT: NaN), in NumPy
+        signed_up = signup if rows is customers else signup[keep]
+        tenure = (as_of.as_unit("ns").value - signed_up) / NS_PER_DAY
+        tenure[signed_up == NAT_NS] = np.nan
+        out[TENURE] = tenure
     for col in attribute_columns(customers):
         values = rows[col]
         if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
@@ -73,8 +91,26 @@ def _category(values: pd.Series) -> pd.Categorical[str]:
     ``values.astype("string").astype("category")``, built from one factorisation)."""
     if not isinstance(values.dtype, pd.StringDtype):  # e.g. mixed objects: compare as text
         values = values.astype("string")
-    codes, uniques = pd.factorize(values.array, sort=True)
-    categories = pd.Index(uniques.astype("string"))
+    codes, uniques = factorize(values.array, sort=True)
+    if len(uniques) <= SMALL:
+        dtype = _text_categories(tuple(uniques))
+        return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+    return pd.Categorical.from_codes(codes, dtype=_categories_dtype(uniques))
+
+
+def _categories_dtype(
+    uniques: Sequence[str] | pd.api.extensions.ExtensionArray,
+) -> pd.CategoricalDtype[str]:
+    """The categorical dtype of these distinct text values (as pandas ``string``)."""
+    # pandas-stubs take an Index of text from tuples only
+    categories = pd.Index(uniques, dtype="string")  # type: ignore[arg-type]
     # pandas-stubs cannot infer a CategoricalDtype's value type from its categories
     dtype: pd.CategoricalDtype[str] = pd.CategoricalDtype(categories)
-    return pd.Categorical.from_codes(codes, dtype=dtype)
+    return dtype
+
+
+@functools.lru_cache(maxsize=256)
+def _text_categories(uniques: tuple[str, ...]) -> pd.CategoricalDtype[str]:
+    """:func:`_categories_dtype`, kept per set of a few values: a request's attributes take
+    the same few values again and again, and the dtype costs ~0.1 ms to build."""
+    return _categories_dtype(list(uniques))

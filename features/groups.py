@@ -19,6 +19,10 @@ import pandas as pd
 NS_PER_DAY = 86_400 * 10**9
 #: NaT as int64 nanoseconds.
 NAT_NS = np.iinfo("int64").min
+#: Up to this many values, :func:`factorize` finds the distinct values with a dict: pandas'
+#: factorize has a fixed cost of 15-110 us a call (Arrow strings, sorting), most of the time
+#: for the one customer of a ``/v1/predict``; above it, pandas' vectorised path is faster.
+SMALL = 64
 
 
 def timestamps_ns(timestamps: pd.Series) -> np.ndarray:
@@ -30,17 +34,52 @@ def timestamps_ns(timestamps: pd.Series) -> np.ndarray:
     return np.asarray(values.as_unit("ns").asi8)  # type: ignore[attr-defined]
 
 
+def factorize(values: Any, *, sort: bool = False) -> tuple[np.ndarray, Any]:
+    """``pd.factorize(values, sort=sort)``: int64 codes (-1 where missing) and the distinct
+    non-missing values, in order of first appearance or sorted. ``values``: a pandas array or
+    Series of text (or other hashable scalars).
+
+    Up to :data:`SMALL` values the work is a dict look-up per value and the uniques are a
+    list; codes and uniques are pandas' (tests/features/test_groups.py compares the paths)."""
+    if isinstance(values, pd.Series):
+        values = values.array
+    if len(values) > SMALL:
+        return pd.factorize(values, sort=sort)
+    position: dict[Any, int] = {}
+    codes = np.empty(len(values), dtype="int64")
+    for i, v in enumerate(np.asarray(values, dtype=object).tolist()):
+        # missing: None, pd.NA or NaN (a float unequal to itself); checked in that order
+        # because ``pd.NA != pd.NA`` is NA, which has no truth value
+        if v is None or v is pd.NA or v != v:
+            codes[i] = -1
+        else:
+            codes[i] = position.setdefault(v, len(position))
+    uniques = list(position)
+    if sort and len(uniques) > 1:
+        try:
+            order = sorted(range(len(uniques)), key=uniques.__getitem__)
+        except TypeError:  # values that Python cannot order (text and numbers): pandas' order
+            return pd.factorize(values, sort=sort)
+        uniques = [uniques[j] for j in order]
+        new = np.empty(len(order) + 1, dtype="int64")
+        new[order] = np.arange(len(order))
+        new[-1] = -1  # code -1 (missing) stays -1
+        codes = new[codes]
+    return codes, uniques
+
+
 def category_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
     """Position of each value in ``categories``; anything else is ``len(categories)`` (other)."""
     # Look up the few distinct values (a dict look-up each), not every row (millions of
     # strings); a pandas Index of the categories would be rebuilt on every call.
-    codes, uniques = pd.factorize(values.array)
+    codes, uniques = factorize(values.array)
     position = _positions(categories)
     other = len(categories)
     lut = np.fromiter(
         (position.get(str(u), other) for u in uniques), dtype="int64", count=len(uniques)
     )
-    return np.append(lut, other)[codes]  # code -1 (missing): the appended ``other``
+    out: np.ndarray = np.append(lut, other)[codes]  # code -1 (missing): the appended ``other``
+    return out
 
 
 @functools.cache
@@ -73,16 +112,30 @@ class Groups:
         self._rows: np.ndarray | None = None if past.all() else np.flatnonzero(past)
         #: Event times as int64 nanoseconds since the epoch (UTC).
         self.ts_ns: np.ndarray = ts if self._rows is None else ts[self._rows]
-        codes, uniques = pd.factorize(self.array("customer_id"), sort=False)
+        customer_ids = events["customer_id"].array
+        if len(customer_ids) <= SMALL:  # a NumPy index of a few objects, not an Arrow take
+            customer_ids = self.past(np.asarray(customer_ids, dtype=object))
+        elif self._rows is not None:
+            customer_ids = customer_ids.take(self._rows)
+        codes, uniques = factorize(customer_ids)
         self.codes: np.ndarray = codes
-        self.ids = pd.Index(uniques, name="customer_id", dtype="str")
-        self.n = len(self.ids)
+        #: The customers, in order of first appearance (code ``i`` is ``keys[i]``): a list
+        #: for a few rows, else a pandas array. :attr:`ids` is the same as an Index.
+        self.keys: Any = uniques
+        self.n = len(uniques)
         #: Age of each event in days before ``as_of`` (> 0 for every past row).
         self.age_days: np.ndarray = (self.as_of_ns - self.ts_ns) / NS_PER_DAY
         self._codes: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.ts_ns)
+
+    @functools.cached_property
+    def ids(self) -> pd.Index:
+        """:attr:`keys` as an Index named ``customer_id`` (built on first use: ~60 us, a
+        good share of a one-customer build that never needs it)."""
+        ids: pd.Index = pd.Index(self.keys, name="customer_id", dtype="str")
+        return ids
 
     def past(self, values: np.ndarray) -> np.ndarray:
         """The past rows of an array aligned with the table's rows."""
@@ -191,15 +244,36 @@ def columns_frame(ids: pd.Index, columns: Columns) -> pd.DataFrame:
     return aligned_frame(ids, [(ids, columns)])
 
 
+def _alignment(known: Any, ids: pd.Index, id_list: list[Any] | None) -> np.ndarray | None:
+    """Position in ``known`` (an Index, or :attr:`Groups.keys`) of each of ``ids`` (-1: not
+    there), or ``None`` when they are the same customers in the same order. ``id_list``:
+    ``ids`` as a list when they are a few (dict look-ups then, no pandas Index built)."""
+    if known is ids:
+        return None
+    if id_list is not None:
+        keys = known.tolist() if isinstance(known, pd.Index) else list(known)
+        if keys == id_list:
+            return None
+        where = {k: i for i, k in enumerate(keys)}
+        return np.array([where.get(k, -1) for k in id_list], dtype="intp")
+    if not isinstance(known, pd.Index):
+        known = pd.Index(known, dtype="str")
+    if len(known) == len(ids) and known.equals(ids):
+        return None
+    positions: np.ndarray = known.get_indexer(ids)
+    return positions
+
+
 def aligned_frame(
     ids: pd.Index,
-    parts: list[tuple[pd.Index, Columns]],
+    parts: list[tuple[Any, Columns]],
     *,
     zero: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """One frame indexed by ``ids`` from feature columns aligned with other indexes.
 
-    Each part is ``(known, columns)``: columns aligned with ``known``. A customer of ``ids``
+    Each part is ``(known, columns)``: columns aligned with ``known`` (an Index, or a
+    :attr:`Groups.keys`). A customer of ``ids``
     a part does not know gets NaN, or 0 in the columns named in ``zero`` (where NaN also
     becomes 0). Columns keep the parts' order. The float columns are written once, each
     straight into its row of one float64 block (pandas keeps blocks as columns x rows), and
@@ -214,9 +288,9 @@ def aligned_frame(
     row = {k: j for j, k in enumerate(names)}
     block = np.empty((len(names), len(ids)))
     categoricals: dict[str, pd.Categorical] = {}
+    id_list = ids.tolist() if len(ids) <= SMALL else None
     for known, columns in parts:
-        same = known is ids or (len(known) == len(ids) and known.equals(ids))
-        pos = None if same else known.get_indexer(ids)
+        pos = _alignment(known, ids, id_list)
         absent = None if pos is None else pos < 0
         for k, v in columns.items():
             if isinstance(v, pd.Categorical):

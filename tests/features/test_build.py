@@ -48,3 +48,27 @@ def test_explicit_ids_keep_order_and_unknowns():
     frame = build_features(tables(), as_of=AS_OF, customer_ids=pd.Index(["D", "nobody", "B"]))
     assert list(frame.index) == ["D", "nobody", "B"]
     assert frame.loc["nobody", "frequency"] == 0
+
+
+def test_one_customer_tables_give_the_rows_of_the_whole_build():
+    """The paths for a few rows (a /v1/predict customer: dict look-ups instead of pandas'
+    factorize, cached dtypes) give exactly the values of the vectorised path on the whole
+    demo population."""
+    from training.demo_data import generate_demo_data
+
+    demo = generate_demo_data(150, seed=3)
+    raw = {n: getattr(demo, n) for n in ("customers", "transactions", "interactions", "surveys")}
+    tables, _ = validate_tables(raw)
+    as_of = pd.Timestamp(demo.ground_truth["as_of"].iloc[0])
+    full = build_features(tables, as_of=as_of)
+    text = {c: "str" for c in full.columns if isinstance(full[c].dtype, pd.CategoricalDtype)}
+    checked = 0
+    for cid in full.index[:: max(1, len(full) // 12)]:
+        one = Tables(**{k: v[v["customer_id"] == cid] for k, v in tables.present().items()})
+        alone = build_features(one, as_of=as_of, customer_ids=pd.Index([cid], dtype="str"))
+        assert max(len(v) for v in one.present().values()) < len(tables.transactions)
+        pd.testing.assert_frame_equal(
+            alone.astype(text), full.loc[[cid]].astype(text), check_exact=True
+        )
+        checked += 1
+    assert checked >= 10

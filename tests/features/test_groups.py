@@ -3,8 +3,9 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from features.groups import Groups, aligned_frame
+from features.groups import SMALL, Groups, aligned_frame, factorize
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 
@@ -45,3 +46,25 @@ def test_aligned_frame_fills_absent_customers_and_keeps_order():
     assert frame["kind"].dtype == pd.CategoricalDtype(["x", "y"])
     assert frame["other"].tolist() == [0.0, 0.0, 0.0]
     assert frame.index.equals(ids)
+
+
+@pytest.mark.parametrize("sort", [False, True])
+@pytest.mark.parametrize("dtype", ["str", "string", "object"])
+def test_factorize_small_path_matches_pandas(sort, dtype):
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 7, SMALL):
+        values = rng.choice(["b", "a", "é", "B", "aa", "", None], n).tolist()
+        array = (
+            np.array(values, dtype=object) if dtype == "object" else pd.array(values, dtype=dtype)
+        )
+        codes, uniques = factorize(array, sort=sort)
+        want_codes, want_uniques = pd.factorize(array, sort=sort)
+        np.testing.assert_array_equal(codes, want_codes)
+        assert list(uniques) == list(want_uniques)
+
+
+def test_factorize_large_input_is_pandas():
+    array = pd.array(["b", "a", None] * SMALL, dtype="str")
+    codes, uniques = factorize(array, sort=True)
+    np.testing.assert_array_equal(codes, pd.factorize(array, sort=True)[0])
+    assert list(uniques) == ["a", "b"]
