@@ -53,6 +53,7 @@ def _train(args: argparse.Namespace) -> None:
     print(f"run {result.run_id}: registered {settings.model_name} v{result.version}")
     print(metrics_table(result.metrics).to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
     print(("promoted to champion: " if result.promoted else "not promoted: ") + result.gate_reason)
+    print(result.summary)
 
 
 def _features(args: argparse.Namespace) -> None:
@@ -106,6 +107,8 @@ def _score(args: argparse.Namespace) -> None:
         f"scored {result.rows:,} customers as of {result.as_of.date()} with "
         f"v{result.model_version} ({bands}) -> {result.path}"
     )
+    if result.summary:
+        print(result.summary)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ Both are written to temporary names and renamed, so a reader never sees half a s
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,10 @@ from models.scoring import score_frame
 from training import tracking
 from training.config import TrainSettings
 from training.frames import data_end
-from training.io import load_inputs
+from training.io import input_rows, load_inputs, quarantined_rows
+from training.progress import Steps, progress, summary_line
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class ScoreResult:
     as_of: pd.Timestamp
     model_version: str
     risk_bands: dict[str, int]
+    #: The line ``make score`` ends with (:func:`training.progress.summary_line`).
+    summary: str = ""
 
 
 def _iso(ts: pd.Timestamp) -> str:
@@ -110,29 +116,47 @@ def publish_snapshot(
 def score(settings: TrainSettings) -> ScoreResult:
     """Score the customers in ``settings.data_dir`` as of ``settings.as_of`` (default: end of
     data) with the champion, and write the snapshot atomically."""
-    bundle, version = tracking.load_champion(settings)
-    loaded, _ = load_inputs(settings)
+    step = Steps()
+    with step("load") as s:
+        bundle, version = tracking.load_champion(settings)
+        loaded, _ = load_inputs(settings)
+        s.rows = input_rows(loaded)
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
-    frame = build_features(loaded.tables, as_of=as_of)
-    scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
-    out = snapshot_rows(
-        scores,
-        as_of=as_of,
-        version=version,
-        customers=loaded.tables.customers,
-        segment_column=settings.segment_column,
-    )
+    with step("features") as s, progress("features", None, "customers"):
+        frame = build_features(loaded.tables, as_of=as_of)
+        s.rows = {"customers": len(frame)}
+    with step("score") as s, progress("score", None, "customers"):
+        scores = score_frame(bundle, frame, horizon_days=settings.horizon_days)
+        del frame
+        out = snapshot_rows(
+            scores,
+            as_of=as_of,
+            version=version,
+            customers=loaded.tables.customers,
+            segment_column=settings.segment_column,
+        )
+        s.rows = {"customers scored": len(out)}
 
     def write(tmp: Path) -> int:
         out.to_parquet(tmp, index=False)
         return len(out)
 
-    path = publish_snapshot(
-        write,
-        settings.scores_dir,
-        as_of=as_of,
-        version=version,
-        horizon_days=settings.horizon_days,
-    )
+    with step("write"):
+        path = publish_snapshot(
+            write,
+            settings.scores_dir,
+            as_of=as_of,
+            version=version,
+            horizon_days=settings.horizon_days,
+        )
     bands = {str(k): int(v) for k, v in out["risk_band"].value_counts().items()}
-    return ScoreResult(path, len(out), as_of, version, bands)
+    line = summary_line(
+        "score",
+        step.elapsed,
+        rows_in=loaded.rows_in,
+        quarantined=quarantined_rows(loaded),
+        customers=len(out),
+        version=version,
+    )
+    log.info("%s", line)
+    return ScoreResult(path, len(out), as_of, version, bands, line)

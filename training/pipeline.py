@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -45,7 +44,8 @@ from training.frames import (
     plan_cutoffs,
     without_clv_features,
 )
-from training.io import LoadedTables, load_inputs
+from training.io import LoadedTables, input_rows, load_inputs, quarantined_rows
+from training.progress import Steps, progress, summary_line
 from training.report import render_report
 
 log = logging.getLogger(__name__)
@@ -60,24 +60,8 @@ class TrainResult:
     promoted: bool
     gate_reason: str
     metrics: dict[str, float]
-
-
-class _Timer:
-    """Logs a step's start and records its duration as a metric ``time.<name>_s``."""
-
-    def __init__(self, run: tracking.TrainingRun) -> None:
-        self.run, self.name, self.t0 = run, "", 0.0
-
-    def __call__(self, name: str) -> _Timer:
-        self.name = name
-        return self
-
-    def __enter__(self) -> None:
-        log.info("step: %s", self.name.replace("_", " "))
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.run.metrics({f"time.{self.name}_s": time.perf_counter() - self.t0})
+    #: The line ``make train`` ends with (:func:`training.progress.summary_line`).
+    summary: str = ""
 
 
 def fit_churn(frames: Frames, settings: TrainSettings) -> tuple[ChurnModel, dict[str, float]]:
@@ -308,18 +292,26 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
     """Run the whole training pipeline and return what it registered (``engine``: the local
     steps by default)."""
     engine = engine or EngineSteps()
-    loaded, counts = engine.load(settings)
+    step = Steps()  # timed from here: the load is part of the run's time
+    with step("load") as s:
+        loaded, counts = engine.load(settings)
+        s.rows = input_rows(loaded)
     # planned before the run opens: a data problem found here leaves no half-logged run
     plan = plan_for(settings, loaded, counts)
     with tracking.training_run(settings) as run:
-        step = _Timer(run)
-        _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
+        step.attach(run.metrics)
+        with step("log_inputs"):
+            _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
 
-        with step("frames"):
+        with step("frames") as s:
             frames = engine.build_frames(loaded.tables, plan)
             check_frames(loaded.tables, plan, frames)
             run.params(_plan_params(plan, frames))
             run.tags({"validation": plan.validation_kind})
+            s.rows = {
+                "train rows": getattr(frames, "train_rows", len(frames.train)),
+                "validation rows": len(frames.calibration) + len(frames.test),
+            }
 
         with step("clv_fit"):
             clv, frames = settle_clv(engine.fit_clv(loaded, plan), frames, run)
@@ -327,8 +319,9 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
                 run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
                 run.dict(clv.to_dict(), "clv/model.json")
 
-        with step("churn_fit"):
+        with step("churn_fit") as s, progress("churn fit", None, "boosting"):
             churn, calibration_losses = engine.fit_churn(frames, settings)
+            s.rows = {"boosting rounds": churn.best_iteration_}
             run.params(
                 {
                     "lgb.best_iteration": churn.best_iteration_,
@@ -344,9 +337,10 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
         with step("clv_evaluate"):
             run.metrics(engine.evaluate_clv(loaded, plan, run, clv=clv))
 
-        with step("evaluate"):
+        with step("evaluate") as s, progress("evaluate", None, "baselines"):
             metrics, prob = evaluate(churn, frames, plan, settings)
             run.metrics(metrics)
+            s.rows = {"test customers scored": len(frames.test)}
 
         with step("report"):
             html = render_report(churn=churn, frames=frames, prob=prob, metrics=metrics, plan=plan)
@@ -383,7 +377,18 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             )
         if promote:
             tracking.promote(settings, version)
-    return TrainResult(run.run_id, version, promote, reason, metrics)
+        line = summary_line(
+            "train",
+            step.elapsed,
+            rows_in=loaded.rows_in,
+            quarantined=quarantined_rows(loaded),
+            customers=len(frames.test),
+            customers_label="test customers scored",
+            version=version,
+        )
+        log.info("%s", line)
+        step.record({"time.total_s": step.elapsed})
+    return TrainResult(run.run_id, version, promote, reason, metrics, line)
 
 
 def prepare(settings: TrainSettings) -> tuple[LoadedTables, CutoffPlan, Frames]:
