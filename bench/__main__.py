@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "sources": "bench.sources",
     "validation": "bench.validation",
     "predict": "bench.predict",
+    "pipeline": "bench.pipeline",
 }
 
 
