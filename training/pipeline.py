@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -297,8 +298,11 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
         loaded, counts = engine.load(settings)
         s.rows = input_rows(loaded)
     # planned before the run opens: a data problem found here leaves no half-logged run
-    plan = plan_for(settings, loaded, counts)
-    with tracking.training_run(settings) as run:
+    with step("plan"):
+        plan = plan_for(settings, loaded, counts)
+    with ExitStack() as opened:
+        with step("open_run"):  # a new sqlite store creates its tables here (seconds)
+            run = opened.enter_context(tracking.training_run(settings))
         step.attach(run.metrics)
         with step("log_inputs"):
             _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
