@@ -391,7 +391,7 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             version=version,
         )
         log.info("%s", line)
-        step.record({"time.total_s": step.elapsed})
+        step.record({"time.total_s": step.elapsed, "rss.peak_gib": step.peak_gib})
     return TrainResult(run.run_id, version, promote, reason, metrics, line)
 
 

@@ -81,6 +81,9 @@ class Steps:
     log_metrics: Callable[[dict[str, float]], None] | None = None
     pending: dict[str, float] = field(default_factory=dict)
     t0: float = field(default_factory=time.perf_counter)
+    #: The highest step peak so far, GiB: the process's peak over the steps (resetting the
+    #: high-water mark also resets what ``getrusage``/``wait4`` report as the peak).
+    peak_gib: float = 0.0
 
     def attach(self, log_metrics: Callable[[dict[str, float]], None]) -> None:
         """Send the figures from now on (and the ones kept so far) to ``log_metrics``."""
@@ -114,6 +117,7 @@ class Steps:
         yield step
         seconds = time.perf_counter() - t0
         rss = peak_rss_gib()
+        self.peak_gib = max(self.peak_gib, rss)
         self.record({f"time.{name}_s": seconds, f"rss.{name}_gib": rss})
         rows = f", {_rows(step.rows)}" if step.rows else ""
         peak = "peak RSS" if windowed else "peak RSS since start"
