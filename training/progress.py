@@ -172,7 +172,12 @@ class Progress:
 
 @contextmanager
 def progress(
-    label: str, total: int, unit: str, *, tty: bool | None = None, every_s: float = LOG_EVERY_S
+    label: str,
+    total: int | None,
+    unit: str,
+    *,
+    tty: bool | None = None,
+    every_s: float = LOG_EVERY_S,
 ) -> Iterator[Progress]:
     """Show the progress of ``total`` units of work (``None``: uncounted): a rich progress
     bar when standard error is a terminal (``tty``, default: detected), else a log line every
