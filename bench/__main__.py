@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "validation": "bench.validation",
     "predict": "bench.predict",
     "overload": "bench.overload",
+    "pipeline": "bench.pipeline",
 }
 
 

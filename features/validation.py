@@ -438,8 +438,11 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
     n = len(raw)
     candidates = np.ones(n, dtype=bool)
     if stamps is not None:
-        _, inverse, counts = np.unique(stamps, return_inverse=True, return_counts=True)
-        candidates = counts[inverse] > 1
+        if n >= _SMALL:  # a hash table: no sort of millions of stamps
+            candidates = pd.Series(stamps).duplicated(keep=False).to_numpy()
+        else:
+            _, inverse, counts = np.unique(stamps, return_inverse=True, return_counts=True)
+            candidates = counts[inverse] > 1
         if not candidates.any():
             return np.zeros(n, dtype=bool)
     pos = np.flatnonzero(candidates)

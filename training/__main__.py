@@ -54,6 +54,7 @@ def _train(args: argparse.Namespace) -> None:
     print(f"run {result.run_id}: registered {settings.model_name} v{result.version}")
     print(metrics_table(result.metrics).to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
     print(("promoted to champion: " if result.promoted else "not promoted: ") + result.gate_reason)
+    print(result.summary)
 
 
 def _features(args: argparse.Namespace) -> None:
@@ -118,6 +119,8 @@ def _score(args: argparse.Namespace) -> None:
         if result.previous_as_of
         else "no earlier snapshot kept: previous_churn_probability and change are empty"
     )
+    if result.summary:
+        print(result.summary)
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -45,7 +45,8 @@ from models.scoring import score_population
 from training import tracking
 from training.config import TrainSettings
 from training.frames import data_end
-from training.io import load_inputs
+from training.io import input_rows, load_inputs, quarantined_rows
+from training.progress import Steps, progress, summary_line
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class ScoreResult:
     risk_bands: dict[str, int]
     #: ``as_of`` of the snapshot ``change`` is measured against (None: the first one).
     previous_as_of: str | None = None
+    #: The line ``make score`` ends with (:func:`training.progress.summary_line`).
+    summary: str = ""
 
 
 def _iso(ts: pd.Timestamp) -> str:
@@ -303,38 +306,56 @@ def publish_scored(
 def score(settings: TrainSettings) -> ScoreResult:
     """Score the customers in ``settings.data_dir`` as of ``settings.as_of`` (default: end of
     data) with the champion, and write the snapshot atomically."""
-    bundle, version = tracking.load_champion(settings)
-    loaded, _ = load_inputs(settings)
+    step = Steps()
+    with step("load") as s:
+        bundle, version = tracking.load_champion(settings)
+        loaded, _ = load_inputs(settings)
+        s.rows = input_rows(loaded)
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
-    frame = build_features(loaded.tables, as_of=as_of)
-    rule = band_rule(settings)
-    scores, reference = score_population(
-        bundle, frame, rule=rule, clv_horizon_days=settings.clv_horizon_days
-    )
-    previous_as_of, previous = previous_scores(settings.scores_dir, as_of)
-    attributes = attribute_columns(loaded.tables.customers, settings.snapshot_attributes)
-    out = snapshot_rows(
-        scores,
-        as_of=as_of,
-        version=version,
-        customers=loaded.tables.customers,
-        segment_column=settings.segment_column,
-        previous=previous,
-        attributes=attributes,
-    )
+    with step("features") as s, progress("features", None, "customers"):
+        frame = build_features(loaded.tables, as_of=as_of)
+        s.rows = {"customers": len(frame)}
+    with step("score") as s, progress("score", None, "customers"):
+        rule = band_rule(settings)
+        scores, reference = score_population(
+            bundle, frame, rule=rule, clv_horizon_days=settings.clv_horizon_days
+        )
+        del frame
+        previous_as_of, previous = previous_scores(settings.scores_dir, as_of)
+        attributes = attribute_columns(loaded.tables.customers, settings.snapshot_attributes)
+        out = snapshot_rows(
+            scores,
+            as_of=as_of,
+            version=version,
+            customers=loaded.tables.customers,
+            segment_column=settings.segment_column,
+            previous=previous,
+            attributes=attributes,
+        )
+        s.rows = {"customers scored": len(out)}
 
     def write(tmp: Path) -> int:
         out.to_parquet(tmp, index=False)
         return len(out)
 
     bands = {str(k): int(v) for k, v in out["risk_band"].value_counts().items()}
-    path = publish_scored(
-        write,
-        settings,
-        as_of,
-        version,
-        previous_as_of,
-        attributes,
-        extra=reference_meta(reference, rule, bands),
+    with step("write"):
+        path = publish_scored(
+            write,
+            settings,
+            as_of,
+            version,
+            previous_as_of,
+            attributes,
+            extra=reference_meta(reference, rule, bands),
+        )
+    line = summary_line(
+        "score",
+        step.elapsed,
+        rows_in=loaded.rows_in,
+        quarantined=quarantined_rows(loaded),
+        customers=len(out),
+        version=version,
     )
-    return ScoreResult(path, len(out), as_of, version, bands, previous_as_of)
+    log.info("%s", line)
+    return ScoreResult(path, len(out), as_of, version, bands, previous_as_of, line)

@@ -9,7 +9,8 @@ through :func:`training.pipeline.train` either way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from features.time import as_utc
 from training.batch import ScoreResult
 from training.config import TrainSettings
 from training.frames import CutoffPlan, Frames, plan_cutoffs
+from training.io import quarantined_rows
 from training.pipeline import EngineSteps, TrainResult
+from training.progress import summary_line
 
 
 def train(settings: TrainSettings) -> TrainResult:
@@ -65,11 +68,21 @@ def score(settings: TrainSettings) -> ScoreResult:
     from training import tracking
     from training.frames import data_end
 
+    t0 = time.perf_counter()
     bundle, version = tracking.load_champion(settings)
     with de.dask_client(settings):
         loaded, staged, _ = de.stage_inputs(settings)
         as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
-        return de.score_distributed(staged, bundle, version, settings, as_of=as_of)
+        result = de.score_distributed(staged, bundle, version, settings, as_of=as_of)
+    line = summary_line(
+        "score",
+        time.perf_counter() - t0,
+        rows_in=loaded.rows_in,
+        quarantined=quarantined_rows(loaded),
+        customers=result.rows,
+        version=version,
+    )
+    return replace(result, summary=line)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from models.clv_features import COLUMNS as CLV_FEATURES
 from models.clv_features import add_clv_features
 from training.clv_fit import CLVFit, fit_clv_with_fallback
 from training.io import DataError
+from training.progress import progress
 
 log = logging.getLogger(__name__)
 NON_FEATURES = ("churned", "cutoff")
@@ -263,20 +264,23 @@ def build_frames(tables: Tables, plan: CutoffPlan) -> Frames:
     """Labelled frames at every cutoff of ``plan``, with progress in the log."""
     parts = []
     fits: dict[str, str] = {}
-    for i, cutoff in enumerate((*plan.training, plan.validation), start=1):
-        t0 = time.perf_counter()
-        frame, fit = _labelled(tables, as_of=cutoff, horizon_days=plan.horizon_days)
-        parts.append(frame)
-        if fit is not None:
-            fits[cutoff.date().isoformat()] = fit.describe()
-        log.info(
-            "frame %d/%d at %s: %d customers (%.1f s)",
-            i,
-            len(plan.training) + 1,
-            cutoff.date(),
-            len(parts[-1]),
-            time.perf_counter() - t0,
-        )
+    cutoffs = (*plan.training, plan.validation)
+    with progress("frames", len(cutoffs), "cutoffs") as bar:
+        for i, cutoff in enumerate(cutoffs, start=1):
+            t0 = time.perf_counter()
+            frame, fit = _labelled(tables, as_of=cutoff, horizon_days=plan.horizon_days)
+            parts.append(frame)
+            if fit is not None:
+                fits[cutoff.date().isoformat()] = fit.describe()
+            log.info(
+                "frame %d/%d at %s: %s customers (%.1f s)",
+                i,
+                len(cutoffs),
+                cutoff.date(),
+                f"{len(parts[-1]):,}",
+                time.perf_counter() - t0,
+            )
+            bar.advance()
     *train, valid = parts
     if plan.one_snapshot:
         return Frames(*split_snapshot(valid), clv_fits=fits)

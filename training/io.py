@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from features.validation import (
     validate_table,
 )
 from training.config import TrainSettings
+from training.progress import duration, progress
 
 log = logging.getLogger(__name__)
 #: The column map's file name inside a data folder.
@@ -261,19 +263,42 @@ def load_tables(
     files, queried = sources.find_tables(data_dir)
     mapping, map_path = resolve_column_map(data_dir, column_map)
     results: dict[str, Validated] = {}
-    for name, path in files.items():
-        raw = queried[name].frame if name in queried else _read(path)
-        where = queried[name].label if name in queried else path
-        if name in mapping and map_path is not None:
-            raw = apply_column_map(raw, mapping[name], path=where, map_path=map_path)
-        try:
-            result = validate_table(name, raw, now=now, clock_skew=clock_skew)
-        except TableError as exc:
-            raise table_error(where, exc) from exc
-        results[name] = reject_all_quarantined(where, result) if check else result
+    with progress("load and validate", len(files), "tables") as bar:
+        for name, path in files.items():
+            t0 = time.perf_counter()
+            raw = queried[name].frame if name in queried else _read(path)
+            where = queried[name].label if name in queried else path
+            if name in mapping and map_path is not None:
+                raw = apply_column_map(raw, mapping[name], path=where, map_path=map_path)
+            t1 = time.perf_counter()
+            try:
+                result = validate_table(name, raw, now=now, clock_skew=clock_skew)
+            except TableError as exc:
+                raise table_error(where, exc) from exc
+            del raw  # the clean and quarantined rows are kept; the table as read is not
+            results[name] = reject_all_quarantined(where, result) if check else result
+            log.info(
+                "%s: %s rows read in %s, validated in %s (%s quarantined)",
+                name,
+                f"{len(result.clean) + len(result.quarantine):,}",
+                duration(t1 - t0),
+                duration(time.perf_counter() - t1),
+                f"{len(result.quarantine):,}",
+            )
+            bar.advance()
     tables = Tables(**{n: r.clean for n, r in results.items()})
     sha = {n: queried[n].sha256 if n in queried else table_sha256(p) for n, p in files.items()}
     return LoadedTables(tables, results, files, sha)
+
+
+def input_rows(loaded: LoadedTables) -> dict[str, int]:
+    """Rows read per table and rows quarantined in all, for a step's done line."""
+    return {**loaded.rows_in, "quarantined": quarantined_rows(loaded)}
+
+
+def quarantined_rows(loaded: LoadedTables) -> int:
+    """Rows quarantined over all tables (blanked values of kept rows not counted)."""
+    return sum(len(r.quarantine) for r in loaded.results.values())
 
 
 def write_quarantine(loaded: LoadedTables, out_dir: Path) -> dict[str, dict[str, int]]:

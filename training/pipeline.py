@@ -19,8 +19,8 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -59,7 +59,8 @@ from training.frames import (
     plan_cutoffs,
     without_clv_features,
 )
-from training.io import LoadedTables, load_inputs
+from training.io import LoadedTables, input_rows, load_inputs, quarantined_rows
+from training.progress import Steps, progress, summary_line
 from training.report import RunInfo, render_report
 
 log = logging.getLogger(__name__)
@@ -74,24 +75,8 @@ class TrainResult:
     promoted: bool
     gate_reason: str
     metrics: dict[str, float]
-
-
-class _Timer:
-    """Logs a step's start and records its duration as a metric ``time.<name>_s``."""
-
-    def __init__(self, run: tracking.TrainingRun) -> None:
-        self.run, self.name, self.t0 = run, "", 0.0
-
-    def __call__(self, name: str) -> _Timer:
-        self.name = name
-        return self
-
-    def __enter__(self) -> None:
-        log.info("step: %s", self.name.replace("_", " "))
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.run.metrics({f"time.{self.name}_s": time.perf_counter() - self.t0})
+    #: The line ``make train`` ends with (:func:`training.progress.summary_line`).
+    summary: str = ""
 
 
 def fit_churn(frames: Frames, settings: TrainSettings) -> tuple[ChurnModel, dict[str, float]]:
@@ -372,18 +357,29 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
     """Run the whole training pipeline and return what it registered (``engine``: the local
     steps by default)."""
     engine = engine or EngineSteps()
-    loaded, counts = engine.load(settings)
+    step = Steps()  # timed from here: the load is part of the run's time
+    with step("load") as s:
+        loaded, counts = engine.load(settings)
+        s.rows = input_rows(loaded)
     # planned before the run opens: a data problem found here leaves no half-logged run
-    plan = plan_for(settings, loaded, counts)
-    with tracking.training_run(settings) as run:
-        step = _Timer(run)
-        _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
+    with step("plan"):
+        plan = plan_for(settings, loaded, counts)
+    with ExitStack() as opened:
+        with step("open_run"):  # a new sqlite store creates its tables here (seconds)
+            run = opened.enter_context(tracking.training_run(settings))
+        step.attach(run.metrics)
+        with step("log_inputs"):
+            _log_inputs(run, loaded, counts, settings, datasets=engine.log_datasets)
 
-        with step("frames"):
+        with step("frames") as s:
             frames = engine.build_frames(loaded.tables, plan)
             check_frames(loaded.tables, plan, frames)
             run.params(_plan_params(plan, frames))
             run.tags({"validation": plan.validation_kind})
+            s.rows = {
+                "train rows": getattr(frames, "train_rows", len(frames.train)),
+                "validation rows": len(frames.calibration) + len(frames.test),
+            }
 
         with step("clv_fit"):
             fit = engine.fit_clv(loaded, plan) or fit_contractual_clv(
@@ -398,8 +394,9 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
                 run.params({f"clv.{k}": round(v, 6) for k, v in clv.params_.items()})
                 run.dict(clv.to_dict(), "clv/model.json")
 
-        with step("churn_fit"):
+        with step("churn_fit") as s, progress("churn fit", None, "boosting"):
             churn, calibration_losses = engine.fit_churn(frames, settings)
+            s.rows = {"boosting rounds": churn.best_iteration_}
             run.params(
                 {
                     "lgb.best_iteration": churn.best_iteration_,
@@ -416,9 +413,10 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             clv_holdout = engine.evaluate_clv(loaded, plan, run, clv=clv)
             run.metrics(clv_holdout.metrics)
 
-        with step("evaluate"):
+        with step("evaluate") as s, progress("evaluate", None, "baselines"):
             metrics, prob, baseline_test_scores = evaluate(churn, frames, plan, settings)
             run.metrics(metrics)
+            s.rows = {"test customers scored": len(frames.test)}
             # every validation customer (both halves): the larger the counts, the narrower
             # the intervals; the labels are observed outcomes, not model output
             validation = pd.concat([frames.calibration, frames.test])
@@ -484,7 +482,18 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             run.text(catalogue_markdown(), "feature_catalogue.md")
         if promote:
             tracking.promote(settings, version)
-    return TrainResult(run.run_id, version, promote, reason, metrics)
+        line = summary_line(
+            "train",
+            step.elapsed,
+            rows_in=loaded.rows_in,
+            quarantined=quarantined_rows(loaded),
+            customers=len(frames.test),
+            customers_label="test customers scored",
+            version=version,
+        )
+        log.info("%s", line)
+        step.record({"time.total_s": step.elapsed, "rss.peak_gib": step.peak_gib})
+    return TrainResult(run.run_id, version, promote, reason, metrics, line)
 
 
 def prepare(settings: TrainSettings) -> tuple[LoadedTables, CutoffPlan, Frames]:

@@ -9,6 +9,7 @@ verified loader, :mod:`models.registry`, which the server uses too.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -24,10 +25,13 @@ from typing import Any
 
 import lightgbm as lgb
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 
 # mlflow defines its dataset sources and constructors at import time, out of mypy's sight
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
+from mlflow.types import ColSpec, DataType, Schema
 
 from models import registry
 from models.bundle import Bundle, write_bundle
@@ -195,12 +199,18 @@ class TrainingRun:
             mlflow.log_artifact(str(path))
 
     def inputs(self, loaded: LoadedTables) -> None:
-        """Each validated input table as an MLflow dataset input (name, source file, digest,
-        schema), so the UI shows what a run was trained on."""
+        """Each input table as an MLflow dataset input: name, source file, the file's sha256
+        as digest, the schema of the validated table and its row counts (:func:`table_dataset`).
+        Built from metadata only, so it costs milliseconds whatever the size (MLflow's
+        ``from_pandas`` hashes and type-infers every row: 17 s for 2M rows)."""
         for name, table in loaded.tables.present().items():
-            source = LocalArtifactDatasetSource(str(loaded.files[name].resolve()))
-            dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
-                table, source=source, name=name
+            result = loaded.results[name]
+            dataset = table_dataset(
+                name,
+                table,
+                path=loaded.files[name],
+                sha256=loaded.sha256[name],
+                rows={"num_rows": len(table), "quarantined_rows": len(result.quarantine)},
             )
             mlflow.log_input(dataset, context="training")
 
@@ -232,6 +242,47 @@ class TrainingRun:
         mlflow.set_tag(NOTE_TAG, description)
         if not client.get_registered_model(name).description:
             client.update_registered_model(name, description=MODEL_NOTE)
+
+
+class _TableDataset(MetaDataset):
+    """A dataset known by its file digest and schema, with a row-count profile (MLflow's
+    :class:`MetaDataset` has none)."""
+
+    def __init__(self, source: Any, *, name: str, digest: str, schema: Schema, profile: dict):
+        self._profile = profile
+        super().__init__(source, name=name, digest=digest, schema=schema)
+
+    @property
+    def profile(self) -> dict:
+        return self._profile
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+
+def _mlflow_type(dtype: Any) -> DataType:
+    """The MLflow column type of a pandas dtype (by kind; text and categories are strings)."""
+    if pd.api.types.is_bool_dtype(dtype):
+        return DataType.boolean
+    if pd.api.types.is_integer_dtype(dtype):
+        return DataType.long
+    if pd.api.types.is_float_dtype(dtype):
+        return DataType.double
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return DataType.datetime
+    return DataType.string
+
+
+def table_dataset(
+    name: str, table: pd.DataFrame, *, path: Path, sha256: str, rows: dict[str, int]
+) -> MetaDataset:
+    """An MLflow dataset for an input table from its metadata only: ``path`` as source (a file
+    or a query label), the first 16 hex digits of ``sha256`` as digest (MLflow caps a digest's
+    length; the full sha256 is the run tag ``data.<name>.sha256``), the columns' types from
+    the dtypes, and ``rows`` (e.g. ``num_rows``) as profile."""
+    schema = Schema([ColSpec(_mlflow_type(t), str(c)) for c, t in table.dtypes.items()])
+    source = LocalArtifactDatasetSource(str(Path(path).resolve()))
+    return _TableDataset(source, name=name, digest=sha256[:16], schema=schema, profile=rows)
 
 
 def version_description(

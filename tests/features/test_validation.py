@@ -485,3 +485,28 @@ def test_typed_attributes_keep_their_dtype():
     r = validate_table("customers", posted)
     assert r.clean["seats"].tolist()[0] == 3.0 and r.clean["seats"].isna().tolist() == [False, True]
     assert r.counts == {}
+
+
+@pytest.mark.parametrize("n", [40, 5_000])  # the small (Python) and large (hash) paths
+def test_exact_duplicates_are_found_the_same_way_at_any_size(n):
+    """Only exact copies are duplicates: rows sharing a timestamp but not every value stay."""
+    rng = np.random.default_rng(3)
+    ts = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, n // 4, n), "s")
+    raw = pd.DataFrame(
+        {
+            "customer_id": pd.Series(rng.integers(0, 5, n).astype(str), dtype="str"),
+            "timestamp": ts,
+            "amount": rng.integers(1, 4, n).astype(float),
+        }
+    )
+    raw = pd.concat([raw, raw.iloc[[1, 7, 7]]], ignore_index=True)
+    result = validate_table("transactions", raw)
+    expected = raw.duplicated(keep="first")
+    assert expected.sum() >= 3
+    assert sorted(result.quarantine.index) == sorted(raw.index[expected])
+    assert set(result.quarantine["reason"]) == {"duplicate"}
+    pd.testing.assert_frame_equal(
+        result.clean.reset_index(drop=True)[["customer_id", "amount"]],
+        raw.loc[~expected, ["customer_id", "amount"]].reset_index(drop=True),
+        check_dtype=False,
+    )

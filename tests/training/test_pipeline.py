@@ -66,6 +66,21 @@ def test_run_logs_inputs_report_and_bundle(trained):
         "interactions",
         "surveys",
     }
+    # each dataset is known by its file's sha256, schema and row counts, not by its rows
+    for d in runs[0].inputs.dataset_inputs:
+        sha = runs[0].data.tags[f"data.{d.dataset.name}.sha256"]
+        assert d.dataset.digest == sha[:16]
+        profile = json.loads(d.dataset.profile)
+        rows = int(runs[0].data.params[f"rows_in.{d.dataset.name}"])
+        assert profile["num_rows"] + profile["quarantined_rows"] == rows
+        columns = {c["name"] for c in json.loads(d.dataset.schema)["mlflow_colspec"]}
+        assert "customer_id" in columns
+    # every step's duration and peak memory, and the whole run's time
+    for step in ("load", "log_inputs", "frames", "churn_fit", "evaluate", "register"):
+        assert runs[0].data.metrics[f"time.{step}_s"] >= 0
+        assert runs[0].data.metrics[f"rss.{step}_gib"] > 0
+    assert runs[0].data.metrics["time.total_s"] >= runs[0].data.metrics["time.frames_s"]
+    assert first.summary.startswith("train done in ") and f"model v{first.version}" in first.summary
     names = {a.path for a in client.list_artifacts(first.run_id)}
     assert {
         "report.html",
@@ -152,6 +167,7 @@ def test_score_writes_a_verifiable_snapshot(trained):
     snap = pd.read_parquet(result.path)
     customers = pd.read_parquet(settings.data_dir / "customers.parquet")
     assert meta["rows"] == len(snap) == len(customers)
+    assert f"{len(customers):,} customers scored" in result.summary
     assert meta["model_version"] == tracking.champion_version(settings)
     assert snap["churn_probability"].between(0, 1).all()
     assert (snap["clv"] >= 0).all()
