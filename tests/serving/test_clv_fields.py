@@ -59,7 +59,9 @@ def _row(**changes: object) -> dict:  # type: ignore[type-arg]
     row = {
         "customer_id": "C1",
         "as_of": "2026-01-01T00:00:00Z",
+        "status": "at_risk",
         "churn_probability": 0.5,
+        "churn_percentile": 50.0,
         "risk_band": "medium",
         "p_alive": None,
         "p_alive_note": "no_repeat_purchase",

@@ -176,12 +176,15 @@ def test_no_dropout_purchases_train_with_nbd_clv(tmp_path, make_settings, caplog
     snap = pd.read_parquet(scored.path)
     buyers = snap["expected_purchases"].notna()
     assert buyers.mean() > 0.9
-    # no dropout: P(alive) 1 for every buyer; CLV and value at risk from expected purchases
-    assert (snap.loc[buyers, "p_alive"] == 1).all()
+    # no dropout: P(alive) would be 1 for every buyer, so it is null with the reason code;
+    # CLV and value at risk from expected purchases
+    assert snap.loc[buyers, "p_alive"].isna().all()
+    assert (snap.loc[buyers, "p_alive_note"] == "no_dropout_model").all()
     assert (snap.loc[buyers, "clv"] > 0).all()
     served = load_snapshot(settings.scores_dir)  # what the server loads, verified
     row = served.scores[snap.loc[buyers, "customer_id"].iloc[0]]
-    assert row["p_alive"] == 1 and row["clv"] > 0 and 0 <= row["churn_probability"] <= 1
+    assert row["p_alive"] is None and row["p_alive_note"] == "no_dropout_model"
+    assert row["clv"] > 0 and 0 <= row["churn_probability"] <= 1
 
 
 def test_one_time_buyers_train_without_clv_features(tmp_path, make_settings, caplog):

@@ -35,7 +35,7 @@ def metrics(tmp_path_factory) -> dict[str, float]:
     )
     frames = build_frames(tables, plan)
     churn, _ = fit_churn(frames, settings)
-    m, _ = evaluate(churn, frames, plan, settings)
+    m, _, _ = evaluate(churn, frames, plan, settings)
     return m
 
 
