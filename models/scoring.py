@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.status import customer_status
+from features.status import customer_status, is_lapsed
 from models.bundle import Bundle
 from models.clv_features import clv_feature_columns
 from models.contract import (
@@ -40,6 +40,9 @@ from models.reasons import base_offset, explain
 DEFAULT_THRESHOLDS = {"medium": 0.3, "high": 0.6}
 #: Bands whose customers are ``at_risk`` unless lapsed (features/status.py).
 AT_RISK_BANDS = RISK_BANDS[1:]
+#: Fewest customers who are not lapsed for them alone to be the reference of a population;
+#: with fewer, every scored customer is.
+MIN_REFERENCE_CUSTOMERS = 30
 
 
 class _WithColumns(Mapping[str, Any]):
@@ -138,8 +141,14 @@ def _score(
     prob = bundle.churn.predict_proba(matrix)
     view = _WithColumns(frame, extra)
     if reference is None and rule is not None:
-        numeric = _numeric(view, features, len(frame))
-        reference = Reference.of(prob, numeric, rule, fixed_thresholds(bundle))
+        # The reference is the customers who can still be kept: where most of the riskiest
+        # customers are long gone (CDNOW: every customer of the top 30%), bands over everyone
+        # would leave the worklist empty. Lapsed customers are then placed against it too.
+        keep = ~is_lapsed(view, n=len(frame))
+        if keep.sum() < MIN_REFERENCE_CUSTOMERS:
+            keep = np.ones(len(frame), dtype=bool)
+        numeric = {k: v[keep] for k, v in _numeric(view, features, len(frame)).items()}
+        reference = Reference.of(prob[keep], numeric, rule, fixed_thresholds(bundle))
     thresholds = reference.thresholds if reference is not None else fixed_thresholds(bundle)
     band = risk_band(prob, thresholds)
     columns: dict[str, Any] = {

@@ -185,6 +185,31 @@ def test_bands_are_drawn_from_the_distribution_or_fixed(cases) -> None:
     assert (fixed["risk_band"] == "high").mean() > 0.5
 
 
+def test_bands_are_set_among_customers_who_can_still_be_kept(cases) -> None:
+    """Where the riskiest customers are long gone, the bands (and so the worklist) are drawn
+    from the customers who are not lapsed, not emptied by the lapsed ones."""
+    bundle, frame = cases["trees"]
+    first, _ = score_population(bundle, frame, rule=BandRule())
+    riskiest = first["churn_probability"].rank(ascending=False, method="first") <= 0.4 * len(frame)
+    gone = frame.copy()
+    for column in (
+        "days_since_last_purchase",
+        "days_since_last_interaction",
+        "days_since_last_usage",
+    ):
+        gone.loc[riskiest.to_numpy(), column] = 400.0  # over the 365-day ceiling: lapsed
+    scores, reference = score_population(bundle, gone, rule=BandRule())
+    lapsed = scores["status"] == "lapsed"
+    assert lapsed.sum() >= riskiest.sum()
+    kept = scores.loc[~lapsed]
+    flagged = kept["risk_band"].isin(["high", "medium"]).mean()
+    assert 0.28 <= flagged <= 0.35  # the default 10% + 20%, among the customers not lapsed
+    assert (
+        (kept["status"] == "at_risk").sum() == kept["risk_band"].isin(["high", "medium"]).sum() > 0
+    )
+    assert reference.base_rate == pytest.approx(kept["churn_probability"].mean())
+
+
 def test_percentiles_and_thresholds_on_known_values() -> None:
     values = np.arange(1.0, 101.0)  # 1..100
     grid = quantile_grid(values, 101)
