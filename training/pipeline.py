@@ -434,6 +434,12 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
                 meta={
                     "horizon_days": plan.horizon_days,
                     "risk_thresholds": {"medium": settings.risk_medium, "high": settings.risk_high},
+                    # how make score draws the bands (the report shows them on the test half)
+                    "risk_band_rule": {
+                        "mode": settings.risk_band_mode,
+                        "high_share": settings.risk_high_share,
+                        "medium_share": settings.risk_medium_share,
+                    },
                     "label_source": plan.label_source,
                     "validation": plan.validation_kind,
                     "training": {

@@ -29,7 +29,7 @@ from sklearn.metrics import roc_curve
 
 from features.catalogue import describe
 from models.churn import ChurnModel
-from models.distribution import risk_band
+from models.distribution import BandRule, band_thresholds, risk_band
 from training.baselines import RANKING_ONLY
 from training.evaluate import TOP_SHARE
 from training.frames import RANDOM_SPLIT, SNAPSHOT_SPLIT, CutoffPlan, Frames
@@ -281,6 +281,21 @@ def _bands_section(meta: dict[str, Any], prob: np.ndarray, y: np.ndarray) -> lis
         return [head, "<p>The bundle stores no risk-band settings.</p>"]
     parts = [head, _kv_table([(k, v) for k, v in sorted(settings.items())])]
     thresholds = meta.get("risk_thresholds")
+    rule = meta.get("risk_band_rule")
+    how = "by the thresholds above"
+    if isinstance(rule, dict) and rule.get("mode") == "distribution":
+        # make score draws the bands from the scored customers: shown here on the test half
+        drawn = BandRule(
+            mode="distribution",
+            high_share=float(rule["high_share"]),
+            medium_share=float(rule["medium_share"]),
+        )
+        thresholds = band_thresholds(prob, drawn)
+        how = (
+            f"drawn as make score draws them (top {drawn.high_share:.0%} high, next "
+            f"{drawn.medium_share:.0%} medium; at scoring time among the customers who are not "
+            "lapsed), here over the test half"
+        )
     if isinstance(thresholds, dict) and {"medium", "high"} <= set(thresholds):
         band = risk_band(prob, thresholds)
         rows = []
@@ -296,7 +311,7 @@ def _bands_section(meta: dict[str, Any], prob: np.ndarray, y: np.ndarray) -> lis
                 }
             )
         parts += [
-            "<p>Test-half customers in each band by the thresholds above:</p>",
+            f"<p>Test-half customers in each band, {how}:</p>",
             pd.DataFrame(rows).to_html(
                 index=False,
                 float_format="{:.3f}".format,

@@ -114,6 +114,8 @@ def test_run_logs_inputs_report_and_bundle(trained):
         assert section in text, section
     assert text.count("<img ") == text.count(" alt='") >= 6  # model plots and CLV plots
     assert "<details>" in text
+    # the bands as make score draws them by default: about 10% high, 20% medium of the test half
+    assert "drawn as make score draws them (top 10% high, next 20% medium" in text
     assert "active.valid.roc_auc" in runs[0].data.metrics
     assert runs[0].data.metrics["active.n"] < runs[0].data.metrics["valid.n"]
 
