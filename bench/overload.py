@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import math
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import Figure, print_figures
-from bench.serving import Connection, Prepared, _env, _free_port, _wait, post, prepare
+from bench.serving import Connection, Prepared, _env, post, prepare, server_process
 
 BENCH = "overload"
 #: Seconds the benchmark's server gives a client to send a request head, and a body.
@@ -91,26 +90,9 @@ def server(p: Prepared, *, root: Path | None = None, **settings: str) -> Iterato
         CHURN_MODEL_CACHE_DIR=str(p.work / "cache"),
         **({"PYTHONPATH": str(root)} if root is not None else ours),
     )
-    port = _free_port()
-    log = p.work / f"server-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "serving", "--port", str(port)],
-            cwd=p.work,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait(f"http://127.0.0.1:{port}/readyz", process, log, timeout=120)
-        yield Served(port, process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    args = [sys.executable, "-m", "serving", "--port", "{port}"]
+    with server_process(args, env, p.work, "/readyz") as (port, pid):
+        yield Served(port, pid)
 
 
 def rss_mib(pid: int) -> float:

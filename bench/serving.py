@@ -557,6 +557,17 @@ def _wait(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float)
 
 @contextmanager
 def _process(args: list[str], env: dict[str, str], cwd: Path, ready: str) -> Iterator[int]:
+    with server_process(args, env, cwd, ready) as (port, _):
+        yield port
+
+
+@contextmanager
+def server_process(
+    args: list[str], env: dict[str, str], cwd: Path, ready: str
+) -> Iterator[tuple[int, int]]:
+    """A server started by ``args`` (``{port}`` replaced by a free port) with its output in
+    ``cwd/server-<port>.log``, once ``ready`` answers 200; yields its port and process id,
+    and stops it on exit."""
     port = _free_port()
     log = cwd / f"server-{port}.log"
     with log.open("wb") as out:
@@ -569,7 +580,7 @@ def _process(args: list[str], env: dict[str, str], cwd: Path, ready: str) -> Ite
         )
     try:
         _wait(f"http://127.0.0.1:{port}{ready}", process, log, timeout=120)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
         try:
