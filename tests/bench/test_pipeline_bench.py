@@ -4,11 +4,13 @@ reported, and DuckDB counts the same rows and findings as the project's validati
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from bench import pipeline as bench_pipeline
 from training.io import load_tables
 
 
+@pytest.mark.slow  # trains and scores in subprocesses (make test, not test-fast)
 def test_quick_run_reports_commands_steps_and_the_duckdb_ratio():
     figures = {f.name: f for f in bench_pipeline.run(quick=True)}
     for command in ("train", "score"):

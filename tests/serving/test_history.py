@@ -30,6 +30,7 @@ from tests.serving.conftest import (
 from training.batch import attribute_columns, previous_scores, publish_snapshot, snapshot_rows
 
 pytestmark = [
+    pytest.mark.slow,  # trains a model and scores three snapshots (make test, not test-fast)
     pytest.mark.filterwarnings(
         "ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning"
     ),

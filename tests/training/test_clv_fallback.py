@@ -58,6 +58,7 @@ def summary(tx: pd.DataFrame) -> pd.DataFrame:
     return build_features(Tables(transactions=tx), as_of=START + pd.Timedelta(days=DAYS))
 
 
+@pytest.mark.slow  # fits every CLV model of the ladder (make test, not test-fast)
 def test_no_dropout_walks_the_stated_order_and_ends_with_nbd(caplog):
     frame = summary(poisson_purchases(1500, seed=1))
     with pytest.raises(CLVModelError, match="boundary"):
@@ -187,6 +188,7 @@ def test_no_dropout_purchases_train_with_nbd_clv(tmp_path, make_settings, caplog
     assert row["clv"] > 0 and 0 <= row["churn_probability"] <= 1
 
 
+@pytest.mark.slow  # fits the CLV ladder (make test, not test-fast)
 def test_one_time_buyers_train_without_clv_features(tmp_path, make_settings, caplog):
     """Nobody bought twice: no purchase model fits, the churn model trains on the labels
     without BG/NBD features, with ONE warning."""
@@ -232,6 +234,7 @@ def test_one_time_buyers_train_without_clv_features(tmp_path, make_settings, cap
     assert row["clv"] is None and 0 <= row["churn_probability"] <= 1
 
 
+@pytest.mark.slow  # fits every CLV model of the ladder (make test, not test-fast)
 def test_other_models_are_ranked_by_held_out_likelihood():
     table = summary_counts(summary(poisson_purchases(1200, seed=2, dropout=0.4)))
     tried: list[str] = []

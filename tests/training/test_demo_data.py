@@ -260,6 +260,7 @@ def test_observed_scores_are_noisy_readings_of_the_latent_state() -> None:
 
 
 # --- the story holds in the data --------------------------------------------------------------
+@pytest.mark.slow  # 8,000 demo customers (make test, not test-fast)
 def test_four_or_more_true_high_elements_mark_loyal_customers(large: DemoData) -> None:
     lat = _latent_customers(LARGE, seed=11)
     gt = large.ground_truth
@@ -272,6 +273,7 @@ def test_four_or_more_true_high_elements_mark_loyal_customers(large: DemoData) -
     assert churned[loyal].mean() < churned[~loyal].mean() - 0.08
 
 
+@pytest.mark.slow  # 8,000 demo customers (make test, not test-fast)
 def test_customers_scoring_elements_high_in_surveys_churn_less(large: DemoData) -> None:
     gt = large.ground_truth
     as_of = gt["as_of"].iloc[0]
@@ -301,6 +303,7 @@ def test_referred_customers_churn_less_and_spend_more() -> None:
     assert spend[True] > 1.08 * spend[False]
 
 
+@pytest.mark.slow  # 8,000 demo customers (make test, not test-fast)
 def test_high_observed_effort_goes_with_more_churn(large: DemoData) -> None:
     gt = large.ground_truth
     as_of = gt["as_of"].iloc[0]
@@ -329,6 +332,7 @@ def test_ground_truth_is_a_probability_at_as_of(small: DemoData) -> None:
     assert len(gt) == SMALL
 
 
+@pytest.mark.slow  # 8,000 demo customers (make test, not test-fast)
 def test_oracle_is_discriminating_and_calibrated(large: DemoData) -> None:
     p = large.ground_truth["p_churn_true"].to_numpy()
     churned = realised_churn(large).to_numpy()

@@ -213,6 +213,7 @@ def test_one_snapshot_scores_and_serves_over_http(crm):
     assert shown > 0
 
 
+@pytest.mark.slow  # trains end to end (make test, not test-fast)
 def test_numeric_attributes_train_as_numbers(crm):
     root, *_ = crm
     bundle = registry.load_model_version(

@@ -15,6 +15,9 @@ from training import tracking
 from training.batch import score
 from training.pipeline import gate, prepare, train
 
+# Every test here shares a demo training run or trains its own (make test, not test-fast).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, demo_dir, make_settings):
@@ -148,7 +151,6 @@ def test_rerun_is_reproducible_and_passes_the_gate(trained):
     }
 
 
-@pytest.mark.slow  # a third training run (make test, not test-fast)
 def test_champion_that_needs_missing_features_is_kept(trained, tmp_path):
     settings, _, _ = trained
     before = tracking.champion_version(settings)
@@ -235,7 +237,6 @@ def snapshot_style_data(folder, n: int = 3000, seed: int = 5):
     pd.concat(rows).to_csv(folder / "labels.csv", index=False)
 
 
-@pytest.mark.slow  # a training run of its own (make test, not test-fast)
 def test_snapshot_style_data_trains_and_scores(tmp_path, make_settings):
     data = tmp_path / "crm"
     data.mkdir()
