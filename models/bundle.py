@@ -6,6 +6,9 @@ Layout of a bundle directory (an MLflow LightGBM-flavour model folder plus our J
 - ``bundle.json``: feature list and categories, CLV parameters (``clv.kind``: a BG/NBD-family
   model or ``sbg``, the contractual model), risk-band thresholds,
   training window and metrics;
+- ``clv_learned.json`` and ``clv_learned.<part>.lgb`` (only when the learned ranking CLV
+  serves, :mod:`models.clv_learned`): its settings and total factors as JSON, and its three
+  boosters (``buy``, ``purchases``, ``spend_if_buy``) in LightGBM's native text format;
 - ``manifest.json``: sha256 of every other file in the folder, and of no other: a file in
   the folder that the manifest does not list makes the bundle invalid.
 
@@ -23,12 +26,17 @@ from typing import Any
 
 from models.churn import ChurnModel
 from models.clv import CLVModel
+from models.clv_learned import KIND as LEARNED_KIND
+from models.clv_learned import LearnedCLV
 from models.contractual import KIND as CONTRACTUAL_KIND
 from models.contractual import ContractualCLV
 
 MODEL_FILE = "model.lgb"
 META_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.json"
+#: The learned ranking CLV's files: JSON meta, and one LightGBM text file per part.
+LEARNED_PREFIX = "clv_learned"
+LEARNED_META_FILE = f"{LEARNED_PREFIX}.json"
 FORMAT_VERSION = 1
 #: A bundle's CLV model: purchase counts and spend (BG/NBD family), or contractual (sBG).
 AnyCLV = CLVModel | ContractualCLV
@@ -47,11 +55,31 @@ class Bundle:
     research-backed bands at the validation cutoff, :func:`training.drivers.churn_drivers`,
     plain JSON so the server shows it without pandas) and anything else worth keeping with
     the model; it must be JSON-serialisable.
+
+    ``clv_learned``: the learned ranking CLV when training chose it over the BTYD model
+    (docs/clv.md, "Which CLV model serves"); it needs ``clv``, the BTYD model, for its
+    features, P(alive) and time profile.
     """
 
     churn: ChurnModel
     clv: AnyCLV | None
     meta: dict[str, Any] = field(default_factory=dict)
+    clv_learned: LearnedCLV | None = None
+
+    @property
+    def clv_model(self) -> str | None:
+        """Which CLV model serves ``clv``: ``"learned"``, the BTYD model's name
+        (``"bgnbd"``, ``"nbd"``, ...), ``"sbg"`` (contractual), or ``None``."""
+        if self.clv is None:
+            return None
+        if self.clv_learned is not None:
+            return LEARNED_KIND
+        return str(self.clv.model_)
+
+
+def learned_file(part: str) -> str:
+    """The bundle file of one part of the learned CLV (``clv_learned.<part>.lgb``)."""
+    return f"{LEARNED_PREFIX}.{part}.lgb"
 
 
 def sha256_file(path: Path) -> str:
@@ -76,6 +104,12 @@ def write_bundle(directory: str | Path, bundle: Bundle) -> str:
         **bundle.meta,
     }
     (d / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    learned = bundle.clv_learned
+    if learned is not None:
+        learned_meta = json.dumps(learned.meta(), indent=2, sort_keys=True)
+        (d / LEARNED_META_FILE).write_text(learned_meta, encoding="utf-8")
+        for part, text in learned.booster_texts().items():
+            (d / learned_file(part)).write_text(text, encoding="utf-8")
     manifest = {"files": {name: sha256_file(d / name) for name in bundle_files(d)}}
     (d / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
     return sha256_file(d / MANIFEST_FILE)
@@ -110,7 +144,9 @@ def verify_bundle(directory: str | Path, expected_manifest_sha256: str) -> dict[
         if required not in entries:
             raise BundleError(f"{d}: manifest does not list {required}")
     verified: dict[str, bytes] = {}
-    for name in (MODEL_FILE, META_FILE):
+    # the files this module parses: hashed from the bytes that are then parsed
+    parsed = [MODEL_FILE, META_FILE, *(n for n in entries if n.startswith(LEARNED_PREFIX))]
+    for name in parsed:
         path = d / name
         data = path.read_bytes() if path.is_file() else None
         if data is None or hashlib.sha256(data).hexdigest() != entries[name]:
@@ -162,9 +198,26 @@ def read_bundle(directory: str | Path, *, expected_manifest_sha256: str) -> Bund
         churn = ChurnModel.from_text(verified[MODEL_FILE].decode("utf-8"), meta.pop("churn"))
         clv_meta = meta.pop("clv")
         clv = _clv_from_dict(clv_meta) if clv_meta is not None else None
+        learned = _learned(d, verified)
     except BundleError:
         raise
     except Exception as exc:  # a verified but unparseable bundle: refuse it as a whole
         raise BundleError(f"{d}: bundle files do not parse ({type(exc).__name__})") from exc
     meta.pop("format_version")
-    return Bundle(churn=churn, clv=clv, meta=meta)
+    return Bundle(churn=churn, clv=clv, meta=meta, clv_learned=learned)
+
+
+def _learned(d: Path, verified: dict[str, bytes]) -> LearnedCLV | None:
+    """The learned CLV from its verified files, ``None`` when the bundle has none."""
+    if LEARNED_META_FILE not in verified:
+        return None
+    meta = json.loads(verified[LEARNED_META_FILE])
+    if meta.get("kind") != LEARNED_KIND:
+        raise BundleError(f"{d / LEARNED_META_FILE}: unknown kind {meta.get('kind')!r}")
+    texts = {}
+    for part in meta.get("parts", []):
+        name = learned_file(str(part))
+        if name not in verified:
+            raise BundleError(f"{d / name}: missing from the manifest")
+        texts[str(part)] = verified[name].decode("utf-8")
+    return LearnedCLV.from_parts(meta, texts)

@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 
 from features.transactions import purchase_days, transaction_features
 from models.clv import CLVModel, CLVModelError
-from models.clv_learned import LearnedCLV, learned_features, learning_window_days
+from models.clv_learned import LearnedCLV, learned_features, learning_window_days, to_horizon
 
 #: Calibration repeat purchases from this number on share the last row of the conditional
 #: expectation table ("7+", as in FHL 2005a).
@@ -482,11 +482,13 @@ def evaluate_candidates(
     if learned is not None:
         pw = learned.predict_window(learned_features(cohort, model, window_days=window))
         short = model.predict(cohort, horizon_days=window)
-        short_spend = short["expected_purchases"] * short["expected_order_value"]
-        # the BTYD model's own time profile from the window to the horizon (dropout bends it)
-        k_p = base["purchases_predicted"].sum() / short["expected_purchases"].sum()
-        k_s = base["expected_spend"].sum() / short_spend.sum()
-        purchases, spend = pw["purchases"] * k_p, pw["spend"] * k_s
+        # each customer's learned/BTYD ratio on the BTYD model's own profile from the window
+        # to the horizon (dropout bends it): what scoring serves (models.clv_learned)
+        ratio = to_horizon(pw, short, window_days=window, horizon_days=horizon_days)
+        purchases = (base["purchases_predicted"] * ratio["purchases"]).fillna(
+            ratio["purchases_linear"]
+        )
+        spend = (base["expected_spend"] * ratio["spend"]).fillna(ratio["spend_linear"])
         rows[LEARNED] = candidate_metrics(purchases, spend, spend, actual)
         deciles[LEARNED] = decile_table(spend, actual["spend"], rank_by=spend)
         to_total_p = base["purchases_predicted"].sum() / max(purchases.sum(), 1e-12)

@@ -11,10 +11,12 @@ window``, outcomes in ``[cutoff - window, cutoff)`` -- and predicts from the fea
 Spend is two-part (a zero-inflated outcome: most customers buy nothing in the window):
 ``P(any purchase)`` (binary) times ``E[spend | a purchase]`` (gamma); purchases are Poisson.
 The window is the horizon when the history allows, else shorter (half the history before the
-cutoff); predictions are then scaled to the horizon (by the caller,
-:func:`models.clv_evaluation.evaluate_candidates`) with the BTYD model's own ratio of expected
-spend (purchases) over the horizon to that over the window, which keeps its time profile
-(dropout) instead of a straight line. Feature set and number of trees are chosen by k-fold
+cutoff); predictions are then carried to any horizon by :func:`to_horizon`: each customer's
+learned/BTYD ratio over the window times the BTYD model's own output over the horizon, which
+keeps the BTYD time profile (dropout, discounting, intervals) and takes the learned model's
+level and ranking. The holdout evaluation (:func:`models.clv_evaluation.evaluate_candidates`)
+and scoring (:func:`learned_scores`, used by :mod:`models.scoring`) share it, so what was
+evaluated is what is served. Feature set and number of trees are chosen by k-fold
 cross-validation on the earlier split's customers (mean of Spearman and normalised Gini).
 Boosters persist as LightGBM model text; nothing is pickled.
 """
@@ -29,7 +31,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from models.clv import CLVModel
+from models.clv import SUMMARY_COLUMNS, CLVModel
 
 #: BTYD outputs added to the transaction features (over the learning window).
 BTYD_FEATURES = ("btyd_p_alive", "btyd_purchases", "btyd_spend")
@@ -46,6 +48,13 @@ CORE_FEATURES = (
     *BTYD_FEATURES,
 )
 FEATURE_SETS = ("core", "all")
+#: The boosters: P(any purchase), spend given a purchase, purchases.
+PARTS = ("buy", "purchases", "spend_if_buy")
+#: ``kind`` of the JSON meta, and the ``clv_model`` a bundle serving it reports.
+KIND = "learned"
+#: Below this BTYD expectation over the window a customer's learned/BTYD ratio is not formed
+#: (0/0 for customers the BTYD model calls gone); :func:`to_horizon` then scales linearly.
+MIN_BTYD_EXPECTATION = 1e-12
 N_TREES = (50, 150)
 N_FOLDS = 3
 PARAMS: dict[str, Any] = {
@@ -101,6 +110,11 @@ class LearnedCLV:
     n_trees: int = 50
     boosters_: dict[str, lgb.Booster] = field(default_factory=dict)
     cv_: dict[str, float] = field(default_factory=dict)
+    #: Factors on every purchases / spend output: 1, or the BTYD total over the learned total
+    #: on the customers at the end of the training data (set by training when the BTYD
+    #: total was closer on the holdout: docs/clv.md, "Which CLV model serves").
+    scale_purchases: float = 1.0
+    scale_spend: float = 1.0
 
     def fit(
         self,
@@ -142,6 +156,23 @@ class LearnedCLV:
         self.boosters_ = self._fit_parts(x[cols], purchases, spend, self.n_trees)
         return self
 
+    def refit(
+        self, x: pd.DataFrame, purchases: np.ndarray, spend: np.ndarray, *, window_days: float
+    ) -> LearnedCLV:
+        """A new model with this one's feature set and trees (no cross-validation), fitted on
+        another split: training refits the evaluated model on the latest window to serve it."""
+        cols = _columns(x, self.feature_set)
+        boosters = self._fit_parts(
+            x[cols], np.asarray(purchases, float), np.asarray(spend, float), self.n_trees
+        )
+        return LearnedCLV(
+            window_days=float(window_days),
+            feature_set=self.feature_set,
+            n_trees=self.n_trees,
+            boosters_=boosters,
+            cv_=dict(self.cv_),
+        )
+
     @staticmethod
     def _fit_parts(
         x: pd.DataFrame,
@@ -172,27 +203,55 @@ class LearnedCLV:
             index=x.index,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: settings, the cross-validation scores and each booster's model text."""
+    def meta(self) -> dict[str, Any]:
+        """JSON-ready settings without the boosters: window, feature set, trees, the
+        cross-validation scores, the total factors, the parts and their input features."""
         return {
-            "kind": "learned",
+            "kind": KIND,
             "window_days": self.window_days,
             "feature_set": self.feature_set,
             "n_trees": self.n_trees,
             "cv": self.cv_,
-            "boosters": {k: b.model_to_string() for k, b in self.boosters_.items()},
+            "scale_purchases": self.scale_purchases,
+            "scale_spend": self.scale_spend,
+            "parts": sorted(self.boosters_),
+            "features": self.feature_names(),
         }
+
+    def feature_names(self) -> list[str]:
+        """The boosters' input columns (:func:`learned_features` names)."""
+        return list(self.boosters_["buy"].feature_name()) if self.boosters_ else []
+
+    def booster_texts(self) -> dict[str, str]:
+        """Each part's booster in LightGBM's model text format, by part name."""
+        return {k: b.model_to_string() for k, b in sorted(self.boosters_.items())}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: :meth:`meta` and each booster's model text (one MLflow artifact)."""
+        return {**self.meta(), "boosters": self.booster_texts()}
+
+    @classmethod
+    def from_parts(cls, meta: dict[str, Any], texts: dict[str, str]) -> LearnedCLV:
+        """Rebuild from :meth:`meta` and :meth:`booster_texts` (LightGBM text; nothing
+        unpickled). Raises ``ValueError`` when a part of ``meta["parts"]`` has no text."""
+        parts = [str(p) for p in meta.get("parts", sorted(texts))]
+        missing = sorted(set(parts) - set(texts))
+        if missing or set(parts) != set(PARTS):
+            raise ValueError(f"learned CLV: parts {parts} given, {list(PARTS)} needed")
+        return cls(
+            window_days=float(meta["window_days"]),
+            feature_set=str(meta["feature_set"]),
+            n_trees=int(meta["n_trees"]),
+            boosters_={k: lgb.Booster(model_str=texts[k]) for k in parts},
+            cv_={k: float(v) for k, v in meta.get("cv", {}).items()},
+            scale_purchases=float(meta.get("scale_purchases", 1.0)),
+            scale_spend=float(meta.get("scale_spend", 1.0)),
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LearnedCLV:
-        """Rebuild from :meth:`to_dict` output (LightGBM text; nothing unpickled)."""
-        return cls(
-            window_days=float(data["window_days"]),
-            feature_set=str(data["feature_set"]),
-            n_trees=int(data["n_trees"]),
-            boosters_={k: lgb.Booster(model_str=v) for k, v in data["boosters"].items()},
-            cv_={k: float(v) for k, v in data.get("cv", {}).items()},
-        )
+        """Rebuild from :meth:`to_dict` output."""
+        return cls.from_parts(data, data["boosters"])
 
 
 def _spend(parts: dict[str, lgb.Booster], x: pd.DataFrame) -> np.ndarray:
@@ -202,3 +261,93 @@ def _spend(parts: dict[str, lgb.Booster], x: pd.DataFrame) -> np.ndarray:
     amount: np.ndarray = np.asarray(parts["spend_if_buy"].predict(m), dtype=float)
     out: np.ndarray = np.multiply(buy, amount)
     return out
+
+
+def to_horizon(
+    window: pd.DataFrame,
+    btyd_window: pd.DataFrame,
+    *,
+    window_days: float,
+    horizon_days: float,
+) -> pd.DataFrame:
+    """Each customer's learned/BTYD ratio over the learning window: ``purchases`` (expected
+    purchases) and ``spend`` (expected spend), indexed like ``window``.
+
+    The learned model's outputs over a horizon are the BTYD model's outputs over that horizon
+    times these ratios: the BTYD model gives the time profile (its ratio of horizon to window
+    is the customer's own, bent by dropout), the learned model the level. Where the BTYD
+    expectation over the window is below :data:`MIN_BTYD_EXPECTATION` the ratio is formed
+    with a straight-line BTYD profile instead (``horizon_days / window_days``), returned as
+    NaN in ``purchases``/``spend`` and the straight-line value in ``*_linear``.
+
+    Parameters
+    ----------
+    window : :meth:`LearnedCLV.predict_window` output (``purchases``, ``spend`` over
+        ``window_days``).
+    btyd_window : :meth:`models.clv.CLVModel.predict` over ``window_days`` for the same rows.
+    """
+    bp = btyd_window["expected_purchases"].to_numpy(dtype=float)
+    bs = bp * btyd_window["expected_order_value"].to_numpy(dtype=float)
+    lp, ls = window["purchases"].to_numpy(dtype=float), window["spend"].to_numpy(dtype=float)
+    ok_p, ok_s = bp > MIN_BTYD_EXPECTATION, bs > MIN_BTYD_EXPECTATION
+    line = horizon_days / max(window_days, 1.0)
+    return pd.DataFrame(
+        {
+            "purchases": np.divide(lp, bp, out=np.full(len(lp), np.nan), where=ok_p),
+            "spend": np.divide(ls, bs, out=np.full(len(ls), np.nan), where=ok_s),
+            "purchases_linear": lp * line,
+            "spend_linear": ls * line,
+        },
+        index=window.index,
+    )
+
+
+def _inputs(summary: pd.DataFrame, learned: LearnedCLV) -> pd.DataFrame:
+    """The columns of ``summary`` the learned features are built from (a scoring frame holds
+    many more; only these are converted)."""
+    wanted = {*learned.feature_names(), *SUMMARY_COLUMNS}
+    return summary[[c for c in summary.columns if c in wanted]]
+
+
+def learned_scores(
+    learned: LearnedCLV,
+    btyd: CLVModel,
+    summary: pd.DataFrame,
+    predicted: pd.DataFrame,
+    value: pd.DataFrame,
+    *,
+    horizon_days: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The BTYD scoring outputs with the learned model's per-customer level: the one
+    implementation behind batch scoring, the Dask engine and ``/v1/predict``.
+
+    ``predicted`` (:meth:`CLVModel.predict` over ``horizon_days``) and ``value``
+    (:meth:`CLVModel.predict_value`) come back with ``expected_purchases`` times the
+    purchases ratio of :func:`to_horizon`, and ``clv``, ``clv_low``, ``clv_high`` and
+    ``residual_clv`` times the spend ratio, each times the model's total factor
+    (``scale_purchases``, ``scale_spend``). So the interval is the BTYD interval scaled by the
+    customer's learned/BTYD ratio (same relative width), and ``p_alive``, its note and
+    ``expected_order_value`` (Gamma-Gamma) stay the BTYD model's.
+    """
+    w = learned.window_days
+    window = learned.predict_window(
+        learned_features(_inputs(summary, learned), btyd, window_days=w)
+    )
+    btyd_window = btyd.predict(summary, horizon_days=w)
+    ratio = to_horizon(window, btyd_window, window_days=w, horizon_days=horizon_days)
+    rp, rs = ratio["purchases"].to_numpy(), ratio["spend"].to_numpy()
+    out = predicted.copy()
+    purchases = out["expected_purchases"].to_numpy(dtype=float) * rp
+    out["expected_purchases"] = learned.scale_purchases * np.where(
+        np.isfinite(rp), purchases, ratio["purchases_linear"].to_numpy()
+    )
+    clv = out["clv"].to_numpy(dtype=float)
+    # where the BTYD spend is ~0 its discount factor is unknown: the undiscounted line
+    out["clv"] = learned.scale_spend * np.where(
+        np.isfinite(rs), clv * rs, ratio["spend_linear"].to_numpy()
+    )
+    scaled = value.copy()
+    for col in ("clv_low", "clv_high", "residual_clv"):
+        if col in scaled.columns:
+            scaled[col] = learned.scale_spend * scaled[col].to_numpy(dtype=float) * rs
+    return out, scaled

@@ -12,6 +12,12 @@ contractual model: recurring revenue x expected renewals, ``models/contractual.p
 ``value_at_risk = churn_probability * clv`` and ``top_reasons``: the concepts that push this
 customer's churn risk above (or below) the base rate most, in plain words (models/reasons.py).
 
+When the bundle holds the learned ranking CLV (``bundle.clv_model == "learned"``), ``clv``,
+``clv_low``, ``clv_high``, ``residual_clv`` and ``expected_purchases`` (so ``value_at_risk``)
+carry its per-customer level over the same ``clv_horizon_days``
+(:func:`models.clv_learned.learned_scores`); ``p_alive`` and ``expected_order_value`` stay
+the BTYD model's.
+
 Batch scoring takes the scored customers as their own reference (:func:`score_population`);
 ``/v1/predict`` passes the reference stored with the served snapshot (:func:`score_columns`).
 """
@@ -27,6 +33,7 @@ import pandas as pd
 from features.status import customer_status, is_lapsed
 from models.bundle import Bundle
 from models.clv_features import clv_feature_columns
+from models.clv_learned import learned_scores
 from models.contract import (
     DEFAULT_CLV_HORIZON_DAYS,
     OPTIONAL_SCORE_FIELDS,
@@ -133,6 +140,12 @@ def _score(
         if horizon != model_horizon:
             clv = bundle.clv.predict(summary, horizon_days=horizon)
         value = bundle.clv.predict_value(summary, clv, horizon_days=horizon)
+        if bundle.clv_learned is not None:
+            # the learned ranking CLV serves: its level per customer, the BTYD time profile
+            # and P(alive) (docs/clv.md, "Which CLV model serves")
+            clv, value = learned_scores(
+                bundle.clv_learned, bundle.clv, summary, clv, value, horizon_days=horizon
+            )
     matrix = bundle.churn.encode(frame)
     features = bundle.churn.features_
     for name, values in extra.items():  # float64 already: what encode would make of them

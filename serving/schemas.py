@@ -372,6 +372,7 @@ class ModelResponse(BaseModel):
                     "risk_thresholds": {"medium": 0.3, "high": 0.6},
                     "training": {"cutoffs": ["2026-03-01", "2026-04-01"]},
                     "metrics": {"auc": 0.81},
+                    "clv_model": "learned",
                     "features": [
                         {
                             "name": "recency_days",
@@ -401,6 +402,12 @@ class ModelResponse(BaseModel):
     metrics: dict[str, Any] = Field(description="validation metrics recorded at training")
     features: list[FeatureInfo]
     snapshot: SnapshotInfo | None = Field(description="the scored snapshot, when loaded")
+    clv_model: str | None = Field(
+        None,
+        description="which CLV model gives clv, clv_low, clv_high and expected_purchases: "
+        "learned (the ranking model chosen at training, docs/clv.md), the BTYD model "
+        "(bgnbd, pareto_nbd, mbgnbd, nbd) or sbg (contractual); null without a CLV model",
+    )
     drivers: dict[str, Any] | None = Field(
         None,
         description="what drives churn here: observed churn by effort, value enhancement, "

@@ -45,7 +45,14 @@ from models.clv import (
     SpendModelError,
     summary_counts,
 )
-from models.clv_evaluation import CandidatesEvaluation, evaluate_candidates
+from models.clv_evaluation import (
+    LEARNED,
+    LEARNED_BTYD_TOTAL,
+    CandidatesEvaluation,
+    calibration_holdout,
+    evaluate_candidates,
+)
+from models.clv_learned import LearnedCLV, learned_features, learned_scores, learning_window_days
 from models.contractual import (
     REVENUE_COLUMN,
     TENURE_COLUMN,
@@ -419,3 +426,110 @@ def compare_candidates(
         return None
     log.info("CLV candidates: ranking by %s", result.chosen)
     return result
+
+
+#: How training chooses the CLV model that serves (docs/clv.md, "Which CLV model serves").
+CHOICE_RULE = (
+    "learned when its Spearman and its normalised Gini of predicted spend against actual "
+    "holdout spend are both above the BTYD model's on the latest holdout, with its total "
+    "rescaled to the BTYD total when that total was closer to the actual"
+)
+
+
+def serving_choice(compared: CandidatesEvaluation | None, primary: str) -> str:
+    """The CLV model to serve: ``compared.chosen`` (``learned``, ``learned, BTYD total`` or
+    the BTYD ``primary``), or ``primary`` without a comparison."""
+    return compared.chosen if compared is not None else primary
+
+
+def fit_ranking_clv(
+    transactions: pd.DataFrame,
+    *,
+    evaluated: LearnedCLV,
+    btyd: CLVModel,
+    rescale: bool,
+    data_end: pd.Timestamp,
+    horizon_days: int,
+    clv_horizon_days: int,
+) -> LearnedCLV:
+    """The learned model to serve: ``evaluated``'s feature set and trees refitted on the
+    latest window -- features at ``data_end - window`` (the BTYD model refitted there, with
+    ``btyd``'s model and penalizer), purchases and spend in ``[data_end - window, data_end)``
+    -- so it predicts from the features at the end of the data as the evaluated model did
+    from those at its cutoff.
+
+    ``rescale``: the BTYD total was closer on the holdout; the served totals are then the
+    BTYD model's: ``scale_purchases`` / ``scale_spend`` are the BTYD total over the learned
+    total of expected purchases / ``clv`` over ``clv_horizon_days`` for the customers with a
+    purchase before ``data_end`` (the population ``make score`` scores). Other horizons and
+    populations get the same factors, so their totals match approximately.
+
+    Raises
+    ------
+    CLVModelError, ValueError
+        Too little history for the window, or a part cannot be fitted.
+    """
+    first_day = transactions["timestamp"].min().floor("D")
+    window = learning_window_days(first_day, data_end, horizon_days)
+    start = data_end - pd.Timedelta(days=window)
+    summary, actuals = calibration_holdout(transactions, cutoff=start, end=data_end)
+    summary = summary.dropna(subset=["T_days"])
+    if summary.empty:
+        raise ValueError(f"no customer with a purchase before {start.date()}")
+    earlier = CLVModel(model=btyd.model_, penalizer=btyd.penalizer).fit(summary, as_of=start)
+    y = actuals.reindex(summary.index).fillna(0.0)
+    learned = evaluated.refit(
+        learned_features(summary, earlier, window_days=window),
+        y["purchases"].to_numpy(),
+        y["spend"].to_numpy(),
+        window_days=window,
+    )
+    if rescale:
+        latest, _ = calibration_holdout(transactions, cutoff=data_end, end=data_end)
+        latest = latest.dropna(subset=["T_days"])
+        pred = btyd.predict(latest, horizon_days=clv_horizon_days)
+        value = btyd.predict_value(latest, pred, horizon_days=clv_horizon_days)
+        ours, _ = learned_scores(learned, btyd, latest, pred, value, horizon_days=clv_horizon_days)
+        learned.scale_purchases = float(
+            pred["expected_purchases"].sum() / max(ours["expected_purchases"].sum(), 1e-12)
+        )
+        learned.scale_spend = float(pred["clv"].sum() / max(ours["clv"].sum(), 1e-12))
+    return learned
+
+
+def ranking_clv(
+    transactions: pd.DataFrame,
+    compared: CandidatesEvaluation | None,
+    *,
+    btyd: CLVModel,
+    data_end: pd.Timestamp,
+    horizon_days: int,
+    clv_horizon_days: int,
+) -> tuple[LearnedCLV | None, str]:
+    """The learned CLV to store in the bundle (``None`` to serve ``btyd``) and a one-line
+    status for MLflow. Never raises for the data: when the learned model won but cannot be
+    refitted, or could not be fitted for the comparison, ONE WARNING and ``btyd`` serves."""
+    choice = serving_choice(compared, btyd.model_)
+    if compared is None:
+        return None, f"{btyd.model_}: no candidates comparison"
+    if compared.learned is None:
+        why = compared.notes.get(LEARNED, "not fitted")
+        log.warning("CLV learned ranking model not fitted (%s); serving %s", why, btyd.model_)
+        return None, f"{btyd.model_}: learned not fitted: {why}"
+    if choice not in (LEARNED, LEARNED_BTYD_TOTAL):
+        return None, f"{btyd.model_}: the learned model did not win on the holdout"
+    try:
+        learned = fit_ranking_clv(
+            transactions,
+            evaluated=compared.learned,
+            btyd=btyd,
+            rescale=choice == LEARNED_BTYD_TOTAL,
+            data_end=data_end,
+            horizon_days=horizon_days,
+            clv_horizon_days=clv_horizon_days,
+        )
+    except (CLVModelError, ValueError) as exc:
+        log.warning("CLV learned ranking model not refitted (%s); serving %s", exc, btyd.model_)
+        return None, f"{btyd.model_}: learned won but did not refit: {exc}"
+    log.info("CLV serving model: %s (%s)", LEARNED, choice)
+    return learned, f"learned: {choice}"

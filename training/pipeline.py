@@ -34,14 +34,24 @@ from features.transactions import T_DAYS
 from models.bundle import AnyCLV, Bundle
 from models.churn import ChurnModel
 from models.clv import CLVModel, CLVModelError
-from models.clv_evaluation import HoldoutEvaluation, calibration_holdout, evaluate_holdout, plots
+from models.clv_evaluation import (
+    CandidatesEvaluation,
+    HoldoutEvaluation,
+    calibration_holdout,
+    evaluate_holdout,
+    plots,
+)
+from models.clv_learned import LearnedCLV
+from models.contract import DEFAULT_CLV_HORIZON_DAYS
 from training import tracking
 from training.baselines import RANKING_ONLY, baseline_metrics, baseline_scores
 from training.clv_fit import (
+    CHOICE_RULE,
     CLVFit,
     compare_candidates,
     fit_clv_with_fallback,
     fit_contractual_clv,
+    ranking_clv,
 )
 from training.config import TrainSettings
 from training.drivers import churn_drivers
@@ -196,6 +206,11 @@ class CLVHoldout:
     evaluation: HoldoutEvaluation | None = None
     plots: dict[str, bytes] = field(default_factory=dict)
     skipped: str = ""
+    #: every CLV candidate on the holdout (local engine), and the learned model to serve
+    candidates: CandidatesEvaluation | None = None
+    learned: LearnedCLV | None = None
+    #: which CLV model serves and why (tag ``clv.serving_model``)
+    serving: str = ""
 
 
 def evaluate_clv(
@@ -205,6 +220,7 @@ def evaluate_clv(
     holdout: Callable[..., tuple[pd.DataFrame, pd.DataFrame]] | None = None,
     *,
     clv: AnyCLV | None = None,
+    clv_horizon_days: int = DEFAULT_CLV_HORIZON_DAYS,
 ) -> CLVHoldout:
     """Calibration/holdout evaluation of the CLV model at the validation cutoff: fitted on
     purchases before it, compared with the horizon after it and with the naive baseline; the
@@ -214,7 +230,11 @@ def evaluate_clv(
     :func:`training.clv_fit.compare_candidates`).
 
     ``clv``: the run's final model, whose count model, penalizer and spend setting are
-    evaluated (nothing without one). The holdout window ends at the end of the data at the
+    evaluated (nothing without one). When the learned ranking model wins the comparison
+    (:data:`training.clv_fit.CHOICE_RULE`) it is refitted on the latest window for the bundle
+    (:func:`training.clv_fit.ranking_clv`; ``clv_horizon_days`` for its total factors); the
+    run records the choice (tags ``clv.serving_model`` / ``clv.serving_reason``, param
+    ``clv.choice_rule``, artifact ``clv/learned.json``). The holdout window ends at the end of the data at the
     latest (explicit labels can sit a horizon before it). ``holdout(cutoff=, end=)`` gives
     the (summary, actuals) pair; default :func:`models.clv_evaluation.calibration_holdout` on
     the loaded transactions (the Dask engine gathers the same pair from its partitions)."""
@@ -249,6 +269,8 @@ def evaluate_clv(
     for name, png in pngs.items():
         run.png(png, f"clv/{name}")
     metrics = {f"clv_holdout.{k}": v for k, v in evaluation.metrics.items()}
+    compared = learned = None
+    serving = f"{clv.model_}: the Dask engine does not compare candidates"
     if in_memory:
         compared = compare_candidates(
             loaded.tables.transactions,
@@ -263,7 +285,17 @@ def evaluate_clv(
             run.text(compared.deciles.to_csv(index=False), "clv/candidate_deciles.csv")
             run.tags({"clv.ranking_model": compared.chosen})
             metrics |= {f"clv_candidates.{k}": v for k, v in compared.metrics().items()}
-    return CLVHoldout(metrics, evaluation, pngs)
+        learned, serving = ranking_clv(
+            loaded.tables.transactions,
+            compared,
+            btyd=clv,
+            data_end=plan.data_end,
+            horizon_days=plan.horizon_days,
+            clv_horizon_days=clv_horizon_days,
+        )
+        if learned is not None:
+            run.dict(learned.meta(), "clv/learned.json")
+    return CLVHoldout(metrics, evaluation, pngs, "", compared, learned, serving)
 
 
 def gate(
@@ -410,7 +442,9 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
             run.metrics({f"churn.tree_gain.{k}": v for k, v in (churn.tree_gain_ or {}).items()})
 
         with step("clv_evaluate"):
-            clv_holdout = engine.evaluate_clv(loaded, plan, run, clv=clv)
+            clv_holdout = engine.evaluate_clv(
+                loaded, plan, run, clv=clv, clv_horizon_days=settings.clv_horizon_days
+            )
             run.metrics(clv_holdout.metrics)
 
         with step("evaluate") as s, progress("evaluate", None, "baselines"):
@@ -451,6 +485,13 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
                     "metrics": metrics,
                     "drivers": drivers,
                 },
+                clv_learned=clv_holdout.learned,
+            )
+            # which CLV model serves, and why (every run, also when nothing was compared)
+            run.params({"clv.choice_rule": CHOICE_RULE})
+            why = clv_holdout.serving or clv_holdout.skipped or "no comparison"
+            run.tags(
+                {"clv.serving_model": bundle.clv_model or "none", "clv.serving_reason": why[:4999]}
             )
             version, _ = run.register(bundle)
             run.tags({"gate": reason, "model_version": version})

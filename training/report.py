@@ -31,6 +31,7 @@ from features.catalogue import describe
 from models.churn import ChurnModel
 from models.distribution import BandRule, band_thresholds, risk_band
 from training.baselines import RANKING_ONLY
+from training.clv_fit import CHOICE_RULE
 from training.evaluate import TOP_SHARE
 from training.frames import RANDOM_SPLIT, SNAPSHOT_SPLIT, CutoffPlan, Frames
 
@@ -416,6 +417,18 @@ def _clv_section(clv: CLVHoldout | None) -> list[str]:
         "<h3>Predicted CLV deciles</h3>",
         ev.deciles.to_html(float_format="{:.3f}".format),
         *images,
+        *_candidates_section(clv),
+    ]
+
+
+def _candidates_section(clv: CLVHoldout) -> list[str]:
+    """Every CLV candidate on the same holdout, and which one serves (docs/clv.md)."""
+    if clv.candidates is None:
+        return []
+    return [
+        "<h3>CLV candidates on the same holdout</h3>",
+        f"<p>Serving: {_e(clv.serving)}. Rule: {_e(CHOICE_RULE)}.</p>",
+        clv.candidates.table.to_html(float_format="{:.3f}".format, na_rep=""),
     ]
 
 

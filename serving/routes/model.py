@@ -66,6 +66,7 @@ async def get_model(client: Client, model: ServedModel, current: Current) -> Mod
             horizon_days=snapshot.horizon_days,
             risk_bands=None if snapshot.risk_bands is None else dict(snapshot.risk_bands),
         ),
+        clv_model=bundle.clv_model,
         drivers=bundle.meta.get("drivers"),
     )
 
