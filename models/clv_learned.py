@@ -326,7 +326,8 @@ def learned_scores(
     purchases ratio of :func:`to_horizon`, and ``clv``, ``clv_low``, ``clv_high`` and
     ``residual_clv`` times the spend ratio, each times the model's total factor
     (``scale_purchases``, ``scale_spend``). So the interval is the BTYD interval scaled by the
-    customer's learned/BTYD ratio (same relative width), and ``p_alive``, its note and
+    customer's served/BTYD ``clv`` ratio (same relative width; NaN where the BTYD ``clv`` is
+    0), and ``p_alive``, its note and
     ``expected_order_value`` (Gamma-Gamma) stay the BTYD model's.
     """
     w = learned.window_days
@@ -343,11 +344,14 @@ def learned_scores(
     )
     clv = out["clv"].to_numpy(dtype=float)
     # where the BTYD spend is ~0 its discount factor is unknown: the undiscounted line
-    out["clv"] = learned.scale_spend * np.where(
+    ours = learned.scale_spend * np.where(
         np.isfinite(rs), clv * rs, ratio["spend_linear"].to_numpy()
     )
+    out["clv"] = ours
+    # the customer's served/BTYD ratio of clv (so the fallback rows keep an interval too)
+    factor = np.divide(ours, clv, out=np.full(len(clv), np.nan), where=clv > 0)
     scaled = value.copy()
     for col in ("clv_low", "clv_high", "residual_clv"):
         if col in scaled.columns:
-            scaled[col] = learned.scale_spend * scaled[col].to_numpy(dtype=float) * rs
+            scaled[col] = scaled[col].to_numpy(dtype=float) * factor
     return out, scaled

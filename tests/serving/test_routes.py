@@ -133,6 +133,8 @@ def test_model_describes_the_served_version(
     assert body["snapshot"]["customers"] == 300 and body["snapshot"]["model_version"] == champion
     # what drives churn, as stored in the bundle at training, served without pandas
     assert body["drivers"] == trained.bundle.meta["drivers"]
+    # no learned ranking CLV in this bundle: BG/NBD gives clv
+    assert body["clv_model"] == trained.bundle.clv_model == "bgnbd"
     assert {d["verdict"] for d in body["drivers"]["drivers"]} == {"absent"}
 
 
