@@ -100,7 +100,14 @@ def test_run_logs_inputs_report_and_bundle(trained):
     assert {"bgnbd.gini", "learned.gini", "naive.gini"} <= {
         k.removeprefix("clv_candidates.") for k in runs[0].data.metrics
     }
-    assert runs[0].data.tags["clv.ranking_model"] in {"bgnbd", "learned", "learned, BTYD total"}
+    chosen = runs[0].data.tags["clv.ranking_model"]
+    assert chosen in {"bgnbd", "learned", "learned, BTYD total"}
+    # the chosen model is the one the bundle serves, and the run says which and by what rule
+    bundle = tracking.load_version(settings, first.version)
+    assert (bundle.clv_learned is not None) == chosen.startswith("learned")
+    assert runs[0].data.tags["clv.serving_model"] == bundle.clv_model
+    assert runs[0].data.params["clv.choice_rule"].startswith("learned when")
+    assert ("clv/learned.json" in clv_files) == chosen.startswith("learned")
     html = tracking.download_report(settings, first.version, settings.scores_dir.parent / "rep")
     text = html.read_text()
     assert "Model vs baselines vs oracle" in text
@@ -112,6 +119,7 @@ def test_run_logs_inputs_report_and_bundle(trained):
         "Risk bands",
         "What drives churn here",
         "CLV model: calibration / holdout check",
+        "CLV candidates on the same holdout",
         "baseline: logistic regression",
     ):
         assert section in text, section
