@@ -351,7 +351,9 @@ def learned_scores(
     # the customer's served/BTYD ratio of clv (so the fallback rows keep an interval too)
     factor = np.divide(ours, clv, out=np.full(len(clv), np.nan), where=clv > 0)
     scaled = value.copy()
-    for col in ("clv_low", "clv_high", "residual_clv"):
+    for col in ("clv_low", "clv_high"):
         if col in scaled.columns:
             scaled[col] = scaled[col].to_numpy(dtype=float) * factor
+    if "residual_clv" in scaled.columns:  # no horizon: the ratio alone (NaN on fallback rows)
+        scaled["residual_clv"] = learned.scale_spend * scaled["residual_clv"].to_numpy() * rs
     return out, scaled

@@ -229,3 +229,13 @@ def test_contractual_bundle_reports_sbg():
     bundle = Bundle(ChurnModel(), model, meta=dict(META))
     assert bundle.clv_model == model.model_ == "sbg"
     assert dataclasses.replace(bundle, clv=None).clv_model is None
+
+
+def test_residual_value_has_no_horizon(churn, btyd, learned, frame, scores):
+    bundle = Bundle(churn, btyd, meta=dict(META), clv_learned=learned)
+    half = score_frame(bundle, frame, clv_horizon_days=180)
+    year = scores["learned"]
+    pd.testing.assert_series_equal(half["residual_clv"], year["residual_clv"])
+    bought = year["clv"].notna()
+    assert (half.loc[bought, "clv"] <= year.loc[bought, "clv"] + 1e-9).all()
+    assert half.loc[bought, "clv"].sum() < year.loc[bought, "clv"].sum()
