@@ -57,6 +57,8 @@ from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, Pa
 from scipy.optimize import minimize
 from scipy.special import gammaincinv, ndtri, roots_genlaguerre, roots_jacobi
 
+from features.groups import factorize
+
 log = logging.getLogger(__name__)
 
 
@@ -1037,10 +1039,10 @@ def distinct(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     that depends on these columns alone is done once per distinct row (real histories repeat:
     a million customers dated to days have about a tenth as many distinct histories)."""
     key = np.zeros(len(columns[0]), dtype=np.int64)
-    for col in columns:
-        codes, uniques = pd.factorize(np.asarray(col))
+    for col in columns:  # the features' factorize: dict look-ups for a few values
+        codes, uniques = factorize(np.asarray(col))
         key = key * (len(uniques) + 1) + codes
-    codes, _ = pd.factorize(key)
+    codes, _ = factorize(key)
     first = np.zeros(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
     return codes, first
