@@ -472,8 +472,15 @@ class ChurnModel:
         rate to expected purchases. Contributions plus the trees' expected value plus
         :meth:`prior_expected_logit` sum to the model's log-odds."""
         matrix = X if isinstance(X, np.ndarray) else self.encode(X)
+        return self.proba_and_contributions(matrix)[1]
+
+    def proba_and_contributions(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_proba` and :meth:`contributions` of an encoded matrix from one
+        LightGBM call: the trees' raw score is the sum of their SHAP values (expected value
+        included), so scoring asks the booster once per row, not twice (for one customer
+        each call costs a fixed ~0.2 ms besides the trees)."""
         if self.best_iteration_ > 0:
-            contrib = cast(
+            full = cast(
                 np.ndarray,
                 self.booster_.predict(
                     matrix,
@@ -481,10 +488,16 @@ class ChurnModel:
                     pred_contrib=True,
                     **_threads(matrix),
                 ),
-            )[:, :-1]
+            )
+            trees, contrib = full.sum(axis=1), full[:, :-1]
         else:
-            contrib = np.zeros((len(matrix), len(self.features_)))
+            trees, contrib = np.zeros(len(matrix)), np.zeros((len(matrix), len(self.features_)))
         prior = self._prior_margin(matrix)
+        if prior is None and self.best_iteration_ <= 0:  # no prior, no trees chosen
+            proba = self.predict_proba(matrix)
+        else:  # the binary objective: the probability is the logistic of the raw score
+            raw = 1.0 / (1.0 + np.exp(-(trees if prior is None else trees + prior)))
+            proba = raw if self.calibrator_ is None else self.calibrator_.transform(raw)
         if self.prior_ is not None and prior is not None:
             j = self.features_.index(EXPECTED_PURCHASES)
             shift = prior - self.prior_expected_logit()
@@ -500,7 +513,7 @@ class ChurnModel:
                 contrib[~known, j] += shift[~known]
             else:
                 contrib[:, j] += shift
-        return contrib
+        return proba, contrib
 
     def prior_expected_logit(self) -> float:
         """The prior's log-odds at the mean of its training inputs (the base rate for a

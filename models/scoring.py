@@ -151,7 +151,8 @@ def _score(
     for name, values in extra.items():  # float64 already: what encode would make of them
         if name in features:
             matrix[:, features.index(name)] = values
-    prob = bundle.churn.predict_proba(matrix)
+    # one LightGBM call for the probability and the reasons' contributions
+    prob, contributions = bundle.churn.proba_and_contributions(matrix)
     view = _WithColumns(frame, extra)
     if reference is None and rule is not None:
         # The reference is the customers who can still be kept: where most of the riskiest
@@ -193,7 +194,7 @@ def _score(
     base_rate = reference.base_rate if reference is not None else _fallback_base_rate(bundle)
     columns["top_reasons"] = explain(
         view,
-        bundle.churn.contributions(matrix),
+        contributions,
         features,
         offset=base_offset(bundle.churn, base_rate),
         feature_grids=reference.feature_grids if reference is not None else {},

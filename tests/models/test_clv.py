@@ -373,3 +373,17 @@ def test_condensed_summaries_of_shuffled_parts_fit_the_same_parameters(cdnow):
     assert condensed.n_customers_ == whole.n_customers_
     assert condensed.n_spend_customers_ == whole.n_spend_customers_
     assert condensed.log_likelihood_ == whole.log_likelihood_
+
+
+def test_value_of_a_customer_alone_is_its_row_of_the_whole_summary(fitted, cdnow):
+    """The intervals and residual value are summed per customer to that customer's own tail
+    (in blocks of counts for a few customers, count by count for many), so scoring one
+    customer alone, as ``/v1/predict`` does, gives its row of the batch."""
+    sample = cdnow.iloc[::50]  # 48 customers, repeat buyers and one-time buyers
+    whole = fitted.predict_value(sample, fitted.predict(sample, horizon_days=365), horizon_days=365)
+    assert whole["clv_high"].notna().sum() > 20
+    for i in range(0, len(sample), 7):
+        one = sample.iloc[[i]]
+        alone = fitted.predict_value(one, fitted.predict(one, horizon_days=365), horizon_days=365)
+        for col in ("purchases_low", "purchases_high", "clv_low", "clv_high", "residual_clv"):
+            assert alone[col].iloc[0] == pytest.approx(whole[col].iloc[i], rel=1e-12, nan_ok=True)

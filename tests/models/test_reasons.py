@@ -279,3 +279,16 @@ def test_attribute_columns_render_with_their_value() -> None:
         "No purchase for 143 days; usually every 40 days"
     )
     assert reason_text("days_since_last_purchase", 1.0, {}) == "No purchase for 1 day"
+
+
+@pytest.mark.parametrize("case", ["trees", "prior alone", "high base rate"])
+def test_scoring_probability_from_the_contributions_is_the_models(case, cases) -> None:
+    """Scoring asks LightGBM once (``proba_and_contributions``): the probability from the
+    SHAP values' sum is ``predict_proba``'s, the contributions are ``contributions``'."""
+    bundle, frame = cases[case]
+    churn = bundle.churn
+    matrix = churn.encode(frame.iloc[:500])
+    proba, contrib = churn.proba_and_contributions(matrix)
+    np.testing.assert_allclose(proba, churn.predict_proba(matrix), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(contrib, churn.contributions(matrix))
+    assert proba.std() > 0.01  # a real spread of probabilities, not a constant
