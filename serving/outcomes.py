@@ -250,7 +250,11 @@ class OutcomeStore:
         if since is not None:
             if since.tzinfo is None:
                 since = since.replace(tzinfo=UTC)
-            stmt = stmt.where(t.c.recorded_at >= since.astimezone(UTC))
+            try:
+                stmt = stmt.where(t.c.recorded_at >= since.astimezone(UTC))
+            except OverflowError:  # before year 1 or after 9999 in UTC: all, or nothing
+                if since.year > 1:
+                    stmt = stmt.where(sa.false())
         with self._engine.connect() as connection:
             return [_outcome(r) for r in connection.execute(stmt)]
 

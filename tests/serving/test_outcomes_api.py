@@ -150,6 +150,8 @@ def test_bad_outcome_bodies_are_422_without_echo(anna: httpx.Client, scores_dir:
     )
     nobody = anna.post("/v1/outcomes", json={"customer_id": MARKER, "outcome": "lost"})
     bad_since = anna.get("/v1/outcomes", params={"since": MARKER})
+    no_such_day = anna.get("/v1/outcomes", params={"since": "2026-02-30"})
+    unix_time = anna.get("/v1/outcomes", params={"since": "1700000000"})
     bad_param = anna.get("/v1/outcomes", params={MARKER: "1"})
 
     body = assert_error(unknown, 422, "invalid_request")
@@ -160,6 +162,9 @@ def test_bad_outcome_bodies_are_422_without_echo(anna: httpx.Client, scores_dir:
     assert "2000" in assert_error(long_note, 422, "invalid_request")["details"][0]["message"]
     assert_error(nobody, 404, "unknown_customer")
     assert_error(bad_since, 422, "invalid_request")
+    assert "2026-02-30" not in assert_error(no_such_day, 422, "invalid_request")["message"]
+    assert "2026-02-30" not in no_such_day.text
+    assert_error(unix_time, 422, "invalid_request")
     assert_error(bad_param, 422, "invalid_request")
     assert anna.get("/v1/outcomes", params={"customer_id": MARKER}).json()["count"] == 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -97,6 +97,9 @@ def test_since_filter_keeps_outcomes_recorded_from_then_on(store: OutcomeStore) 
     assert store.query(since=cut) == [new]
     assert store.query(since=cut.replace(tzinfo=None)) == [new]  # naive: UTC
     assert store.query(customer_id="C2", since=cut) == []
+    # Beyond the years 1-9999 once in UTC: everything, or nothing.
+    assert len(store.query(since=datetime.min.replace(tzinfo=timezone(timedelta(hours=5))))) == 2
+    assert store.query(since=datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))) == []
 
 
 def test_unknown_outcome_and_long_note_are_refused_without_echo(store: OutcomeStore) -> None:
