@@ -8,12 +8,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from serving.app import create_app
+from serving.auth import create_key
+from serving.config import Settings
 from serving.outcomes import (
     MAX_NOTE_LENGTH,
     OUTCOME_FIELDS,
@@ -24,7 +29,7 @@ from serving.outcomes import (
     default_url,
     metadata,
 )
-from tests.server import free_port
+from tests.server import free_port, serve_in_thread
 
 CANARY = "ZZ-ECHO-CANARY-7f3a9"
 
@@ -173,3 +178,27 @@ def test_default_store_is_beside_the_scores_folder(tmp_path: Path) -> None:
 
     assert url == f"sqlite:///{tmp_path / 'var' / 'outcomes.db'}"
     assert (tmp_path / "var" / "outcomes.db").is_file()
+
+
+def test_server_without_its_outcomes_database_still_serves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = create_key(tmp_path / "keys.json", "anna", scope="viewer")
+    settings = Settings(
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        scores_dir=tmp_path / "scores",
+        api_keys_file=tmp_path / "keys.json",
+        model_cache_dir=tmp_path / "cache",
+        outcomes_url=f"postgresql://churn:s3cret-pw@127.0.0.1:{free_port()}/outcomes",
+    )
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
+    with caplog.at_level("ERROR", logger="serving"), serve_in_thread(config):
+        listed = httpx.get(f"http://127.0.0.1:{port}/v1/outcomes", headers={"X-API-Key": key})
+        alive = httpx.get(f"http://127.0.0.1:{port}/healthz")
+
+    assert listed.status_code == 503 and listed.json()["error"] == "outcomes_unavailable"
+    assert alive.status_code == 200
+    (line,) = [r.getMessage() for r in caplog.records if "outcomes database" in r.getMessage()]
+    assert "CHURN_OUTCOMES_URL" in line and "s3cret-pw" not in caplog.text
