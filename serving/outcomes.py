@@ -20,12 +20,15 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import URL, Engine, make_url
+
+if TYPE_CHECKING:  # only the type: the store itself never reads snapshot files
+    from serving.snapshot import Snapshot
 
 #: The outcomes a person may record, in the order forms and docs list them.
 OUTCOMES = ("contacted", "no_answer", "saved", "lost", "do_not_contact")
@@ -237,6 +240,32 @@ class OutcomeStore:
                 outcomes_table.insert().values(**values).returning(*outcomes_table.c)
             ).one()
         return _outcome(row)
+
+    def record_scored(
+        self, snapshot: Snapshot, customer_id: str, outcome: str, note: str, recorded_by: str
+    ) -> Outcome:
+        """:meth:`record` stamped with ``snapshot`` (the one being served): its ``as_of`` and
+        ``model_version``, the customer's ``churn_probability`` and ``risk_band`` in it. The
+        one way the API and the workspace pages record an outcome.
+
+        Raises
+        ------
+        KeyError
+            the snapshot does not hold ``customer_id`` (nothing is stored).
+        ValueError
+            as :meth:`record`.
+        """
+        row = snapshot.scores[customer_id]
+        return self.record(
+            customer_id,
+            outcome,
+            note,
+            recorded_by,
+            as_of=snapshot.as_of,
+            model_version=snapshot.model_version,
+            churn_probability=row["churn_probability"],
+            risk_band=row["risk_band"],
+        )
 
     def query(
         self, *, customer_id: str | None = None, since: datetime | None = None

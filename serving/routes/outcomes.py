@@ -171,19 +171,14 @@ def build_router() -> APIRouter:
         name, with the snapshot's ``as_of`` and ``model_version`` and the customer's churn
         probability and risk band in it. 404 ``unknown_customer`` when the snapshot does not
         hold the id. Outcomes never change scores."""
-        row = snapshot.scores.get(body.customer_id)
-        if row is None:
-            raise ApiError(404, "unknown_customer", "the scored snapshot has no such customer")
-        outcome = store.record(
-            body.customer_id,
-            body.outcome,
-            body.note,
-            client.name,
-            as_of=snapshot.as_of,
-            model_version=snapshot.model_version,
-            churn_probability=row["churn_probability"],
-            risk_band=row["risk_band"],
-        )
+        try:
+            outcome = store.record_scored(
+                snapshot, body.customer_id, body.outcome, body.note, client.name
+            )
+        except KeyError:
+            raise ApiError(
+                404, "unknown_customer", "the scored snapshot has no such customer"
+            ) from None
         return Response(
             OutcomeRecord(**outcome.to_dict()).model_dump_json(),
             status_code=201,

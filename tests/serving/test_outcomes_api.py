@@ -215,3 +215,15 @@ def test_recorded_at_is_utc_iso(anna: httpx.Client, scores_dir: ScoresDir) -> No
     stamped = datetime.fromisoformat(got["recorded_at"])
 
     assert got["recorded_at"].endswith("Z") and stamped.utcoffset().total_seconds() == 0
+
+
+def test_openapi_documents_the_outcome_routes(anna: httpx.Client) -> None:
+    schema = anna.get("/openapi.json").json()
+
+    route = schema["paths"]["/v1/outcomes"]
+    request = schema["components"]["schemas"]["OutcomeRequest"]
+
+    assert {"get", "post"} <= set(route)
+    assert request["additionalProperties"] is False
+    assert request["properties"]["outcome"]["enum"] == list(OUTCOMES)
+    assert {"401", "404", "422", "503"} <= set(route["post"]["responses"])
