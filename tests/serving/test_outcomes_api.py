@@ -187,20 +187,18 @@ def test_revoked_key_is_refused_by_the_running_server(workspace: Workspace) -> N
     url = f"{workspace.server.url}/v1/outcomes"
     assert httpx.get(url, headers={"X-API-Key": key}).status_code == 200
 
-    revoked = subprocess.run(
-        [sys.executable, "-m", "serving.keys", "revoke", "temp", "--file", str(workspace.keys)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=60,
-    )
-    again = subprocess.run(
-        [sys.executable, "-m", "serving.keys", "revoke", "temp", "--file", str(workspace.keys)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=60,
-    )
+    def revoke() -> subprocess.CompletedProcess[str]:
+        command = ["revoke", "temp", "--file", str(workspace.keys)]
+        return subprocess.run(
+            [sys.executable, "-m", "serving.keys", *command],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=60,
+        )
+
+    revoked = revoke()
+    again = revoke()
 
     assert revoked.returncode == 0, revoked.stderr
     assert again.returncode == 2 and "no key named" in again.stderr
