@@ -3,8 +3,11 @@ recording, reading back, and refusing what it must not keep."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from serving.outcomes import (
     default_url,
     metadata,
 )
-from tests.server import free_port, serve_in_thread
+from tests.server import REPO_ROOT, clean_env, free_port, serve_in_thread
 
 CANARY = "ZZ-ECHO-CANARY-7f3a9"
 
@@ -202,3 +205,28 @@ def test_server_without_its_outcomes_database_still_serves(
     assert alive.status_code == 200
     (line,) = [r.getMessage() for r in caplog.records if "outcomes database" in r.getMessage()]
     assert "CHURN_OUTCOMES_URL" in line and "s3cret-pw" not in caplog.text
+
+
+def test_servers_opening_one_new_database_at_once_all_migrate_it(store_url: str) -> None:
+    # Three processes (as three servers starting together): one creates the tables, the
+    # others wait for it and find the schema at head.
+    opener = "import sys; from serving.outcomes import OutcomeStore; OutcomeStore(sys.argv[1])"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", opener, store_url],
+            cwd=REPO_ROOT,
+            env=clean_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [(p.communicate(timeout=120)[1], p.returncode) for p in procs]
+
+    assert [code for _, code in results] == [0, 0, 0], results
+    with ThreadPoolExecutor(max_workers=3) as pool:  # and threads of one process
+        stores = list(pool.map(lambda _: OutcomeStore(store_url), range(3)))
+    stores[0].record("C1", "saved", "", "anna")
+    assert all(len(s.all()) == 1 for s in stores)
+    for s in stores:
+        s.close()
