@@ -17,7 +17,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -83,19 +82,20 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code, message = HTTP_ERROR_CODES.get(exc.status_code) or ("http_error", _phrase(exc))
     headers = exc.headers
-    if exc.status_code == 405:
-        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": allowed}
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route of the app answers on this path: Starlette's 405 names only
-    those of the first route matching the path (``/v1/outcomes`` has a GET and a POST)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": ""})
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    """Every method the app answers on this path, from its OpenAPI schema (cached by FastAPI):
+    Starlette's 405 names only those of the first route matching the path, and
+    ``/v1/outcomes`` has a GET and a POST. Empty for a path the schema does not describe."""
+    template = getattr(request.scope.get("route"), "path", None)
+    operations = request.app.openapi().get("paths", {}).get(template, {}) if template else {}
+    methods = {m.upper() for m in operations}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD on every GET route
     return ", ".join(sorted(methods))
 
 

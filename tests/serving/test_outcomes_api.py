@@ -225,3 +225,10 @@ def test_openapi_documents_the_outcome_routes(anna: httpx.Client) -> None:
     assert request["additionalProperties"] is False
     assert request["properties"]["outcome"]["enum"] == list(OUTCOMES)
     assert {"401", "404", "422", "503"} <= set(route["post"]["responses"])
+
+
+def test_wrong_method_names_both_methods_of_the_path(anna: httpx.Client) -> None:
+    response = anna.delete("/v1/outcomes")
+
+    assert_error(response, 405, "method_not_allowed")
+    assert {"GET", "POST"} <= {m.strip() for m in response.headers["allow"].split(",")}
