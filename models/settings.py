@@ -272,6 +272,13 @@ class ServeSettings(CommonSettings):
     rate_limit_burst: int = Field(
         0, ge=0, description="default burst per API key (0: twice the rate, at least 1)"
     )
+    # -- outcomes store (serving/outcomes.py, docs/workspace.md "Outcomes storage") ----------
+    outcomes_url: str | None = Field(
+        None,
+        min_length=1,
+        description="SQLAlchemy URL of the outcomes database; default: sqlite file "
+        "outcomes.db in the scores folder's parent (var/outcomes.db)",
+    )
 
 
 #: Every section: a ``CHURN_*`` name is valid when one of them declares it.
