@@ -16,8 +16,9 @@ from typing import Any
 from training.report import STYLE
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-WIDTH, HEIGHT = 460, 230
-_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 12, 26, 40
+WIDTH, HEIGHT = 460, 250
+#: The bottom margin holds the x labels and up to three rows of legend.
+_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 12, 26, 62
 EXTRA_STYLE = (
     ".alert{background:#fdecea;border-left:4px solid #c0392b;padding:4px 8px;margin:2px 0}"
     ".ok{background:#eafaf1;border-left:4px solid #27ae60;padding:4px 8px}"
@@ -116,7 +117,7 @@ def line_chart(
         legend.append((name, color, bool(dash)))
     for k, (name, color, is_dashed) in enumerate(legend):
         lx = _LEFT + (k % 3) * (pw / 3)
-        ly = HEIGHT - 14 + (k // 3) * 11 - (11 if len(legend) > 3 else 0)
+        ly = HEIGHT - _BOTTOM + 32 + (k // 3) * 12
         dash = " stroke-dasharray='4,2'" if is_dashed else ""
         parts.append(
             f"<line x1='{lx:.1f}' x2='{lx + 14:.1f}' y1='{ly - 3}' y2='{ly - 3}' "
@@ -136,13 +137,24 @@ def _get(row: Mapping[str, Any], *path: str) -> Any:
     return value
 
 
-def _feature_series(rows: list[dict], key: str, ignore: Sequence[str], top: int = 5) -> dict:
-    """The ``key`` (psi or missing_change) of the ``top`` features with the largest absolute
-    value over the snapshots, one series each."""
+def _feature_series(
+    rows: list[dict],
+    key: str,
+    ignore: Sequence[str],
+    *,
+    source: str = "features",
+    p_value: float | None = None,
+    top: int = 5,
+) -> dict:
+    """The ``key`` (psi or missing_change) of the ``top`` features (``source="columns"``:
+    input-table columns, only where the p-value is below ``p_value``) with the largest
+    absolute value over the snapshots, one series each."""
     by: dict[str, list[float | None]] = {}
     for i, row in enumerate(rows):
-        for f in _get(row, "drift", "features") or []:
+        for f in _get(row, "drift", source) or []:
             if f["feature"] in ignore or f.get(key) is None:
+                continue
+            if p_value is not None and not (f.get("p_value") or 0.0) < p_value:
                 continue
             by.setdefault(f["feature"], [None] * len(rows))[i] = f[key]
     ranked = sorted(by, key=lambda k: -max(abs(v) for v in by[k] if v is not None))
@@ -230,13 +242,20 @@ def _drift_table(row: dict, ignore: Sequence[str]) -> str:
         flag = " (not alerted)" if f["feature"] in ignore else ""
         return (
             f"<tr><td style='text-align:left'>{_e(f['feature'])}{flag}</td><td>{_e(f['kind'])}</td>"
-            f"<td>{_fmt(f.get('psi'))}</td><td>{f['missing_reference']:.3f}</td>"
+            f"<td>{_fmt(f.get('psi'))}</td><td>{_fmt(f.get('p_value'), '.1e')}</td>"
+            f"<td>{f.get('n') if f.get('n') is not None else '-'}</td>"
+            f"<td>{f['missing_reference']:.3f}</td>"
             f"<td>{f['missing_snapshot']:.3f}</td><td>{share}</td></tr>"
         )
 
     head = (
-        "<tr><th>feature</th><th>kind</th><th>PSI</th><th>missing (reference)</th>"
+        "<tr><th>feature or input column</th><th>kind</th><th>PSI</th><th>p-value</th>"
+        "<th>values</th><th>missing (reference)</th>"
         "<th>missing (snapshot)</th><th>largest category share change</th></tr>"
+    )
+    features = sorted(
+        [*features, *(_get(row, "drift", "columns") or [])],
+        key=lambda f: -(f.get("psi") or 0.0) if (f.get("p_value") or 0.0) < 0.05 else 0.0,
     )
     first, rest = features[:15], features[15:]
     out = f"<table>{head}{''.join(line(f) for f in first)}</table>"
@@ -367,6 +386,13 @@ def render_monitoring_report(doc: Mapping[str, Any]) -> str:
             "PSI, the 5 features that moved most",
             x,
             _feature_series(rows, "psi", ignore),
+            hlines={"threshold": t["psi_max"]},
+            y_format=".2f",
+        ),
+        line_chart(
+            f"PSI of input-table columns and segments (shifts with p < {t['psi_p_value']:g})",
+            x,
+            _feature_series(rows, "psi", ignore, source="columns", p_value=t["psi_p_value"]),
             hlines={"threshold": t["psi_max"]},
             y_format=".2f",
         ),
