@@ -274,17 +274,12 @@ def _segments(window: pd.DataFrame, columns: list[str]) -> dict[str, pd.Series]:
     return out
 
 
-def _segment_names(window: pd.DataFrame, columns: list[str]) -> tuple[dict, list[str]]:
-    masks = _segments(window, columns)
-    numeric = [c for c in columns if _is_numeric(window[c])]
-    return masks, numeric
-
-
 def _window_reference(window: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
     """:func:`reference_profile` of the value columns, plus each numeric column within each
     segment (named ``column[segment]``, e.g. ``effort_score[channel=phone]``)."""
     profile = reference_profile(window, columns)
-    masks, numeric = _segment_names(window, columns)
+    masks = _segments(window, columns)
+    numeric = [c for c in columns if _is_numeric(window[c])]
     for segment, mask in masks.items():
         part = reference_profile(window.loc[mask.fillna(False).to_numpy(bool)], numeric)
         for name, entry in part["features"].items():
@@ -341,6 +336,7 @@ def table_profile(
             window = table.loc[inside]
         reasons = quarantined.get(name, {})
         ref = (reference or {}).get(name, {}).get("columns")
+        columns: dict[str, Any] | None
         if reference is None:
             columns = _window_reference(window, _value_columns(table))
         else:

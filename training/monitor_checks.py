@@ -46,7 +46,7 @@ class Thresholds:
     estimated_auc_drop: float = 0.05
     ece_max: float = 0.1
     psi_max: float = 0.2
-    psi_p_value: float = 1e-4
+    psi_p_value: float = 0.05
     missing_change: float = 0.1
     share_change: float = 0.1
     rows_change: float = 0.5
@@ -177,10 +177,13 @@ def drift(
         {**c, "feature": f"{t['table']}.{c['feature']}"} for t in tables for c in t.pop("columns")
     ]
     watched = [r for r in [*features, *columns] if r["feature"] not in ignore]
+    # Bonferroni: the family-wise level over every PSI test of this snapshot
+    tests = sum(1 for r in watched if r.get("p_value") is not None and math.isfinite(r["p_value"]))
+    limit = thresholds.psi_p_value / max(tests, 1)
 
     def top(key: str) -> tuple[float | None, str | None]:
         if key == "psi":
-            rows = [r for r in watched if significant(r, thresholds.psi_p_value)]
+            rows = [r for r in watched if significant(r, limit)]
             rows = [r for r in rows if not is_segment(r["feature"]) or r.get("p_value") is not None]
         else:
             rows = [r for r in watched if not is_segment(r["feature"])]
@@ -195,6 +198,8 @@ def drift(
     missing, missing_feature = top("missing_change")
     share, share_feature = top("max_share_change")
     return {
+        "psi_tests": tests,
+        "p_value_limit": limit,
         "psi_max": psi_max,
         "psi_feature": psi_feature,
         "missing_change_max": missing,
@@ -251,11 +256,12 @@ def input_alerts(row: Mapping[str, Any], t: Thresholds) -> list[dict[str, Any]]:
         text = f"estimated ROC-AUC {est:.3f} is {ref - est:.3f} below validation {ref:.3f}"
         out.append(_alert("estimated_auc_drop", row, "roc_auc", est, t.estimated_auc_drop, text))
     d = row.get("drift") or {}
+    limit = d.get("p_value_limit", t.psi_p_value)
     for r in [*d.get("features", []), *d.get("columns", [])]:
         name = r["feature"]
         if name in t.ignore:
             continue
-        if r.get("psi") is not None and r["psi"] > t.psi_max and significant(r, t.psi_p_value):
+        if r.get("psi") is not None and r["psi"] > t.psi_max and significant(r, limit):
             p = r.get("p_value")
             text = f"{_kind(name)} {name}: PSI {r['psi']:.3f} > {t.psi_max}" + (
                 f" (p = {p:.1e}, {r.get('n', 0):,} values)" if p is not None else ""

@@ -88,9 +88,10 @@ def line_chart(
                 f"font-size='10'>{_e(label)}</text>"
             )
     legend: list[tuple[str, str, bool]] = []
-    for name, v in (hlines or {}).items():
-        if v is None:
+    for name, level in (hlines or {}).items():
+        if level is None:
             continue
+        v = level
         color = "#c0392b" if "alert" in name or "threshold" in name else "#888"
         parts.append(
             f"<line x1='{_LEFT}' x2='{WIDTH - _RIGHT}' y1='{y(v):.1f}' y2='{y(v):.1f}' "
@@ -101,14 +102,15 @@ def line_chart(
         color = COLORS[j % len(COLORS)]
         dash = " stroke-dasharray='6,3'" if name in dashed else ""
         run: list[str] = []
-        for i, v in enumerate([*points, None]):
-            if v is not None:
+        for i, point in enumerate([*points, None]):
+            if point is not None:
+                v = point
                 run.append(f"{x(i):.1f},{y(v):.1f}")
                 parts.append(
                     f"<circle cx='{x(i):.1f}' cy='{y(v):.1f}' r='2.5' fill='{color}'>"
                     f"<title>{_e(name)} {_e(x_labels[i])}: {format(v, y_format)}</title></circle>"
                 )
-            elif run:
+            elif run:  # a gap (or the end): draw the run so far
                 parts.append(
                     f"<polyline fill='none' stroke='{color}' stroke-width='1.8'{dash} "
                     f"points='{' '.join(run)}'/>"
@@ -137,27 +139,31 @@ def _get(row: Mapping[str, Any], *path: str) -> Any:
     return value
 
 
-def _feature_series(
-    rows: list[dict],
-    key: str,
-    ignore: Sequence[str],
-    *,
-    source: str = "features",
-    p_value: float | None = None,
-    top: int = 5,
-) -> dict:
-    """The ``key`` (psi or missing_change) of the ``top`` features (``source="columns"``:
-    input-table columns, only where the p-value is below ``p_value``) with the largest
-    absolute value over the snapshots, one series each."""
+def _feature_series(rows: list[dict], key: str, ignore: Sequence[str], top: int = 5) -> dict:
+    """The ``key`` (psi or missing_change) of the ``top`` features with the largest absolute
+    value over the snapshots, one series each."""
     by: dict[str, list[float | None]] = {}
     for i, row in enumerate(rows):
-        for f in _get(row, "drift", source) or []:
+        for f in _get(row, "drift", "features") or []:
             if f["feature"] in ignore or f.get(key) is None:
-                continue
-            if p_value is not None and not (f.get("p_value") or 0.0) < p_value:
                 continue
             by.setdefault(f["feature"], [None] * len(rows))[i] = f[key]
     ranked = sorted(by, key=lambda k: -max(abs(v) for v in by[k] if v is not None))
+    return {k: by[k] for k in ranked[:top]}
+
+
+def _significant_series(rows: list[dict], ignore: Sequence[str], top: int = 5) -> dict:
+    """PSI of the input columns and segments, per snapshot only where it passed that
+    snapshot's p-value limit (elsewhere a gap), for the ``top`` that moved most."""
+    by: dict[str, list[float | None]] = {}
+    for i, row in enumerate(rows):
+        limit = _get(row, "drift", "p_value_limit") or 0.0
+        for f in _get(row, "drift", "columns") or []:
+            p = f.get("p_value")
+            if f["feature"] in ignore or f.get("psi") is None or p is None or p >= limit:
+                continue
+            by.setdefault(f["feature"], [None] * len(rows))[i] = f["psi"]
+    ranked = sorted(by, key=lambda k: -max(v for v in by[k] if v is not None))
     return {k: by[k] for k in ranked[:top]}
 
 
@@ -172,6 +178,17 @@ def _table_series(rows: list[dict]) -> tuple[dict, dict]:
             for reason, q in t["quarantine"].items():
                 quarantine.setdefault(f"{t['table']}.{reason}", [None] * len(rows))[i] = q["rate"]
     return change, quarantine
+
+
+def _observed_expected(
+    title: str, x: Sequence[str], rows: list[dict], key: str, y_format: str
+) -> str:
+    """A chart of figure ``key``: realized (solid, where labels are in) and estimated."""
+    series = {
+        "observed": [_get(r, "realized", key) for r in rows],
+        "expected": [_get(r, "estimated", key) for r in rows],
+    }
+    return line_chart(title, x, series, dashed=("expected",), y_format=y_format)
 
 
 def _rows_table(rows: list[dict]) -> str:
@@ -293,6 +310,7 @@ def render_monitoring_report(doc: Mapping[str, Any]) -> str:
     ref_auc = next((r["reference_auc"] for r in reversed(rows) if r["reference_auc"]), None)
     alerts = doc["alerts"]
     s = doc["summary"]
+    top_n = rows[-1]["top_n"]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Monitoring: {_e(doc['model_name'])} v{_e(doc['model_version'])}</title>",
@@ -340,44 +358,19 @@ def render_monitoring_report(doc: Mapping[str, Any]) -> str:
             hlines={"threshold": t["ece_max"]},
             y_format=".3f",
         ),
-        line_chart(
-            "Churn rate: observed and expected",
-            x,
-            {
-                "observed": [_get(r, "realized", "churn_rate") for r in rows],
-                "expected": [_get(r, "estimated", "churn_rate") for r in rows],
-            },
-            dashed=("expected",),
-            y_format=".3f",
+        _observed_expected("Churn rate: observed and expected", x, rows, "churn_rate", ".3f"),
+        _observed_expected(
+            "Lift in the top 10%: observed and expected", x, rows, "lift_top10", ".2f"
         ),
-        line_chart(
-            "Lift in the top 10%: observed and expected",
-            x,
-            {
-                "observed": [_get(r, "realized", "lift_top10") for r in rows],
-                "expected": [_get(r, "estimated", "lift_top10") for r in rows],
-            },
-            dashed=("expected",),
+        _observed_expected(
+            f"Customers lost among the worklist's top {top_n}", x, rows, "lost_top_n", ".0f"
         ),
-        line_chart(
-            f"Customers lost among the worklist's top {rows[-1]['top_n']}",
+        _observed_expected(
+            f"Value (CLV) lost among the worklist's top {top_n}",
             x,
-            {
-                "observed": [_get(r, "realized", "lost_top_n") for r in rows],
-                "expected": [_get(r, "estimated", "lost_top_n") for r in rows],
-            },
-            dashed=("expected",),
-            y_format=".0f",
-        ),
-        line_chart(
-            f"Value (CLV) lost among the worklist's top {rows[-1]['top_n']}",
-            x,
-            {
-                "observed": [_get(r, "realized", "value_lost_top_n") for r in rows],
-                "expected": [_get(r, "estimated", "value_lost_top_n") for r in rows],
-            },
-            dashed=("expected",),
-            y_format=",.0f",
+            rows,
+            "value_lost_top_n",
+            ",.0f",
         ),
         "<h2>Calibration per risk band</h2>",
         _bands_table(next((r for r in reversed(rows) if _get(r, "realized", "bands")), None)),
@@ -390,9 +383,9 @@ def render_monitoring_report(doc: Mapping[str, Any]) -> str:
             y_format=".2f",
         ),
         line_chart(
-            f"PSI of input-table columns and segments (shifts with p < {t['psi_p_value']:g})",
+            "PSI of input columns and segments (significant shifts)",
             x,
-            _feature_series(rows, "psi", ignore, source="columns", p_value=t["psi_p_value"]),
+            _significant_series(rows, ignore),
             hlines={"threshold": t["psi_max"]},
             y_format=".2f",
         ),

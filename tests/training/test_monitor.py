@@ -104,10 +104,10 @@ def test_clean_data_raises_no_alert_and_the_estimate_tracks_the_realized_auc(
 def test_a_shifted_support_channel_fires_a_signed_alert(
     monitored: Monitored, demo_dir: Path, tmp_path: Path, caplog
 ) -> None:
-    # two weeks before the newest snapshot, phone effort scores read 3 points harder
+    # four weeks before the newest snapshot, phone effort scores read 3 points harder
     def shift(table: pd.DataFrame) -> None:
         since = (table["channel"] == "phone") & (
-            table["timestamp"] >= pd.Timestamp("2026-06-17", tz="UTC")
+            table["timestamp"] >= pd.Timestamp("2026-06-03", tz="UTC")
         )
         table.loc[since, "effort_score"] = (table.loc[since, "effort_score"] + 3).clip(upper=7)
 
