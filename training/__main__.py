@@ -149,6 +149,23 @@ def _notify(args: argparse.Namespace) -> None:
         )
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from training.monitor import monitor
+
+    result = monitor(_settings(args))
+    s = result
+    latest = s.rows[-1]
+    labelled = sum(1 for r in s.rows if (r.get("realized") or {}).get("roc_auc") is not None)
+    est = (latest.get("estimated") or {}).get("roc_auc")
+    print(
+        f"monitored {len(s.rows)} snapshots of v{s.model_version} ({labelled} with labels); "
+        f"newest {latest['as_of'][:10]}: estimated ROC-AUC "
+        + (f"{est:.3f}" if est is not None else "n/a")
+        + f"; {len(s.alerts)} alerts -> {s.report_path}"
+    )
+    return result.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             "--dask-scheduler", dest="dask_scheduler", default=None, help="env CHURN_DASK_SCHEDULER"
         )
         p.set_defaults(func=func)
+    p = sub.add_parser("monitor", help="realized and estimated performance, drift, alerts")
+    p.add_argument("--data", default=None, help="data folder with the labels (default: settings)")
+    p.set_defaults(func=_monitor)
     p = sub.add_parser("export", help="write the latest worklist as CSV and JSON Lines")
     p.add_argument("--out", default=None, help="output folder (default: CHURN_EXPORT_DIR)")
     p.add_argument(
@@ -200,14 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("mlflow", "alembic", "urllib3", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        args.func(args)
+        code = args.func(args)
     except (DataError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
