@@ -194,6 +194,17 @@ class TrainSettings(CommonSettings):
     #: Customer attribute (e.g. ``contract``) whose values get their own sBG retention fit;
     #: unset: one fit for everybody.
     contract_segment_column: str | None = None
+    # -- retrain loop (make retrain, docs/monitoring.md "The retrain loop") --------------------
+    #: Base URL of the running server ``make retrain`` reloads after scoring
+    #: (``http://127.0.0.1:8000``); unset: no reload (one log line says so).
+    server_url: str | None = None
+    #: File whose first line is an admin-scope API key (``make api-key NAME=retrain ADMIN=1``),
+    #: or the key itself in ``CHURN_ADMIN_KEY`` (never logged); needed with ``server_url``.
+    admin_key_file: Path | None = None
+    admin_key: SecretStr | None = None
+    reload_timeout_seconds: float = Field(120.0, gt=0, le=3600)
+    #: The lock two runs of ``make retrain`` never hold at once (``flock``, non-blocking).
+    retrain_lock: Path = Path("var/retrain.lock")
 
 
 class ServeSettings(CommonSettings):

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from features.time import as_utc
 from training.config import SettingsError, TrainSettings
 from training.io import DataError
 
@@ -32,11 +33,17 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
 
 
 def _data(args: argparse.Namespace) -> None:
-    from training.demo_data import write_demo_data
+    from training.demo_data import DEMO_END, DEMO_START, Drift, write_demo_data
 
     t0 = time.perf_counter()
     demo = write_demo_data(
-        Path(args.out), n_customers=args.customers, seed=args.seed, horizon_days=args.horizon or 90
+        Path(args.out),
+        n_customers=args.customers,
+        seed=args.seed,
+        horizon_days=args.horizon or 90,
+        start=as_utc(args.start) if args.start else DEMO_START,
+        end=as_utc(args.end) if args.end else DEMO_END,
+        drift=Drift.parse(args.drift) if args.drift else None,
     )
     rows = ", ".join(
         f"{n} {len(getattr(demo, n)):,}"
@@ -149,6 +156,14 @@ def _notify(args: argparse.Namespace) -> None:
         )
 
 
+def _retrain(args: argparse.Namespace) -> int:
+    from training.retrain import retrain
+
+    result = retrain(_settings(args))
+    print(result.line())
+    return result.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customers", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--horizon", type=int, default=None)
+    p.add_argument("--start", default=None, help="first day of the data (default 2024-07-01)")
+    p.add_argument("--end", default=None, help="day after the data ends (default 2026-07-01)")
+    p.add_argument(
+        "--drift",
+        default=None,
+        help="a change in the exports from a date on, e.g. effort_shift:2025-10-01[:phone[:3]] "
+        "or drop_column:2025-10-01[:interactions.effort_score] (docs/demo-data.md)",
+    )
     p.set_defaults(func=_data)
     commands = (
         ("train", _train, "fit, log, register, gate"),
@@ -165,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         ("evaluate", _evaluate, "metrics of a version on the data, with baselines"),
         ("promote", _promote, "make a version champion if it passes the gate"),
         ("report", _report, "fetch a version's HTML report"),
+        ("retrain", _retrain, "train, gate, score, reload the server, monitor (under a lock)"),
     )
     for name, func, text in commands:
         p = sub.add_parser(name, help=text)
@@ -199,15 +223,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("mlflow", "alembic", "urllib3", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from training.retrain import EXIT_LOCKED, LockedError
+
     try:
-        args.func(args)
+        return int(args.func(args) or 0)  # retrain returns its own exit code
+    except LockedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except (DataError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":
