@@ -13,6 +13,9 @@ AS_OF ?=
 PORT ?= 8000
 CUSTOMERS ?= 20000
 SEED ?= 42
+# make simulate: customers of the simulated year, and the drift injected mid-year
+SIM_CUSTOMERS ?= 1500
+DRIFT ?= rename
 NAME ?= crm
 ADMIN ?=
 FORCE ?=
@@ -36,7 +39,7 @@ UV ?= $(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv)
 LOCK := requirements.lock
 LATEST_VENV ?= .venv-latest
 
-.PHONY: help install lock data train score export notify serve demo api-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui
+.PHONY: help install lock data train score export notify serve demo api-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui retrain simulate
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +90,12 @@ evaluate: install ## metrics of the champion (or VERSION=n) on DATA, next to the
 
 promote: install ## make VERSION=n the champion if it passes the gate on DATA (FORCE=1 skips the gate)
 	$(BIN)/python -m training promote --data $(DATA) --horizon $(HORIZON) --version $(VERSION) $(if $(FORCE),--force)
+
+retrain: install ## the loop for cron/systemd: train, gate, score, reload the server, monitor; exit codes in docs/monitoring.md
+	$(BIN)/python -m training retrain --data $(DATA) --horizon $(HORIZON) $(ENGINE_FLAGS)
+
+simulate: install ## a simulated year: weekly make retrain on demo data, drift mid-year (SIM_CUSTOMERS, DRIFT)
+	$(BIN)/python -m training simulate --customers $(SIM_CUSTOMERS) --seed $(SEED) --horizon $(HORIZON) --drift $(DRIFT)
 
 report: install ## fetch the HTML report of the champion (or VERSION=n) into var/report
 	$(BIN)/python -m training report $(if $(VERSION),--version $(VERSION))

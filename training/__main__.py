@@ -164,6 +164,20 @@ def _retrain(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _simulate(args: argparse.Namespace) -> None:
+    from training.simulate import simulate, table
+
+    found = simulate(
+        Path(args.out),
+        customers=args.customers,
+        seed=args.seed,
+        weeks=args.weeks,
+        horizon_days=args.horizon,
+        drift=args.drift,
+    )
+    print(table(found))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +224,19 @@ def main(argv: list[str] | None = None) -> int:
             "--dask-scheduler", dest="dask_scheduler", default=None, help="env CHURN_DASK_SCHEDULER"
         )
         p.set_defaults(func=func)
+    p = sub.add_parser("simulate", help="a year of weekly retrains with an injected drift")
+    p.add_argument("--out", default="var/simulate", help="work folder (emptied first)")
+    p.add_argument("--customers", type=int, default=1_500)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--weeks", type=int, default=52)
+    p.add_argument("--horizon", type=int, default=90, help="churn horizon in days")
+    p.add_argument(
+        "--drift",
+        default="rename",
+        help="KIND (effort_shift, drop_column, rename: from mid-year) or a full "
+        "KIND:DATE[:ARG[:AMOUNT]]; 'none' for a control run",
+    )
+    p.set_defaults(func=_simulate)
     p = sub.add_parser("export", help="write the latest worklist as CSV and JSON Lines")
     p.add_argument("--out", default=None, help="output folder (default: CHURN_EXPORT_DIR)")
     p.add_argument(
