@@ -39,7 +39,7 @@ UV ?= $(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv)
 LOCK := requirements.lock
 LATEST_VENV ?= .venv-latest
 
-.PHONY: help install lock data train score export notify serve demo api-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui retrain simulate
+.PHONY: help install lock data train score export notify monitor serve demo api-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui retrain simulate
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,6 +81,10 @@ export: install ## write the latest worklist as CSV and JSON Lines into OUT (def
 
 notify: install ## POST the latest snapshot's risers to WEBHOOK_URL, signed (CHURN_WEBHOOK_SECRET)
 	$(BIN)/python -m training notify $(if $(WEBHOOK_URL),--url '$(WEBHOOK_URL)')
+
+# Exit code 0: no alert; 3: alerts fired (WARNING lines, gauges, webhook); 2: bad input.
+monitor: install ## realized + estimated performance, drift and alerts of every kept snapshot -> var/scores/monitoring
+	$(BIN)/python -m training monitor --data $(DATA)
 
 features: install ## build the point-in-time training and validation frames into var/features
 	$(BIN)/python -m training features --data $(DATA) --horizon $(HORIZON) $(ENGINE_FLAGS)

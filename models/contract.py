@@ -104,3 +104,23 @@ SNAPSHOT_REFERENCE_KEY = "reference"
 #: Optional snapshot column: a CRM segment (the ``segment`` filter of ``/v1/at-risk``); not
 #: part of a scored customer.
 SEGMENT_FIELD = "segment"
+
+# -- monitoring (make monitor, docs/monitoring.md) ------------------------------------------
+
+#: Sub-folder of the scores folder ``make monitor`` writes into: :data:`MONITORING_FILE`
+#: (every snapshot's figures, the alerts and a ``summary`` the server's gauges read) and
+#: :data:`MONITORING_REPORT` (the HTML report).
+MONITORING_DIR = "monitoring"
+MONITORING_FILE = "latest.json"
+MONITORING_REPORT = "report.html"
+#: Keys of the ``summary`` object of :data:`MONITORING_FILE` (null when not known yet).
+MONITORING_SUMMARY_KEYS = (
+    "model_version",
+    "realized_auc",
+    "realized_as_of",
+    "estimated_auc",
+    "estimated_as_of",
+    "psi_max",
+    "missing_change_max",
+    "alerts",
+)

@@ -194,6 +194,26 @@ class TrainSettings(CommonSettings):
     #: Customer attribute (e.g. ``contract``) whose values get their own sBG retention fit;
     #: unset: one fit for everybody.
     contract_segment_column: str | None = None
+    # -- monitoring (make monitor, docs/monitoring.md: one threshold per check) ---------------
+    #: Worklist places whose value actually lost is reported (the top N of /v1/at-risk).
+    monitor_top_n: int = Field(100, ge=1, le=1_000_000)
+    #: Realized (labels known) or estimated ROC-AUC this far below the champion's validation
+    #: ROC-AUC alerts; so does an ECE above ``monitor_ece_max``.
+    monitor_auc_drop: float = Field(0.05, gt=0, lt=1)
+    monitor_estimated_auc_drop: float = Field(0.05, gt=0, lt=1)
+    monitor_ece_max: float = Field(0.1, gt=0, lt=1)
+    #: PSI of a feature above this alerts (0.1-0.2 moderate, above 0.2 significant).
+    monitor_psi_max: float = Field(0.2, gt=0)
+    #: A feature's missing rate, or one category's share, changed by more than this alerts.
+    monitor_missing_change: float = Field(0.1, gt=0, le=1)
+    monitor_share_change: float = Field(0.1, gt=0, le=1)
+    #: Rows per day of an input table (4 weeks before ``as_of``) changed by more than this
+    #: fraction of the reference's alerts; so does a quarantine rate per reason this much above.
+    monitor_rows_change: float = Field(0.5, gt=0)
+    monitor_quarantine_rate: float = Field(0.01, gt=0, le=1)
+    #: Features left out of the drift alerts (shown in the report): time since a fixed date,
+    #: which grows with the calendar in any customer base that is not renewed at a steady rate.
+    monitor_drift_ignore: str = "tenure_days,T_days"
     # -- retrain loop (make retrain, docs/monitoring.md "The retrain loop") --------------------
     #: Base URL of the running server ``make retrain`` reloads after scoring
     #: (``http://127.0.0.1:8000``); unset: no reload (one log line says so).

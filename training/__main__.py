@@ -156,6 +156,23 @@ def _notify(args: argparse.Namespace) -> None:
         )
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from training.monitor import monitor
+
+    result = monitor(_settings(args))
+    s = result
+    latest = s.rows[-1]
+    labelled = sum(1 for r in s.rows if (r.get("realized") or {}).get("roc_auc") is not None)
+    est = (latest.get("estimated") or {}).get("roc_auc")
+    print(
+        f"monitored {len(s.rows)} snapshots of v{s.model_version} ({labelled} with labels); "
+        f"newest {latest['as_of'][:10]}: estimated ROC-AUC "
+        + (f"{est:.3f}" if est is not None else "n/a")
+        + f"; {len(s.alerts)} alerts -> {s.report_path}"
+    )
+    return result.exit_code
+
+
 def _retrain(args: argparse.Namespace) -> int:
     from training.retrain import retrain
 
@@ -224,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
             "--dask-scheduler", dest="dask_scheduler", default=None, help="env CHURN_DASK_SCHEDULER"
         )
         p.set_defaults(func=func)
+    p = sub.add_parser("monitor", help="realized and estimated performance, drift, alerts")
+    p.add_argument("--data", default=None, help="data folder with the labels (default: settings)")
+    p.set_defaults(func=_monitor)
     p = sub.add_parser("simulate", help="a year of weekly retrains with an injected drift")
     p.add_argument("--out", default="var/simulate", help="work folder (emptied first)")
     p.add_argument("--customers", type=int, default=1_500)
@@ -253,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.retrain import EXIT_LOCKED, LockedError
 
     try:
-        return int(args.func(args) or 0)  # retrain returns its own exit code
+        return int(args.func(args) or 0)  # monitor and retrain return their own exit code
     except LockedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED

@@ -40,12 +40,13 @@ from models.contract import (
     SNAPSHOT_REFERENCE_KEY,
 )
 from models.distribution import BandRule, Reference
+from models.drift import REFERENCE_KEY, SNAPSHOT_PROFILE_KEY, count_profile, table_profile
 from models.history import SnapshotError, folder_name, kept_snapshots, read_verified
 from models.scoring import score_population
 from training import tracking
 from training.config import TrainSettings
 from training.frames import data_end
-from training.io import input_rows, load_inputs, quarantined_rows
+from training.io import LoadedTables, input_rows, load_inputs, quarantined_rows
 from training.progress import Steps, progress, summary_line
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,27 @@ def _adopt_unkept(directory: Path) -> None:
     os.replace(meta_path, target / SNAPSHOT_META_FILE)
 
 
+def monitoring_profile(
+    meta: dict,
+    frame: pd.DataFrame,
+    loaded: LoadedTables,
+    quarantined: dict[str, dict[str, int]],
+    as_of: pd.Timestamp,
+) -> dict:
+    """The ``snapshot.json`` key ``make monitor`` reads drift from: the scored customers'
+    feature values counted into the bins of the bundle's reference (``meta``, the bundle
+    meta; nothing for a bundle trained before it had one) and the input tables' rows per
+    day and quarantine rates (:mod:`models.drift`). Counts only: a few kilobytes."""
+    reference = meta.get(REFERENCE_KEY)
+    if not reference:
+        return {}
+    profile = count_profile(frame, reference)
+    profile["tables"] = table_profile(
+        loaded.tables, as_of=as_of, rows_in=loaded.rows_in, quarantined=quarantined
+    )
+    return {SNAPSHOT_PROFILE_KEY: profile}
+
+
 def band_rule(settings: TrainSettings) -> BandRule:
     """The risk-band rule of the settings (``risk_band_mode`` and shares)."""
     return BandRule(
@@ -309,7 +331,7 @@ def score(settings: TrainSettings) -> ScoreResult:
     step = Steps()
     with step("load") as s:
         bundle, version = tracking.load_champion(settings)
-        loaded, _ = load_inputs(settings)
+        loaded, quarantined = load_inputs(settings)
         s.rows = input_rows(loaded)
     as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
     with step("features") as s, progress("features", None, "customers"):
@@ -320,6 +342,7 @@ def score(settings: TrainSettings) -> ScoreResult:
         scores, reference = score_population(
             bundle, frame, rule=rule, clv_horizon_days=settings.clv_horizon_days
         )
+        profile = monitoring_profile(bundle.meta, frame, loaded, quarantined, as_of)
         del frame
         previous_as_of, previous = previous_scores(settings.scores_dir, as_of)
         attributes = attribute_columns(loaded.tables.customers, settings.snapshot_attributes)
@@ -347,7 +370,7 @@ def score(settings: TrainSettings) -> ScoreResult:
             version,
             previous_as_of,
             attributes,
-            extra=reference_meta(reference, rule, bands),
+            extra={**reference_meta(reference, rule, bands), **profile},
         )
     line = summary_line(
         "score",

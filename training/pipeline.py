@@ -35,6 +35,8 @@ from models.bundle import AnyCLV, Bundle
 from models.churn import ChurnModel
 from models.clv import CLVModel, CLVModelError
 from models.clv_evaluation import HoldoutEvaluation, calibration_holdout, evaluate_holdout, plots
+from models.drift import REFERENCE_KEY, reference_profile, table_profile
+from models.performance_estimation import expected_roc_auc
 from training import tracking
 from training.baselines import RANKING_ONLY, baseline_metrics, baseline_scores
 from training.clv_fit import (
@@ -329,6 +331,32 @@ def _plan_params(plan: CutoffPlan, frames: Frames) -> dict[str, Any]:
     }
 
 
+def monitoring_reference(
+    validation: pd.DataFrame,
+    features: list[str],
+    loaded: LoadedTables,
+    counts: dict[str, dict[str, int]],
+    plan: CutoffPlan,
+    test_prob: Any,
+) -> dict[str, Any]:
+    """The reference ``make monitor`` compares each scored snapshot with: the feature profile
+    of the validation cutoff's customers (the newest population the model saw, and the one
+    its probabilities were calibrated on; the training cutoffs lie 6-9 months earlier and
+    would mostly measure the calendar), the input tables at that cutoff, and the CBPE
+    estimate of ROC-AUC on the test half (next to its realized ``valid.roc_auc``)."""
+    profile = reference_profile(validation, features)
+    tables = table_profile(
+        loaded.tables, as_of=plan.validation, rows_in=loaded.rows_in, quarantined=counts
+    )
+    estimated = expected_roc_auc(np.asarray(test_prob, dtype=float))
+    return {
+        **profile,
+        "as_of": plan.validation.isoformat(),
+        "tables": tables,
+        "expected_roc_auc": None if estimated != estimated else round(estimated, 6),
+    }
+
+
 @dataclass(frozen=True)
 class EngineSteps:
     """The steps an engine implements (training/engine.py); the rest of :func:`train` --
@@ -453,6 +481,10 @@ def train(settings: TrainSettings, engine: EngineSteps | None = None) -> TrainRe
                     },
                     "metrics": metrics,
                     "drivers": drivers,
+                    # what make monitor compares each snapshot with (docs/monitoring.md)
+                    REFERENCE_KEY: monitoring_reference(
+                        validation, churn.features_, loaded, counts, plan, prob
+                    ),
                 },
             )
             version, _ = run.register(bundle)

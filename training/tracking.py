@@ -410,3 +410,33 @@ def download_report(settings: TrainSettings, version: str, out_dir: Path) -> Pat
     target = out_dir / f"report-v{version}.html"
     Path(path).replace(target)
     return target
+
+
+def log_monitoring(
+    settings: TrainSettings,
+    *,
+    model_version: str,
+    steps: list[tuple[int, str, dict[str, float]]],
+    tags: dict[str, str],
+    files: list[Path],
+) -> str:
+    """One ``make monitor`` run in the project's experiment, tagged ``kind=monitoring`` and
+    with the champion's ``model_version``: each ``(step, as_of, metrics)`` of ``steps`` logged
+    at that step with the ``as_of`` as timestamp (so MLflow plots them over snapshots), and
+    ``files`` as artifacts under ``monitoring/``; returns the run id."""
+    from mlflow.entities import Metric
+
+    name = f"monitor v{model_version} {datetime.now(UTC):%Y-%m-%d %H:%M}"
+    with training_run(settings, run_name=name) as run:
+        mlflow.set_tags({"kind": "monitoring", "model_version": model_version, **tags})
+        batch = [
+            Metric(key, value, int(pd.Timestamp(as_of).timestamp() * 1000), step)
+            for step, as_of, metrics in steps
+            for key, value in metrics.items()
+        ]
+        client = _client(settings)
+        for i in range(0, len(batch), 1000):  # MLflow takes at most 1,000 metrics per call
+            client.log_batch(run.run_id, metrics=batch[i : i + 1000])
+        for path in files:
+            mlflow.log_artifact(str(path), artifact_path="monitoring")
+        return run.run_id

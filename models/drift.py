@@ -1,0 +1,284 @@
+"""Input drift between a model's reference population and a scored snapshot: pure functions.
+
+Training stores a *reference profile* of the frame the model was fitted and calibrated on
+(:func:`reference_profile`, in the bundle's ``bundle.json`` under :data:`REFERENCE_KEY`): per
+numeric feature the interior edges of ``bins`` quantile bins and the share of values in each
+bin, per categorical feature the share of each category, and each feature's missing rate.
+Batch scoring counts the scored customers into the *same* bins (:func:`count_profile`, kept in
+``snapshot.json`` under :data:`SNAPSHOT_PROFILE_KEY`): counts, not the rows, so a snapshot of a
+million customers adds a few kilobytes, and counts from partitions add up.
+
+:func:`compare` turns the two into one row per feature:
+
+- **PSI** (population stability index), ``sum_b (a_b - e_b) ln(a_b / e_b)`` over the bins,
+  ``e`` the reference shares and ``a`` the snapshot's (non-missing values only; shares are
+  floored at :data:`SHARE_FLOOR` so an empty bin does not give infinity). Rules of thumb from
+  credit scoring (Siddiqi 2006; Yurdakul 2018): below 0.1 stable, 0.1-0.2 a moderate shift,
+  above 0.2 a significant one. A categorical feature gets the same index over its categories
+  (the reference's most common ones, the rest pooled as :data:`OTHER`) and the largest
+  absolute change of one category's share;
+- **missing-rate change**: the snapshot's share of missing values minus the reference's (an
+  export that drops a column's values shows here, not in PSI).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.schema import Tables
+
+#: ``bundle.json`` key of the reference profile, and ``snapshot.json`` key of the counts.
+REFERENCE_KEY = "monitoring_reference"
+SNAPSHOT_PROFILE_KEY = "feature_profile"
+#: Quantile bins per numeric feature (deciles: the usual PSI binning).
+BINS = 10
+#: Categories kept per categorical feature; the rest are pooled.
+MAX_CATEGORIES = 20
+OTHER = "__other__"
+#: Smallest share a bin counts with in PSI (an empty bin would make the log infinite).
+SHARE_FLOOR = 1e-4
+_DIGITS = 6
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    return bool(
+        pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype)
+    )
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    return values.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _edges(values: np.ndarray, bins: int) -> list[float]:
+    """Interior edges of ``bins`` quantile bins of the finite ``values``, ties merged (a count
+    feature that is mostly zero has fewer bins)."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return []
+    cuts = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])
+    return sorted({float(f"{c:.{_DIGITS}g}") for c in cuts})
+
+
+def bin_counts(values: np.ndarray, edges: Sequence[float]) -> list[int]:
+    """Counts of the finite ``values`` in the bins ``(-inf, e1], (e1, e2], ..., (ek, inf)``."""
+    finite = values[np.isfinite(values)]
+    idx = np.searchsorted(np.asarray(edges, dtype=float), finite, side="left")
+    return [int(c) for c in np.bincount(idx, minlength=len(edges) + 1)]
+
+
+def _category_counts(values: pd.Series) -> dict[str, int]:
+    text = values.astype("string")
+    return {str(k): int(v) for k, v in text.value_counts(dropna=True).items()}
+
+
+def reference_profile(
+    frame: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    bins: int = BINS,
+    max_categories: int = MAX_CATEGORIES,
+) -> dict[str, Any]:
+    """The reference profile of ``frame`` (one row per customer and cutoff) for ``features``
+    (those absent from the frame are left out): plain JSON, as the bundle stores it."""
+    out: dict[str, Any] = {"rows": len(frame), "bins": bins, "features": {}}
+    n = max(len(frame), 1)
+    for name in features:
+        if name not in frame.columns:
+            continue
+        values = frame[name]
+        missing = int(values.isna().sum())
+        if _is_numeric(values):
+            floats = _floats(values)
+            missing = int((~np.isfinite(floats)).sum())
+            edges = _edges(floats, bins)
+            counts = bin_counts(floats, edges)
+            total = max(sum(counts), 1)
+            entry = {
+                "kind": "numeric",
+                "edges": edges,
+                "shares": [round(c / total, _DIGITS) for c in counts],
+            }
+        else:
+            counts_by = _category_counts(values)
+            top = sorted(counts_by, key=lambda k: (-counts_by[k], k))[:max_categories]
+            total = max(sum(counts_by.values()), 1)
+            shares = {k: round(counts_by[k] / total, _DIGITS) for k in top}
+            rest = sum(v for k, v in counts_by.items() if k not in shares)
+            if rest:
+                shares[OTHER] = round(rest / total, _DIGITS)
+            entry = {"kind": "category", "shares": shares}
+        entry["missing_rate"] = round(missing / n, _DIGITS)
+        out["features"][name] = entry
+    return out
+
+
+def count_profile(frame: pd.DataFrame, reference: Mapping[str, Any]) -> dict[str, Any]:
+    """Counts of ``frame``'s customers in the reference's bins and categories, and their
+    missing values, per feature of the reference the frame has (``snapshot.json`` form)."""
+    out: dict[str, Any] = {"rows": len(frame), "features": {}}
+    for name, ref in reference.get("features", {}).items():
+        if name not in frame.columns:
+            continue
+        values = frame[name]
+        if ref["kind"] == "numeric":
+            floats = _floats(values) if _is_numeric(values) else np.full(len(values), np.nan)
+            counts: Any = bin_counts(floats, ref["edges"])
+            missing = int((~np.isfinite(floats)).sum())
+        else:
+            by = _category_counts(values)
+            counts = {k: by.get(k, 0) for k in ref["shares"] if k != OTHER}
+            rest = sum(v for k, v in by.items() if k not in counts)
+            if rest:
+                counts[OTHER] = rest
+            missing = int(values.isna().sum())
+        out["features"][name] = {"counts": counts, "missing": missing}
+    return out
+
+
+def add_profiles(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two :func:`count_profile` results of disjoint customers (partitions) added up."""
+    out: dict[str, Any] = {"rows": int(a["rows"]) + int(b["rows"]), "features": {}}
+    for name in set(a["features"]) | set(b["features"]):
+        x = a["features"].get(name)
+        y = b["features"].get(name)
+        if x is None or y is None:
+            out["features"][name] = dict(x or y or {})
+            continue
+        if isinstance(x["counts"], list):
+            counts: Any = [p + q for p, q in zip(x["counts"], y["counts"], strict=True)]
+        else:
+            counts = {
+                k: x["counts"].get(k, 0) + y["counts"].get(k, 0)
+                for k in {*x["counts"], *y["counts"]}
+            }
+        out["features"][name] = {"counts": counts, "missing": x["missing"] + y["missing"]}
+    return out
+
+
+def psi(expected: Sequence[float], actual: Sequence[float], *, floor: float = SHARE_FLOOR) -> float:
+    """Population stability index of ``actual`` shares against ``expected`` shares (each
+    normalised to sum to one, floored at ``floor``); NaN when either has no mass."""
+    e = np.asarray(expected, dtype=float)
+    a = np.asarray(actual, dtype=float)
+    if e.sum() <= 0 or a.sum() <= 0:
+        return float("nan")
+    e = np.maximum(e / e.sum(), floor)
+    a = np.maximum(a / a.sum(), floor)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def compare(reference: Mapping[str, Any], profile: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per feature present in both: ``feature``, ``kind``, ``psi`` (NaN when the
+    snapshot has no value of it), ``missing_reference``, ``missing_snapshot``,
+    ``missing_change``, and for categories ``max_share_change`` and the ``category`` it is
+    of. Sorted by PSI, largest first."""
+    rows = []
+    n = max(int(profile.get("rows", 0)), 1)
+    for name, ref in reference.get("features", {}).items():
+        got = profile.get("features", {}).get(name)
+        if got is None:
+            continue
+        missing_now = got["missing"] / n
+        row: dict[str, Any] = {
+            "feature": name,
+            "kind": ref["kind"],
+            "missing_reference": float(ref["missing_rate"]),
+            "missing_snapshot": round(missing_now, _DIGITS),
+            "missing_change": round(missing_now - float(ref["missing_rate"]), _DIGITS),
+        }
+        if ref["kind"] == "numeric":
+            row["psi"] = psi(ref["shares"], got["counts"])
+        else:
+            keys = list(ref["shares"])
+            counts = {k: got["counts"].get(k, 0) for k in keys}
+            counts[OTHER] = counts.get(OTHER, 0) + sum(
+                v for k, v in got["counts"].items() if k not in ref["shares"]
+            )
+            keys = [*keys, OTHER] if OTHER not in keys else keys
+            expected = [ref["shares"].get(k, 0.0) for k in keys]
+            actual = [counts.get(k, 0) for k in keys]
+            row["psi"] = psi(expected, actual)
+            total = sum(actual)
+            changes = {
+                k: (actual[i] / total if total else 0.0) - expected[i] for i, k in enumerate(keys)
+            }
+            worst = max(changes, key=lambda k: abs(changes[k]))
+            row["max_share_change"] = round(changes[worst], _DIGITS)
+            row["category"] = worst
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r["psi"] if not math.isnan(r["psi"]) else math.inf)
+
+
+#: Days before ``as_of`` over which an event table's rows per day are counted (four whole
+#: weeks, so the weekday mix is the same every time).
+ROWS_WINDOW_DAYS = 28
+
+
+def table_profile(
+    tables: Tables,
+    *,
+    as_of: pd.Timestamp,
+    rows_in: Mapping[str, int],
+    quarantined: Mapping[str, Mapping[str, int]],
+) -> dict[str, Any]:
+    """Per input table of ``tables`` (a :class:`features.schema.Tables`): rows read
+    (``rows_in``), rows per day over the :data:`ROWS_WINDOW_DAYS` before ``as_of`` (tables
+    with a ``timestamp``; else null), and the share of rows read quarantined per reason
+    (``quarantined``: table -> reason -> rows, over the whole data folder)."""
+    out: dict[str, Any] = {}
+    start = as_of - pd.Timedelta(days=ROWS_WINDOW_DAYS)
+    for name, table in tables.present().items():
+        n_in = int(rows_in.get(name, len(table)))
+        per_day = None
+        if "timestamp" in table.columns:
+            ts = table["timestamp"]
+            per_day = round(float(((ts >= start) & (ts < as_of)).sum()) / ROWS_WINDOW_DAYS, 3)
+        reasons = quarantined.get(name, {})
+        out[name] = {
+            "rows_in": n_in,
+            "rows_per_day": per_day,
+            "quarantine_rate": {r: round(v / max(n_in, 1), _DIGITS) for r, v in reasons.items()},
+        }
+    return out
+
+
+def compare_tables(
+    reference: Mapping[str, Any], profile: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """One row per table in ``profile``: rows read, rows per day and their relative change
+    against the reference (null without one), and per quarantine reason the rate and its rise
+    over the reference's (``quarantine``: reason -> {rate, reference, change})."""
+    rows = []
+    for name, now in profile.items():
+        ref = reference.get(name, {})
+        per_day, ref_day = now.get("rows_per_day"), ref.get("rows_per_day")
+        change = None
+        if per_day is not None and ref_day:
+            change = round(per_day / ref_day - 1.0, _DIGITS)
+        rates = now.get("quarantine_rate", {})
+        ref_rates = ref.get("quarantine_rate", {})
+        quarantine = {
+            r: {
+                "rate": rates.get(r, 0.0),
+                "reference": ref_rates.get(r, 0.0),
+                "change": round(rates.get(r, 0.0) - ref_rates.get(r, 0.0), _DIGITS),
+            }
+            for r in sorted({*rates, *ref_rates})
+        }
+        rows.append(
+            {
+                "table": name,
+                "rows_in": now.get("rows_in"),
+                "rows_per_day": per_day,
+                "reference_rows_per_day": ref_day,
+                "rows_per_day_change": change,
+                "quarantine": quarantine,
+            }
+        )
+    return rows
