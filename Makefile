@@ -13,8 +13,9 @@ AS_OF ?=
 PORT ?= 8000
 CUSTOMERS ?= 20000
 SEED ?= 42
-# make simulate: customers of the simulated year, and the drift injected mid-year
+# make simulate: customers and churn horizon (days) of the simulated year, drift injected mid-year
 SIM_CUSTOMERS ?= 1500
+SIM_HORIZON ?= 30
 DRIFT ?= rename
 NAME ?= crm
 ADMIN ?=
@@ -99,7 +100,7 @@ retrain: install ## the loop for cron/systemd: train, gate, score, reload the se
 	$(BIN)/python -m training retrain --data $(DATA) --horizon $(HORIZON) $(ENGINE_FLAGS)
 
 simulate: install ## a simulated year: weekly make retrain on demo data, drift mid-year (SIM_CUSTOMERS, DRIFT)
-	$(BIN)/python -m training simulate --customers $(SIM_CUSTOMERS) --seed $(SEED) --horizon $(HORIZON) --drift $(DRIFT)
+	$(BIN)/python -m training simulate --customers $(SIM_CUSTOMERS) --seed $(SEED) --horizon $(SIM_HORIZON) --drift $(DRIFT)
 
 report: install ## fetch the HTML report of the champion (or VERSION=n) into var/report
 	$(BIN)/python -m training report $(if $(VERSION),--version $(VERSION))

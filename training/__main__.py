@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customers", type=int, default=1_500)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--weeks", type=int, default=52)
-    p.add_argument("--horizon", type=int, default=90, help="churn horizon in days")
+    p.add_argument("--horizon", type=int, default=30, help="churn horizon in days")
     p.add_argument(
         "--drift",
         default="rename",
