@@ -89,18 +89,17 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def settings_for(root: Path, data: Path, **values: Any) -> TrainSettings:
     """The settings of a workspace under ``root``, the same places the server reads."""
-    return TrainSettings(
-        data_dir=data,
-        scores_dir=root / "scores",
-        quarantine_dir=root / "quarantine",
-        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        mlflow_artifact_root=root / "mlartifacts",
-        retrain_lock=root / "retrain.lock",
-        notify_log=root / "notify.jsonl",
-        webhook_url=None,
-        server_url=None,
-        **values,
-    )
+    defaults: dict[str, Any] = {
+        "scores_dir": root / "scores",
+        "quarantine_dir": root / "quarantine",
+        "mlflow_tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "mlflow_artifact_root": root / "mlartifacts",
+        "retrain_lock": root / "retrain.lock",
+        "notify_log": root / "notify.jsonl",
+        "webhook_url": None,
+        "server_url": None,
+    }
+    return TrainSettings(data_dir=data, **{**defaults, **values})
 
 
 def served(url: str, key: str) -> dict[str, Any]:
@@ -120,7 +119,7 @@ def test_exit_codes_with_a_real_server_reload(
     reader = create_key(root / "keys.json", "crm")
     (root / "admin-key.txt").write_text(key + "\n")
     loop = Loop(train=cheap_train)
-    with run_server(root, workspace_env(root)) as server:
+    with run_server(root, workspace_env(root), timeout=120) as server:
         live = {"server_url": server.url, "admin_key_file": root / "admin-key.txt"}
 
         # 0: promoted (no champion yet), scored, the server reloaded it, no alert
