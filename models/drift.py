@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2_contingency
 
 from features.schema import Tables
 
@@ -103,6 +104,7 @@ def reference_profile(
                 "kind": "numeric",
                 "edges": edges,
                 "shares": [round(c / total, _DIGITS) for c in counts],
+                "n": sum(counts),
             }
         else:
             counts_by = _category_counts(values)
@@ -112,7 +114,7 @@ def reference_profile(
             rest = sum(v for k, v in counts_by.items() if k not in shares)
             if rest:
                 shares[OTHER] = round(rest / total, _DIGITS)
-            entry = {"kind": "category", "shares": shares}
+            entry = {"kind": "category", "shares": shares, "n": sum(counts_by.values())}
         entry["missing_rate"] = round(missing / n, _DIGITS)
         out["features"][name] = entry
     return out
@@ -173,6 +175,20 @@ def psi(expected: Sequence[float], actual: Sequence[float], *, floor: float = SH
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def p_value(expected: Sequence[float], n_expected: int, actual: Sequence[float]) -> float:
+    """Chi-square test of homogeneity of the reference (``expected`` shares of ``n_expected``
+    values) and the snapshot's ``actual`` counts: how likely a shift this large is from
+    sampling alone. PSI grows as samples shrink (about ``(bins - 1) (1/n1 + 1/n2)`` with no
+    shift at all), so a small segment needs this next to its PSI. NaN without data."""
+    e = np.asarray(expected, dtype=float) * float(n_expected)
+    a = np.asarray(actual, dtype=float)
+    keep = (e + a) > 0
+    if keep.sum() < 2 or e.sum() <= 0 or a.sum() <= 0:
+        return float("nan")
+    table = np.vstack([e[keep], a[keep]])
+    return float(chi2_contingency(table, correction=False)[1])
+
+
 def compare(reference: Mapping[str, Any], profile: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per feature present in both: ``feature``, ``kind``, ``psi`` (NaN when the
     snapshot has no value of it), ``missing_reference``, ``missing_snapshot``,
@@ -184,7 +200,7 @@ def compare(reference: Mapping[str, Any], profile: Mapping[str, Any]) -> list[di
         got = profile.get("features", {}).get(name)
         if got is None:
             continue
-        missing_now = got["missing"] / n
+        missing_now = got["missing"] / max(int(got.get("rows", n)), 1)  # a segment: its rows
         row: dict[str, Any] = {
             "feature": name,
             "kind": ref["kind"],
@@ -192,8 +208,11 @@ def compare(reference: Mapping[str, Any], profile: Mapping[str, Any]) -> list[di
             "missing_snapshot": round(missing_now, _DIGITS),
             "missing_change": round(missing_now - float(ref["missing_rate"]), _DIGITS),
         }
+        n_ref = int(ref.get("n", 0))
         if ref["kind"] == "numeric":
             row["psi"] = psi(ref["shares"], got["counts"])
+            row["p_value"] = p_value(ref["shares"], n_ref, got["counts"])
+            row["n"] = int(sum(got["counts"]))
         else:
             keys = list(ref["shares"])
             counts = {k: got["counts"].get(k, 0) for k in keys}
@@ -204,7 +223,9 @@ def compare(reference: Mapping[str, Any], profile: Mapping[str, Any]) -> list[di
             expected = [ref["shares"].get(k, 0.0) for k in keys]
             actual = [counts.get(k, 0) for k in keys]
             row["psi"] = psi(expected, actual)
+            row["p_value"] = p_value(expected, n_ref, actual)
             total = sum(actual)
+            row["n"] = int(total)
             changes = {
                 k: (actual[i] / total if total else 0.0) - expected[i] for i, k in enumerate(keys)
             }
@@ -220,30 +241,111 @@ def compare(reference: Mapping[str, Any], profile: Mapping[str, Any]) -> list[di
 ROWS_WINDOW_DAYS = 28
 
 
+#: Columns of an input table that are keys or times, not values to profile.
+_NOT_PROFILED = ("customer_id", "timestamp", "as_of")
+
+
+def _value_columns(table: pd.DataFrame) -> list[str]:
+    return [
+        c
+        for c in table.columns
+        if c not in _NOT_PROFILED and not pd.api.types.is_datetime64_any_dtype(table[c].dtype)
+    ]
+
+
+#: A categorical column of an input table with at most this many values splits it into
+#: segments (``channel``, ``interaction_type``), each profiled on its own when the reference
+#: has at least :data:`MIN_SEGMENT_ROWS` rows of it.
+MAX_SEGMENTS = 10
+MIN_SEGMENT_ROWS = 50
+
+
+def _segments(window: pd.DataFrame, columns: list[str]) -> dict[str, pd.Series]:
+    """``"column=value"`` -> row mask, for the categorical columns with few values."""
+    out = {}
+    for c in columns:
+        if _is_numeric(window[c]):
+            continue
+        counts = window[c].astype("string").value_counts(dropna=True)
+        if 2 <= len(counts) <= MAX_SEGMENTS:
+            for value, n in counts.items():
+                if n >= MIN_SEGMENT_ROWS:
+                    out[f"{c}={value}"] = window[c].astype("string") == value
+    return out
+
+
+def _window_reference(window: pd.DataFrame, columns: list[str]) -> dict[str, Any]:
+    """:func:`reference_profile` of the value columns, plus each numeric column within each
+    segment (named ``column[segment]``, e.g. ``effort_score[channel=phone]``)."""
+    profile = reference_profile(window, columns)
+    masks = _segments(window, columns)
+    numeric = [c for c in columns if _is_numeric(window[c])]
+    for segment, mask in masks.items():
+        part = reference_profile(window.loc[mask.fillna(False).to_numpy(bool)], numeric)
+        for name, entry in part["features"].items():
+            entry["segment"] = segment
+            profile["features"][f"{name}[{segment}]"] = entry
+    return profile
+
+
+def _window_counts(window: pd.DataFrame, reference: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`count_profile` of the value columns and of the reference's segments."""
+    plain = {k: v for k, v in reference["features"].items() if "segment" not in v}
+    out = count_profile(window, {"features": plain})
+    for name, entry in reference["features"].items():
+        segment = entry.get("segment")
+        if segment is None:
+            continue
+        column, _, value = segment.partition("=")
+        base = name.split("[", 1)[0]
+        if column not in window.columns or base not in window.columns:
+            continue
+        mask = (window[column].astype("string") == value).fillna(False).to_numpy(bool)
+        part = count_profile(window.loc[mask, [base]], {"features": {base: entry}})
+        got = part["features"][base]
+        out["features"][name] = {**got, "rows": int(mask.sum())}
+    return out
+
+
 def table_profile(
     tables: Tables,
     *,
     as_of: pd.Timestamp,
     rows_in: Mapping[str, int],
     quarantined: Mapping[str, Mapping[str, int]],
+    reference: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Per input table of ``tables`` (a :class:`features.schema.Tables`): rows read
-    (``rows_in``), rows per day over the :data:`ROWS_WINDOW_DAYS` before ``as_of`` (tables
-    with a ``timestamp``; else null), and the share of rows read quarantined per reason
-    (``quarantined``: table -> reason -> rows, over the whole data folder)."""
+    """Per input table of ``tables``: rows read (``rows_in``), rows per day over the
+    :data:`ROWS_WINDOW_DAYS` before ``as_of`` (tables with a ``timestamp``; else null), the
+    share of rows read quarantined per reason (``quarantined``: table -> reason -> rows, over
+    the whole data folder), and ``columns``: the profile of each value column over those
+    rows (the whole table without a ``timestamp``) -- a :func:`reference_profile` when
+    ``reference`` is None (training), else counts in the bins of ``reference`` (an earlier
+    result of this function, scoring). A channel whose scores shift, or an export that
+    blanks a column, shows here first: the features average over months and customers."""
     out: dict[str, Any] = {}
     start = as_of - pd.Timedelta(days=ROWS_WINDOW_DAYS)
     for name, table in tables.present().items():
         n_in = int(rows_in.get(name, len(table)))
         per_day = None
+        window = table
         if "timestamp" in table.columns:
             ts = table["timestamp"]
-            per_day = round(float(((ts >= start) & (ts < as_of)).sum()) / ROWS_WINDOW_DAYS, 3)
+            inside = (ts >= start) & (ts < as_of)
+            per_day = round(float(inside.sum()) / ROWS_WINDOW_DAYS, 3)
+            window = table.loc[inside]
         reasons = quarantined.get(name, {})
+        ref = (reference or {}).get(name, {}).get("columns")
+        columns: dict[str, Any] | None
+        if reference is None:
+            columns = _window_reference(window, _value_columns(table))
+        else:
+            columns = _window_counts(window, ref) if ref else None
         out[name] = {
             "rows_in": n_in,
             "rows_per_day": per_day,
             "quarantine_rate": {r: round(v / max(n_in, 1), _DIGITS) for r, v in reasons.items()},
+            "columns": columns,
         }
     return out
 
@@ -252,8 +354,9 @@ def compare_tables(
     reference: Mapping[str, Any], profile: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """One row per table in ``profile``: rows read, rows per day and their relative change
-    against the reference (null without one), and per quarantine reason the rate and its rise
-    over the reference's (``quarantine``: reason -> {rate, reference, change})."""
+    against the reference (null without one), per quarantine reason the rate and its rise
+    over the reference's (``quarantine``: reason -> {rate, reference, change}), and
+    ``columns``: :func:`compare` of each value column."""
     rows = []
     for name, now in profile.items():
         ref = reference.get(name, {})
@@ -271,9 +374,13 @@ def compare_tables(
             }
             for r in sorted({*rates, *ref_rates})
         }
+        columns = []
+        if ref.get("columns") and now.get("columns"):
+            columns = compare(ref["columns"], now["columns"])
         rows.append(
             {
                 "table": name,
+                "columns": columns,
                 "rows_in": now.get("rows_in"),
                 "rows_per_day": per_day,
                 "reference_rows_per_day": ref_day,

@@ -27,7 +27,8 @@ import numpy as np
 
 def _clean(p: np.ndarray) -> np.ndarray:
     prob = np.asarray(p, dtype=float)
-    return np.clip(prob[np.isfinite(prob)], 0.0, 1.0)
+    out: np.ndarray = np.clip(prob[np.isfinite(prob)], 0.0, 1.0)
+    return out
 
 
 def expected_roc_auc(p: np.ndarray, score: np.ndarray | None = None) -> float:

@@ -204,6 +204,10 @@ class TrainSettings(CommonSettings):
     monitor_ece_max: float = Field(0.1, gt=0, lt=1)
     #: PSI of a feature above this alerts (0.1-0.2 moderate, above 0.2 significant).
     monitor_psi_max: float = Field(0.2, gt=0)
+    #: ... and only when a shift that large is unlikely from sampling alone: chi-square
+    #: p-value below this family-wise level divided by the snapshot's number of PSI tests
+    #: (Bonferroni; a segment of a few dozen rows has a PSI near 1 with no shift at all).
+    monitor_psi_p_value: float = Field(0.05, gt=0, le=1)
     #: A feature's missing rate, or one category's share, changed by more than this alerts.
     monitor_missing_change: float = Field(0.1, gt=0, le=1)
     monitor_share_change: float = Field(0.1, gt=0, le=1)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from serving.loader import LoadedModel
+from serving.monitoring import MonitoringCollector
 from serving.snapshot import Snapshot
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -46,10 +48,15 @@ def _epoch(iso: str) -> float | None:
 
 
 class Metrics:
-    """The app's metrics; ``snapshot`` returns the snapshot being served (or ``None``)."""
+    """The app's metrics; ``snapshot`` returns the snapshot being served (or ``None``);
+    ``monitoring``: the ``latest.json`` of ``make monitor`` (serving/monitoring.py)."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot | None]) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot | None], monitoring: Path | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
+        if monitoring is not None:  # make monitor's latest.json, read when it changes
+            self.registry.register(MonitoringCollector(monitoring))
         self._snapshot = snapshot
         self.requests = Counter(
             "churn_http_requests",

@@ -25,6 +25,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from models.contract import MONITORING_DIR, MONITORING_FILE
 from serving.at_risk import Ranking
 from serving.auth import KeyStore
 from serving.config import Settings
@@ -112,7 +113,10 @@ class ServingState:
         self.settings = settings
         self.key_store = key_store
         self.current = Components()
-        self.metrics = Metrics(lambda: self.current.snapshot)
+        self.metrics = Metrics(
+            lambda: self.current.snapshot,
+            settings.scores_dir / MONITORING_DIR / MONITORING_FILE,
+        )
         self.last_reload: ReloadStatus | None = None
         self._reload_lock = asyncio.Lock()
 

@@ -207,7 +207,11 @@ def monitoring_profile(
         return {}
     profile = count_profile(frame, reference)
     profile["tables"] = table_profile(
-        loaded.tables, as_of=as_of, rows_in=loaded.rows_in, quarantined=quarantined
+        loaded.tables,
+        as_of=as_of,
+        rows_in=loaded.rows_in,
+        quarantined=quarantined,
+        reference=reference.get("tables", {}),
     )
     return {SNAPSHOT_PROFILE_KEY: profile}
 

@@ -139,7 +139,7 @@ def snapshot_row(
         "top_n": top_n,
         "estimated": checks.estimated(frame, top),
         "realized": None,
-        "drift": checks.drift(reference, meta.get(SNAPSHOT_PROFILE_KEY), thresholds.ignore),
+        "drift": checks.drift(reference, meta.get(SNAPSHOT_PROFILE_KEY), thresholds),
     }
     if row["horizon_passed"]:
         labels = churn_labels(
@@ -175,8 +175,10 @@ def summary(rows: list[dict[str, Any]], alerts: list[dict[str, Any]], version: s
         "model_version": version,
         "realized_auc": labelled[-1]["realized"]["roc_auc"] if labelled else None,
         "realized_as_of": labelled[-1]["as_of"] if labelled else None,
+        "realized_model_version": labelled[-1]["model_version"] if labelled else None,
         "estimated_auc": (latest.get("estimated") or {}).get("roc_auc"),
         "estimated_as_of": latest.get("as_of"),
+        "estimated_model_version": latest.get("model_version"),
         "psi_max": drift.get("psi_max"),
         "missing_change_max": drift.get("missing_change_max"),
         "alerts": len(alerts),

@@ -18,7 +18,7 @@ Per snapshot (docs/monitoring.md explains each figure):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ class Thresholds:
     estimated_auc_drop: float = 0.05
     ece_max: float = 0.1
     psi_max: float = 0.2
+    psi_p_value: float = 0.05
     missing_change: float = 0.1
     share_change: float = 0.1
     rows_change: float = 0.5
@@ -60,6 +61,7 @@ class Thresholds:
             estimated_auc_drop=settings.monitor_estimated_auc_drop,
             ece_max=settings.monitor_ece_max,
             psi_max=settings.monitor_psi_max,
+            psi_p_value=settings.monitor_psi_p_value,
             missing_change=settings.monitor_missing_change,
             share_change=settings.monitor_share_change,
             rows_change=settings.monitor_rows_change,
@@ -144,21 +146,48 @@ def realized(frame: pd.DataFrame, labels: pd.Series, top: np.ndarray) -> dict[st
     return out
 
 
+def is_segment(name: str) -> bool:
+    """A column within one value of a categorical column (``effort_score[channel=phone]``)."""
+    return "[" in name
+
+
+def significant(row: Mapping[str, Any], p_value: float) -> bool:
+    """The row's shift is unlikely from sampling alone (or its p-value is not known)."""
+    p = row.get("p_value")
+    return p is None or not math.isfinite(p) or p < p_value
+
+
 def drift(
-    reference: Mapping[str, Any] | None, profile: Mapping[str, Any] | None, ignore: Sequence[str]
+    reference: Mapping[str, Any] | None,
+    profile: Mapping[str, Any] | None,
+    thresholds: Thresholds,
 ) -> dict[str, Any]:
     """Per-feature and per-table drift of a snapshot's profile against the reference, with
-    the largest PSI, missing-rate change and category-share change over the features not in
-    ``ignore``; ``{"note": ...}`` when either side is missing."""
+    the largest PSI, missing-rate change and category-share change over the features and
+    input columns not ignored (segments count for the PSI when significant, and not for the
+    rates: a few dozen rows move them by chance); ``{"note": ...}`` when a side is missing."""
+    ignore = thresholds.ignore
     if not reference or not profile:
         why = "the model has no reference" if not reference else "the snapshot has no profile"
         return {"note": f"no drift figures: {why} (train and score again)"}
     features = compare(reference, profile)
     tables = compare_tables(reference.get("tables", {}), profile.get("tables", {}))
-    watched = [r for r in features if r["feature"] not in ignore]
+    # input-table columns as "table.column", held to the same thresholds as the features
+    columns = [
+        {**c, "feature": f"{t['table']}.{c['feature']}"} for t in tables for c in t.pop("columns")
+    ]
+    watched = [r for r in [*features, *columns] if r["feature"] not in ignore]
+    # Bonferroni: the family-wise level over every PSI test of this snapshot
+    tests = sum(1 for r in watched if r.get("p_value") is not None and math.isfinite(r["p_value"]))
+    limit = thresholds.psi_p_value / max(tests, 1)
 
     def top(key: str) -> tuple[float | None, str | None]:
-        values = [(abs(r[key]), r) for r in watched if r.get(key) is not None]
+        if key == "psi":
+            rows = [r for r in watched if significant(r, limit)]
+            rows = [r for r in rows if not is_segment(r["feature"]) or r.get("p_value") is not None]
+        else:
+            rows = [r for r in watched if not is_segment(r["feature"])]
+        values = [(abs(r[key]), r) for r in rows if r.get(key) is not None]
         values = [(v, r) for v, r in values if math.isfinite(v)]
         if not values:
             return None, None
@@ -169,17 +198,22 @@ def drift(
     missing, missing_feature = top("missing_change")
     share, share_feature = top("max_share_change")
     return {
+        "psi_tests": tests,
+        "p_value_limit": limit,
         "psi_max": psi_max,
         "psi_feature": psi_feature,
         "missing_change_max": missing,
         "missing_feature": missing_feature,
         "share_change_max": share,
         "share_feature": share_feature,
-        "features": [
-            {k: (_f(v) if isinstance(v, float) else v) for k, v in r.items()} for r in features
-        ],
+        "features": [_clean_row(r) for r in features],
+        "columns": [_clean_row(r) for r in columns],
         "tables": tables,
     }
+
+
+def _clean_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (_f(v) if isinstance(v, float) else v) for k, v in row.items()}
 
 
 def _alert(check: str, row: Mapping[str, Any], subject: str, value: float, limit: float, text: str):
@@ -192,6 +226,10 @@ def _alert(check: str, row: Mapping[str, Any], subject: str, value: float, limit
         "threshold": limit,
         "message": f"snapshot {row['as_of'][:10]} (v{row['model_version']}): {text}",
     }
+
+
+def _kind(name: str) -> str:
+    return "input column" if "." in name else "feature"
 
 
 def performance_alerts(row: Mapping[str, Any], t: Thresholds) -> list[dict[str, Any]]:
@@ -218,16 +256,22 @@ def input_alerts(row: Mapping[str, Any], t: Thresholds) -> list[dict[str, Any]]:
         text = f"estimated ROC-AUC {est:.3f} is {ref - est:.3f} below validation {ref:.3f}"
         out.append(_alert("estimated_auc_drop", row, "roc_auc", est, t.estimated_auc_drop, text))
     d = row.get("drift") or {}
-    for r in d.get("features", []):
+    limit = d.get("p_value_limit", t.psi_p_value)
+    for r in [*d.get("features", []), *d.get("columns", [])]:
         name = r["feature"]
         if name in t.ignore:
             continue
-        if r.get("psi") is not None and r["psi"] > t.psi_max:
-            text = f"feature {name}: PSI {r['psi']:.3f} > {t.psi_max}"
+        if r.get("psi") is not None and r["psi"] > t.psi_max and significant(r, limit):
+            p = r.get("p_value")
+            text = f"{_kind(name)} {name}: PSI {r['psi']:.3f} > {t.psi_max}" + (
+                f" (p = {p:.1e}, {r.get('n', 0):,} values)" if p is not None else ""
+            )
             out.append(_alert("psi", row, name, r["psi"], t.psi_max, text))
+        if is_segment(name):
+            continue  # rates of a few dozen rows move by chance: the whole column's are checked
         if abs(r["missing_change"]) > t.missing_change:
             text = (
-                f"feature {name}: missing rate {r['missing_reference']:.1%} -> "
+                f"{_kind(name)} {name}: missing rate {r['missing_reference']:.1%} -> "
                 f"{r['missing_snapshot']:.1%}"
             )
             out.append(
@@ -235,7 +279,7 @@ def input_alerts(row: Mapping[str, Any], t: Thresholds) -> list[dict[str, Any]]:
             )
         change = r.get("max_share_change")
         if change is not None and abs(change) > t.share_change:
-            text = f"feature {name}: share of '{r['category']}' changed by {change:+.1%}"
+            text = f"{_kind(name)} {name}: share of '{r['category']}' changed by {change:+.1%}"
             out.append(_alert("share_change", row, name, change, t.share_change, text))
     for r in d.get("tables", []):
         change = r.get("rows_per_day_change")

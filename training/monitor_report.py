@@ -16,8 +16,9 @@ from typing import Any
 from training.report import STYLE
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-WIDTH, HEIGHT = 460, 230
-_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 12, 26, 40
+WIDTH, HEIGHT = 460, 250
+#: The bottom margin holds the x labels and up to three rows of legend.
+_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 12, 26, 62
 EXTRA_STYLE = (
     ".alert{background:#fdecea;border-left:4px solid #c0392b;padding:4px 8px;margin:2px 0}"
     ".ok{background:#eafaf1;border-left:4px solid #27ae60;padding:4px 8px}"
@@ -87,9 +88,10 @@ def line_chart(
                 f"font-size='10'>{_e(label)}</text>"
             )
     legend: list[tuple[str, str, bool]] = []
-    for name, v in (hlines or {}).items():
-        if v is None:
+    for name, level in (hlines or {}).items():
+        if level is None:
             continue
+        v = level
         color = "#c0392b" if "alert" in name or "threshold" in name else "#888"
         parts.append(
             f"<line x1='{_LEFT}' x2='{WIDTH - _RIGHT}' y1='{y(v):.1f}' y2='{y(v):.1f}' "
@@ -100,14 +102,15 @@ def line_chart(
         color = COLORS[j % len(COLORS)]
         dash = " stroke-dasharray='6,3'" if name in dashed else ""
         run: list[str] = []
-        for i, v in enumerate([*points, None]):
-            if v is not None:
+        for i, point in enumerate([*points, None]):
+            if point is not None:
+                v = point
                 run.append(f"{x(i):.1f},{y(v):.1f}")
                 parts.append(
                     f"<circle cx='{x(i):.1f}' cy='{y(v):.1f}' r='2.5' fill='{color}'>"
                     f"<title>{_e(name)} {_e(x_labels[i])}: {format(v, y_format)}</title></circle>"
                 )
-            elif run:
+            elif run:  # a gap (or the end): draw the run so far
                 parts.append(
                     f"<polyline fill='none' stroke='{color}' stroke-width='1.8'{dash} "
                     f"points='{' '.join(run)}'/>"
@@ -116,7 +119,7 @@ def line_chart(
         legend.append((name, color, bool(dash)))
     for k, (name, color, is_dashed) in enumerate(legend):
         lx = _LEFT + (k % 3) * (pw / 3)
-        ly = HEIGHT - 14 + (k // 3) * 11 - (11 if len(legend) > 3 else 0)
+        ly = HEIGHT - _BOTTOM + 32 + (k // 3) * 12
         dash = " stroke-dasharray='4,2'" if is_dashed else ""
         parts.append(
             f"<line x1='{lx:.1f}' x2='{lx + 14:.1f}' y1='{ly - 3}' y2='{ly - 3}' "
@@ -149,6 +152,21 @@ def _feature_series(rows: list[dict], key: str, ignore: Sequence[str], top: int 
     return {k: by[k] for k in ranked[:top]}
 
 
+def _significant_series(rows: list[dict], ignore: Sequence[str], top: int = 5) -> dict:
+    """PSI of the input columns and segments, per snapshot only where it passed that
+    snapshot's p-value limit (elsewhere a gap), for the ``top`` that moved most."""
+    by: dict[str, list[float | None]] = {}
+    for i, row in enumerate(rows):
+        limit = _get(row, "drift", "p_value_limit") or 0.0
+        for f in _get(row, "drift", "columns") or []:
+            p = f.get("p_value")
+            if f["feature"] in ignore or f.get("psi") is None or p is None or p >= limit:
+                continue
+            by.setdefault(f["feature"], [None] * len(rows))[i] = f["psi"]
+    ranked = sorted(by, key=lambda k: -max(v for v in by[k] if v is not None))
+    return {k: by[k] for k in ranked[:top]}
+
+
 def _table_series(rows: list[dict]) -> tuple[dict, dict]:
     """Rows per day change and quarantine rate per reason, per table, over the snapshots."""
     change: dict[str, list[float | None]] = {}
@@ -160,6 +178,17 @@ def _table_series(rows: list[dict]) -> tuple[dict, dict]:
             for reason, q in t["quarantine"].items():
                 quarantine.setdefault(f"{t['table']}.{reason}", [None] * len(rows))[i] = q["rate"]
     return change, quarantine
+
+
+def _observed_expected(
+    title: str, x: Sequence[str], rows: list[dict], key: str, y_format: str
+) -> str:
+    """A chart of figure ``key``: realized (solid, where labels are in) and estimated."""
+    series = {
+        "observed": [_get(r, "realized", key) for r in rows],
+        "expected": [_get(r, "estimated", key) for r in rows],
+    }
+    return line_chart(title, x, series, dashed=("expected",), y_format=y_format)
 
 
 def _rows_table(rows: list[dict]) -> str:
@@ -230,13 +259,20 @@ def _drift_table(row: dict, ignore: Sequence[str]) -> str:
         flag = " (not alerted)" if f["feature"] in ignore else ""
         return (
             f"<tr><td style='text-align:left'>{_e(f['feature'])}{flag}</td><td>{_e(f['kind'])}</td>"
-            f"<td>{_fmt(f.get('psi'))}</td><td>{f['missing_reference']:.3f}</td>"
+            f"<td>{_fmt(f.get('psi'))}</td><td>{_fmt(f.get('p_value'), '.1e')}</td>"
+            f"<td>{f.get('n') if f.get('n') is not None else '-'}</td>"
+            f"<td>{f['missing_reference']:.3f}</td>"
             f"<td>{f['missing_snapshot']:.3f}</td><td>{share}</td></tr>"
         )
 
     head = (
-        "<tr><th>feature</th><th>kind</th><th>PSI</th><th>missing (reference)</th>"
+        "<tr><th>feature or input column</th><th>kind</th><th>PSI</th><th>p-value</th>"
+        "<th>values</th><th>missing (reference)</th>"
         "<th>missing (snapshot)</th><th>largest category share change</th></tr>"
+    )
+    features = sorted(
+        [*features, *(_get(row, "drift", "columns") or [])],
+        key=lambda f: -(f.get("psi") or 0.0) if (f.get("p_value") or 0.0) < 0.05 else 0.0,
     )
     first, rest = features[:15], features[15:]
     out = f"<table>{head}{''.join(line(f) for f in first)}</table>"
@@ -274,6 +310,7 @@ def render_monitoring_report(doc: Mapping[str, Any]) -> str:
     ref_auc = next((r["reference_auc"] for r in reversed(rows) if r["reference_auc"]), None)
     alerts = doc["alerts"]
     s = doc["summary"]
+    top_n = rows[-1]["top_n"]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Monitoring: {_e(doc['model_name'])} v{_e(doc['model_version'])}</title>",
@@ -321,44 +358,19 @@ def render_monitoring_report(doc: Mapping[str, Any]) -> str:
             hlines={"threshold": t["ece_max"]},
             y_format=".3f",
         ),
-        line_chart(
-            "Churn rate: observed and expected",
-            x,
-            {
-                "observed": [_get(r, "realized", "churn_rate") for r in rows],
-                "expected": [_get(r, "estimated", "churn_rate") for r in rows],
-            },
-            dashed=("expected",),
-            y_format=".3f",
+        _observed_expected("Churn rate: observed and expected", x, rows, "churn_rate", ".3f"),
+        _observed_expected(
+            "Lift in the top 10%: observed and expected", x, rows, "lift_top10", ".2f"
         ),
-        line_chart(
-            "Lift in the top 10%: observed and expected",
-            x,
-            {
-                "observed": [_get(r, "realized", "lift_top10") for r in rows],
-                "expected": [_get(r, "estimated", "lift_top10") for r in rows],
-            },
-            dashed=("expected",),
+        _observed_expected(
+            f"Customers lost among the worklist's top {top_n}", x, rows, "lost_top_n", ".0f"
         ),
-        line_chart(
-            f"Customers lost among the worklist's top {rows[-1]['top_n']}",
+        _observed_expected(
+            f"Value (CLV) lost among the worklist's top {top_n}",
             x,
-            {
-                "observed": [_get(r, "realized", "lost_top_n") for r in rows],
-                "expected": [_get(r, "estimated", "lost_top_n") for r in rows],
-            },
-            dashed=("expected",),
-            y_format=".0f",
-        ),
-        line_chart(
-            f"Value (CLV) lost among the worklist's top {rows[-1]['top_n']}",
-            x,
-            {
-                "observed": [_get(r, "realized", "value_lost_top_n") for r in rows],
-                "expected": [_get(r, "estimated", "value_lost_top_n") for r in rows],
-            },
-            dashed=("expected",),
-            y_format=",.0f",
+            rows,
+            "value_lost_top_n",
+            ",.0f",
         ),
         "<h2>Calibration per risk band</h2>",
         _bands_table(next((r for r in reversed(rows) if _get(r, "realized", "bands")), None)),
@@ -367,6 +379,13 @@ def render_monitoring_report(doc: Mapping[str, Any]) -> str:
             "PSI, the 5 features that moved most",
             x,
             _feature_series(rows, "psi", ignore),
+            hlines={"threshold": t["psi_max"]},
+            y_format=".2f",
+        ),
+        line_chart(
+            "PSI of input columns and segments (significant shifts)",
+            x,
+            _significant_series(rows, ignore),
             hlines={"threshold": t["psi_max"]},
             y_format=".2f",
         ),
