@@ -116,6 +116,7 @@ def reference_profile(
                 shares[OTHER] = round(rest / total, _DIGITS)
             entry = {"kind": "category", "shares": shares, "n": sum(counts_by.values())}
         entry["missing_rate"] = round(missing / n, _DIGITS)
+        entry["rows"] = len(frame)
         out["features"][name] = entry
     return out
 
@@ -189,6 +190,19 @@ def p_value(expected: Sequence[float], n_expected: int, actual: Sequence[float])
     return float(chi2_contingency(table, correction=False)[1])
 
 
+def _missing_p_value(ref: Mapping[str, Any], missing: int, rows: int) -> float | None:
+    """Chi-square p-value of the change of a missing rate (None for a reference from
+    before the row counts were stored, or when nothing can be tested)."""
+    if "rows" not in ref:
+        return None
+    ref_rows = int(ref["rows"])
+    ref_missing = round(float(ref["missing_rate"]) * ref_rows)
+    table = np.array([[ref_missing, ref_rows - ref_missing], [missing, rows - missing]], float)
+    if (table.sum(axis=0) == 0).any() or (table.sum(axis=1) == 0).any():
+        return None
+    return float(chi2_contingency(table, correction=False)[1])
+
+
 def compare(reference: Mapping[str, Any], profile: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per feature present in both: ``feature``, ``kind``, ``psi`` (NaN when the
     snapshot has no value of it), ``missing_reference``, ``missing_snapshot``,
@@ -200,13 +214,16 @@ def compare(reference: Mapping[str, Any], profile: Mapping[str, Any]) -> list[di
         got = profile.get("features", {}).get(name)
         if got is None:
             continue
-        missing_now = got["missing"] / max(int(got.get("rows", n)), 1)  # a segment: its rows
+        rows_now = max(int(got.get("rows", n)), 1)  # a segment: its own rows
+        missing_now = got["missing"] / rows_now
         row: dict[str, Any] = {
             "feature": name,
             "kind": ref["kind"],
             "missing_reference": float(ref["missing_rate"]),
             "missing_snapshot": round(missing_now, _DIGITS),
             "missing_change": round(missing_now - float(ref["missing_rate"]), _DIGITS),
+            "missing_p_value": _missing_p_value(ref, got["missing"], rows_now),
+            "rows": rows_now,
         }
         n_ref = int(ref.get("n", 0))
         if ref["kind"] == "numeric":

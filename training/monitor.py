@@ -100,7 +100,7 @@ class _Bundles:
         if version not in self.cache:
             try:
                 self.cache[version] = tracking.load_version(self.settings, version)
-            except (ModelLoadError, ValueError) as exc:
+            except Exception as exc:  # a deleted or unreadable version: no reference, no stop
                 log.warning("v%s not readable, its snapshots get no reference: %s", version, exc)
                 self.cache[version] = None
         return self.cache[version]

@@ -34,6 +34,9 @@ from models.worklist import rank_order
 from training.config import TrainSettings
 from training.evaluate import expected_calibration_error, lift_and_capture
 
+#: Fewest rows of a segment (``effort_score[interaction_type=support_ticket]``) in the
+#: snapshot's window for its missing rate to be checked.
+MIN_SEGMENT_RATE_ROWS = 200
 #: Snapshot columns the figures read.
 COLUMNS = ("customer_id", "churn_probability", "risk_band", "status", "clv", "value_at_risk")
 
@@ -267,9 +270,18 @@ def input_alerts(row: Mapping[str, Any], t: Thresholds) -> list[dict[str, Any]]:
                 f" (p = {p:.1e}, {r.get('n', 0):,} values)" if p is not None else ""
             )
             out.append(_alert("psi", row, name, r["psi"], t.psi_max, text))
-        if is_segment(name):
-            continue  # rates of a few dozen rows move by chance: the whole column's are checked
-        if abs(r["missing_change"]) > t.missing_change:
+        segment = is_segment(name)
+        missing_p = r.get("missing_p_value")
+        # a segment's rate moves by chance over a few dozen rows (and with the mix of a small
+        # one): there it must be significant and over MIN_SEGMENT_RATE_ROWS rows
+        if abs(r["missing_change"]) > t.missing_change and (
+            not segment
+            or (
+                missing_p is not None
+                and missing_p < limit
+                and r.get("rows", 0) >= MIN_SEGMENT_RATE_ROWS
+            )
+        ):
             text = (
                 f"{_kind(name)} {name}: missing rate {r['missing_reference']:.1%} -> "
                 f"{r['missing_snapshot']:.1%}"
@@ -278,7 +290,7 @@ def input_alerts(row: Mapping[str, Any], t: Thresholds) -> list[dict[str, Any]]:
                 _alert("missing_change", row, name, r["missing_change"], t.missing_change, text)
             )
         change = r.get("max_share_change")
-        if change is not None and abs(change) > t.share_change:
+        if change is not None and abs(change) > t.share_change and not segment:
             text = f"{_kind(name)} {name}: share of '{r['category']}' changed by {change:+.1%}"
             out.append(_alert("share_change", row, name, change, t.share_change, text))
     for r in d.get("tables", []):
