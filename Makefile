@@ -13,6 +13,10 @@ AS_OF ?=
 PORT ?= 8000
 CUSTOMERS ?= 20000
 SEED ?= 42
+# make simulate: customers and churn horizon (days) of the simulated year, drift injected mid-year
+SIM_CUSTOMERS ?= 1500
+SIM_HORIZON ?= 30
+DRIFT ?= rename
 NAME ?= crm
 ADMIN ?=
 # make api-key SCOPE=scores|viewer|admin (empty: scores)
@@ -38,7 +42,7 @@ UV ?= $(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv)
 LOCK := requirements.lock
 LATEST_VENV ?= .venv-latest
 
-.PHONY: help install lock data train score export notify monitor serve demo api-key revoke-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui
+.PHONY: help install lock data train score export notify monitor serve demo api-key revoke-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui retrain simulate
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -93,6 +97,12 @@ evaluate: install ## metrics of the champion (or VERSION=n) on DATA, next to the
 
 promote: install ## make VERSION=n the champion if it passes the gate on DATA (FORCE=1 skips the gate)
 	$(BIN)/python -m training promote --data $(DATA) --horizon $(HORIZON) --version $(VERSION) $(if $(FORCE),--force)
+
+retrain: install ## the loop for cron/systemd: train, gate, score, reload the server, monitor; exit codes in docs/monitoring.md
+	$(BIN)/python -m training retrain --data $(DATA) --horizon $(HORIZON) $(ENGINE_FLAGS)
+
+simulate: install ## a simulated year: weekly make retrain on demo data, drift mid-year (SIM_CUSTOMERS, DRIFT)
+	$(BIN)/python -m training simulate --customers $(SIM_CUSTOMERS) --seed $(SEED) --horizon $(SIM_HORIZON) --drift $(DRIFT)
 
 report: install ## fetch the HTML report of the champion (or VERSION=n) into var/report
 	$(BIN)/python -m training report $(if $(VERSION),--version $(VERSION))

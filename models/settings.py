@@ -218,6 +218,17 @@ class TrainSettings(CommonSettings):
     #: Features left out of the drift alerts (shown in the report): time since a fixed date,
     #: which grows with the calendar in any customer base that is not renewed at a steady rate.
     monitor_drift_ignore: str = "tenure_days,T_days"
+    # -- retrain loop (make retrain, docs/monitoring.md "The retrain loop") --------------------
+    #: Base URL of the running server ``make retrain`` reloads after scoring
+    #: (``http://127.0.0.1:8000``); unset: no reload (one log line says so).
+    server_url: str | None = None
+    #: File whose first line is an admin-scope API key (``make api-key NAME=retrain ADMIN=1``),
+    #: or the key itself in ``CHURN_ADMIN_KEY`` (never logged); needed with ``server_url``.
+    admin_key_file: Path | None = None
+    admin_key: SecretStr | None = None
+    reload_timeout_seconds: float = Field(120.0, gt=0, le=3600)
+    #: The lock two runs of ``make retrain`` never hold at once (``flock``, non-blocking).
+    retrain_lock: Path = Path("var/retrain.lock")
 
 
 class ServeSettings(CommonSettings):

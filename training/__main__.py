@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from features.time import as_utc
 from training.config import SettingsError, TrainSettings
 from training.io import DataError
 
@@ -32,11 +33,17 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
 
 
 def _data(args: argparse.Namespace) -> None:
-    from training.demo_data import write_demo_data
+    from training.demo_data import DEMO_END, DEMO_START, Drift, write_demo_data
 
     t0 = time.perf_counter()
     demo = write_demo_data(
-        Path(args.out), n_customers=args.customers, seed=args.seed, horizon_days=args.horizon or 90
+        Path(args.out),
+        n_customers=args.customers,
+        seed=args.seed,
+        horizon_days=args.horizon or 90,
+        start=as_utc(args.start) if args.start else DEMO_START,
+        end=as_utc(args.end) if args.end else DEMO_END,
+        drift=Drift.parse(args.drift) if args.drift else None,
     )
     rows = ", ".join(
         f"{n} {len(getattr(demo, n)):,}"
@@ -166,6 +173,28 @@ def _monitor(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _retrain(args: argparse.Namespace) -> int:
+    from training.retrain import retrain
+
+    result = retrain(_settings(args))
+    print(result.line())
+    return result.exit_code
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from training.simulate import simulate, table
+
+    found = simulate(
+        Path(args.out),
+        customers=args.customers,
+        seed=args.seed,
+        weeks=args.weeks,
+        horizon_days=args.horizon,
+        drift=args.drift,
+    )
+    print(table(found))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customers", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--horizon", type=int, default=None)
+    p.add_argument("--start", default=None, help="first day of the data (default 2024-07-01)")
+    p.add_argument("--end", default=None, help="day after the data ends (default 2026-07-01)")
+    p.add_argument(
+        "--drift",
+        default=None,
+        help="a change in the exports from a date on, e.g. effort_shift:2025-10-01[:phone[:3]] "
+        "or drop_column:2025-10-01[:interactions.effort_score] (docs/demo-data.md)",
+    )
     p.set_defaults(func=_data)
     commands = (
         ("train", _train, "fit, log, register, gate"),
@@ -182,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         ("evaluate", _evaluate, "metrics of a version on the data, with baselines"),
         ("promote", _promote, "make a version champion if it passes the gate"),
         ("report", _report, "fetch a version's HTML report"),
+        ("retrain", _retrain, "train, gate, score, reload the server, monitor (under a lock)"),
     )
     for name, func, text in commands:
         p = sub.add_parser(name, help=text)
@@ -206,6 +244,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("monitor", help="realized and estimated performance, drift, alerts")
     p.add_argument("--data", default=None, help="data folder with the labels (default: settings)")
     p.set_defaults(func=_monitor)
+    p = sub.add_parser("simulate", help="a year of weekly retrains with an injected drift")
+    p.add_argument("--out", default="var/simulate", help="work folder (emptied first)")
+    p.add_argument("--customers", type=int, default=1_500)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--weeks", type=int, default=52)
+    p.add_argument("--horizon", type=int, default=30, help="churn horizon in days")
+    p.add_argument(
+        "--drift",
+        default="rename",
+        help="KIND (effort_shift, drop_column, rename: from mid-year) or a full "
+        "KIND:DATE[:ARG[:AMOUNT]]; 'none' for a control run",
+    )
+    p.set_defaults(func=_simulate)
     p = sub.add_parser("export", help="write the latest worklist as CSV and JSON Lines")
     p.add_argument("--out", default=None, help="output folder (default: CHURN_EXPORT_DIR)")
     p.add_argument(
@@ -219,15 +270,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("mlflow", "alembic", "urllib3", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from training.retrain import EXIT_LOCKED, LockedError
+
     try:
-        code = args.func(args)
+        return int(args.func(args) or 0)  # monitor and retrain return their own exit code
+    except LockedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except (DataError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +203,103 @@ class DemoData:
     ground_truth: pd.DataFrame
 
 
+#: Kinds of :class:`Drift`: what an export starts doing differently from a date on.
+DRIFT_KINDS = ("effort_shift", "drop_column", "rename")
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A change in what the exports show from ``start`` on (the customers behave as before,
+    so the ground truth holds): the simulated year of ``python -m training simulate`` injects
+    one to check that ``make monitor`` notices it.
+
+    - ``effort_shift``: the effort scores of interactions over ``channel`` (default
+      ``phone``) at or after ``start`` read ``amount`` points higher (default +3), clipped
+      to 1-7 -- a survey question reworded on one support channel;
+    - ``drop_column``: ``column`` (``table.column``, default ``interactions.effort_score``)
+      is empty in every row at or after ``start`` -- an export job that stopped filling it;
+    - ``rename``: in ``column`` (default ``interactions.channel``) the value ``old`` reads
+      ``new`` at or after ``start`` (default ``in_app`` -> ``mobile``) -- a CRM that renamed
+      a channel, so the features count those contacts as "other".
+
+    The first two are faint on a small customer base (effort is asked on a few contacts a
+    week), the last is loud: every app session moves (docs/demo-data.md).
+    """
+
+    kind: str
+    start: pd.Timestamp
+    channel: str = "phone"
+    amount: float = 3.0
+    column: str = "interactions.effort_score"
+    old: str = "in_app"
+    new: str = "mobile"
+
+    @classmethod
+    def parse(cls, text: str) -> Drift:
+        """``KIND:DATE[:ARG[:AMOUNT]]``: ``effort_shift:2025-10-01``,
+        ``effort_shift:2025-10-01:chat:2``, ``drop_column:2025-10-01:interactions.csat``,
+        ``rename:2025-10-01[:interactions.channel[:in_app=mobile]]``."""
+        kind, _, rest = text.partition(":")
+        date, _, rest = rest.partition(":")
+        arg, _, amount = rest.partition(":")
+        if kind not in DRIFT_KINDS or not date:
+            raise ValueError(
+                f"drift '{text}': expected KIND:YYYY-MM-DD[:ARG[:AMOUNT]] with KIND one of "
+                f"{', '.join(DRIFT_KINDS)}"
+            )
+        if kind == "rename":
+            column = arg or "interactions.channel"
+            before, _, after = (amount or "in_app=mobile").partition("=")
+            if column.count(".") != 1 or not before or not after:
+                raise ValueError(f"drift '{text}': expected rename:DATE:TABLE.COLUMN:OLD=NEW")
+            return cls(kind, _date(text, date), column=column, old=before, new=after)
+        start = _date(text, date)
+        try:
+            shift = float(amount) if amount else 3.0
+        except ValueError:
+            raise ValueError(f"drift '{text}': unreadable amount '{amount}'") from None
+        if kind == "effort_shift":
+            channel = arg or "phone"
+            if channel not in INTERACTION_CHANNELS:
+                raise ValueError(
+                    f"drift '{text}': channel '{channel}' is not one of {', '.join(CHANNELS)}"
+                )
+            return cls(kind, start, channel=channel, amount=shift)
+        column = arg or "interactions.effort_score"
+        if column.count(".") != 1:
+            raise ValueError(f"drift '{text}': the column must read TABLE.COLUMN")
+        return cls(kind, start, column=column)
+
+    def apply(self, data: DemoData) -> DemoData:
+        """``data`` with the drift applied to its exported tables (rows at or after
+        ``start``; the ground truth is unchanged)."""
+        if self.kind == "effort_shift":
+            table = data.interactions.copy()
+            rows = (table["timestamp"] >= self.start) & (table["channel"] == self.channel)
+            shifted = (table.loc[rows, "effort_score"] + round(self.amount)).clip(1, 7)
+            table.loc[rows, "effort_score"] = shifted.astype("Int64")
+            return replace(data, interactions=table)
+        name, column = self.column.split(".")
+        if name not in ("transactions", "interactions", "surveys"):
+            raise ValueError(f"drift {self.kind}: table '{name}' has no timestamp to start from")
+        table = getattr(data, name).copy()
+        if column not in table.columns or column in ("customer_id", "timestamp"):
+            raise ValueError(f"drift {self.kind}: '{self.column}' is not a column to change")
+        after = table["timestamp"] >= self.start
+        if self.kind == "rename":
+            table.loc[after & (table[column] == self.old), column] = self.new
+        else:
+            table.loc[after, column] = pd.NA
+        return replace(data, **{name: table})
+
+
+def _date(text: str, date: str) -> pd.Timestamp:
+    try:
+        return as_utc(date)
+    except ValueError:
+        raise ValueError(f"drift '{text}': unreadable date '{date}'") from None
+
+
 @dataclass(frozen=True)
 class _Latents:
     """Per-customer latent state; rates are per day, times are days after ``start``."""
@@ -307,6 +404,7 @@ def generate_demo_data(
     start: pd.Timestamp = DEMO_START,
     end: pd.Timestamp = DEMO_END,
     horizon_days: int = 90,
+    drift: Drift | None = None,
 ) -> DemoData:
     """Simulate the demo tables and each customer's true churn probability.
 
@@ -318,6 +416,7 @@ def generate_demo_data(
     start, end : observation window ``[start, end)`` (UTC); every event lies inside it.
     horizon_days : churn horizon in days; ground truth is taken at
         ``as_of = end - horizon_days`` so the realised label window ``(as_of, end]`` is complete.
+    drift : a change in the exports from a date on (:class:`Drift`); default none.
 
     Returns
     -------
@@ -350,7 +449,7 @@ def generate_demo_data(
     contacts = frames.interactions(interactions, lat, rng_events)
     surveys = frames.surveys(*_draw_surveys(lat, drop_day, span_days, rng_events))
     sessions = frames.sessions(*_draw_sessions(lat, drop_day, span_days, rng_events))
-    return DemoData(
+    data = DemoData(
         customers=_customers_frame(ids, start, lat),
         transactions=transactions,
         interactions=_merge_sorted(contacts, sessions),
@@ -359,6 +458,7 @@ def generate_demo_data(
             ids, lat, drop_day, state_at_as_of, start, as_of_day, horizon_days, rng_truth
         ),
     )
+    return data if drift is None else drift.apply(data)
 
 
 def write_demo_data(
@@ -367,15 +467,21 @@ def write_demo_data(
     *,
     seed: int = 42,
     horizon_days: int = 90,
+    start: pd.Timestamp = DEMO_START,
+    end: pd.Timestamp = DEMO_END,
+    drift: Drift | None = None,
 ) -> DemoData:
-    """Generate the demo data over ``[DEMO_START, DEMO_END)`` and write it as parquet.
+    """Generate the demo data over ``[start, end)`` (default ``[DEMO_START, DEMO_END)``),
+    with an optional :class:`Drift`, and write it as parquet.
 
     Writes ``customers``, ``transactions``, ``interactions`` and ``surveys`` as
     ``out_dir/NAME.parquet`` and the ground truth into ``out_dir/truth/ground_truth.parquet``:
     a subfolder, so a reader of the data folder never takes the answer key for an input table.
     Returns the generated :class:`DemoData`.
     """
-    data = generate_demo_data(n_customers, seed=seed, horizon_days=horizon_days)
+    data = generate_demo_data(
+        n_customers, seed=seed, start=start, end=end, horizon_days=horizon_days, drift=drift
+    )
     out = Path(out_dir)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     for name in ("customers", "transactions", "interactions", "surveys"):

@@ -91,11 +91,14 @@ class TrainResult:
     summary: str = ""
 
 
-def fit_churn(frames: Frames, settings: TrainSettings) -> tuple[ChurnModel, dict[str, float]]:
+def fit_churn(
+    frames: Frames, settings: TrainSettings, *, params: dict[str, Any] | None = None
+) -> tuple[ChurnModel, dict[str, float]]:
     """LightGBM on the training cutoffs, early-stopped and then calibrated on the calibration
-    half of the validation cutoff; returns the model and each calibration method's loss."""
+    half of the validation cutoff; returns the model and each calibration method's loss
+    (``params``: LightGBM parameters over the defaults, e.g. ``num_threads``)."""
     x = frames.features
-    model = ChurnModel(params={"seed": settings.seed}).fit(
+    model = ChurnModel(params={"seed": settings.seed, **(params or {})}).fit(
         frames.train[x],
         frames.train["churned"].astype(int),
         X_valid=frames.calibration[x],
