@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
+from models import tree_shap
 from models.calibration import Calibrator, choose_calibrator
 
 #: Below this share of the minority class, classes are reweighted (calibration undoes the
@@ -472,7 +473,10 @@ class ChurnModel:
         rate to expected purchases. Contributions plus the trees' expected value plus
         :meth:`prior_expected_logit` sum to the model's log-odds."""
         matrix = X if isinstance(X, np.ndarray) else self.encode(X)
-        if self.best_iteration_ > 0:
+        if self.best_iteration_ > 0 and len(matrix) >= tree_shap.MIN_ROWS:
+            # a population (make score): each tree once per distinct path, models/tree_shap.py
+            contrib = tree_shap.pred_contrib(self.booster_, matrix, self.best_iteration_)[:, :-1]
+        elif self.best_iteration_ > 0:
             contrib = cast(
                 np.ndarray,
                 self.booster_.predict(
