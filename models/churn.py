@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from features.model_outputs import EXPECTED_PURCHASES, P_ALIVE
+from models import tree_shap
 from models.calibration import Calibrator, choose_calibrator
 
 #: Below this share of the minority class, classes are reweighted (calibration undoes the
@@ -479,7 +480,11 @@ class ChurnModel:
         LightGBM call: the trees' raw score is the sum of their SHAP values (expected value
         included), so scoring asks the booster once per row, not twice (for one customer
         each call costs a fixed ~0.2 ms besides the trees)."""
-        if self.best_iteration_ > 0:
+        if self.best_iteration_ > 0 and len(matrix) >= tree_shap.MIN_ROWS:
+            # a population (make score): each tree once per distinct path, models/tree_shap.py
+            full = tree_shap.pred_contrib(self.booster_, matrix, self.best_iteration_)
+            trees, contrib = full.sum(axis=1), full[:, :-1]
+        elif self.best_iteration_ > 0:
             full = cast(
                 np.ndarray,
                 self.booster_.predict(

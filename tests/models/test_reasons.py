@@ -30,6 +30,7 @@ from models.distribution import (
     quantile_grid,
     risk_band,
 )
+from models.reasons import base_offset, explain_batch, explain_rows
 from models.scoring import score_population
 
 FIXED = {"medium": 0.3, "high": 0.6}
@@ -292,3 +293,32 @@ def test_scoring_probability_from_the_contributions_is_the_models(case, cases) -
     np.testing.assert_allclose(proba, churn.predict_proba(matrix), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(contrib, churn.contributions(matrix))
     assert proba.std() > 0.01  # a real spread of probabilities, not a constant
+
+
+@pytest.mark.parametrize("case", ["trees", "prior alone", "high base rate"])
+@pytest.mark.parametrize("k", [3, 50])
+def test_batch_reasons_are_those_of_the_per_customer_path(case, k, cases) -> None:
+    """``make score`` explains every customer on whole columns (explain_batch), a request
+    row by row (explain_rows): the same reasons, to the last digit, with missing values."""
+    bundle, frame = cases[case]
+    frame = frame.iloc[:400].copy()
+    rng = np.random.default_rng(3)
+    for name in ("days_since_last_purchase", "effort_score_mean_90d", "bgnbd_p_alive"):
+        frame.loc[rng.random(len(frame)) < 0.2, name] = np.nan
+    frame.loc[rng.random(len(frame)) < 0.1, "plan"] = np.nan
+    churn = bundle.churn
+    _, reference = score_population(bundle, frame, rule=BandRule())
+    contributions = churn.contributions(frame[churn.features_])
+    kwargs = {
+        "offset": base_offset(churn, reference.base_rate),
+        "feature_grids": reference.feature_grids,
+        "k": k,
+    }
+    # a feature the frame lacks has no value and no percentile
+    features = [*churn.features_, "unresolved_90d"]
+    contributions = np.column_stack([contributions, rng.normal(0, 0.3, len(frame))])
+    batch = explain_batch(frame, contributions, features, **kwargs)
+    rows = explain_rows(frame, contributions, features, **kwargs)
+    assert sum(map(len, batch)) >= len(frame)
+    assert any(r["value"] is None for reasons in rows for r in reasons)
+    assert batch == rows
