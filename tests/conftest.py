@@ -1,8 +1,11 @@
-"""Shared fixtures: a small seeded demo data set and isolated MLflow / output folders."""
+"""Shared fixtures: a small seeded demo data set, isolated MLflow / output folders, and the
+training command run in this process."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -48,3 +51,41 @@ def postgres_url() -> Iterator[str]:
     require_postgres()
     with postgres_server() as url:
         yield url
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a command run in this process returned and printed (``subprocess``'s names)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture()
+def training_cli(monkeypatch, capsys):
+    """``training_cli(args, env, cwd)``: ``python -m training ARGS`` run in this process with
+    ``env``'s project and MLflow settings (and no others) and ``cwd`` as the working folder.
+
+    For tests of what a command decides (exit code, its one error line): the same ``main``
+    without the seconds a new interpreter spends importing pandas, LightGBM and MLflow. That
+    the exit code and the error line reach a shell is tested once as a real subprocess
+    (tests/test_end_to_end.py)."""
+    from training.__main__ import main
+
+    def run(args: list[str], env: dict[str, str], cwd: Path) -> Completed:
+        # recorded even when unset, so whatever MLflow exports during the command is undone
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+        for name in list(os.environ):
+            if name.startswith(("CHURN_", "MLFLOW_")):
+                monkeypatch.delenv(name)
+        for name, value in env.items():
+            if name.startswith(("CHURN_", "MLFLOW_")):
+                monkeypatch.setenv(name, value)
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()  # only this command's output
+        code = main(args)
+        out, err = capsys.readouterr()
+        return Completed(code, out, err)
+
+    return run
