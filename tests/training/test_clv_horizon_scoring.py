@@ -14,17 +14,14 @@ from models.history import latest_folder
 from serving.snapshot import load_snapshot
 from training.__main__ import main
 from training.batch import score
-from training.pipeline import train
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory, demo_dir, make_settings):
-    root = tmp_path_factory.mktemp("clv-horizon")
-    settings = make_settings(root, demo_dir)
-    train(settings)
-    return settings
+def settings(tmp_path_factory, demo_trained):
+    # scores the session's demo run (its champion) into a folder of this module
+    return demo_trained.reader(tmp_path_factory.mktemp("clv-horizon"))
 
 
 def _snapshot(settings, **overrides) -> tuple[pd.DataFrame, dict]:  # type: ignore[type-arg]

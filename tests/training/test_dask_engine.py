@@ -107,13 +107,15 @@ def test_clv_parameters_equal_the_local_fit(staged, local, dask_settings):
 
 
 @pytest.fixture(scope="module")
-def trained(dask_settings, local):
+def trained(dask_settings, demo_trained):
     dask_result = engine.train(dask_settings.model_copy(update={"force_promote": True}))
-    local_result = engine.train(local[0].model_copy(update={"force_promote": True}))
-    return dask_result, local_result
+    # the local engine's run on the same data with the same settings: the session's demo run
+    return dask_result, demo_trained.result
 
 
-def test_churn_on_dask_is_as_good_as_local_and_saved_the_same_way(trained, dask_settings):
+def test_churn_on_dask_is_as_good_as_local_and_saved_the_same_way(
+    trained, dask_settings, demo_trained
+):
     on_dask, on_local = trained
     assert abs(on_dask.metrics["valid.roc_auc"] - on_local.metrics["valid.roc_auc"]) < 0.01
     assert on_dask.metrics["valid.roc_auc"] > 0.7
@@ -123,8 +125,10 @@ def test_churn_on_dask_is_as_good_as_local_and_saved_the_same_way(trained, dask_
     assert 0 < bundle.churn.best_iteration_ <= bundle.churn.num_boost_round
     assert "baseline.logistic.roc_auc" in on_dask.metrics
     # the CLV holdout evaluation is gathered from the partitions: the same numbers as local
-    client = mlflow.MlflowClient(tracking_uri=dask_settings.mlflow_tracking_uri)
-    dask_m, local_m = (client.get_run(r.run_id).data.metrics for r in (on_dask, on_local))
+    dask_m, local_m = (
+        mlflow.MlflowClient(tracking_uri=s.mlflow_tracking_uri).get_run(r.run_id).data.metrics
+        for s, r in ((dask_settings, on_dask), (demo_trained.settings, on_local))
+    )
     clv = sorted(k for k in local_m if k.startswith("clv_holdout."))
     assert clv
     for k in clv:

@@ -176,15 +176,22 @@ def test_bad_optional_values_are_blanked_and_written_to_fields_csv(tmp_path, cap
     assert "good" not in caplog.text  # the values stay in the local file
 
 
+def _cli_env(root):
+    """The project's settings with everything under root."""
+    return {
+        "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "CHURN_MLFLOW_ARTIFACT_ROOT": str(root / "mlartifacts"),
+        "CHURN_QUARANTINE_DIR": str(root / "quarantine"),
+        "CHURN_SCORES_DIR": str(root / "scores"),
+    }
+
+
 def _train_cli(data_dir, root):
     """``python -m training train --data DIR`` in a subprocess with everything under root."""
     env = {
         **os.environ,
         "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-        "CHURN_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "CHURN_MLFLOW_ARTIFACT_ROOT": str(root / "mlartifacts"),
-        "CHURN_QUARANTINE_DIR": str(root / "quarantine"),
-        "CHURN_SCORES_DIR": str(root / "scores"),
+        **_cli_env(root),
     }
     return subprocess.run(
         [sys.executable, "-m", "training", "train", "--data", str(data_dir)],
@@ -204,7 +211,9 @@ def _train_cli(data_dir, root):
     ],
     ids=["us-dates", "blank-amount"],
 )
-def test_all_quarantined_table_is_one_line_and_exit_2(tmp_path, column, values, expect):
+def test_all_quarantined_table_is_one_line_and_exit_2(
+    tmp_path, column, values, expect, training_cli
+):
     folder = tmp_path / "data"
     folder.mkdir()
     table = pd.DataFrame(
@@ -212,7 +221,7 @@ def test_all_quarantined_table_is_one_line_and_exit_2(tmp_path, column, values, 
     )
     table[column] = values
     table.to_csv(folder / "transactions.csv", index=False)
-    done = _train_cli(folder, tmp_path)
+    done = training_cli(["train", "--data", str(folder)], _cli_env(tmp_path), tmp_path)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in done.stderr

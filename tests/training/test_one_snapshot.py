@@ -18,6 +18,7 @@ import pytest
 from features.schema import Tables
 from models import registry
 from serving.snapshot import load_snapshot
+from tests.conftest import Completed
 from tests.server import run_server, workspace_env
 from training.frames import (
     OUT_OF_TIME,
@@ -263,7 +264,7 @@ def test_two_snapshots_keep_the_out_of_time_validation():
     assert one.one_snapshot and one.training == () and one.validation_kind == RANDOM_SPLIT
 
 
-def _error_line(done: subprocess.CompletedProcess[str]) -> str:
+def _error_line(done: Completed) -> str:
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -271,7 +272,7 @@ def _error_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.slow  # four training runs in subprocesses (make test, not test-fast)
+@pytest.mark.slow  # four training commands up to the label check (make test, not test-fast)
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
@@ -282,7 +283,7 @@ def _error_line(done: subprocess.CompletedProcess[str]) -> str:
         ("none_churned", ("labels", "churned", "one class only", "churned = 0")),
     ],
 )
-def test_whole_table_label_problems_are_one_line_and_exit_2(tmp_path, case, expected):
+def test_whole_table_label_problems_are_one_line_and_exit_2(tmp_path, case, expected, training_cli):
     data = tmp_path / "data"
     customers = telecom_export(data, n=200)
     labels = pd.read_csv(data / "labels.csv", dtype=str)
@@ -294,7 +295,8 @@ def test_whole_table_label_problems_are_one_line_and_exit_2(tmp_path, case, expe
         labels["churned"] = "1" if case == "all_churned" else "0"
     labels.to_csv(data / "labels.csv", index=False)
     assert len(customers) == 200
-    line = _error_line(run(["train", "--data", str(data)], workspace_env(tmp_path), tmp_path))
+    done = training_cli(["train", "--data", str(data)], workspace_env(tmp_path), tmp_path)
+    line = _error_line(done)
     for text in expected:
         assert text in line, line
 

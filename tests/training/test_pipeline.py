@@ -20,10 +20,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, demo_dir, make_settings):
-    root = tmp_path_factory.mktemp("pipeline")
-    settings = make_settings(root, demo_dir)
-    first = train(settings)
+def trained(tmp_path_factory, demo_trained):
+    # the session's demo run is this module's first run, copied: the tests here train and
+    # score on top of it
+    settings = demo_trained.copy_to(tmp_path_factory.mktemp("pipeline"))
+    first = demo_trained.result
     second = train(settings)
     return settings, first, second
 

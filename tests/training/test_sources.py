@@ -363,13 +363,14 @@ def test_postgres_tables_validate_to_the_files_frames(postgres_demo, demo_dir):
 
 @pytest.mark.slow
 def test_postgres_trains_and_scores_the_same_model_as_the_files(
-    postgres_demo, demo_dir, tmp_path_factory, make_settings
+    postgres_demo, demo_trained, tmp_path_factory, make_settings
 ):
-    runs = {}
-    for name, folder in (("files", demo_dir), ("postgres", postgres_demo)):
-        settings = make_settings(tmp_path_factory.mktemp(name), folder)
-        result = train(settings)
-        runs[name] = (tracking.load_version(settings, result.version), score(settings))
+    # the files side is the session's demo run (default settings on demo_dir), scored here
+    files = demo_trained.reader(tmp_path_factory.mktemp("files"))
+    runs = {"files": (tracking.load_version(files, demo_trained.result.version), score(files))}
+    settings = make_settings(tmp_path_factory.mktemp("postgres"), postgres_demo)
+    result = train(settings)
+    runs["postgres"] = (tracking.load_version(settings, result.version), score(settings))
     (files, fscore), (db, pscore) = runs["files"], runs["postgres"]
     assert db.churn.model_text() == files.churn.model_text()
     assert db.clv.params_ == files.clv.params_
