@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from serving.access_log import AccessLogMiddleware
 from serving.admission import AdmissionMiddleware, Counters, RateLimits, RequestTracker, Slots
@@ -21,8 +22,10 @@ from serving.auth import KeyStore, KeyStoreError, authenticate_unless_public
 from serving.body_limit import BodyBudget, BodyLimitMiddleware
 from serving.config import Settings, get_settings
 from serving.errors import CatchAllMiddleware, install_error_handlers
-from serving.routes import customers, health, model, predict, scores
+from serving.routes import customers, health, model, predict, scores, workspace
+from serving.sessions import SessionStore, SignInLimiter
 from serving.state import ServingState
+from serving.workspace import STATIC_DIR
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers.build_router(settings))
     app.include_router(predict.build_router(settings))
     app.include_router(model.router)
+    # The retention workspace (docs/workspace.md): browser sessions and HTML pages.
+    app.state.workspace = workspace.WorkspaceState(
+        sessions=SessionStore(state.key_store, lifetime_seconds=settings.session_hours * 3600),
+        limiter=SignInLimiter(settings.signin_failures_per_minute),
+        settings=settings,
+    )
+    app.include_router(workspace.build_router(settings))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     counters = Counters(state.metrics.registry)
     app.state.counters = counters
     # Replaced by the server's connection guard (serving/__main__.py) when it serves the app.
