@@ -282,6 +282,13 @@ class ServeSettings(CommonSettings):
     signin_failures_per_minute: int = Field(
         5, ge=1, le=1000, description="failed workspace sign-ins per client address a minute"
     )
+    # -- outcomes store (serving/outcomes.py, docs/workspace.md "Outcomes storage") ----------
+    outcomes_url: str | None = Field(
+        None,
+        min_length=1,
+        description="SQLAlchemy URL of the outcomes database; default: sqlite file "
+        "outcomes.db in the scores folder's parent (var/outcomes.db)",
+    )
 
 
 #: Every section: a ``CHURN_*`` name is valid when one of them declares it.

@@ -1,0 +1,1 @@
+"""Alembic migrations of the outcomes store (:mod:`serving.outcomes`), run in code on open."""
