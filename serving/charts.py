@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from html import escape
 
 WIDTH, HEIGHT = 560, 180
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 14, 30
+LEFT, RIGHT, TOP, BOTTOM = 64, 40, 14, 30
 
 
 def _nice_max(value: float) -> float:

@@ -49,7 +49,7 @@ REPORT_CSP = (
     "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
 )
 
-OUTCOME_LABELS = {
+OUTCOME_LABELS = {  # keys: serving.outcomes.OUTCOMES, in that order
     "contacted": "Contacted",
     "no_answer": "No answer",
     "saved": "Saved",

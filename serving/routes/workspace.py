@@ -366,14 +366,14 @@ def build_router(settings: Settings) -> APIRouter:
             },
         )
 
-    @router.get("/workspace/customers/{customer_id}")
+    @router.get("/workspace/customers/{customer_id:path}")
     async def customer(request: Request, customer_id: str) -> Response:
         session = _session(request)
         if session is None:
             return _to_signin()
         return await render_customer(request, session, customer_id)
 
-    @router.post("/workspace/customers/{customer_id}/outcomes")
+    @router.post("/workspace/customers/{customer_id:path}/outcomes")
     async def record_outcome(request: Request, customer_id: str) -> Response:
         session = _session(request)
         if session is None:
@@ -567,7 +567,11 @@ async def render_customer(
         else "first snapshot",
         "clv": ws.money(row["clv"]),
         "clv_range": f"{ws.horizon(row['clv_horizon_days'])}"
-        + (f" · {ws.money(low)}–{ws.money(high)}" if low is not None and high is not None else ""),
+        + (
+            f" · {ws.money(low)} to {ws.money(high)}"
+            if low is not None and high is not None
+            else ""
+        ),
         "horizon": ws.horizon(row["clv_horizon_days"]),
         "value_at_risk": ws.money(row["value_at_risk"]),
         "p_alive": ws.percent(row["p_alive"], 0),
@@ -598,30 +602,44 @@ async def render_customer(
     )
 
 
+#: Metrics of the model page, in order, with what each says (docs/training.md).
+METRICS = (
+    ("roc_auc", "ROC AUC (ranking, higher is better)"),
+    ("pr_auc", "PR AUC (higher is better)"),
+    ("lift_top10", "Lift in the top 10%"),
+    ("capture_top10", "Churners caught in the top 10%"),
+    ("log_loss", "Log loss (lower is better)"),
+    ("brier", "Brier score (lower is better)"),
+    ("ece", "Calibration error (lower is better)"),
+)
+BASELINE_NAMES = {"logistic": "Logistic regression", "bgnbd": "BG/NBD purchases"}
+
+
 def _metric_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """Validation metrics as rows (metric) by columns (the model, then each baseline), from
-    the bundle's flat ``valid.<metric>`` / ``baseline.<name>.<metric>`` names."""
-    columns: dict[str, dict[str, float]] = {}
+    """Validation metrics as rows (:data:`METRICS`) by columns: the model, each baseline and
+    the demo data's oracle where recorded, from the bundle's flat names (``valid.<metric>``,
+    ``baseline.<name>.<metric>``, ``valid.oracle_<metric>``)."""
+    columns: dict[str, dict[str, float]] = {"Model": {}}
     for key, value in metrics.items():
-        if not isinstance(value, int | float) or key.startswith("active."):
+        if not isinstance(value, int | float):
             continue
         parts = key.split(".")
         if parts[0] == "valid" and len(parts) == 2:
-            columns.setdefault("model", {})[parts[1]] = float(value)
+            name = parts[1]
+            if name.startswith("oracle_"):
+                columns.setdefault("Oracle", {})[name.removeprefix("oracle_")] = float(value)
+            else:
+                columns["Model"][name] = float(value)
         elif parts[0] == "baseline" and len(parts) == 3:
-            columns.setdefault(parts[1].replace("_", " "), {})[parts[2]] = float(value)
-        elif parts[0] == "oracle" and len(parts) == 2:
-            columns.setdefault("oracle", {})[parts[1]] = float(value)
-    if "model" not in columns:
+            label = BASELINE_NAMES.get(parts[1], parts[1])
+            columns.setdefault(label, {})[parts[2]] = float(value)
+    if not columns["Model"]:
         return [], []
-    names = list(columns["model"])
     heads = list(columns)
     rows = [
-        (
-            name.replace("_", " "),
-            ["—" if name not in columns[h] else f"{columns[h][name]:.4f}" for h in heads],
-        )
-        for name in names
+        (label, [f"{columns[h][name]:.3f}" if name in columns[h] else "—" for h in heads])
+        for name, label in METRICS
+        if name in columns["Model"]
     ]
     return heads, rows
 
@@ -664,7 +682,15 @@ def render_model(request: Request, session: Session) -> Response:
     else:
         t = meta.get("risk_thresholds", {}) or {}
         bands = [(f"{k.capitalize()} from", ws.percent(v)) for k, v in t.items()]
-    heads, metrics = _metric_table(meta.get("metrics", {}) or {})
+    raw_metrics = meta.get("metrics", {}) or {}
+    heads, metrics = _metric_table(raw_metrics)
+    n, rate = raw_metrics.get("valid.n"), raw_metrics.get("valid.churn_rate")
+    metrics_note = (
+        f"On {int(n):,} test customers held out after the validation cutoff, "
+        f"{ws.percent(rate)} of whom churned."
+        if isinstance(n, int | float) and isinstance(rate, int | float)
+        else ""
+    )
     m = {
         "name": model.name,
         "version": model.version,
@@ -686,6 +712,7 @@ def render_model(request: Request, session: Session) -> Response:
         bands=bands,
         metric_heads=heads,
         metrics=metrics,
+        metrics_note=metrics_note,
         report_url="/workspace/model/report",
         monitoring_url="/workspace/model/monitoring"
         if monitoring_path(settings).is_file()
