@@ -15,6 +15,8 @@ CUSTOMERS ?= 20000
 SEED ?= 42
 NAME ?= crm
 ADMIN ?=
+# make api-key SCOPE=scores|viewer|admin (empty: scores)
+SCOPE ?=
 FORCE ?=
 VERSION ?=
 UI_PORT ?= 5000
@@ -36,7 +38,7 @@ UV ?= $(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv)
 LOCK := requirements.lock
 LATEST_VENV ?= .venv-latest
 
-.PHONY: help install lock data train score export notify serve demo api-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui
+.PHONY: help install lock data train score export notify serve demo api-key revoke-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -101,8 +103,12 @@ mlflow-ui: install ## MLflow UI on 127.0.0.1:UI_PORT (runs, registered versions,
 serve: install ## serve the champion and the latest snapshot on 127.0.0.1:PORT
 	$(BIN)/python -m serving --port $(PORT)
 
-api-key: install ## create an API key for client NAME (ADMIN=1 adds the admin scope); printed once, last line
-	@$(BIN)/python -m serving.keys create --name $(NAME) $(if $(ADMIN),--admin)
+api-key: install ## create an API key for client NAME (SCOPE=scores|viewer|admin, ADMIN=1 = SCOPE=admin); printed once, last line
+	@$(BIN)/python -m serving.keys create --name $(NAME) $(if $(SCOPE),--scope $(SCOPE)) $(if $(ADMIN),--admin)
+
+revoke-key: install ## remove the API key NAME (the server refuses it at once; its web sessions end)
+	@test "$(origin NAME)" != file || { echo "error: name the key to revoke: make revoke-key NAME=..." >&2; exit 2; }
+	@$(BIN)/python -m serving.keys revoke $(NAME)
 
 demo: install data train score ## the whole job on the demo data, then serve with a printed example request
 	@mkdir -p var

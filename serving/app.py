@@ -22,7 +22,8 @@ from serving.auth import KeyStore, KeyStoreError, authenticate_unless_public
 from serving.body_limit import BodyBudget, BodyLimitMiddleware
 from serving.config import Settings, get_settings
 from serving.errors import CatchAllMiddleware, install_error_handlers
-from serving.routes import customers, health, model, predict, scores, workspace
+from serving.outcomes import OutcomeStore, OutcomeStoreError, configured_url
+from serving.routes import customers, health, model, outcomes, predict, scores, workspace
 from serving.sessions import SessionStore, SignInLimiter
 from serving.state import ServingState
 from serving.workspace import STATIC_DIR
@@ -39,13 +40,33 @@ Errors are JSON: `{"error": "<stable code>", "message": "<for people>"}`.
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the model and the snapshot before the first request is served."""
+    """Load the model and the snapshot and open the outcomes store (running its migrations)
+    before the first request is served; close the store at shutdown."""
     app.state.serving.start()
     try:  # read the key store now, so a bad file or mode is reported at start-up
         app.state.serving.key_store.keys()
     except KeyStoreError as exc:
         log.error("%s", exc)
-    yield
+    app.state.outcomes = open_outcomes(app.state.serving.settings)
+    try:
+        yield
+    finally:
+        if app.state.outcomes is not None:
+            app.state.outcomes.close()
+
+
+def open_outcomes(settings: Settings) -> OutcomeStore | None:
+    """The outcomes store of ``settings``, migrated to head; ``None`` (one ERROR line, and
+    503 ``outcomes_unavailable`` from the outcomes routes) when it cannot be opened: the
+    scores are served either way."""
+    url = configured_url(settings.outcomes_url, settings.scores_dir)
+    try:
+        store = OutcomeStore(url)
+    except OutcomeStoreError as exc:
+        log.error("%s", exc)
+        return None
+    log.info("outcomes store %s: schema at head", store.safe_url)
+    return store
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(customers.build_router(settings))
     app.include_router(predict.build_router(settings))
     app.include_router(model.router)
+    app.include_router(outcomes.build_router())
+    app.state.outcomes = None  # opened by ``lifespan``
     # The retention workspace (docs/workspace.md): browser sessions and HTML pages.
     app.state.workspace = workspace.WorkspaceState(
         sessions=SessionStore(state.key_store, lifetime_seconds=settings.session_hours * 3600),

@@ -13,8 +13,14 @@ slow password hash protects low-entropy secrets, which these are not) and a copy
 does not let anyone call the API. A presented key is hashed and compared with *every* stored
 hash in constant time, so neither timing nor the order of the file tells which key matched.
 
-The server re-reads the file when it changes on disk, so creating, rotating or removing a key
-takes effect without a restart. A file that group or others may write is refused (anyone on
+Scopes: ``scores`` (a CRM or a script) and ``viewer`` (a person in the retention workspace)
+may both call every ``/v1`` route but the ``/v1/admin`` ones (scores, at-risk, history,
+model, predict, outcomes); ``admin`` (with ``scores``) may call those too. A key made with ``--scope viewer``
+holds only ``viewer``.
+
+The server re-reads the file when it changes on disk, so creating, rotating or revoking a key
+takes effect without a restart (:meth:`KeyStore.is_active` lets a web session ask whether the
+key it was opened with still holds). A file that group or others may write is refused (anyone on
 the machine could add a key); one they may only read is served with a WARNING naming the fix.
 """
 
@@ -44,6 +50,15 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "ck_"
 SCOPE_SCORES = "scores"
 SCOPE_ADMIN = "admin"
+SCOPE_VIEWER = "viewer"
+#: Scopes that may call the read routes (scores, at-risk, history, model, outcomes).
+READ_SCOPES = frozenset({SCOPE_SCORES, SCOPE_VIEWER})
+#: What ``create_key(scope=...)`` stores for each scope name of the key tool.
+SCOPE_SETS: dict[str, frozenset[str]] = {
+    SCOPE_SCORES: frozenset({SCOPE_SCORES}),
+    SCOPE_VIEWER: frozenset({SCOPE_VIEWER}),
+    SCOPE_ADMIN: frozenset({SCOPE_SCORES, SCOPE_ADMIN}),
+}
 HEADER = "X-API-Key"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -166,15 +181,22 @@ def create_key(
     name: str,
     *,
     admin: bool = False,
+    scope: str | None = None,
     rate_per_second: float | None = None,
     burst: int | None = None,
 ) -> str:
     """Create a key called ``name`` (replacing any key of that name: rotation) and return it.
 
-    The key is returned once and never stored; the store keeps its hash and scopes
-    (``scores``, plus ``admin`` when ``admin`` is true) and, when ``rate_per_second`` is
-    given, its own rate limit (requests per second, ``burst`` requests at once).
+    The key is returned once and never stored; the store keeps its hash and scopes (of
+    ``scope``: ``scores`` by default, ``viewer``, or ``admin`` = ``scores`` + ``admin``;
+    ``admin=True`` is ``scope="admin"``) and, when ``rate_per_second`` is given, its own rate
+    limit (requests per second, ``burst`` requests at once).
     """
+    if admin and scope not in (None, SCOPE_ADMIN):
+        raise ValueError(f"admin=True and scope {scope!r} contradict each other")
+    scope = SCOPE_ADMIN if admin else scope or SCOPE_SCORES
+    if scope not in SCOPE_SETS:
+        raise ValueError(f"unknown scope; use one of: {', '.join(SCOPE_SETS)}")
     _rate_limit(
         None if rate_per_second is None else {"per_second": rate_per_second, "burst": burst}
     )
@@ -184,12 +206,26 @@ def create_key(
             "letter or digit"
         )
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    scopes = frozenset({SCOPE_SCORES, SCOPE_ADMIN} if admin else {SCOPE_SCORES})
+    scopes = SCOPE_SETS[scope]
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     kept = [k for k in read_keys(path) if k.name != name]
     entry = ApiKey(name, hash_key(key), scopes, created, rate_per_second, burst)
     write_keys(path, [*kept, entry])
     return key
+
+
+def revoke_key(path: Path, name: str) -> bool:
+    """Remove the key called ``name`` from the store; ``False`` when there is none.
+
+    A running server stops accepting it with the next request (it re-reads the changed file),
+    and web sessions opened with it end (:meth:`KeyStore.is_active`).
+    """
+    keys = read_keys(path)
+    kept = [k for k in keys if k.name != name]
+    if len(kept) == len(keys):
+        return False
+    write_keys(path, kept)
+    return True
 
 
 def match_key(keys: list[ApiKey], presented: str) -> ApiKey | None:
@@ -233,6 +269,19 @@ class KeyStore:
             return None
         return match_key(self.keys(), presented)
 
+    def is_active(self, name: str, sha256: str | None = None) -> bool:
+        """Whether the key called ``name`` is still in the store (and, with ``sha256``, is
+        still the same key: not rotated since). For web sessions, which keep the key's name
+        and hash instead of the key: a session whose key was revoked or rotated ends.
+
+        Cheap: one ``stat`` of the file; it is re-read only when it changed. Raises
+        :class:`KeyStoreError` when the changed file cannot be read (treat as not active).
+        """
+        for k in self.keys():
+            if k.name == name:
+                return sha256 is None or hmac.compare_digest(k.sha256, sha256.lower())
+        return False
+
 
 _api_key_header = APIKeyHeader(
     name=HEADER, auto_error=False, description="API key made by `make api-key NAME=...`"
@@ -258,7 +307,7 @@ def authenticate(request: Request, presented: str | None) -> ApiKey:
     except KeyStoreError as exc:
         log.error("%s", exc)
         raise ApiError(503, "auth_unavailable", "API keys cannot be checked right now") from exc
-    if key is None or SCOPE_SCORES not in key.scopes:
+    if key is None or not key.scopes & READ_SCOPES:
         raise ApiError(401, "unauthorized", f"a valid API key is required in the {HEADER} header")
     return key
 
@@ -279,14 +328,17 @@ def authenticate_unless_public(request: Request) -> None:
 Client = Annotated[ApiKey, Depends(require_api_key)]
 
 
+def require_scope(key: ApiKey, scope: str) -> ApiKey:
+    """``key`` if it holds ``scope``; else 403 ``forbidden`` naming the scope."""
+    if scope not in key.scopes:
+        raise ApiError(403, "forbidden", f"this route needs an API key with the '{scope}' scope")
+    return key
+
+
 async def require_admin(key: Client) -> ApiKey:
     """FastAPI dependency: the caller's key if it has the admin scope; 401 without a valid
     key, 403 ``forbidden`` with a valid key that lacks the scope."""
-    if SCOPE_ADMIN not in key.scopes:
-        raise ApiError(
-            403, "forbidden", f"this route needs an API key with the '{SCOPE_ADMIN}' scope"
-        )
-    return key
+    return require_scope(key, SCOPE_ADMIN)
 
 
 #: An authenticated caller with the admin scope, for route signatures.

@@ -99,6 +99,12 @@ def default_url(scores_dir: Path) -> str:
     return f"sqlite:///{Path(scores_dir).parent / 'outcomes.db'}"
 
 
+def configured_url(outcomes_url: str | None, scores_dir: Path) -> str:
+    """The store the server opens: the setting ``CHURN_OUTCOMES_URL`` when given, else
+    :func:`default_url`."""
+    return outcomes_url or default_url(scores_dir)
+
+
 def safe_url(url: str | URL) -> str:
     """``url`` with its password masked, for logs and error messages."""
     try:
@@ -209,6 +215,8 @@ class OutcomeStore:
             raise ValueError(f"unknown outcome; use one of: {', '.join(OUTCOMES)}")
         if len(note) > MAX_NOTE_LENGTH:
             raise ValueError(f"note is longer than {MAX_NOTE_LENGTH} characters")
+        if "\x00" in note:
+            raise ValueError("note holds a NUL character")  # PostgreSQL text cannot
         if not 0 < len(customer_id) <= MAX_CUSTOMER_ID_LENGTH:
             raise ValueError(f"customer_id must be 1-{MAX_CUSTOMER_ID_LENGTH} characters")
         if not 0 < len(recorded_by) <= MAX_RECORDED_BY_LENGTH:

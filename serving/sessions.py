@@ -25,10 +25,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from serving.auth import SCOPE_ADMIN, SCOPE_SCORES, ApiKey, KeyStore
+from serving.auth import SCOPE_ADMIN, SCOPE_SCORES, SCOPE_VIEWER, ApiKey, KeyStore, KeyStoreError
 
-#: The viewer scope: may read scores and record outcomes, no admin routes.
-SCOPE_VIEWER = "viewer"
 #: Scopes that may open the workspace.
 WORKSPACE_SCOPES = frozenset({SCOPE_VIEWER, SCOPE_SCORES, SCOPE_ADMIN})
 #: The session cookie's name.
@@ -110,19 +108,13 @@ class SessionStore:
         return len(self._sessions)
 
     def _key_still_valid(self, session: Session) -> bool:
-        """The key the session was opened with is still in the store, unchanged, with a
-        workspace scope; a key store that cannot be read ends no session but admits none
-        (the caller sees None and signs in again once it is readable)."""
+        """The key the session was opened with is still in the store and not rotated (its
+        scopes cannot change without a new key); a key store that cannot be read admits no
+        session (the person signs in again once it is readable)."""
         try:
-            keys = self.key_store.keys()
-        except Exception:  # an unreadable store: treat as revoked, never as valid
+            return self.key_store.is_active(session.key_name, session.key_sha256)
+        except KeyStoreError:
             return False
-        for key in keys:
-            if key.name == session.key_name:
-                return hmac.compare_digest(key.sha256, session.key_sha256) and bool(
-                    key.scopes & WORKSPACE_SCOPES
-                )
-        return False
 
     def _purge(self) -> None:
         now = self.clock()

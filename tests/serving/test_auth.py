@@ -14,11 +14,13 @@ from serving.auth import (
     KEY_PREFIX,
     SCOPE_ADMIN,
     SCOPE_SCORES,
+    SCOPE_VIEWER,
     KeyStore,
     KeyStoreError,
     create_key,
     hash_key,
     read_keys,
+    revoke_key,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -122,3 +124,60 @@ def test_cli_prints_the_key_alone_on_the_last_line(tmp_path: Path) -> None:
     found = KeyStore(path).check(key)
     assert found is not None and found.name == "crm"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_viewer_key_holds_only_the_viewer_scope(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    key = create_key(path, "anna", scope=SCOPE_VIEWER)
+
+    found = KeyStore(path).check(key)
+
+    assert found is not None and found.scopes == {SCOPE_VIEWER}
+    assert create_key(path, "ops", scope=SCOPE_ADMIN) != key
+    assert {k.name: k.scopes for k in read_keys(path)}["ops"] == {SCOPE_SCORES, SCOPE_ADMIN}
+    with pytest.raises(ValueError, match="unknown scope"):
+        create_key(path, "x", scope="root")
+    with pytest.raises(ValueError, match="contradict"):
+        create_key(path, "x", admin=True, scope=SCOPE_VIEWER)
+
+
+def test_is_active_follows_revocation_and_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    create_key(path, "anna", scope=SCOPE_VIEWER)
+    create_key(path, "crm")
+    store = KeyStore(path)
+    (anna,) = [k for k in read_keys(path) if k.name == "anna"]
+    assert store.is_active("anna") and store.is_active("anna", anna.sha256)
+
+    create_key(path, "anna", scope=SCOPE_VIEWER)  # rotated: same name, a new key
+    rotated = store.is_active("anna", anna.sha256)
+    assert revoke_key(path, "anna") is True
+
+    assert not rotated
+    assert not store.is_active("anna") and store.is_active("crm")
+    assert revoke_key(path, "anna") is False, "nothing left to revoke"
+    assert [k.name for k in read_keys(path)] == ["crm"]
+
+
+def test_cli_makes_viewer_keys_and_revokes_them(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "serving.keys", *args, "--file", str(path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=60,
+        )
+
+    made = cli("create", "--name", "anna", "--scope", "viewer")
+    key = made.stdout.splitlines()[-1]
+    found = KeyStore(path).check(key)
+    revoked = cli("revoke", "anna")
+    missing = cli("revoke", "anna")
+
+    assert made.returncode == 0 and "scopes: viewer" in made.stderr
+    assert found is not None and found.scopes == {SCOPE_VIEWER}
+    assert revoked.returncode == 0 and KeyStore(path).check(key) is None
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")

@@ -86,7 +86,7 @@ class Demo:
     key: str
 
     def make_key(self, name: str) -> str:
-        out = _run(["-m", "serving.keys", "create", "--name", name], self.env, self.root)
+        out = _run(["-m", "serving.keys", "create", "--name", name, "--scope", "viewer"], self.env, self.root)
         return out.strip().splitlines()[-1]
 
 
@@ -111,7 +111,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     earlier = (pd.Timestamp(end) - pd.Timedelta(days=30)).strftime("%Y-%m-%dT00:00:00Z")
     _run(["-m", "training", "score", "--data", str(data), "--as-of", earlier], env, root)
     _run(["-m", "training", "score", "--data", str(data)], env, root)
-    key = _run(["-m", "serving.keys", "create", "--name", "anna"], env, root)
+    key = _run(["-m", "serving.keys", "create", "--name", "anna", "--scope", "viewer"], env, root)
     with run_server(root, env) as server:
         yield Demo(server, root, env, key.strip().splitlines()[-1])
 
