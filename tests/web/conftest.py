@@ -86,7 +86,11 @@ class Demo:
     key: str
 
     def make_key(self, name: str) -> str:
-        out = _run(["-m", "serving.keys", "create", "--name", name, "--scope", "viewer"], self.env, self.root)
+        out = _run(
+            ["-m", "serving.keys", "create", "--name", name, "--scope", "viewer"],
+            self.env,
+            self.root,
+        )
         return out.strip().splitlines()[-1]
 
 

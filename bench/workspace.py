@@ -1,0 +1,165 @@
+"""``python -m bench workspace``: server-side render time of the retention workspace's pages.
+
+The target (docs/workspace.md): a worklist page of 50 customers renders in under 100 ms on
+the 20,000-customer demo. One run fits the demo bundle on seeded demo data
+(:func:`bench.serving.fit_demo_bundle`), scores every customer at the demo's ``as_of`` and
+30 days before it (so ``change`` and the risers filter have values), with the plan as the
+segment, loads that snapshot the way the server does (sha256-checked, ranked) into a real app
+(:func:`serving.app.create_app`) with a session and an outcomes store holding outcomes for 5%
+of the customers, and times requests through the whole ASGI stack (middlewares, session
+check, outcomes query, filters, template), in process, so the figure is the server's time
+without the network.
+
+Figures: the median of :data:`ROUNDS` interleaved rounds of each page, and the ratio of each
+page to ``/v1/at-risk`` (the JSON page of 50 with the same ranking, measured in the same
+rounds) as the baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.report import Figure
+
+BENCH = "workspace"
+ROUNDS = 7
+REQUESTS_PER_ROUND = 10
+
+
+def _write_snapshot(folder: Path, scores: pd.DataFrame, version: str, as_of: str) -> None:
+    from models.bundle import sha256_file
+
+    folder.mkdir(parents=True)
+    scores.to_parquet(folder / "snapshot.parquet", index=False)
+    meta = {
+        "model_version": version,
+        "as_of": as_of,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": len(scores),
+        "sha256": sha256_file(folder / "snapshot.parquet"),
+        "horizon_days": 90,
+    }
+    (folder / "snapshot.json").write_text(json.dumps(meta))
+
+
+def _scored(n_customers: int, work: Path) -> tuple[Path, Any]:
+    """Score the demo at its ``as_of`` with the change since 30 days before; the folder and
+    the fitted bundle."""
+    from bench.serving import fit_demo_bundle
+    from features.build import build_features
+    from features.validation import validate_tables
+    from models.scoring import score_frame
+
+    fit = fit_demo_bundle(n_customers, trees=100)
+    tables, _ = validate_tables(fit.raw)
+    before = build_features(tables, as_of=fit.as_of - pd.Timedelta(days=30))
+    previous = score_frame(fit.bundle, before)["churn_probability"]
+    scores = score_frame(fit.bundle, fit.frame).reset_index()
+    scores.insert(1, "as_of", fit.as_of.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    scores["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in scores["top_reasons"]]
+    scores["model_version"] = "1"
+    scores["risk_band"] = scores["risk_band"].astype("str")
+    scores["status"] = scores["status"].astype("str")
+    prev = scores["customer_id"].map(previous)
+    scores["previous_churn_probability"] = prev
+    scores["change"] = scores["churn_probability"] - prev
+    plans = fit.raw["customers"].set_index("customer_id")["plan"].astype(str)
+    scores["segment"] = scores["customer_id"].map(plans)
+    folder = work / "scores"
+    _write_snapshot(folder, scores, "1", fit.as_of.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return folder, fit.bundle
+
+
+def run(quick: bool) -> list[Figure]:
+    """Time the workspace pages on the demo (2,000 customers with ``quick``, else 20,000)."""
+    from starlette.testclient import TestClient
+
+    from models.settings import ServeSettings
+    from serving.app import create_app
+    from serving.at_risk import Ranking
+    from serving.auth import create_key
+    from serving.history import load_history
+    from serving.loader import LoadedModel
+    from serving.outcomes import OutcomeStore
+    from serving.sessions import COOKIE
+    from serving.snapshot import load_snapshot
+    from serving.state import Components
+
+    n_customers = 2000 if quick else 20_000
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        folder, bundle = _scored(n_customers, work)
+        print(
+            f"demo of {n_customers:,} customers fitted and scored in {time.perf_counter() - t0:.0f} s"
+        )
+        settings = ServeSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            scores_dir=folder,
+            api_keys_file=work / "keys.json",
+            model_cache_dir=work / "cache",
+        )
+        key = create_key(settings.api_keys_file, "bench")
+        app = create_app(settings)
+        snapshot = load_snapshot(folder, folder)
+        history = load_history(snapshot, folder, keep=1)
+        model = LoadedModel(bundle, "churn-clv", "1", datetime.now(UTC))
+        app.state.serving.current = Components(model, snapshot, Ranking.build(snapshot), history)
+        store = OutcomeStore(f"sqlite:///{work / 'outcomes.db'}")
+        for cid in list(snapshot.scores)[::20]:
+            store.record(cid, "contacted", "called", "bench")
+        app.state.outcomes = store
+        session = app.state.workspace.sessions.open(app.state.serving.key_store.check(key))
+        client = TestClient(app, cookies={COOKIE: session.token})
+        first = next(iter(snapshot.scores))
+        segment = next(s for s in snapshot.segments.values() if s)
+        pages: dict[str, str] = {
+            "worklist page of 50 (default: at risk)": "/workspace",
+            "worklist, 5 filters + not contacted": f"/workspace?segment={segment}&band=high"
+            "&min_clv=50&change=up1&not_contacted=1&status=not_lapsed",
+            "worklist sorted by churn, page 5": "/workspace?sort=churn_probability&page=5",
+            "worklist id search": "/workspace?q=00012&status=all",
+            "customer page": f"/workspace/customers/{first}",
+            "model page": "/workspace/model",
+        }
+        baseline_path = "/v1/at-risk?status=at_risk"
+        headers = {"X-API-Key": key}
+
+        def timer(path: str, extra: dict[str, str] | None = None) -> Callable[[], float]:
+            def once() -> float:
+                start = time.perf_counter()
+                response = client.get(path, headers=extra)
+                elapsed = time.perf_counter() - start
+                assert response.status_code == 200, (path, response.status_code)
+                return elapsed
+
+            return once
+
+        timers = {name: timer(path) for name, path in pages.items()}
+        timers["baseline: /v1/at-risk JSON page of 50"] = timer(baseline_path, headers)
+        for fn in timers.values():  # warm-up: template compilation, first queries
+            fn()
+        samples: dict[str, list[float]] = {name: [] for name in timers}
+        for _ in range(ROUNDS):  # interleaved: a busy spell on the machine hits every page
+            for name, fn in timers.items():
+                samples[name].extend(fn() for _ in range(REQUESTS_PER_ROUND))
+        store.close()
+    base = statistics.median(samples["baseline: /v1/at-risk JSON page of 50"])
+    figures = []
+    for name, values in samples.items():
+        median = statistics.median(values)
+        target = "< 100 ms" if name.startswith("worklist page of 50") else ""
+        note = "" if name.startswith("baseline") else f"{median / base:.1f}x the /v1/at-risk page"
+        figures.append(
+            Figure(BENCH, f"{name}, {n_customers:,} customers", median * 1000, "ms", target, note)
+        )
+    return figures
