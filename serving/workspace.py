@@ -221,7 +221,8 @@ def activity_items(row: Mapping[str, Any]) -> list[dict[str, str]]:
             shown = format_value(feature, value)
         except (TypeError, ValueError):
             shown = str(value)
-        items.append({"label": describe(feature), "value": shown})
+        label = describe(feature)
+        items.append({"label": label[:1].upper() + label[1:], "value": shown})
     return items
 
 

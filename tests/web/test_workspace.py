@@ -187,7 +187,7 @@ def test_model_page_and_training_report(page, demo: Demo):
         version = client.get("/v1/model").json()["version"]
     assert f"version {version}" in page.locator(".page-head p").inner_text()
     assert page.locator("table.metrics tbody tr").count() >= 3
-    assert "Logistic regression" in page.locator("table.metrics thead").inner_text()
+    assert "Logistic regression" in page.locator("table.metrics thead").text_content()
     save_screenshot(page, "model")
     response = page.request.get(demo.server.url + "/workspace/model/report")
     assert response.status == 200 and "Churn model report" in response.text()
