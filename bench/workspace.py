@@ -35,26 +35,10 @@ ROUNDS = 7
 REQUESTS_PER_ROUND = 10
 
 
-def _write_snapshot(folder: Path, scores: pd.DataFrame, version: str, as_of: str) -> None:
-    from models.bundle import sha256_file
-
-    folder.mkdir(parents=True)
-    scores.to_parquet(folder / "snapshot.parquet", index=False)
-    meta = {
-        "model_version": version,
-        "as_of": as_of,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "rows": len(scores),
-        "sha256": sha256_file(folder / "snapshot.parquet"),
-        "horizon_days": 90,
-    }
-    (folder / "snapshot.json").write_text(json.dumps(meta))
-
-
 def _scored(n_customers: int, work: Path) -> tuple[Path, Any]:
     """Score the demo at its ``as_of`` with the change since 30 days before; the folder and
     the fitted bundle."""
-    from bench.serving import fit_demo_bundle
+    from bench.serving import fit_demo_bundle, write_snapshot
     from features.build import build_features
     from features.validation import validate_tables
     from models.scoring import score_frame
@@ -75,7 +59,7 @@ def _scored(n_customers: int, work: Path) -> tuple[Path, Any]:
     plans = fit.raw["customers"].set_index("customer_id")["plan"].astype(str)
     scores["segment"] = scores["customer_id"].map(plans)
     folder = work / "scores"
-    _write_snapshot(folder, scores, "1", fit.as_of.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    write_snapshot(folder, scores, "1", fit.as_of.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return folder, fit.bundle
 
 

@@ -240,6 +240,18 @@ def _scores(components: Components, session: Session) -> Response | None:
     return None
 
 
+def _with_scores(request: Request) -> tuple[Session, Components] | Response:
+    """The request's session and the components current now, or the page to answer
+    instead: the sign-in redirect without a session, a 503 page without trusted scores."""
+    session = _session(request)
+    if session is None:
+        return _to_signin()
+    components: Components = request.app.state.serving.current
+    if (refused := _scores(components, session)) is not None:
+        return refused
+    return session, components
+
+
 def build_router(settings: Settings) -> APIRouter:
     """The workspace routes (kept out of the OpenAPI schema: they serve HTML)."""
     router = APIRouter(include_in_schema=False)
@@ -337,23 +349,19 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/workspace")
     async def worklist(request: Request) -> Response:
-        session = _session(request)
-        if session is None:
-            return _to_signin()
-        components = request.app.state.serving.current
-        if (refused := _scores(components, session)) is not None:
-            return refused
-        return await render_worklist(request, session, components)
+        gate = _with_scores(request)
+        if isinstance(gate, Response):
+            return gate
+        return await render_worklist(request, *gate)
 
     @router.get("/workspace/worklist.csv")
     async def worklist_csv(request: Request) -> Response:
-        session = _session(request)
-        if session is None:
-            return _to_signin()
-        components = request.app.state.serving.current
-        if (refused := _scores(components, session)) is not None:
-            return refused
+        gate = _with_scores(request)
+        if isinstance(gate, Response):
+            return gate
+        components = gate[1]
         ranking, snapshot = components.ranking, components.snapshot
+        assert ranking is not None and snapshot is not None
         query = WorklistQuery.parse(request.query_params, _state(request).segments(ranking))
         latest = await _latest_outcomes(request)
         page = ranking.page(limit=None, **query.filters(set(latest)))
