@@ -612,13 +612,13 @@ async def render_customer(
 
 #: Metrics of the model page, in order, with what each says (docs/training.md).
 METRICS = (
-    ("roc_auc", "ROC AUC (ranking, higher is better)"),
-    ("pr_auc", "PR AUC (higher is better)"),
-    ("lift_top10", "Lift in the top 10%"),
-    ("capture_top10", "Churners caught in the top 10%"),
-    ("log_loss", "Log loss (lower is better)"),
-    ("brier", "Brier score (lower is better)"),
-    ("ece", "Calibration error (lower is better)"),
+    ("roc_auc", "ROC AUC"),
+    ("pr_auc", "PR AUC"),
+    ("lift_top10", "Lift, top 10%"),
+    ("capture_top10", "Churners caught, top 10%"),
+    ("log_loss", "Log loss"),
+    ("brier", "Brier score"),
+    ("ece", "Calibration error"),
 )
 BASELINE_NAMES = {"logistic": "Logistic regression", "bgnbd": "BG/NBD purchases"}
 
@@ -695,7 +695,8 @@ def render_model(request: Request, session: Session) -> Response:
     n, rate = raw_metrics.get("valid.n"), raw_metrics.get("valid.churn_rate")
     metrics_note = (
         f"On {int(n):,} test customers held out after the validation cutoff, "
-        f"{ws.percent(rate)} of whom churned."
+        f"{ws.percent(rate)} of whom churned. Higher is better for AUC, lift and churners "
+        "caught; lower for log loss, Brier score and calibration error."
         if isinstance(n, int | float) and isinstance(rate, int | float)
         else ""
     )

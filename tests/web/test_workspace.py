@@ -44,10 +44,19 @@ def api(demo: Demo) -> httpx.Client:
     return httpx.Client(base_url=demo.server.url, headers={"X-API-Key": demo.key}, timeout=30)
 
 
-def sign_in(page, demo: Demo, key: str) -> None:
+def submit(page, selector: str):
+    """Click the submit button ``selector`` and wait until the page it leads to has loaded
+    (not merely until the old page is still there); the response of that navigation."""
+    with page.expect_navigation() as navigation:
+        page.click(selector)
+    page.wait_for_load_state()
+    return navigation.value
+
+
+def sign_in(page, demo: Demo, key: str):
     page.goto(demo.server.url + "/")
     page.fill("#api_key", key)
-    page.click("form[action='/signin'] button[type=submit]")
+    return submit(page, "form[action='/signin'] button[type=submit]")
 
 
 def test_signed_out_visitor_gets_the_sign_in_page(page, demo: Demo):
@@ -106,8 +115,7 @@ def test_filtered_csv_is_exactly_what_the_api_lists(page, demo: Demo):
     segment, band = _filter_choice(page)
     page.select_option("#segment", segment)
     page.select_option("#band", band)
-    page.click("form.filters button[type=submit]")
-    page.wait_for_load_state()
+    submit(page, "form.filters button[type=submit]")
     assert page.locator("table.worklist tbody tr").count() > 0
     for row in page.locator("table.worklist tbody tr").all()[:20]:
         cells = row.locator("td").all_inner_texts()
@@ -141,8 +149,7 @@ def test_customer_page_records_an_outcome_shown_in_the_worklist(page, demo: Demo
     save_screenshot(page, "customer")
     page.check("input[name=outcome][value=saved]")
     page.fill("#note", "Offered a loyalty discount; accepted.")
-    page.click("form.outcome-form button[type=submit]")
-    page.wait_for_load_state()
+    submit(page, "form.outcome-form button[type=submit]")
     history = page.locator("table.outcomes tbody tr").first.inner_text()
     assert "Saved" in history and "loyalty discount" in history and "anna" in history
     page.goto(worklist_url)
@@ -150,8 +157,7 @@ def test_customer_page_records_an_outcome_shown_in_the_worklist(page, demo: Demo
     row = page.locator("table.worklist tbody tr", has=page.locator(f"text={customer_id}"))
     assert "Saved" in row.inner_text()
     page.check("#not_contacted")
-    page.click("form.filters button[type=submit]")
-    page.wait_for_load_state()
+    submit(page, "form.filters button[type=submit]")
     assert customer_id not in page.locator("table.worklist").inner_text()
     with api(demo) as client:
         recorded = client.get("/v1/outcomes", params={"format": "json"})
@@ -173,8 +179,8 @@ def test_script_in_a_customer_id_or_segment_renders_as_text(page, demo: Demo):
     link = page.locator("table.worklist tbody a.cid").first
     assert link.inner_text() == XSS_ID
     assert XSS_SEGMENT in page.locator("table.worklist tbody").inner_text()
-    link.click()
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        link.click()
     assert XSS_ID in page.locator("h1").inner_text()
     assert XSS_SEGMENT in page.locator(".page-head p").inner_text()
     assert page.title() != "pwned" and page.dialogs == []
@@ -203,8 +209,8 @@ def test_the_access_log_holds_route_templates_not_ids_or_filters(demo: Demo):
 def test_sign_out_leaves_nothing_to_see(page, context, demo: Demo):
     page.goto(demo.server.url + "/workspace")
     old = next(c for c in context.cookies() if c["name"] == "churn_session")["value"]
-    page.click("form.signout button[type=submit]")
-    page.wait_for_url("**/signin")
+    submit(page, "form.signout button[type=submit]")
+    assert page.url.endswith("/signin")
     assert all(c["name"] != "churn_session" for c in context.cookies())
     page.go_back()
     page.goto(demo.server.url + "/workspace")
@@ -238,11 +244,7 @@ def test_failed_sign_ins_are_rate_limited(browser, demo: Demo):
         for _ in range(SIGNIN_LIMIT + 1):
             page.goto(demo.server.url + "/signin")
             page.fill("#api_key", "ck_not-a-key")
-            with page.expect_response(
-                lambda r: r.url.endswith("/signin") and r.request.method == "POST"
-            ) as answer:
-                page.click("form[action='/signin'] button[type=submit]")
-            statuses.append(answer.value.status)
+            statuses.append(submit(page, "form[action='/signin'] button[type=submit]").status)
         assert statuses[-1] == 429 and "Too many" in page.content()
         assert 401 in statuses
     finally:
