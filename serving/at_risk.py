@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -131,9 +132,11 @@ class Ranking:
             mask &= np.isin(self.status, list(statuses))
         if id_contains:
             needle = id_contains.casefold()
-            mask &= np.fromiter((needle in i.casefold() for i in self.ids), bool, len(self.ids))
+            mask &= np.fromiter((needle in i for i in self.folded_ids), bool, len(self.ids))
         if exclude_ids:
-            mask &= ~np.isin(self.ids, list(exclude_ids))
+            # Set look-ups: np.isin on object arrays compares element by element.
+            left_out = exclude_ids if isinstance(exclude_ids, set | frozenset) else set(exclude_ids)
+            mask &= np.fromiter((i not in left_out for i in self.ids), bool, len(self.ids))
         positions = np.flatnonzero(mask)
         if sort is not None and (sort != "value_at_risk" or not descending):
             positions = self._sorted(positions, sort, descending)
@@ -141,6 +144,11 @@ class Ranking:
         return Page(
             total=len(positions), encoded=[self.encoded[i] for i in chosen], positions=chosen
         )
+
+    @cached_property
+    def folded_ids(self) -> list[str]:
+        """The customer ids in rank order, case-folded (the id search), made once."""
+        return [str(i).casefold() for i in self.ids]
 
     def _sorted(self, positions: np.ndarray, sort: str, descending: bool) -> np.ndarray:
         """``positions`` ordered by the column ``sort`` names (NaN last, ties by rank)."""

@@ -116,7 +116,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     _run(["-m", "training", "score", "--data", str(data), "--as-of", earlier], env, root)
     _run(["-m", "training", "score", "--data", str(data)], env, root)
     key = _run(["-m", "serving.keys", "create", "--name", "anna", "--scope", "viewer"], env, root)
-    with run_server(root, env) as server:
+    with run_server(root, env, timeout=180) as server:  # a busy CI machine starts slowly
         yield Demo(server, root, env, key.strip().splitlines()[-1])
 
 
