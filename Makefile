@@ -149,8 +149,10 @@ typecheck: install ## mypy: strict on features/ and models/, default checks on t
 bench: install ## run the benchmarks and print figures and ratios
 	$(BIN)/python -m bench
 
-clean: ## remove generated data, scores, MLflow store and caches (keeps .venv)
-	rm -rf data var mlruns mlartifacts mlflow.db .pytest_cache .ruff_cache .hypothesis
+# The recorded outcomes (var/outcomes.db) are people's work, not generated: clean keeps them.
+clean: ## remove generated data, scores, MLflow store and caches (keeps .venv and var/outcomes.db)
+	rm -rf data mlruns mlartifacts mlflow.db .pytest_cache .ruff_cache .hypothesis
+	@if [ -d var ]; then find var -mindepth 1 -maxdepth 1 ! -name outcomes.db ! -name outcomes.db.lock -exec rm -rf {} +; fi
 
 catalogue: install ## regenerate docs/feature-catalogue.md from the code
 	$(BIN)/python -m features > docs/feature-catalogue.md

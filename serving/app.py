@@ -21,6 +21,7 @@ from serving.admission import AdmissionMiddleware, Counters, RateLimits, Request
 from serving.auth import KeyStore, KeyStoreError, authenticate_unless_public
 from serving.body_limit import BodyBudget, BodyLimitMiddleware
 from serving.config import Settings, get_settings
+from serving.docs_ui import install_docs
 from serving.errors import CatchAllMiddleware, install_error_handlers
 from serving.outcomes import OutcomeStore, OutcomeStoreError, configured_url
 from serving.routes import customers, health, model, outcomes, predict, scores, workspace
@@ -77,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=API_VERSION,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served from vendored assets by serving/docs_ui.py instead of FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
     state = ServingState(settings=settings, key_store=KeyStore(settings.api_keys_file))
     app.state.serving = state
@@ -96,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(workspace.build_router(settings))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_docs(app)
     counters = Counters(state.metrics.registry)
     app.state.counters = counters
     # Replaced by the server's connection guard (serving/__main__.py) when it serves the app.

@@ -15,13 +15,14 @@ hash in constant time, so neither timing nor the order of the file tells which k
 
 Scopes: ``scores`` (a CRM or a script) and ``viewer`` (a person in the retention workspace)
 may both call every ``/v1`` route but the ``/v1/admin`` ones (scores, at-risk, history,
-model, predict, outcomes); ``admin`` (with ``scores``) may call those too. A key made with ``--scope viewer``
-holds only ``viewer``.
+model, predict, outcomes); ``admin`` (with ``scores``) may call those too. A key made with
+``--scope viewer`` holds only ``viewer``.
 
 The server re-reads the file when it changes on disk, so creating, rotating or revoking a key
 takes effect without a restart (:meth:`KeyStore.is_active` lets a web session ask whether the
-key it was opened with still holds). A file that group or others may write is refused (anyone on
-the machine could add a key); one they may only read is served with a WARNING naming the fix.
+key it was opened with still holds). A file that group or others may write is refused
+(anyone on the machine could add a key); one they may only read is served with a WARNING
+naming the fix.
 """
 
 from __future__ import annotations

@@ -81,7 +81,22 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code, message = HTTP_ERROR_CODES.get(exc.status_code) or ("http_error", _phrase(exc))
-    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers = {**(headers or {}), "Allow": allowed}
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the app answers on this path, from its OpenAPI schema (cached by FastAPI):
+    Starlette's 405 names only those of the first route matching the path, and
+    ``/v1/outcomes`` has a GET and a POST. Empty for a path the schema does not describe."""
+    template = getattr(request.scope.get("route"), "path", None)
+    operations = request.app.openapi().get("paths", {}).get(template, {}) if template else {}
+    methods = {m.upper() for m in operations}
+    if "GET" in methods:
+        methods.add("HEAD")  # Starlette answers HEAD on every GET route
+    return ", ".join(sorted(methods))
 
 
 def _phrase(exc: StarletteHTTPException) -> str:

@@ -16,16 +16,22 @@ Outcomes never change a score: nothing here is read by scoring or by the score r
 
 from __future__ import annotations
 
+import fcntl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import URL, Engine, make_url
+
+if TYPE_CHECKING:  # only the type: the store itself never reads snapshot files
+    from serving.snapshot import Snapshot
 
 #: The outcomes a person may record, in the order forms and docs list them.
 OUTCOMES = ("contacted", "no_answer", "saved", "lost", "do_not_contact")
@@ -39,6 +45,10 @@ MAX_RECORDED_BY_LENGTH = 64
 #: Alembic users (MLflow's tracking store uses ``alembic_version``) never mixes the two.
 VERSION_TABLE = "churn_outcomes_alembic_version"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Held while this process runs migrations (Alembic's ``context`` and ``op`` are globals).
+_MIGRATING = threading.Lock()
+#: PostgreSQL advisory lock held while migrating (any fixed 64-bit number; "churnout").
+LOCK_KEY = 0x636875726E6F7574
 
 metadata = sa.MetaData()
 #: The table as the code reads and writes it; its history is in serving/migrations/versions.
@@ -172,7 +182,6 @@ class OutcomeStore:
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self._engine: Engine = sa.create_engine(parsed)
-        self._lock = threading.Lock()  # one migration run per store, even if re-opened
         try:
             self.upgrade()
         except Exception as exc:
@@ -183,9 +192,29 @@ class OutcomeStore:
             ) from None
 
     def upgrade(self) -> None:
-        """Run the Alembic migrations to head (nothing to do on an up-to-date database)."""
-        with self._lock, self._engine.begin() as connection:
+        """Run the Alembic migrations to head (nothing to do on an up-to-date database).
+
+        Servers starting together on one database migrate it one after the other (the later
+        ones find it at head) instead of racing to create the same tables: on PostgreSQL
+        through a transaction-scoped advisory lock, on a SQLite file through an exclusive
+        ``flock`` of ``<file>.lock`` beside it. Within one process, runs never overlap
+        (Alembic's ``context`` and ``op`` are process-wide).
+        """
+        with _MIGRATING, self._file_lock(), self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
             command.upgrade(alembic_config(connection), "head")
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """An exclusive lock on ``<database file>.lock`` for a SQLite file; else nothing."""
+        url = self._engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            yield
+            return
+        with open(f"{url.database}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+            yield
 
     def close(self) -> None:
         """Release the database connections."""
@@ -238,6 +267,32 @@ class OutcomeStore:
             ).one()
         return _outcome(row)
 
+    def record_scored(
+        self, snapshot: Snapshot, customer_id: str, outcome: str, note: str, recorded_by: str
+    ) -> Outcome:
+        """:meth:`record` stamped with ``snapshot`` (the one being served): its ``as_of`` and
+        ``model_version``, the customer's ``churn_probability`` and ``risk_band`` in it. The
+        one way the API and the workspace pages record an outcome.
+
+        Raises
+        ------
+        KeyError
+            the snapshot does not hold ``customer_id`` (nothing is stored).
+        ValueError
+            as :meth:`record`.
+        """
+        row = snapshot.scores[customer_id]
+        return self.record(
+            customer_id,
+            outcome,
+            note,
+            recorded_by,
+            as_of=snapshot.as_of,
+            model_version=snapshot.model_version,
+            churn_probability=row["churn_probability"],
+            risk_band=row["risk_band"],
+        )
+
     def query(
         self, *, customer_id: str | None = None, since: datetime | None = None
     ) -> list[Outcome]:
@@ -250,7 +305,11 @@ class OutcomeStore:
         if since is not None:
             if since.tzinfo is None:
                 since = since.replace(tzinfo=UTC)
-            stmt = stmt.where(t.c.recorded_at >= since.astimezone(UTC))
+            try:
+                stmt = stmt.where(t.c.recorded_at >= since.astimezone(UTC))
+            except OverflowError:  # before year 1 or after 9999 in UTC: all, or nothing
+                if since.year > 1:
+                    stmt = stmt.where(sa.false())
         with self._engine.connect() as connection:
             return [_outcome(r) for r in connection.execute(stmt)]
 

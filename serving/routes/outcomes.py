@@ -10,12 +10,13 @@ never changes a score. The database calls run in FastAPI's worker threads (these
 # No ``from __future__ import annotations``: FastAPI must see the real annotations.
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from models.worklist import csv_chunks
 from serving.auth import Client
@@ -33,6 +34,16 @@ PATH = "/v1/outcomes"
 OutcomeName = Literal["contacted", "no_answer", "saved", "lost", "do_not_contact"]
 assert OutcomeName.__args__ == OUTCOMES, "keep the API's outcomes those of the store"  # type: ignore[attr-defined]
 
+
+def _not_a_number(value: Any) -> Any:
+    """``since`` must be written as a date: pydantic's lax datetime would also read a bare
+    number as a Unix time, which nobody means here."""
+    if isinstance(value, str) and not re.match(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("write a date (YYYY-MM-DD) or an ISO-8601 date and time")
+    return value
+
+
+Since = Annotated[dt.datetime, BeforeValidator(_not_a_number)]
 #: Cells starting with these are formulas to a spreadsheet: a note is prefixed with ``'``.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -148,6 +159,7 @@ def build_router() -> APIRouter:
         summary="Record what was done about a customer",
         responses={
             **ERRORS,
+            400: {"model": ErrorResponse, "description": "body could not be read (not UTF-8 JSON)"},
             404: {"model": ErrorResponse, "description": "the snapshot has no such customer"},
             413: {"model": ErrorResponse, "description": "request body too large"},
         },
@@ -159,19 +171,14 @@ def build_router() -> APIRouter:
         name, with the snapshot's ``as_of`` and ``model_version`` and the customer's churn
         probability and risk band in it. 404 ``unknown_customer`` when the snapshot does not
         hold the id. Outcomes never change scores."""
-        row = snapshot.scores.get(body.customer_id)
-        if row is None:
-            raise ApiError(404, "unknown_customer", "the scored snapshot has no such customer")
-        outcome = store.record(
-            body.customer_id,
-            body.outcome,
-            body.note,
-            client.name,
-            as_of=snapshot.as_of,
-            model_version=snapshot.model_version,
-            churn_probability=row["churn_probability"],
-            risk_band=row["risk_band"],
-        )
+        try:
+            outcome = store.record_scored(
+                snapshot, body.customer_id, body.outcome, body.note, client.name
+            )
+        except KeyError:
+            raise ApiError(
+                404, "unknown_customer", "the scored snapshot has no such customer"
+            ) from None
         return Response(
             OutcomeRecord(**outcome.to_dict()).model_dump_json(),
             status_code=201,
@@ -198,10 +205,10 @@ def build_router() -> APIRouter:
             ),
         ] = None,
         since: Annotated[
-            dt.datetime | None,
+            Since | None,
             Query(
-                description="only outcomes recorded at or after this time (ISO-8601; UTC if "
-                "no offset)"
+                description="only outcomes recorded at or after this time: ISO-8601 date or "
+                "date and time (UTC when it has no offset), e.g. 2026-12-01T09:00:00Z",
             ),
         ] = None,
         format: Annotated[

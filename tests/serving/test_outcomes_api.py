@@ -150,6 +150,8 @@ def test_bad_outcome_bodies_are_422_without_echo(anna: httpx.Client, scores_dir:
     )
     nobody = anna.post("/v1/outcomes", json={"customer_id": MARKER, "outcome": "lost"})
     bad_since = anna.get("/v1/outcomes", params={"since": MARKER})
+    no_such_day = anna.get("/v1/outcomes", params={"since": "2026-02-30"})
+    unix_time = anna.get("/v1/outcomes", params={"since": "1700000000"})
     bad_param = anna.get("/v1/outcomes", params={MARKER: "1"})
 
     body = assert_error(unknown, 422, "invalid_request")
@@ -160,6 +162,9 @@ def test_bad_outcome_bodies_are_422_without_echo(anna: httpx.Client, scores_dir:
     assert "2000" in assert_error(long_note, 422, "invalid_request")["details"][0]["message"]
     assert_error(nobody, 404, "unknown_customer")
     assert_error(bad_since, 422, "invalid_request")
+    assert "2026-02-30" not in assert_error(no_such_day, 422, "invalid_request")["message"]
+    assert "2026-02-30" not in no_such_day.text
+    assert_error(unix_time, 422, "invalid_request")
     assert_error(bad_param, 422, "invalid_request")
     assert anna.get("/v1/outcomes", params={"customer_id": MARKER}).json()["count"] == 0
 
@@ -182,20 +187,18 @@ def test_revoked_key_is_refused_by_the_running_server(workspace: Workspace) -> N
     url = f"{workspace.server.url}/v1/outcomes"
     assert httpx.get(url, headers={"X-API-Key": key}).status_code == 200
 
-    revoked = subprocess.run(
-        [sys.executable, "-m", "serving.keys", "revoke", "temp", "--file", str(workspace.keys)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=60,
-    )
-    again = subprocess.run(
-        [sys.executable, "-m", "serving.keys", "revoke", "temp", "--file", str(workspace.keys)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=60,
-    )
+    def revoke() -> subprocess.CompletedProcess[str]:
+        command = ["revoke", "temp", "--file", str(workspace.keys)]
+        return subprocess.run(
+            [sys.executable, "-m", "serving.keys", *command],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=60,
+        )
+
+    revoked = revoke()
+    again = revoke()
 
     assert revoked.returncode == 0, revoked.stderr
     assert again.returncode == 2 and "no key named" in again.stderr
@@ -210,3 +213,22 @@ def test_recorded_at_is_utc_iso(anna: httpx.Client, scores_dir: ScoresDir) -> No
     stamped = datetime.fromisoformat(got["recorded_at"])
 
     assert got["recorded_at"].endswith("Z") and stamped.utcoffset().total_seconds() == 0
+
+
+def test_openapi_documents_the_outcome_routes(anna: httpx.Client) -> None:
+    schema = anna.get("/openapi.json").json()
+
+    route = schema["paths"]["/v1/outcomes"]
+    request = schema["components"]["schemas"]["OutcomeRequest"]
+
+    assert {"get", "post"} <= set(route)
+    assert request["additionalProperties"] is False
+    assert request["properties"]["outcome"]["enum"] == list(OUTCOMES)
+    assert {"401", "404", "422", "503"} <= set(route["post"]["responses"])
+
+
+def test_wrong_method_names_both_methods_of_the_path(anna: httpx.Client) -> None:
+    response = anna.delete("/v1/outcomes")
+
+    assert_error(response, 405, "method_not_allowed")
+    assert {"GET", "POST"} <= {m.strip() for m in response.headers["allow"].split(",")}

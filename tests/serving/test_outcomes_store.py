@@ -3,17 +3,25 @@ recording, reading back, and refusing what it must not keep."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from serving.app import create_app
+from serving.auth import create_key
+from serving.config import Settings
 from serving.outcomes import (
     MAX_NOTE_LENGTH,
     OUTCOME_FIELDS,
@@ -24,7 +32,7 @@ from serving.outcomes import (
     default_url,
     metadata,
 )
-from tests.server import free_port
+from tests.server import REPO_ROOT, clean_env, free_port, serve_in_thread
 
 CANARY = "ZZ-ECHO-CANARY-7f3a9"
 
@@ -97,6 +105,9 @@ def test_since_filter_keeps_outcomes_recorded_from_then_on(store: OutcomeStore) 
     assert store.query(since=cut) == [new]
     assert store.query(since=cut.replace(tzinfo=None)) == [new]  # naive: UTC
     assert store.query(customer_id="C2", since=cut) == []
+    # Beyond the years 1-9999 once in UTC: everything, or nothing.
+    assert len(store.query(since=datetime.min.replace(tzinfo=timezone(timedelta(hours=5))))) == 2
+    assert store.query(since=datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))) == []
 
 
 def test_unknown_outcome_and_long_note_are_refused_without_echo(store: OutcomeStore) -> None:
@@ -170,3 +181,52 @@ def test_default_store_is_beside_the_scores_folder(tmp_path: Path) -> None:
 
     assert url == f"sqlite:///{tmp_path / 'var' / 'outcomes.db'}"
     assert (tmp_path / "var" / "outcomes.db").is_file()
+
+
+def test_server_without_its_outcomes_database_still_serves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = create_key(tmp_path / "keys.json", "anna", scope="viewer")
+    settings = Settings(
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        scores_dir=tmp_path / "scores",
+        api_keys_file=tmp_path / "keys.json",
+        model_cache_dir=tmp_path / "cache",
+        outcomes_url=f"postgresql://churn:s3cret-pw@127.0.0.1:{free_port()}/outcomes",
+    )
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
+    with caplog.at_level("ERROR", logger="serving"), serve_in_thread(config):
+        listed = httpx.get(f"http://127.0.0.1:{port}/v1/outcomes", headers={"X-API-Key": key})
+        alive = httpx.get(f"http://127.0.0.1:{port}/healthz")
+
+    assert listed.status_code == 503 and listed.json()["error"] == "outcomes_unavailable"
+    assert alive.status_code == 200
+    (line,) = [r.getMessage() for r in caplog.records if "outcomes database" in r.getMessage()]
+    assert "CHURN_OUTCOMES_URL" in line and "s3cret-pw" not in caplog.text
+
+
+def test_servers_opening_one_new_database_at_once_all_migrate_it(store_url: str) -> None:
+    # Three processes (as three servers starting together): one creates the tables, the
+    # others wait for it and find the schema at head.
+    opener = "import sys; from serving.outcomes import OutcomeStore; OutcomeStore(sys.argv[1])"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", opener, store_url],
+            cwd=REPO_ROOT,
+            env=clean_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [(p.communicate(timeout=120)[1], p.returncode) for p in procs]
+
+    assert [code for _, code in results] == [0, 0, 0], results
+    with ThreadPoolExecutor(max_workers=3) as pool:  # and threads of one process
+        stores = list(pool.map(lambda _: OutcomeStore(store_url), range(3)))
+    stores[0].record("C1", "saved", "", "anna")
+    assert all(len(s.all()) == 1 for s in stores)
+    for s in stores:
+        s.close()
