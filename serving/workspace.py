@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
 from features.catalogue import describe, format_value
+from serving.outcomes import OUTCOMES
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -56,6 +57,7 @@ OUTCOME_LABELS = {  # keys: serving.outcomes.OUTCOMES, in that order
     "lost": "Lost",
     "do_not_contact": "Do not contact",
 }
+assert tuple(OUTCOME_LABELS) == OUTCOMES, "one label per stored outcome, in the store's order"
 STATUS_LABELS = {"active": "active", "at_risk": "at risk", "lapsed": "lapsed"}
 
 _env = Environment(

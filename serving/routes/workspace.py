@@ -32,6 +32,7 @@ from serving.auth import KeyStoreError
 from serving.charts import line_chart
 from serving.config import Settings
 from serving.loader import training_report_path
+from serving.outcomes import MAX_NOTE_LENGTH, OUTCOMES
 from serving.sessions import COOKIE, WORKSPACE_SCOPES, Session, SessionStore, SignInLimiter
 from serving.state import Components
 
@@ -399,7 +400,7 @@ def build_router(settings: Settings) -> APIRouter:
         if store is None:
             return _message(503, "Not recorded", "Outcome storage is not configured.", session)
         outcome, note = form.get("outcome", ""), form.get("note", "").strip()
-        if outcome not in ws.OUTCOME_LABELS or len(note) > 2000:
+        if outcome not in OUTCOMES or len(note) > MAX_NOTE_LENGTH:
             return await render_customer(
                 request,
                 session,
@@ -408,13 +409,7 @@ def build_router(settings: Settings) -> APIRouter:
                 status=400,
             )
         await run_in_threadpool(
-            store.record,
-            customer_id,
-            outcome,
-            note,
-            session.key_name,
-            as_of=snapshot.as_of,
-            model_version=snapshot.model_version,
+            store.record_scored, snapshot, customer_id, outcome, note, session.key_name
         )
         target = ws.customer_url(customer_id) + "#outcomes"
         return RedirectResponse(target, status_code=303, headers=ws.SECURITY_HEADERS)
