@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "predict": "bench.predict",
     "overload": "bench.overload",
     "pipeline": "bench.pipeline",
+    "workspace": "bench.workspace",
 }
 
 

@@ -452,11 +452,28 @@ def fit_demo_bundle(n_customers: int, *, trees: int = 300) -> DemoFit:
     return DemoFit(Bundle(churn, clv, meta=meta), raw, frame, as_of)
 
 
+def write_snapshot(folder: Path, scores: pd.DataFrame, version: str, as_of: str) -> None:
+    """``snapshot.parquet`` of ``scores`` and its ``snapshot.json`` in a new ``folder`` (the
+    layout the server reads; the serving and workspace benches)."""
+    from models.bundle import sha256_file
+
+    folder.mkdir(parents=True)
+    scores.to_parquet(folder / "snapshot.parquet", index=False)
+    meta = {
+        "model_version": version,
+        "as_of": as_of,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows": len(scores),
+        "sha256": sha256_file(folder / "snapshot.parquet"),
+        "horizon_days": HORIZON_DAYS,
+    }
+    (folder / "snapshot.json").write_text(json.dumps(meta))
+
+
 def prepare(work: Path, *, n_customers: int) -> Prepared:
     """Demo data -> features -> fitted bundle -> registered champion -> snapshot -> key."""
     from features.build import build_features
     from features.validation import validate_tables
-    from models.bundle import sha256_file
     from models.scoring import score_frame
     from serving.auth import create_key
     from training import tracking
@@ -486,17 +503,7 @@ def prepare(work: Path, *, n_customers: int) -> Prepared:
     scores["model_version"] = version
     scores["risk_band"] = scores["risk_band"].astype("str")
     scores_dir = work / "scores"
-    scores_dir.mkdir()
-    scores.to_parquet(scores_dir / "snapshot.parquet", index=False)
-    meta_json = {
-        "model_version": version,
-        "as_of": iso,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "rows": len(scores),
-        "sha256": sha256_file(scores_dir / "snapshot.parquet"),
-        "horizon_days": HORIZON_DAYS,
-    }
-    (scores_dir / "snapshot.json").write_text(json.dumps(meta_json))
+    write_snapshot(scores_dir, scores, version, iso)
     keys_file = work / "api_keys.json"
     key = create_key(keys_file, "bench")
 

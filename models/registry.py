@@ -180,3 +180,28 @@ def load_model_version(
         bundle = _download_and_verify(client, tracking_uri, mv, folder)
     log.info("loaded model '%s' version %s (manifest %s)", name, number, mv.tags[MANIFEST_TAG][:12])
     return LoadedModel(bundle=bundle, name=name, version=number, loaded_at=datetime.now(UTC))
+
+
+def download_run_file(
+    tracking_uri: str, name: str, version: str, artifact: str, target: Path
+) -> Path | None:
+    """Copy ``artifact`` (e.g. ``report.html``) of the run that produced version ``version``
+    of ``name`` to ``target``, once (an existing ``target`` is returned as it is); None when
+    the run logged no such file or the registry cannot be reached. The file is only copied,
+    never loaded: the server shows the training report from it (sandboxed)."""
+    if target.is_file():
+        return target
+    try:
+        mv = registry_client(tracking_uri).get_model_version(name, version)
+        if not mv.run_id:
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id, artifact_path=artifact, dst_path=tmp, tracking_uri=tracking_uri
+            )
+            Path(path).replace(target)
+    except (MlflowException, OSError) as exc:
+        log.warning("%s of %s version %s not available: %s", artifact, name, version, exc)
+        return None
+    return target

@@ -307,6 +307,16 @@ class ServeSettings(CommonSettings):
     rate_limit_burst: int = Field(
         0, ge=0, description="default burst per API key (0: twice the rate, at least 1)"
     )
+    # -- workspace: browser sessions of the retention workspace (docs/workspace.md)
+    session_hours: float = Field(
+        8.0, gt=0, le=24 * 30, description="lifetime of a workspace sign-in session, hours"
+    )
+    secure_cookies: bool = Field(
+        False, description="mark the session cookie Secure (set when served behind HTTPS)"
+    )
+    signin_failures_per_minute: int = Field(
+        5, ge=1, le=1000, description="failed workspace sign-ins per client address a minute"
+    )
     # -- outcomes store (serving/outcomes.py, docs/workspace.md "Outcomes storage") ----------
     outcomes_url: str | None = Field(
         None,

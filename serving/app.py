@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from serving.access_log import AccessLogMiddleware
 from serving.admission import AdmissionMiddleware, Counters, RateLimits, RequestTracker, Slots
@@ -23,8 +24,10 @@ from serving.config import Settings, get_settings
 from serving.docs_ui import install_docs
 from serving.errors import CatchAllMiddleware, install_error_handlers
 from serving.outcomes import OutcomeStore, OutcomeStoreError, configured_url
-from serving.routes import customers, health, model, outcomes, predict, scores
+from serving.routes import customers, health, model, outcomes, predict, scores, workspace
+from serving.sessions import SessionStore, SignInLimiter
 from serving.state import ServingState
+from serving.workspace import STATIC_DIR
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(model.router)
     app.include_router(outcomes.build_router())
     app.state.outcomes = None  # opened by ``lifespan``
+    # The retention workspace (docs/workspace.md): browser sessions and HTML pages.
+    app.state.workspace = workspace.WorkspaceState(
+        sessions=SessionStore(state.key_store, lifetime_seconds=settings.session_hours * 3600),
+        limiter=SignInLimiter(settings.signin_failures_per_minute),
+        settings=settings,
+    )
+    app.include_router(workspace.build_router(settings))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_docs(app)
     counters = Counters(state.metrics.registry)
     app.state.counters = counters

@@ -18,11 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from models.worklist import csv_cells, csv_chunks, csv_columns, rank_order
 from serving.snapshot import Snapshot, _json
+
+#: Sort keys of :meth:`Ranking.page` -> the ranking column they order by.
+SORT_KEYS = {
+    "value_at_risk": "value_at_risk",
+    "churn_probability": "churn_probability",
+    "clv": "clv",
+    "change": "change",
+    "customer_id": "ids",
+}
 
 
 @dataclass(frozen=True)
@@ -92,12 +102,20 @@ class Ranking:
         min_change: float | None = None,
         baseline: np.ndarray | None = None,
         statuses: Collection[str] | None = None,
+        id_contains: str | None = None,
+        exclude_ids: Collection[str] | None = None,
+        sort: str | None = None,
+        descending: bool = True,
     ) -> Page:
         """Customers ``offset`` to ``offset + limit`` of those matching every filter given
         (``limit`` None: all of them; ``statuses``: any of these customer statuses).
         ``baseline``: churn probabilities of an older snapshot in rank order; with it, a
         customer matches when the change since it is at least ``min_change`` (default: above
-        0), else ``min_change`` applies to ``change``."""
+        0), else ``min_change`` applies to ``change``. ``id_contains``: customer ids holding
+        this text (case-insensitive); ``exclude_ids``: leave these customers out (the
+        workspace's "not yet contacted"). ``sort``: one of :data:`SORT_KEYS` (default: the
+        ranking's own order, value at risk), unknown values last whichever the direction,
+        ties in ranking order."""
         mask = np.ones(len(self.ids), dtype=bool)
         if segment is not None:
             mask &= self.segment == segment
@@ -112,11 +130,36 @@ class Ranking:
             mask &= self.change >= min_change
         if statuses is not None:
             mask &= np.isin(self.status, list(statuses))
+        if id_contains:
+            needle = id_contains.casefold()
+            mask &= np.fromiter((needle in i for i in self.folded_ids), bool, len(self.ids))
+        if exclude_ids:
+            # Set look-ups: np.isin on object arrays compares element by element.
+            left_out = exclude_ids if isinstance(exclude_ids, set | frozenset) else set(exclude_ids)
+            mask &= np.fromiter((i not in left_out for i in self.ids), bool, len(self.ids))
         positions = np.flatnonzero(mask)
+        if sort is not None and (sort != "value_at_risk" or not descending):
+            positions = self._sorted(positions, sort, descending)
         chosen = positions[offset:] if limit is None else positions[offset : offset + limit]
         return Page(
             total=len(positions), encoded=[self.encoded[i] for i in chosen], positions=chosen
         )
+
+    @cached_property
+    def folded_ids(self) -> list[str]:
+        """The customer ids in rank order, case-folded (the id search), made once."""
+        return [str(i).casefold() for i in self.ids]
+
+    def _sorted(self, positions: np.ndarray, sort: str, descending: bool) -> np.ndarray:
+        """``positions`` ordered by the column ``sort`` names (NaN last, ties by rank)."""
+        if sort == "customer_id":
+            keys = self.ids[positions].astype(str)
+            order = np.argsort(keys, kind="stable")
+            return positions[order[::-1] if descending else order]
+        values = getattr(self, SORT_KEYS[sort])[positions].astype(float)
+        signed = -values if descending else values
+        # lexsort's last key sorts first: unknown values after every number, then the value.
+        return positions[np.lexsort((positions, signed, np.isnan(values)))]
 
     def in_rank_order(self, values: np.ndarray) -> np.ndarray:
         """``values`` in the snapshot's customer order, rearranged to rank order."""

@@ -54,6 +54,15 @@ class History:
     def customer_json(self, customer_id: str) -> bytes | None:
         """``{"customer_id", "snapshots": [...]}`` newest first, the snapshots the customer
         is in; None when the latest snapshot does not hold the id."""
+        entries = self.customer_entries(customer_id)
+        if entries is None:
+            return None
+        return _json({"customer_id": customer_id, "snapshots": entries})
+
+    def customer_entries(self, customer_id: str) -> list[dict[str, Any]] | None:
+        """The customer's scores in each kept snapshot that holds them, newest first
+        (``as_of``, ``model_version``, ``churn_probability``, ``risk_band``, ``clv``,
+        ``value_at_risk``); None when the latest snapshot does not hold the id."""
         try:
             found = self.positions.get_loc(customer_id)
         except KeyError:
@@ -74,7 +83,7 @@ class History:
                     "value_at_risk": _number(self.value_at_risk[k, i]),
                 }
             )
-        return _json({"customer_id": customer_id, "snapshots": entries})
+        return entries
 
 
 def _number(value: float) -> float | None:

@@ -4,10 +4,18 @@ project's one verified loader (:mod:`models.registry`: sha256 checked before par
 
 from __future__ import annotations
 
-from models.registry import LoadedModel, ModelLoadError, load_model_version, redact_uri
+from pathlib import Path
+
+from models.registry import (
+    LoadedModel,
+    ModelLoadError,
+    download_run_file,
+    load_model_version,
+    redact_uri,
+)
 from serving.config import Settings
 
-__all__ = ["LoadedModel", "ModelLoadError", "load_champion", "redact_uri"]
+__all__ = ["LoadedModel", "ModelLoadError", "load_champion", "redact_uri", "training_report_path"]
 
 
 def load_champion(settings: Settings) -> LoadedModel:
@@ -24,4 +32,13 @@ def load_champion(settings: Settings) -> LoadedModel:
         settings.model_name,
         alias=settings.model_alias,
         download_dir=settings.model_cache_dir,
+    )
+
+
+def training_report_path(settings: Settings, version: str) -> Path | None:
+    """The training report of ``version`` (``report.html`` of its run), copied once under
+    ``model_cache_dir/reports``; None when there is none (:func:`models.registry.download_run_file`)."""
+    target = Path(settings.model_cache_dir) / "reports" / f"report-v{version}.html"
+    return download_run_file(
+        settings.mlflow_tracking_uri, settings.model_name, version, "report.html", target
     )
