@@ -57,6 +57,8 @@ KIND = "learned"
 MIN_BTYD_EXPECTATION = 1e-12
 N_TREES = (50, 150)
 N_FOLDS = 3
+#: Customers the cross-validation draws its folds from, at most (a seeded sample above it).
+CV_MAX_ROWS = 50_000
 PARAMS: dict[str, Any] = {
     "learning_rate": 0.03,
     "num_leaves": 7,
@@ -133,22 +135,33 @@ class LearnedCLV:
         metrics); the scores are kept in ``cv_``."""
         self.window_days = float(window_days)
         purchases, spend = np.asarray(purchases, float), np.asarray(spend, float)
-        folds = np.arange(len(x)) % N_FOLDS
-        folds = np.random.default_rng(PARAMS["seed"]).permutation(folds)
+        rng = np.random.default_rng(PARAMS["seed"])
+        # the choice of feature set and trees needs a ranking, not every customer: above
+        # CV_MAX_ROWS the folds are drawn from a seeded sample (the final fit uses all rows)
+        chosen = np.arange(len(x))
+        if len(x) > CV_MAX_ROWS:
+            chosen = np.sort(rng.choice(len(x), CV_MAX_ROWS, replace=False))
+        xs, ps, ss = x.iloc[chosen], purchases[chosen], spend[chosen]
+        folds = rng.permutation(np.arange(len(xs)) % N_FOLDS)
         for feature_set in FEATURE_SETS:
-            for n_trees in N_TREES:
-                cols = _columns(x, feature_set)
-                pred = np.zeros(len(x))
-                for k in range(N_FOLDS):
-                    inner = self._fit_parts(
-                        x.loc[folds != k, cols],
-                        purchases[folds != k],
-                        spend[folds != k],
-                        n_trees,
-                        purchases_model=False,
+            cols = _columns(xs, feature_set)
+            preds = {n: np.zeros(len(xs)) for n in N_TREES}
+            for k in range(N_FOLDS):
+                # one fit of the most trees per fold: boosting is sequential, so its first
+                # n trees are the n-tree model, read with num_iteration=n
+                inner = self._fit_parts(
+                    xs.loc[folds != k, cols],
+                    ps[folds != k],
+                    ss[folds != k],
+                    max(N_TREES),
+                    purchases_model=False,
+                )
+                for n_trees in N_TREES:
+                    preds[n_trees][folds == k] = _spend(
+                        inner, xs.loc[folds == k, cols], num_iteration=n_trees
                     )
-                    pred[folds == k] = _spend(inner, x.loc[folds == k, cols])
-                self.cv_[f"{feature_set}/{n_trees}"] = float(score(pred, spend))
+            for n_trees in N_TREES:
+                self.cv_[f"{feature_set}/{n_trees}"] = float(score(preds[n_trees], ss))
         best = max(self.cv_, key=self.cv_.__getitem__)
         self.feature_set, trees = best.split("/")
         self.n_trees = int(trees)
@@ -254,11 +267,16 @@ class LearnedCLV:
         return cls.from_parts(data, data["boosters"])
 
 
-def _spend(parts: dict[str, lgb.Booster], x: pd.DataFrame) -> np.ndarray:
-    """``P(any purchase) * E[spend | a purchase]``."""
+def _spend(
+    parts: dict[str, lgb.Booster], x: pd.DataFrame, num_iteration: int | None = None
+) -> np.ndarray:
+    """``P(any purchase) * E[spend | a purchase]`` (from the first ``num_iteration`` trees of
+    each part; all of them by default)."""
     m = x.to_numpy(dtype=float)
-    buy: np.ndarray = np.asarray(parts["buy"].predict(m), dtype=float)
-    amount: np.ndarray = np.asarray(parts["spend_if_buy"].predict(m), dtype=float)
+    buy: np.ndarray = np.asarray(parts["buy"].predict(m, num_iteration=num_iteration), dtype=float)
+    amount: np.ndarray = np.asarray(
+        parts["spend_if_buy"].predict(m, num_iteration=num_iteration), dtype=float
+    )
     out: np.ndarray = np.multiply(buy, amount)
     return out
 
