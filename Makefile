@@ -42,7 +42,7 @@ UV ?= $(if $(wildcard $(BIN)/uv),$(BIN)/uv,uv)
 LOCK := requirements.lock
 LATEST_VENV ?= .venv-latest
 
-.PHONY: help install lock data train score export notify monitor serve demo api-key revoke-key test test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui retrain simulate
+.PHONY: help install lock data train score export notify monitor serve demo api-key revoke-key test test-long test-fast test-latest lint typecheck bench clean catalogue features evaluate promote report mlflow-ui retrain simulate
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -138,11 +138,14 @@ demo: install data train score ## the whole job on the demo data, then serve wit
 
 # pytest exits 5 when no test ran (nothing collected, or all deselected): make treats it as a
 # failure like any other non-zero status, so an empty run never passes.
-test: install ## run the whole test suite
-	$(BIN)/python -m pytest
+test: install ## the whole test suite except the simulated year (make test-long); CI runs both
+	$(BIN)/python -m pytest -m "not long"
+
+test-long: install ## the simulated year: 52 weekly make retrain runs with a drift injected mid-year (about 6 minutes)
+	$(BIN)/python -m pytest -m long
 
 test-fast: install ## the tests not marked slow (no 20k-customer training, no Dask): under 2 minutes
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not long"
 
 test-latest: ## the suite on the newest releases pyproject.toml allows, in .venv-latest, without the lock (not run by CI)
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11" >&2; exit 2; }

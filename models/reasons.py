@@ -99,7 +99,9 @@ def _concepts(
     for j, f in enumerate(features):
         matrix[j, where[concept_of(f)]] = 1.0
     specs = catalogue()
-    model_output = np.array([specs[f].family == "clv" if f in specs else False for f in features])
+    model_output: np.ndarray = np.array(
+        [specs[f].family == "clv" if f in specs else False for f in features]
+    )
     rank = {name: r for r, name in enumerate(TEXT)}
     lead_order = sorted(range(len(features)), key=lambda j: (rank.get(features[j], len(rank)), j))
     return codes, matrix, model_output, lead_order
@@ -284,7 +286,8 @@ def _known_mask(
     source = frame.get(name)
     dtype = getattr(source, "dtype", None)
     if isinstance(dtype, np.dtype) and dtype.kind == "f":
-        return ~np.isnan(np.asarray(source, dtype=float))
+        known: np.ndarray = ~np.isnan(np.asarray(source, dtype=float))
+        return known
     if isinstance(dtype, np.dtype) and dtype.kind in "biu":
         return np.ones(len(values), dtype=bool)
     return np.fromiter((_known(v) for v in values), dtype=bool, count=len(values))
@@ -367,9 +370,10 @@ def explain_batch(
         for j in members:
             column(int(j))
         push = direction[rows, None] * contributions[rows][:, members]
-        observed = np.column_stack([known[int(j)][rows] for j in members])
+        observed: np.ndarray = np.column_stack([known[int(j)][rows] for j in members])
         observed &= ~model_output[members]
-        pool_of = np.where(observed.any(axis=1)[:, None], observed, True)
+        any_observed = np.asarray(observed.any(axis=1), dtype=bool)
+        pool_of: np.ndarray = np.where(any_observed[:, None], observed, True)
         best = np.where(pool_of, push, -np.inf).max(axis=1)
         lead[rows, slots] = members[np.argmax(pool_of & (push == best[:, None]), axis=1)]
     pct: np.ndarray = np.full(order.shape, None, dtype=object)

@@ -17,6 +17,7 @@ HORIZON_DAYS = 30
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_simulated_year_catches_the_drift_and_the_estimate_tracks_the_realized_auc(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
