@@ -104,6 +104,29 @@ SNAPSHOT_REFERENCE_KEY = "reference"
 #: Optional snapshot column: a CRM segment (the ``segment`` filter of ``/v1/at-risk``); not
 #: part of a scored customer.
 SEGMENT_FIELD = "segment"
+#: Optional snapshot column: the customer's recent activity as a JSON object of feature ->
+#: value at the snapshot's ``as_of`` (last purchase, contacts with effort and CSAT, open
+#: tickets, survey answers), for the workspace's customer page; not part of a scored customer.
+ACTIVITY_FIELD = "activity"
+#: The features :data:`ACTIVITY_FIELD` holds, in the order the customer page lists them (those
+#: the feature frame lacks, or that are missing for the customer, are left out).
+ACTIVITY_FEATURES = (
+    "days_since_last_purchase",
+    "purchases_365d",
+    "spend_90d",
+    "days_since_last_interaction",
+    "interactions_90d",
+    "effort_score_last",
+    "effort_score_mean_90d",
+    "csat_last",
+    "csat_mean_90d",
+    "unresolved_90d",
+    "complaints_90d",
+    "days_since_last_complaint",
+    "days_since_last_survey",
+    "elements_high_count",
+    "nps_last",
+)
 
 # -- monitoring (make monitor, docs/monitoring.md) ------------------------------------------
 

@@ -35,7 +35,13 @@ from typing import Any
 import pyarrow as pa
 
 from models import contract
-from models.contract import ATTRIBUTES_KEY, PREVIOUS_AS_OF_KEY, SCORE_FIELDS, SEGMENT_FIELD
+from models.contract import (
+    ACTIVITY_FIELD,
+    ATTRIBUTES_KEY,
+    PREVIOUS_AS_OF_KEY,
+    SCORE_FIELDS,
+    SEGMENT_FIELD,
+)
 from models.distribution import Reference
 from models.history import SnapshotError, latest_folder, read_verified
 
@@ -70,6 +76,9 @@ class Snapshot:
     attributes : names of the customer attribute columns (``snapshot.json``), and
     attribute_values : customer id -> their values (text or None), for the CSV of
         ``/v1/at-risk``; not part of a scored customer.
+    activity : customer id -> their recent activity as the snapshot's JSON text (or None),
+        for the workspace's customer page (``models.contract.ACTIVITY_FIELD``); parsed
+        when shown, not part of a scored customer.
     path : the snapshot's folder.
     risk_bands : ``snapshot.json``'s ``risk_bands`` (mode, thresholds, counts), if any.
     reference : the scored customers' distribution (``/v1/predict`` percentiles), if any.
@@ -87,6 +96,7 @@ class Snapshot:
     attributes: tuple[str, ...] = ()
     attribute_values: Mapping[str, tuple[str | None, ...]] = field(default_factory=dict)
     path: Path | None = None
+    activity: Mapping[str, str | None] = field(default_factory=dict)
     risk_bands: Mapping[str, Any] | None = None
     reference: Reference | None = None
 
@@ -286,6 +296,9 @@ def load_snapshot(scores_dir: Path, folder: Path | None = None) -> Snapshot:
     if attributes:
         values = [_texts(table, a) for a in attributes]
         attribute_values = dict(zip(ids, zip(*values, strict=True), strict=True))
+    activity: dict[str, str | None] = {}
+    if ACTIVITY_FIELD in table.column_names:
+        activity = dict(zip(ids, _texts(table, ACTIVITY_FIELD), strict=True))
     log.info(
         "loaded snapshot of %d customers as of %s (model version %s)",
         len(scores),
@@ -306,6 +319,7 @@ def load_snapshot(scores_dir: Path, folder: Path | None = None) -> Snapshot:
         attributes=attributes,
         attribute_values=attribute_values,
         path=folder,
+        activity=activity,
         risk_bands=meta.get(contract.SNAPSHOT_BANDS_KEY),
         reference=reference,
     )

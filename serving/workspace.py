@@ -12,6 +12,7 @@ the words and numbers a page shows; they never change a score.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
 from features.catalogue import describe, format_value
+from models.contract import ACTIVITY_FEATURES
 from serving.outcomes import OUTCOMES
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -211,14 +213,24 @@ def reason_items(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
-def activity_items(row: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The activity values behind the reasons (the reasons' lead features: last purchase,
-    contacts, effort, CSAT, tickets, survey answers, as the snapshot records them)."""
+def activity_items(row: Mapping[str, Any], activity: str | None = None) -> list[dict[str, str]]:
+    """The activity values behind the reasons (the reasons' lead features) first, then the
+    rest of the customer's recent activity the snapshot records (``activity``: its JSON
+    text of :data:`models.contract.ACTIVITY_FEATURES`: last purchase, contacts with effort
+    and CSAT, open tickets, survey answers); unreadable activity text shows nothing."""
+    pairs = [(r.get("feature"), r.get("value")) for r in row.get("top_reasons") or []]
+    try:
+        recorded = json.loads(activity) if activity else {}
+    except ValueError:
+        recorded = {}
+    if isinstance(recorded, dict):
+        pairs += [(f, recorded[f]) for f in ACTIVITY_FEATURES if f in recorded]
     items = []
-    for r in row.get("top_reasons") or []:
-        feature, value = r.get("feature"), r.get("value")
-        if not feature or value is None:
+    seen: set[str] = set()
+    for feature, value in pairs:
+        if not isinstance(feature, str) or value is None or feature in seen:
             continue
+        seen.add(feature)
         try:
             shown = format_value(feature, value)
         except (TypeError, ValueError):

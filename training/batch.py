@@ -27,6 +27,8 @@ from features.build import build_features
 from features.time import as_utc
 from models.bundle import sha256_file
 from models.contract import (
+    ACTIVITY_FEATURES,
+    ACTIVITY_FIELD,
     ATTRIBUTES_KEY,
     HISTORY_DIR,
     LATEST_FILE,
@@ -146,11 +148,14 @@ def snapshot_rows(
     segment_column: str | None,
     previous: pd.Series | None = None,
     attributes: Sequence[str] = (),
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """:func:`models.scoring.score_frame` output as snapshot rows (one per customer): the
     ``as_of``, the previous snapshot's churn probability (``previous``, by customer id) and
-    the change since, reasons as JSON text, the model version, the segment and the customer
-    ``attributes`` as text. Per customer, so a distributed engine writes it per partition."""
+    the change since, reasons as JSON text, the model version, the segment, the customer
+    ``attributes`` as text and, from the feature frame the scores came from (``features``,
+    indexed by customer id), the recent activity as JSON text (:func:`activity_texts`).
+    Per customer, so a distributed engine writes it per partition."""
     out = scores.reset_index()
     out.insert(1, "as_of", _iso(as_of))
     before = (
@@ -169,10 +174,32 @@ def snapshot_rows(
         table = customers.drop_duplicates("customer_id").set_index("customer_id")
         for name in attributes:
             out[name] = _attribute_text(out["customer_id"].map(table[name]))
+    if features is not None:
+        out[ACTIVITY_FIELD] = activity_texts(features, out["customer_id"])
     # text or null in every partition (a partition of nulls alone would get a null type)
     out["p_alive_note"] = out["p_alive_note"].astype("string")
     out["status"] = out["status"].astype("str")
     return out
+
+
+def activity_texts(features: pd.DataFrame, customer_ids: pd.Series) -> pd.Series:
+    """Per customer (``customer_ids``, in their order), a JSON object of the
+    :data:`models.contract.ACTIVITY_FEATURES` the feature frame holds for them (missing
+    values left out; ``null`` text when none is known): what the workspace's customer page
+    shows as recent activity, at the snapshot's ``as_of``, from the one feature build."""
+    names = [n for n in ACTIVITY_FEATURES if n in features.columns]
+    picked = features[names].reindex(pd.Index(customer_ids, name=features.index.name))
+    columns = {n: picked[n].to_numpy(dtype=object) for n in names}
+    texts: list[str | None] = []
+    for i in range(len(picked)):
+        values = {}
+        for n in names:
+            v = columns[n][i]
+            if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+                continue
+            values[n] = v.item() if hasattr(v, "item") else v
+        texts.append(json.dumps(values, separators=(",", ":")) if values else None)
+    return pd.Series(texts, index=customer_ids.index, dtype="string")
 
 
 def _adopt_unkept(directory: Path) -> None:
@@ -347,7 +374,6 @@ def score(settings: TrainSettings) -> ScoreResult:
             bundle, frame, rule=rule, clv_horizon_days=settings.clv_horizon_days
         )
         profile = monitoring_profile(bundle.meta, frame, loaded, quarantined, as_of)
-        del frame
         previous_as_of, previous = previous_scores(settings.scores_dir, as_of)
         attributes = attribute_columns(loaded.tables.customers, settings.snapshot_attributes)
         out = snapshot_rows(
@@ -358,7 +384,9 @@ def score(settings: TrainSettings) -> ScoreResult:
             segment_column=settings.segment_column,
             previous=previous,
             attributes=attributes,
+            features=frame,
         )
+        del frame
         s.rows = {"customers scored": len(out)}
 
     def write(tmp: Path) -> int:

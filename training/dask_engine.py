@@ -542,6 +542,7 @@ def _scored(
         segment_column=settings.segment_column,
         previous=previous,
         attributes=attributes,
+        features=frame,
     )
 
 

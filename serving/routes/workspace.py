@@ -592,7 +592,7 @@ async def render_customer(
         session=session,
         nav="worklist",
         c=c,
-        activity=ws.activity_items(row),
+        activity=ws.activity_items(row, snapshot.activity.get(customer_id)),
         attributes=attributes,
         churn_chart=ws.markup(churn_chart),
         clv_chart=ws.markup(clv_chart),
