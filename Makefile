@@ -134,6 +134,9 @@ demo: install data train score ## the whole job on the demo data, then serve wit
 	@echo "    -H 'X-API-Key: $$(cat $(DEMO_KEY_FILE))' -H 'Content-Type: application/json' \\"
 	@echo "    -d '{\"customer_ids\": [\"C0000001\", \"C0000002\", \"nobody\"]}'"
 	@echo
+	@echo "The retention workspace: open http://127.0.0.1:$(PORT)/ in a browser and sign in with the"
+	@echo "same key (make api-key NAME=anna SCOPE=viewer makes one that can read but not administer)."
+	@echo
 	$(BIN)/python -m serving --port $(PORT)
 
 # pytest exits 5 when no test ran (nothing collected, or all deselected): make treats it as a
