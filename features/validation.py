@@ -52,6 +52,8 @@ _BOOL_VALUES = np.array(list(_BOOL_TEXT.values()), dtype=bool)
 _SMALL = 512
 #: The dtype of text columns in the clean tables.
 _STR = pd.StringDtype(na_value=np.nan)
+#: A column's values: a NumPy array or a pandas extension array (``str``, datetime with tz).
+_Array: TypeAlias = np.ndarray | pd.api.extensions.ExtensionArray
 _NS_MIN = pd.Timestamp.min.as_unit("ns").value
 _NS_MAX = pd.Timestamp.max.as_unit("ns").value
 FIELD_COLUMNS = ("table", "row", "column", "reason", "value")
@@ -224,13 +226,13 @@ def reason_parts(reason: str) -> dict[str, str]:
 # -- column parsers: a pandas Series in, NumPy arrays out --------------------------------------
 
 
-def _text(s: pd.Series, *, lower: bool = False) -> tuple[Any, np.ndarray]:
+def _text(s: _Array, *, lower: bool = False) -> tuple[Any, np.ndarray]:
     """Stripped (optionally lower-cased) text and where it is blank (missing or empty after
     the strip). The text is an object array (``None`` where missing) for a small column and a
     pandas ``str`` array for a large one; non-text values are turned into their text, as
     ``astype("str")`` does."""
     if len(s) < _SMALL:
-        raw = s.to_numpy(dtype=object)
+        raw = np.asarray(s, dtype=object)
         missing = pd.isna(raw)
         text = [
             None if m else (v if isinstance(v, str) else str(v)).strip()
@@ -241,26 +243,27 @@ def _text(s: pd.Series, *, lower: bool = False) -> tuple[Any, np.ndarray]:
         out = np.array(text, dtype=object)
         blank = missing | (out == "")
         if s.dtype == _STR and all(m or t == v for t, v, m in zip(text, raw, missing, strict=True)):
-            return s.array, blank  # already clean text: no conversion back to a string array
+            return s, blank  # already clean text: no conversion back to a string array
         return out, blank
     # large: pandas' string methods; the text stays a pandas string array (no Python objects)
-    t = s.astype("str").str.strip()
+    t = pd.Series(s, copy=False).astype("str").str.strip()
     if lower:
         t = t.str.lower()
     return t.array, (t.isna() | (t == "")).to_numpy(dtype=bool)
 
 
-def _blank(s: pd.Series) -> np.ndarray:
+def _blank(s: _Array | pd.Series) -> np.ndarray:
     """Missing or empty-after-strip values. Only text can be empty: a numeric, boolean or
     datetime column is blank where it is missing (and is not converted to text to find out)."""
-    dtype = s.dtype
+    values = s.array if isinstance(s, pd.Series) else s
+    dtype = values.dtype
     if (
         pd.api.types.is_numeric_dtype(dtype)
         or pd.api.types.is_bool_dtype(dtype)
         or pd.api.types.is_datetime64_any_dtype(dtype)
     ):
-        return np.asarray(pd.isna(s.array), dtype=bool)
-    return _text(s)[1]
+        return np.asarray(pd.isna(values), dtype=bool)
+    return _text(values)[1]
 
 
 def _ns(values: np.ndarray) -> np.ndarray:
@@ -281,18 +284,18 @@ def _ns(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _timestamps(s: pd.Series) -> np.ndarray:
+def _timestamps(s: _Array) -> np.ndarray:
     """UTC nanoseconds (int64, NaT = int64 min) of ISO-8601 strings, dates or datetimes; naive
     values are UTC; failures are NaT."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return _ns(np.asarray(s.array.tz_convert(None)))
+        return _ns(np.asarray(cast(Any, s).tz_convert(None)))
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return _ns(s.to_numpy())
+        return _ns(np.asarray(s))
     if len(s) < _SMALL:
-        fast = _plain_iso_ns(s.to_numpy(dtype=object))
+        fast = _plain_iso_ns(np.asarray(s, dtype=object))
         if fast is not None:
             return fast
-    parsed = pd.to_datetime(s.array, utc=True, errors="coerce", format="ISO8601")
+    parsed = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
     return _ns(np.asarray(parsed.tz_convert(None)))
 
 
@@ -325,21 +328,42 @@ def _plain_iso_ns(values: np.ndarray) -> np.ndarray | None:
         return None
 
 
+_UTC = pd.DatetimeTZDtype("ns", "UTC")
+#: pandas' private constructors used on the hot path (each with a public fallback, which
+#: gives the same result, should a pandas release drop them; tests run both ways).
+_SIMPLE_NEW = getattr(pd.arrays.DatetimeArray, "_simple_new", None)
+_FROM_ARRAYS = getattr(pd.DataFrame, "_from_arrays", None)
+_COLUMN_ARRAY = getattr(pd.DataFrame, "_get_column_array", None)
+
+
 def _as_utc(ns: np.ndarray) -> pd.arrays.DatetimeArray:
-    """int64 UTC nanoseconds as a ``datetime64[ns, UTC]`` array."""
-    return pd.array(ns.view("M8[ns]"), dtype=pd.DatetimeTZDtype("ns", "UTC"))
+    """int64 UTC nanoseconds as a ``datetime64[ns, UTC]`` array.
+
+    ``_simple_new`` wraps the values as they are (pandas' own constructor of an array it
+    has checked): a tenth of ``pd.array``'s cost, which re-validates every value."""
+    values = ns.view("M8[ns]")
+    if _SIMPLE_NEW is None:
+        return pd.array(values, dtype=_UTC)
+    return cast(pd.arrays.DatetimeArray, _SIMPLE_NEW(values, dtype=_UTC))
 
 
 def parse_timestamps(s: pd.Series) -> pd.Series:
     """ISO-8601 strings, dates or datetimes to UTC; naive values are UTC; failures are NaT."""
-    return pd.Series(_as_utc(_timestamps(s)), index=s.index, name=s.name)
+    return pd.Series(_as_utc(_timestamps(s.array)), index=s.index, name=s.name)
 
 
-def _numbers(s: pd.Series) -> np.ndarray:
+def _float(s: _Array) -> np.ndarray:
+    """A numeric or boolean column as float64, missing values NaN."""
+    if isinstance(s, np.ndarray):
+        return s.astype("float64", copy=False)
+    return s.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _numbers(s: _Array) -> np.ndarray:
     """float64 values; text that is not a number and missing values are NaN."""
     if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
-        return s.to_numpy(dtype="float64", na_value=np.nan)
-    values = s.to_numpy(dtype=object) if len(s) < _SMALL else s
+        return _float(s)
+    values = np.asarray(s, dtype=object) if len(s) < _SMALL else pd.Series(s, copy=False)
     return np.asarray(pd.to_numeric(values, errors="coerce"), dtype="float64")
 
 
@@ -361,11 +385,12 @@ class _Vocabulary:
         return self.index.get_indexer(text)
 
 
-def _booleans(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _booleans(s: _Array) -> tuple[np.ndarray, np.ndarray]:
     """true/false/1/0/yes/no (any case) as values and a mask of what is not one of them."""
     if pd.api.types.is_bool_dtype(s.dtype):
-        missing = pd.isna(s.to_numpy(dtype=object))
-        return s.to_numpy(dtype=bool, na_value=False), missing
+        if isinstance(s, np.ndarray):  # numpy booleans have no missing value
+            return s, np.zeros(len(s), dtype=bool)
+        return s.to_numpy(dtype=bool, na_value=False), np.asarray(s.isna(), dtype=bool)
     text, _ = _text(s, lower=True)
     pos = _BOOLS.positions(text)
     return _BOOL_VALUES[np.maximum(pos, 0)], pos < 0
@@ -404,15 +429,19 @@ class _Rules:
         return bad
 
 
-#: A normalised column as :func:`validate_table` builds it.
-_Array: TypeAlias = np.ndarray | pd.api.extensions.ExtensionArray
+class _Columns(dict[Hashable, _Array]):
+    """The columns of a frame as arrays, taken once.
 
-
-class _Columns(dict[Hashable, pd.Series]):
-    """The columns of a frame as Series, taken once (all at once is cheaper than one by one)."""
+    Not as Series: a Series per column costs about 8 microseconds, more than a rule on a
+    dozen rows, and the rules need only the values. ``DataFrame._get_column_array`` is
+    pandas' own accessor for this (private, hence the fallback to the public ``items``).
+    """
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        super().__init__(frame.items())
+        if _COLUMN_ARRAY is not None and frame.columns.is_unique:
+            super().__init__((c, _COLUMN_ARRAY(frame, i)) for i, c in enumerate(frame.columns))
+        else:
+            super().__init__((c, s.array) for c, s in frame.items())
         self.frame = frame
 
 
@@ -451,7 +480,7 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
         sub = raw if len(pos) == n else raw.iloc[pos]
         out[pos] = sub.duplicated(keep="first").to_numpy(dtype=bool)
         return out
-    columns = [col_of[c].to_numpy(dtype=object)[pos] for c in raw.columns]
+    columns = [np.asarray(col_of[c], dtype=object)[pos] for c in raw.columns]
     # the ignore: numpy's stubs leave None (an object scalar) out of ArrayLike
     columns = [np.where(pd.isna(c), None, c) for c in columns]  # type: ignore[call-overload]
     seen: set[tuple[object, ...]] = set()
@@ -535,11 +564,10 @@ def validate_table(
 
     if name == "transactions":
         amount = _numbers(col_of["amount"])
-        blank = _blank(col_of["amount"])
         rules.row(~np.isfinite(amount), "bad_amount")  # blank, text or infinite
         out["amount"] = amount
     if name == "surveys":
-        element, blank = _text(col_of["element"], lower=True)
+        element, _ = _text(col_of["element"], lower=True)
         rules.row(_ELEMENTS.positions(element) < 0, "unknown_element")  # blank too
         out["element"] = element
     if name == "interactions":
@@ -595,7 +623,7 @@ def _attribute_columns(col_of: _Columns) -> list[str]:
     return [c for c in col_of.frame.columns if c not in _CUSTOMER_COLUMNS]
 
 
-def _number_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+def _number_text(s: _Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """A text attribute read as numbers: float values (NaN where not a number), which values
     are blank, which are :data:`MISSING_MARKERS` markers, which are finite numbers, and
     whether a value looks like a code (:data:`_CODE`)."""
@@ -606,7 +634,7 @@ def _number_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     if len(s) < _SMALL:
         coded = any(isinstance(t, str) and _CODE.match(t) is not None for t in text)
     else:
-        coded = bool(pd.Series(text).str.match(_CODE.pattern, na=False).any())
+        coded = bool(pd.Series(text, copy=False).str.match(_CODE.pattern, na=False).any())
     return values, blank, marker, number, coded
 
 
@@ -669,11 +697,10 @@ def _attribute_rules(
         if pd.api.types.is_bool_dtype(s.dtype):
             continue
         if pd.api.types.is_numeric_dtype(s.dtype):
-            values = s.to_numpy(dtype="float64", na_value=np.nan)
-            bad = np.isinf(values)
+            bad = np.isinf(_float(s))
             if bad.any():
                 rules.field(col, bad, f"bad_{col}")
-                out[col] = s.mask(pd.Series(bad, index=s.index)).array
+                out[col] = pd.Series(s, copy=False).mask(bad).array
             continue
         values, blank, marker, number, coded = _number_text(s)
         if numeric is None:
@@ -689,7 +716,7 @@ def _attribute_rules(
         bad = marker
         if bad.any():
             rules.field(col, bad, f"bad_{col}")
-            out[col] = s.mask(pd.Series(bad, index=s.index)).array
+            out[col] = pd.Series(s, copy=False).mask(bad).array
 
 
 #: Empty quarantines by column names and dtypes: shared, read-only frames, as
@@ -709,6 +736,39 @@ def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
     return empty
 
 
+def _frame(columns: list[_Array], names: pd.Index) -> pd.DataFrame:
+    """A frame of ``columns`` (one array per name, equal lengths, final dtypes), with a
+    ``RangeIndex``; no copy.
+
+    ``DataFrame._from_arrays`` without its checks costs a quarter of ``pd.DataFrame(dict)``
+    (which infers and checks each column and builds the column index again): on a
+    one-customer history that is a tenth of the validation. Only arrays that need no
+    inference go that way: extension arrays and NumPy numbers, booleans and objects.
+    """
+    n = len(columns[0]) if columns else 0
+    index = pd.RangeIndex(n)
+    plain = all(
+        (
+            isinstance(c, pd.api.extensions.ExtensionArray)
+            and not isinstance(c, pd.arrays.NumpyExtensionArray)
+        )
+        or (isinstance(c, np.ndarray) and c.ndim == 1 and c.dtype.kind in "biufO")
+        for c in columns
+    )
+    if _FROM_ARRAYS is None or not plain or not names.is_unique:
+        # an object column as read stays object (a NumPy object array would be inferred)
+        kept = [
+            pd.arrays.NumpyExtensionArray(c)
+            if isinstance(c, np.ndarray) and c.dtype == object
+            else c
+            for c in columns
+        ]
+        return pd.DataFrame(dict(zip(names, kept, strict=True)), index=index, copy=False)
+    return cast(
+        pd.DataFrame, _FROM_ARRAYS(columns, columns=names, index=index, verify_integrity=False)
+    )
+
+
 def _split(
     name: str, raw: pd.DataFrame, col_of: _Columns, rules: _Rules, out: dict[str, _Array]
 ) -> Validated:
@@ -716,13 +776,17 @@ def _split(
     the blanked values of kept rows."""
     bad = rules.bad_rows()
     keep = ~bad
-    columns = {}
+    any_bad = bool(bad.any())
+    columns = []
     for col in raw.columns:
-        values = out[col] if col in out else col_of[col].array
-        if isinstance(values, np.ndarray) and values.dtype == object:
-            values = pd.array(values, dtype="str")
-        columns[col] = values[keep] if bad.any() else values
-    clean = pd.DataFrame(columns, copy=False)  # dict order is the column order
+        if col in out:
+            values = out[col]
+            if isinstance(values, np.ndarray) and values.dtype == object:
+                values = pd.array(values, dtype=_STR)  # normalised text
+        else:  # as read (an object column stays object)
+            values = col_of[col]
+        columns.append(values[keep] if any_bad else values)
+    clean = _frame(columns, raw.columns)
 
     bad_pos = np.flatnonzero(bad)
     if not len(bad_pos) and not rules.found:
@@ -737,7 +801,7 @@ def _split(
             continue
         pos = np.flatnonzero(mask & keep)
         if len(pos):
-            values = col_of[column].to_numpy(dtype=object)[pos]
+            values = np.asarray(col_of[column], dtype=object)[pos]
             field_rows.append(
                 pd.DataFrame(
                     {

@@ -362,6 +362,46 @@ def test_small_and_large_paths_agree(monkeypatch):
         pd.testing.assert_frame_equal(r.fields, large[name].fields)
 
 
+def odd_dtypes() -> dict[str, pd.DataFrame]:
+    """Columns as a caller may hand them over: objects, nullable integers, categories,
+    datetimes with and without a time zone, booleans, infinite numbers."""
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.array(["a", "b", "c", "d"], dtype=object),
+            "signup_date": pd.to_datetime(["2024-01-01", None, "2024-02-01", "2024-03-01"]),
+            "mixed": pd.array([1, "x", None, 2.5], dtype=object),
+            "num_inf": [1.0, np.inf, 2.0, None],
+            "ints": pd.array([1, None, 3, 4], dtype="Int64"),
+            "flag": [True, False, True, False],
+            "cat": pd.Categorical(["x", "y", "x", None]),
+            "when": pd.to_datetime(["2024-01-01", None, "2024-02-01", "2024-03-01"], utc=True),
+            "marked": ["a", "#N/A", "b", " c "],
+        }
+    )
+    transactions = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", None],
+            "timestamp": pd.to_datetime(["2024-01-01", "2024-01-01", None, "2024-01-02"], utc=True),
+            "amount": pd.array([1, 1, 2, None], dtype="Int64"),
+        }
+    )
+    return {"customers": customers, "transactions": transactions, **messy_tables()}
+
+
+@pytest.mark.parametrize("make", [messy_tables, odd_dtypes])
+def test_public_pandas_fallbacks_give_the_same_tables(monkeypatch, make):
+    # the hot path uses pandas' private constructors when present; without them the public
+    # ones must give the same tables (dtypes included)
+    fast = validate_tables(make())[1]
+    for attr in ("_SIMPLE_NEW", "_FROM_ARRAYS", "_COLUMN_ARRAY"):
+        monkeypatch.setattr(validation, attr, None)
+    public = validate_tables(make())[1]
+    for name, r in fast.items():
+        pd.testing.assert_frame_equal(r.clean, public[name].clean)
+        pd.testing.assert_frame_equal(r.quarantine, public[name].quarantine)
+        pd.testing.assert_frame_equal(r.fields, public[name].fields)
+
+
 _cell = st.one_of(
     st.none(),
     st.sampled_from(["", " ", "A", "b ", "2024-01-01", "2099-01-01", "03/14/1997", "x"]),
