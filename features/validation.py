@@ -245,11 +245,31 @@ def _text(s: _Array, *, lower: bool = False) -> tuple[Any, np.ndarray]:
         if s.dtype == _STR and all(m or t == v for t, v, m in zip(text, raw, missing, strict=True)):
             return s, blank  # already clean text: no conversion back to a string array
         return out, blank
-    # large: pandas' string methods; the text stays a pandas string array (no Python objects)
+    if isinstance(s.dtype, pd.StringDtype):
+        # large text: each distinct value stripped once (ids, channels and elements repeat
+        # over millions of rows), and the column itself kept when no value changes
+        codes, uniques = _factorized(s)
+        u_text, u_blank = _text_large(uniques, lower=lower)
+        blank = np.append(u_blank, True)[codes]  # code -1 (missing) picks the last: blank
+        if s.dtype == _STR and bool(np.asarray(u_text == uniques, dtype=bool).all()):
+            return s, blank
+        return u_text.take(codes, allow_fill=True), blank
+    return _text_large(s, lower=lower)
+
+
+def _text_large(s: _Array, *, lower: bool) -> tuple[Any, np.ndarray]:
+    """:func:`_text` by pandas' string methods: the text stays a pandas string array."""
     t = pd.Series(s, copy=False).astype("str").str.strip()
     if lower:
         t = t.str.lower()
     return t.array, (t.isna() | (t == "")).to_numpy(dtype=bool)
+
+
+def _factorized(values: Any) -> tuple[np.ndarray, Any]:
+    """Codes (``-1`` where missing) and distinct values of a large column, so that a rule
+    runs on each distinct value once; pandas' ``str`` arrays factorize in Arrow."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.asarray(codes), uniques
 
 
 def _blank(s: _Array | pd.Series) -> np.ndarray:
@@ -382,7 +402,8 @@ class _Vocabulary:
             values = text if isinstance(text, np.ndarray) else np.asarray(text, dtype=object)
             get = self.lookup.get
             return np.fromiter((get(t, -1) for t in values), dtype=np.intp, count=len(values))
-        return self.index.get_indexer(text)
+        codes, uniques = _factorized(text)  # each distinct value looked up once
+        return np.append(self.index.get_indexer(uniques), -1)[codes]
 
 
 def _booleans(s: _Array) -> tuple[np.ndarray, np.ndarray]:
@@ -458,6 +479,26 @@ def _repeats(values: Any) -> np.ndarray:
     return out
 
 
+def _row_key(stamps: np.ndarray, ids: _Array) -> np.ndarray:
+    """An int64 key per row that copies of a row share: the timestamp mixed with the customer
+    id's code (wrapping multiplication; distinct rows may share a key, copies always do)."""
+    codes, _ = _factorized(ids)
+    return stamps * np.int64(1_000_003) + codes.astype(np.int64)
+
+
+def _repeated_keys(key: np.ndarray) -> np.ndarray:
+    """Where ``key`` holds a value that occurs more than once. By sorting (NumPy's sort of
+    int64 is vectorised, several times faster than a hash table over millions of keys) and
+    a binary search of the few repeated values."""
+    ordered = np.sort(key)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not len(repeated):
+        return np.zeros(len(key), dtype=bool)
+    repeated = np.unique(repeated)
+    at = np.minimum(np.searchsorted(repeated, key), len(repeated) - 1)
+    return repeated[at] == key
+
+
 def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) -> np.ndarray:
     """Rows that exactly repeat an earlier row (missing values equal each other).
 
@@ -466,12 +507,13 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
     """
     n = len(raw)
     candidates = np.ones(n, dtype=bool)
-    if stamps is not None:
-        if n >= _SMALL:  # a hash table: no sort of millions of stamps
-            candidates = pd.Series(stamps).duplicated(keep=False).to_numpy()
-        else:
-            _, inverse, counts = np.unique(stamps, return_inverse=True, return_counts=True)
-            candidates = counts[inverse] > 1
+    if stamps is not None and n >= _SMALL:
+        candidates = _repeated_keys(_row_key(stamps, col_of["customer_id"]))
+        if not candidates.any():
+            return np.zeros(n, dtype=bool)
+    elif stamps is not None:
+        _, inverse, counts = np.unique(stamps, return_inverse=True, return_counts=True)
+        candidates = counts[inverse] > 1
         if not candidates.any():
             return np.zeros(n, dtype=bool)
     pos = np.flatnonzero(candidates)
@@ -480,7 +522,7 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
         sub = raw if len(pos) == n else raw.iloc[pos]
         out[pos] = sub.duplicated(keep="first").to_numpy(dtype=bool)
         return out
-    columns = [np.asarray(col_of[c], dtype=object)[pos] for c in raw.columns]
+    columns = [np.asarray(col_of[c][pos], dtype=object) for c in raw.columns]
     # the ignore: numpy's stubs leave None (an object scalar) out of ArrayLike
     columns = [np.where(pd.isna(c), None, c) for c in columns]  # type: ignore[call-overload]
     seen: set[tuple[object, ...]] = set()
@@ -628,13 +670,17 @@ def _number_text(s: _Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     are blank, which are :data:`MISSING_MARKERS` markers, which are finite numbers, and
     whether a value looks like a code (:data:`_CODE`)."""
     text, blank = _text(s, lower=True)
-    marker = _MARKERS.positions(text) >= 0
-    values = np.asarray(pd.to_numeric(text, errors="coerce"), dtype="float64")
-    number = ~blank & ~marker & np.isfinite(values)
     if len(s) < _SMALL:
+        marker = _MARKERS.positions(text) >= 0
+        values = np.asarray(pd.to_numeric(text, errors="coerce"), dtype="float64")
         coded = any(isinstance(t, str) and _CODE.match(t) is not None for t in text)
-    else:
-        coded = bool(pd.Series(text, copy=False).str.match(_CODE.pattern, na=False).any())
+    else:  # each distinct value parsed once: attributes repeat (plans, regions)
+        codes, uniques = _factorized(text)
+        marker = np.append(_MARKERS.positions(uniques) >= 0, False)[codes]
+        parsed = np.asarray(pd.to_numeric(uniques, errors="coerce"), dtype="float64")
+        values = np.append(parsed, np.nan)[codes]
+        coded = bool(pd.Series(uniques, copy=False).str.match(_CODE.pattern, na=False).any())
+    number = ~blank & ~marker & np.isfinite(values)
     return values, blank, marker, number, coded
 
 
@@ -755,7 +801,9 @@ def _frame(columns: list[_Array], names: pd.Index) -> pd.DataFrame:
         or (isinstance(c, np.ndarray) and c.ndim == 1 and c.dtype.kind in "biufO")
         for c in columns
     )
-    if _FROM_ARRAYS is None or not plain or not names.is_unique:
+    # a large table as pd.DataFrame builds it without ``copy``: no consolidation of the
+    # columns into 2-D blocks (``_from_arrays`` would copy every numeric column)
+    if _FROM_ARRAYS is None or not plain or not names.is_unique or n >= _SMALL:
         # an object column as read stays object (a NumPy object array would be inferred)
         kept = [
             pd.arrays.NumpyExtensionArray(c)
