@@ -226,7 +226,7 @@ def reason_parts(reason: str) -> dict[str, str]:
 # -- column parsers: a pandas Series in, NumPy arrays out --------------------------------------
 
 
-def _text(s: _Array, *, lower: bool = False) -> tuple[Any, np.ndarray]:
+def _text(s: _Array, *, lower: bool = False, memo: _Memo | None = None) -> tuple[Any, np.ndarray]:
     """Stripped (optionally lower-cased) text and where it is blank (missing or empty after
     the strip). The text is an object array (``None`` where missing) for a small column and a
     pandas ``str`` array for a large one; non-text values are turned into their text, as
@@ -248,7 +248,7 @@ def _text(s: _Array, *, lower: bool = False) -> tuple[Any, np.ndarray]:
     if isinstance(s.dtype, pd.StringDtype):
         # large text: each distinct value stripped once (ids, channels and elements repeat
         # over millions of rows), and the column itself kept when no value changes
-        codes, uniques = _factorized(s)
+        codes, uniques = _factorized(s, memo)
         u_text, u_blank = _text_large(uniques, lower=lower)
         blank = np.append(u_blank, True)[codes]  # code -1 (missing) picks the last: blank
         if s.dtype == _STR and bool(np.asarray(u_text == uniques, dtype=bool).all()):
@@ -265,11 +265,22 @@ def _text_large(s: _Array, *, lower: bool) -> tuple[Any, np.ndarray]:
     return t.array, (t.isna() | (t == "")).to_numpy(dtype=bool)
 
 
-def _factorized(values: Any) -> tuple[np.ndarray, Any]:
+class _Memo(dict[int, tuple[Any, np.ndarray, Any]]):
+    """Factorized columns of one table, by array identity: a column that several rules
+    factorize (the customer id: text, then duplicate key) is hashed once."""
+
+
+def _factorized(values: Any, memo: _Memo | None = None) -> tuple[np.ndarray, Any]:
     """Codes (``-1`` where missing) and distinct values of a large column, so that a rule
     runs on each distinct value once; pandas' ``str`` arrays factorize in Arrow."""
+    hit = memo.get(id(values)) if memo is not None else None
+    if hit is not None and hit[0] is values:
+        return hit[1], hit[2]
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    return np.asarray(codes), uniques
+    codes = np.asarray(codes)
+    if memo is not None:
+        memo[id(values)] = (values, codes, uniques)  # the array is held: its id stays its own
+    return codes, uniques
 
 
 def _blank(s: _Array | pd.Series) -> np.ndarray:
@@ -395,14 +406,14 @@ class _Vocabulary:
         self.index = pd.Index(values, dtype=object)
         self.lookup = {v: i for i, v in enumerate(values)}
 
-    def positions(self, text: Any) -> np.ndarray:
+    def positions(self, text: Any, memo: _Memo | None = None) -> np.ndarray:
         """Each value's position in the vocabulary, -1 where it is not in it (or missing)."""
         if len(text) < _SMALL:
             # a small pandas string array too (:func:`_text` keeps clean text as it came)
             values = text if isinstance(text, np.ndarray) else np.asarray(text, dtype=object)
             get = self.lookup.get
             return np.fromiter((get(t, -1) for t in values), dtype=np.intp, count=len(values))
-        codes, uniques = _factorized(text)  # each distinct value looked up once
+        codes, uniques = _factorized(text, memo)  # each distinct value looked up once
         return np.append(self.index.get_indexer(uniques), -1)[codes]
 
 
@@ -464,6 +475,7 @@ class _Columns(dict[Hashable, _Array]):
         else:
             super().__init__((c, s.array) for c, s in frame.items())
         self.frame = frame
+        self.memo = _Memo()
 
 
 def _repeats(values: Any) -> np.ndarray:
@@ -479,11 +491,36 @@ def _repeats(values: Any) -> np.ndarray:
     return out
 
 
-def _row_key(stamps: np.ndarray, ids: _Array) -> np.ndarray:
-    """An int64 key per row that copies of a row share: the timestamp mixed with the customer
-    id's code (wrapping multiplication; distinct rows may share a key, copies always do)."""
-    codes, _ = _factorized(ids)
-    return stamps * np.int64(1_000_003) + codes.astype(np.int64)
+def _row_key(stamps: np.ndarray, col_of: _Columns) -> np.ndarray:
+    """An int64 key per row that copies of a row share: the parsed timestamp mixed (wrapping
+    multiplication) with every column that is cheap to turn into integers: numbers and
+    booleans by their bits, text already factorized by a rule by its codes. Distinct rows
+    rarely share a key; copies always do."""
+    key = stamps.copy()
+    for values in col_of.values():
+        part = _key_part(values, col_of.memo)
+        if part is not None:
+            key *= np.int64(1_000_003)
+            key += part
+    return key
+
+
+def _key_part(values: _Array, memo: _Memo) -> np.ndarray | None:
+    """A column as int64 that equal values (missing ones too) share, or ``None`` when that
+    would cost a hash of the column."""
+    hit = memo.get(id(values))
+    if hit is not None and hit[0] is values:
+        return hit[1].astype(np.int64, copy=False)
+    kind = values.dtype.kind
+    if kind in "biu":  # NumPy or nullable integers and booleans; missing values as 0
+        if isinstance(values, np.ndarray):
+            return values.astype(np.int64, copy=False)
+        return values.to_numpy(dtype=np.int64, na_value=0)
+    if kind == "f":
+        number = _float(values)
+        # every missing value one key; -0.0 and 0.0 one key (pandas takes them as equal)
+        return np.where(np.isnan(number), 0.0, number + 0.0).view(np.int64)
+    return None
 
 
 def _repeated_keys(key: np.ndarray) -> np.ndarray:
@@ -508,7 +545,7 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
     n = len(raw)
     candidates = np.ones(n, dtype=bool)
     if stamps is not None and n >= _SMALL:
-        candidates = _repeated_keys(_row_key(stamps, col_of["customer_id"]))
+        candidates = _repeated_keys(_row_key(stamps, col_of))
         if not candidates.any():
             return np.zeros(n, dtype=bool)
     elif stamps is not None:
@@ -580,7 +617,7 @@ def validate_table(
     limit = None if now is None else _future_limit(now, clock_skew)
     stamps = None  # the required timestamp column, to find duplicate candidates
 
-    ids, blank_id = _text(col_of["customer_id"])
+    ids, blank_id = _text(col_of["customer_id"], memo=col_of.memo)
     rules.row(blank_id, "missing_customer_id")
     out["customer_id"] = ids
 
@@ -609,12 +646,12 @@ def validate_table(
         rules.row(~np.isfinite(amount), "bad_amount")  # blank, text or infinite
         out["amount"] = amount
     if name == "surveys":
-        element, _ = _text(col_of["element"], lower=True)
-        rules.row(_ELEMENTS.positions(element) < 0, "unknown_element")  # blank too
+        element, _ = _text(col_of["element"], lower=True, memo=col_of.memo)
+        rules.row(_ELEMENTS.positions(element, col_of.memo) < 0, "unknown_element")  # blank too
         out["element"] = element
     if name == "interactions":
         for col in ("channel", "interaction_type"):
-            text, blank = _text(col_of[col], lower=True)
+            text, blank = _text(col_of[col], lower=True, memo=col_of.memo)
             rules.row(blank, f"missing_{col}")
             out[col] = text
         if "resolved" in raw.columns:

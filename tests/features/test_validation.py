@@ -550,3 +550,31 @@ def test_exact_duplicates_are_found_the_same_way_at_any_size(n):
         raw.loc[~expected, ["customer_id", "amount"]].reset_index(drop=True),
         check_dtype=False,
     )
+
+
+@pytest.mark.parametrize("n", [40, 5_000])
+def test_duplicates_take_missing_values_and_signed_zeros_as_equal(n):
+    """The large path keys rows by their values' bits: missing numbers (NaN or NA) and
+    -0.0 / 0.0 must still count as equal, as pandas' ``duplicated`` takes them."""
+    rng = np.random.default_rng(5)
+    ts = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 3, n), "D")
+    effort = pd.array(rng.integers(1, 3, n), dtype="Int64")
+    effort[rng.random(n) < 0.5] = pd.NA
+    raw = pd.DataFrame(
+        {
+            "customer_id": pd.Series(rng.integers(0, 3, n).astype(str), dtype="str"),
+            "timestamp": ts,
+            "channel": rng.choice(["phone", "chat"], n),
+            "interaction_type": "usage",
+            "effort_score": effort,
+            "csat": np.where(rng.random(n) < 0.5, np.nan, rng.integers(1, 3, n).astype(float)),
+            "resolved": pd.array(
+                np.where(rng.random(n) < 0.3, None, rng.random(n) < 0.5), "boolean"
+            ),
+            "value_enhancement": rng.choice([0.0, -0.0], n),
+        }
+    )
+    expected = raw.duplicated(keep="first")
+    assert 0 < expected.sum() < n
+    result = validate_table("interactions", raw)
+    assert sorted(result.quarantine.index) == sorted(raw.index[expected])
