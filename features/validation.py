@@ -232,7 +232,7 @@ def _text(s: _Array, *, lower: bool = False, memo: _Memo | None = None) -> tuple
     pandas ``str`` array for a large one; non-text values are turned into their text, as
     ``astype("str")`` does."""
     if len(s) < _SMALL:
-        raw = np.asarray(s, dtype=object)
+        raw = _objects(s, memo)
         missing = pd.isna(raw)
         text = [
             None if m else (v if isinstance(v, str) else str(v)).strip()
@@ -268,6 +268,20 @@ def _text_large(s: _Array, *, lower: bool) -> tuple[Any, np.ndarray]:
 class _Memo(dict[int, tuple[Any, np.ndarray, Any]]):
     """Factorized columns of one table, by array identity: a column that several rules
     factorize (the customer id: text, then duplicate key) is hashed once."""
+
+
+def _objects(values: _Array, memo: _Memo | None = None) -> np.ndarray:
+    """A small column as a NumPy object array, converted once per table (several rules read
+    the customer id and the timestamp as Python objects)."""
+    if memo is None:
+        return np.asarray(values, dtype=object)
+    key = -id(values)  # the factorized columns use the positive id
+    hit = memo.get(key)
+    if hit is not None and hit[0] is values:
+        return cast(np.ndarray, hit[1])
+    out = np.asarray(values, dtype=object)
+    memo[key] = (values, out, None)
+    return out
 
 
 def _factorized(values: Any, memo: _Memo | None = None) -> tuple[np.ndarray, Any]:
@@ -315,7 +329,7 @@ def _ns(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _timestamps(s: _Array) -> np.ndarray:
+def _timestamps(s: _Array, memo: _Memo | None = None) -> np.ndarray:
     """UTC nanoseconds (int64, NaT = int64 min) of ISO-8601 strings, dates or datetimes; naive
     values are UTC; failures are NaT."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
@@ -323,7 +337,7 @@ def _timestamps(s: _Array) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         return _ns(np.asarray(s))
     if len(s) < _SMALL:
-        fast = _plain_iso_ns(np.asarray(s, dtype=object))
+        fast = _plain_iso_ns(_objects(s, memo))
         if fast is not None:
             return fast
     parsed = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
@@ -549,17 +563,20 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
         if not candidates.any():
             return np.zeros(n, dtype=bool)
     elif stamps is not None:
+        if len(set(stamps.tolist())) == n:  # no repeated timestamp (the usual history)
+            return np.zeros(n, dtype=bool)
         _, inverse, counts = np.unique(stamps, return_inverse=True, return_counts=True)
         candidates = counts[inverse] > 1
-        if not candidates.any():
-            return np.zeros(n, dtype=bool)
     pos = np.flatnonzero(candidates)
     out = np.zeros(n, dtype=bool)
     if len(pos) >= _SMALL:
         sub = raw if len(pos) == n else raw.iloc[pos]
         out[pos] = sub.duplicated(keep="first").to_numpy(dtype=bool)
         return out
-    columns = [np.asarray(col_of[c][pos], dtype=object) for c in raw.columns]
+    if n < _SMALL:  # the columns as objects, shared with the other rules
+        columns = [_objects(col_of[c], col_of.memo)[pos] for c in raw.columns]
+    else:  # a few candidates of a large table: only their values
+        columns = [np.asarray(col_of[c][pos], dtype=object) for c in raw.columns]
     # the ignore: numpy's stubs leave None (an object scalar) out of ArrayLike
     columns = [np.where(pd.isna(c), None, c) for c in columns]  # type: ignore[call-overload]
     seen: set[tuple[object, ...]] = set()
@@ -624,16 +641,15 @@ def validate_table(
     for col in spec.timestamps:
         if col not in raw.columns:
             continue
-        ns = _timestamps(col_of[col])
+        ns = _timestamps(col_of[col], col_of.memo)
         nat = ns == np.iinfo(np.int64).min
-        blank = _blank(col_of[col])
         future = (ns > limit) if limit is not None and col != "churn_date" else None
         if col in spec.required:  # blank or unparseable (a query's NULL is blank): one code
             rules.row(nat, f"bad_{col}")
             if future is not None:
                 rules.row(future, f"future_{col}")
         else:  # an optional date: blank is "unknown", a bad one is blanked
-            rules.field(col, nat & ~blank, f"bad_{col}")
+            rules.field(col, nat & ~_blank(col_of[col]), f"bad_{col}")
             if future is not None:
                 rules.field(col, future, f"future_{col}")
                 ns = np.where(future, np.iinfo(np.int64).min, ns)
@@ -680,7 +696,9 @@ def validate_table(
         out[col] = value
     if name == "customers":
         _attribute_rules(col_of, rules, out, numeric_attributes)
-        rules.row(_repeats(ids), "duplicate_customer_id")
+        rules.row(
+            _repeats(_objects(ids, col_of.memo) if n < _SMALL else ids), "duplicate_customer_id"
+        )
     else:
         rules.row(_duplicated(raw, col_of, stamps), "duplicate")
     return _split(name, raw, col_of, rules, out)
