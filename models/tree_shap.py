@@ -38,6 +38,7 @@ from typing import Any, cast
 
 import lightgbm as lgb
 import numpy as np
+from scipy import sparse
 
 #: Below this many rows one ``pred_contrib`` call is cheaper than the tables.
 MIN_ROWS = 2_000
@@ -170,26 +171,32 @@ def _weights(d: int) -> np.ndarray:
     return np.array([factorial(s) * factorial(d - 1 - s) / factorial(d) for s in range(d)])
 
 
-def _leaf_table(value: float, z: np.ndarray) -> np.ndarray:
-    """The leaf's SHAP values for every pattern of its bits ``o`` (module docstring): shape
-    (2^d, d), row ``c`` for ``o_j = bit j of c``."""
+def _leaf_values(value: float, z: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The leaf's SHAP values for patterns ``codes`` of its bits ``o`` (``o_j`` = bit ``j``;
+    module docstring): shape (codes, d).
+
+    With ``P(t) = prod_j (o_j ? z_j + t : z_j)``, the sum over subsets of the hot features
+    is ``sum_s w(s, d) [t^s] P(t) / factor_i``: a cold ``i`` (``o_i = 0``) gets
+    ``-v sum_s w_s [t^s] P`` (its factor ``z_i`` cancels ``0 - z_i``), a hot one
+    ``v (1 - z_i) sum_s w_s [t^s] (P / (z_i + t))``, the quotient by synthetic division
+    from the top (``z_i <= 1``: errors do not grow)."""
     d = len(z)
-    codes = np.arange(2**d)
-    hot = ((codes[:, None] >> np.arange(d)) & 1).astype(bool)  # (2^d, d)
+    hot = ((codes[:, None] >> np.arange(d)) & 1).astype(bool)  # (codes, d)
+    poly = np.zeros((len(codes), d + 1))
+    poly[:, 0] = 1.0
+    for j in range(d):
+        shifted = np.zeros_like(poly)
+        shifted[:, 1:] = poly[:, :-1]
+        poly = poly * z[j] + np.where(hot[:, j : j + 1], shifted, 0.0)
     weights = _weights(d)
-    table = np.empty((2**d, d))
-    for i in range(d):
-        # prod over j != i of (z_j + t) where hot, z_j where cold; coefficient s of t
-        poly = np.zeros((2**d, d))
-        poly[:, 0] = 1.0
-        for j in range(d):
-            if j == i:
-                continue
-            shifted = np.zeros_like(poly)
-            shifted[:, 1:] = poly[:, :-1]
-            poly = poly * z[j] + np.where(hot[:, j : j + 1], shifted, 0.0)
-        table[:, i] = value * (hot[:, i] - z[i]) * (poly @ weights)
-    return table
+    cold_sum = poly[:, :d] @ weights  # degree d only when every feature is hot
+    quotient = np.empty((len(codes), d, d))  # (codes, i, degree)
+    quotient[:, :, d - 1] = poly[:, d : d + 1]
+    for m in range(d - 1, 0, -1):
+        quotient[:, :, m - 1] = poly[:, m : m + 1] - z[None, :] * quotient[:, :, m]
+    hot_sum = quotient @ weights  # (codes, i)
+    out = np.where(hot, (1.0 - z)[None, :] * hot_sum, -cold_sum[:, None])
+    return value * out
 
 
 def _patterns(
@@ -206,10 +213,13 @@ def _patterns(
         table = np.array(
             [states.goes_left(node, f) for k, node in enumerate(tree.nodes) if tree.feature[k] == f]
         )  # (splits on f, states of f)
-        groups, local = np.unique(table.T, axis=0, return_inverse=True)
+        # states with the same decisions at every split on f are one local state
+        key = np.packbits(table, axis=0, bitorder="little")  # (bytes, states)
+        key = (key.astype(np.int64) << (8 * np.arange(len(key)))[:, None]).sum(axis=0)
+        groups, local = np.unique(key, return_inverse=True)
         if radix * len(groups) >= _MAX_CODE:
             return None
-        code += local.ravel().astype(np.int64)[states.state[f]] * radix
+        code += local.astype(np.int64)[states.state[f]] * radix
         radix *= len(groups)
         decisions[f] = table
     if radix <= 4 * n:  # distinct numbers without sorting
@@ -246,21 +256,49 @@ def _leaf_of(tree: _Tree, goes: np.ndarray) -> np.ndarray:
 
 
 def _table_values(tree: _Tree, goes: np.ndarray, used: np.ndarray) -> np.ndarray:
-    """The tree's SHAP values for the rows of ``goes`` (their decisions), columns ``used``."""
+    """The tree's SHAP values for the rows of ``goes`` (their decisions), shape (``used``,
+    rows): each leaf's bits built down the tree (a split on a feature already on the path
+    clears its bit where the row goes the other way, a new feature gets the next bit), the
+    leaf's values computed for the patterns present, and each row's sum over the leaves of
+    its pattern's values as one sparse product (a row of ones per row, one per leaf)."""
     column = {int(f): c for c, f in enumerate(used)}
-    out = np.zeros((len(goes), len(used)))
-    for value, features in tree.paths:
-        z = np.array([zf for _, _, zf in features])
-        code = np.zeros(len(goes), dtype=np.int64)
-        for bit, (_, splits, _) in enumerate(features):
-            on = np.ones(len(goes), dtype=bool)
-            for k, goes_left in splits:
-                on &= goes[:, k] if goes_left else ~goes[:, k]
-            code |= on.astype(np.int64) << bit
-        values = _leaf_table(value, z)[code]
-        for bit, (f, _, _) in enumerate(features):
-            out[:, column[f]] += values[:, bit]
-    return out
+    rows = len(goes)
+    picks: list[np.ndarray] = []  # per leaf: each row's entry among the values
+    values: list[np.ndarray] = []  # per leaf: (patterns present, len(used))
+    offset = 0
+
+    def visit(node: int, code: np.ndarray, features: list[int]) -> None:
+        nonlocal offset
+        if node < 0:
+            value, path = tree.paths[-1 - node]
+            z = np.array([zf for _, _, zf in path])
+            present = np.zeros(2 ** len(z), dtype=bool)
+            present[code] = True
+            codes = np.flatnonzero(present)
+            picks.append((np.cumsum(present) - 1)[code] + offset)
+            part = np.zeros((len(codes), len(used)))
+            part[:, [column[f] for f in features]] = _leaf_values(value, z, codes)
+            values.append(part)
+            offset += len(codes)
+            return
+        f = int(tree.feature[node])
+        g = goes[:, node].astype(np.int64)
+        if f in features:
+            bit = np.int64(1) << features.index(f)
+            visit(int(tree.left[node]), code & ~((1 - g) * bit), features)
+            visit(int(tree.right[node]), code & ~(g * bit), features)
+        else:
+            b = len(features)
+            visit(int(tree.left[node]), code | (g << b), [*features, f])
+            visit(int(tree.right[node]), code | ((1 - g) << b), [*features, f])
+
+    visit(0, np.zeros(rows, dtype=np.int64), [])
+    leaves = len(picks)
+    onehot = sparse.csr_matrix(
+        (np.ones(rows * leaves), np.column_stack(picks).ravel(), np.arange(rows + 1) * leaves),
+        shape=(rows, offset),
+    )
+    return np.ascontiguousarray((onehot @ np.vstack(values)).T)
 
 
 def pred_contrib(booster: lgb.Booster, matrix: np.ndarray, num_iteration: int) -> np.ndarray:
@@ -310,7 +348,7 @@ def tree_values(
         return None
     if max(len(f) for _, f in tree.paths) > MAX_TABLE_FEATURES:
         return None, first, inverse
-    return _table_values(tree, goes, np.unique(tree.feature)).T, first, inverse
+    return _table_values(tree, goes, np.unique(tree.feature)), first, inverse
 
 
 def _lightgbm(booster: lgb.Booster, rows: np.ndarray, t: int) -> np.ndarray:
