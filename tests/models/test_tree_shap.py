@@ -1,5 +1,6 @@
-"""SHAP values once per distinct decision pattern (models/tree_shap.py) against LightGBM's
-own ``pred_contrib``, on a real booster with missing values, zeros and a categorical."""
+"""SHAP values from per-leaf tables, once per distinct decision pattern (models/tree_shap.py),
+against LightGBM's own ``pred_contrib``, on a real booster with missing values, zeros and a
+categorical."""
 
 from __future__ import annotations
 
@@ -25,15 +26,20 @@ def test_the_values_are_lightgbms(zero_as_missing: bool) -> None:
     x[rng.random(n) < 0.15, 0] = np.nan
     x[rng.random(n) < 0.1, 2] = np.nan
     x[rng.random(n) < 0.2, 1] = 0.0
+    x[rng.random(n) < 0.05, 2] = 9.0  # a code no split names
     logit = 0.05 * np.nan_to_num(x[:, 0], nan=40) - 1 + x[:, 1] + (x[:, 2] == 3) - x[:, 3] / 2
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
     params = {"objective": "binary", "num_leaves": 15, "verbose": -1, "seed": 1}
     params["zero_as_missing"] = zero_as_missing
     booster = lgb.train(params, lgb.Dataset(x, y, categorical_feature=[2]), num_boost_round=40)
-    trees = booster.dump_model()["tree_info"]
+    trees = [tree_shap._tree(t) for t in booster.dump_model()["tree_info"]]
     leaves = booster.predict(x, pred_leaf=True)
-    # every tree goes through the patterns (none computed row by row)
-    assert all(tree_shap._patterns(t, x, leaves[:, i]) is not None for i, t in enumerate(trees))
+    states = tree_shap._States(trees, x)
+    # every tree goes through the tables (none computed by LightGBM)
+    for t, tree in enumerate(trees):
+        found = tree_shap.tree_values(tree, states, leaves[:, t])
+        assert found is not None and found[0] is not None
+        assert len(found[1]) < n  # rows share patterns
     fast = tree_shap.pred_contrib(booster, x, 40)
     full = booster.predict(x, num_iteration=40, pred_contrib=True)
     assert fast.shape == full.shape
