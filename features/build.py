@@ -17,7 +17,7 @@ from features import interactions as inter
 from features import surveys as surv
 from features import transactions as tx
 from features.customers import active_customers, customer_columns
-from features.groups import Columns, Groups, aligned_frame
+from features.groups import Columns, Groups, aligned_frame, union_positions
 from features.schema import Tables
 
 #: Count features: a customer with no rows in a present table has a count of zero, not NaN.
@@ -38,6 +38,10 @@ ZERO_WHEN_ABSENT = frozenset(
         surv.ANSWERED,
     }
 )
+
+#: Above this many customer keys over the families, the population and the alignment come
+#: from one factorize of all of them (:func:`features.groups.union_positions`).
+LARGE = 10_000
 
 
 def population(tables: Tables, *, as_of: pd.Timestamp) -> pd.Index:
@@ -102,6 +106,9 @@ def build_features(
         churned at ``as_of`` are not in it, so they are never scored as at risk).
     """
     parts = _family_parts(tables, as_of=as_of)
+    if customer_ids is None and sum(len(p[0]) for p in parts) > LARGE:
+        ids, positions = union_positions([p[0] for p in parts], churned_before(tables, as_of=as_of))
+        return aligned_frame(ids, parts, zero=ZERO_WHEN_ABSENT, positions=positions)
     if customer_ids is None:
         # The population of :func:`population`, from the indexes the families already built.
         known = [p[0] if isinstance(p[0], pd.Index) else pd.Index(p[0], dtype="str") for p in parts]

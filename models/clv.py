@@ -790,6 +790,48 @@ class CLVModel:
             )
         return out
 
+    def predict_counts(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
+        """:meth:`predict`'s ``p_alive`` and ``expected_purchases`` alone, the same values:
+        what the churn features need (models/clv_features.py). Leaves out the spend model
+        and the month-by-month discounting, two thirds of the cost of a 90-day horizon at a
+        million customers (each month is a hypergeometric function per customer).
+
+        Raises
+        ------
+        CLVModelError
+            Some prediction is not finite.
+        """
+        u = self.unit_days
+        freq, rec, t = self._clock(summary, _observed_days(summary))
+        counts = self._count_fitter()
+        steps = np.append(np.arange(30.0, horizon_days, 30.0), horizon_days)
+        # the last call of :meth:`_predict`'s loop, with the same months, so the same values
+        per_call = max(1, _STEP_ELEMENTS // max(len(freq), 1))
+        months = steps[(len(steps) - 1) // per_call * per_call :]
+        with np.errstate(all="ignore"):
+            p_alive = np.asarray(counts.conditional_probability_alive(freq, rec, t), dtype=float)
+            cums = np.broadcast_to(
+                np.asarray(
+                    counts.conditional_expected_number_of_purchases_up_to_time(
+                        months[:, None] / u, freq, rec, t
+                    ),
+                    dtype=float,
+                ),
+                (len(months), len(freq)),
+            )
+        out = pd.DataFrame(
+            {"p_alive": p_alive, "expected_purchases": np.array(cums[-1])}, index=summary.index
+        )
+        bad = ~np.isfinite(out.to_numpy()).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CLVModelError(
+                f"{int(bad.sum())} customers got non-finite CLV predictions, e.g. frequency "
+                f"{freq[i]:g}, recency {rec[i]:g}, T {t[i]:g} (units of {u:g} days); refit "
+                f"with {_suggest(self.penalizer)}"
+            )
+        return out
+
     def _predict(
         self,
         freq: np.ndarray,

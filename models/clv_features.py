@@ -30,9 +30,8 @@ def add_clv_features(
     frame: pd.DataFrame, clv: CLVModel | None, *, horizon_days: int
 ) -> pd.DataFrame:
     """``frame`` with :data:`COLUMNS` added (NaN without a CLV model or transaction features)."""
-    out = frame.copy()
     if clv is None or "frequency" not in frame.columns:
-        for col in COLUMNS:
-            out[col] = np.nan
-        return out
-    return out.assign(**clv_feature_columns(clv.predict(frame, horizon_days=horizon_days)))
+        return frame.assign(**{col: np.nan for col in COLUMNS})
+    # assign gives a new frame without copying ``frame``'s values (copy-on-write): a copy
+    # costs a second feature frame (0.5 GiB at a million customers)
+    return frame.assign(**clv_feature_columns(clv.predict_counts(frame, horizon_days=horizon_days)))

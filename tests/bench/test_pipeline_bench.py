@@ -45,3 +45,17 @@ def test_step_lines_are_parsed_with_their_memory():
         "2026-12-02 00:00:02 INFO step: load done in 4.2 s (peak RSS since start 0.75 GiB)\n"
     )
     assert bench_pipeline.parse_steps(log) == {"churn fit": (125.0, 1.5), "load": (4.2, 0.75)}
+
+
+def test_table_rows_counts_parquet_and_csv_without_reading_values(tmp_path):
+    bench_pipeline.write_bench_data(tmp_path / "pq", 40)
+    assert bench_pipeline.table_rows(tmp_path / "pq" / "customers.parquet") == 40
+    parts = tmp_path / "parts" / "customers.parquet"
+    parts.mkdir(parents=True)
+    frame = pd.read_parquet(tmp_path / "pq" / "customers.parquet")
+    frame.iloc[:15].to_parquet(parts / "part-0.parquet")
+    frame.iloc[15:].to_parquet(parts / "part-1.parquet")
+    assert bench_pipeline.table_rows(parts) == 40
+    csv = tmp_path / "customers.csv"
+    csv.write_text('customer_id,note\na,"two\nlines"\nb,\nc,x\n')
+    assert bench_pipeline.table_rows(csv) == 3

@@ -72,3 +72,18 @@ def test_one_customer_tables_give_the_rows_of_the_whole_build():
         )
         checked += 1
     assert checked >= 10
+
+
+def test_large_builds_align_by_one_factorize_with_the_same_frame(monkeypatch):
+    """Above ``LARGE`` keys the population and every family's alignment come from one
+    factorize (features.groups.union_positions): the frame is the one of the per-part path,
+    churned customers left out alike."""
+    import features.build as build
+
+    t = tables()
+    monkeypatch.setattr(build, "LARGE", 10**9)
+    expected = build_features(t, as_of=AS_OF)
+    monkeypatch.setattr(build, "LARGE", 0)
+    got = build_features(t, as_of=AS_OF)
+    pd.testing.assert_frame_equal(got, expected)
+    assert "A" not in got.index and "E" in got.index

@@ -387,3 +387,13 @@ def test_value_of_a_customer_alone_is_its_row_of_the_whole_summary(fitted, cdnow
         alone = fitted.predict_value(one, fitted.predict(one, horizon_days=365), horizon_days=365)
         for col in ("purchases_low", "purchases_high", "clv_low", "clv_high", "residual_clv"):
             assert alone[col].iloc[0] == pytest.approx(whole[col].iloc[i], rel=1e-12, nan_ok=True)
+
+
+@pytest.mark.parametrize("horizon", [30, 90, 365])
+def test_predict_counts_are_predicts_values(fitted, cdnow, horizon):
+    """The churn features' P(alive) and expected purchases without the spend model are
+    exactly :meth:`CLVModel.predict`'s columns."""
+    full = fitted.predict(cdnow, horizon_days=horizon)
+    counts = fitted.predict_counts(cdnow, horizon_days=horizon)
+    assert list(counts.columns) == ["p_alive", "expected_purchases"]
+    pd.testing.assert_frame_equal(counts, full[list(counts.columns)], check_exact=True)
