@@ -95,6 +95,7 @@ _EncodePlan = tuple[
     list[tuple[int, str, dict[str, int]]],
     tuple[list[int], list[int]] | None,
     list[tuple[int, str]],
+    dict[str, int],
 ]
 
 
@@ -342,7 +343,7 @@ class ChurnModel:
         categorical features become their training category codes (unseen: NaN).
         """
         out = np.full((len(X), len(self.features_)), np.nan)
-        categorical, numeric, other = self._encode_plan(X)
+        categorical, numeric, other, _ = self._encode_plan(X)
         for j, name, position in categorical:
             out[:, j] = self._category_codes(name, X[name], position)
         for j, name in other:
@@ -353,6 +354,12 @@ class ChurnModel:
             positions, columns = numeric  # by position in X: no label lookup
             out[:, positions] = X.take(columns, axis=1).to_numpy(dtype=float, na_value=np.nan)
         return out
+
+    def float_columns(self, X: pd.DataFrame) -> dict[str, int]:
+        """The features of ``X`` with a float64 dtype and their column in :meth:`encode`'s
+        matrix, which holds their values unchanged (``X[name].to_numpy(float)``): a caller
+        that needs them as arrays reads them there, without pandas' per-column look-up."""
+        return self._encode_plan(X)[3]
 
     def _encode_plan(self, X: pd.DataFrame) -> _EncodePlan:
         """How :meth:`encode` converts each feature of a frame with ``X``'s columns and
@@ -385,7 +392,10 @@ class ChurnModel:
                 else:
                     other.append((j, name))
             block = (numeric, [where[self.features_[j]] for j in numeric]) if numeric else None
-            plan = (categorical, block, other)
+            floats = {
+                self.features_[j]: j for j in numeric if str(dtypes[self.features_[j]]) == "float64"
+            }
+            plan = (categorical, block, other, floats)
             if len(cache) >= 64:  # bounded: frames of other shapes (tests, notebooks)
                 cache.clear()
             cache[key] = plan

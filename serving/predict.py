@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_features
@@ -44,25 +45,45 @@ def raw_tables(
     customers: Sequence[PredictCustomer],
 ) -> tuple[dict[str, pd.DataFrame], dict[str, list[tuple[str, int]]]]:
     """The posted histories as raw input tables, and for every table row the customer and
-    the row's position in that customer's posted list (to report quarantined rows)."""
-    records: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    origin: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for c in customers:
-        records["customers"].append(
-            {"customer_id": c.customer_id, "signup_date": c.signup_date, **c.attributes}
+    the row's position in that customer's posted list (to report quarantined rows).
+
+    Built column by column (a list per column, one frame per table): a frame from a list of
+    row dicts costs pandas' per-row work, most of this step for one customer. A table no
+    customer posted a row of is absent; an attribute a customer lacks is missing (NaN)."""
+    origin: dict[str, list[tuple[str, int]]] = {
+        "customers": [(c.customer_id, 0) for c in customers]
+    }
+    attributes: dict[str, list[Any]] = {}
+    for i, c in enumerate(customers):
+        for name, value in c.attributes.items():
+            # first seen at customer i: missing (NaN) for the customers before
+            attributes.setdefault(name, [np.nan] * i).append(value)
+        for column in attributes.values():
+            if len(column) <= i:
+                column.append(np.nan)
+    signup = [c.signup_date for c in customers]
+    raw = {
+        "customers": pd.DataFrame(
+            {
+                "customer_id": [c.customer_id for c in customers],
+                **({"signup_date": signup} if any(s is not None for s in signup) else {}),
+                **attributes,
+            }
         )
-        origin["customers"].append((c.customer_id, 0))
-        for table in EVENT_TABLES:
-            for i, row in enumerate(getattr(c, table)):
-                records[table].append({"customer_id": c.customer_id, **row.model_dump()})
-                origin[table].append((c.customer_id, i))
-    raw = {}
-    for table, rows in records.items():
-        frame = pd.DataFrame.from_records(rows)
-        if table == "customers" and frame["signup_date"].isna().all():
-            frame = frame.drop(columns="signup_date")
-        raw[table] = frame
-    return raw, dict(origin)
+    }
+    for table in EVENT_TABLES:
+        rows = [
+            (c.customer_id, i, row) for c in customers for i, row in enumerate(getattr(c, table))
+        ]
+        if not rows:
+            continue
+        fields = list(type(rows[0][2]).model_fields)
+        columns: dict[str, list[Any]] = {"customer_id": [cid for cid, _, _ in rows]}
+        for field in fields:
+            columns[field] = [getattr(row, field) for _, _, row in rows]
+        raw[table] = pd.DataFrame(columns)
+        origin[table] = [(cid, i) for cid, i, _ in rows]
+    return raw, origin
 
 
 def predict(
