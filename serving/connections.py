@@ -130,8 +130,6 @@ class Backlog:
         self._last_start = now if self.queued > 0 else None
 
 
-
-
 class ConnectionGuard(RequestTracker):
     """The open connections of one server and their limits; a uvicorn ``http`` factory."""
 
