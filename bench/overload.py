@@ -24,16 +24,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
+import random
 import resource
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import uvloop  # the client's loop: as the server's, so the client costs less than it
 
 from bench.report import Figure, print_figures
 from bench.serving import Connection, Prepared, _env, post, prepare, server_process
@@ -42,7 +45,8 @@ BENCH = "overload"
 #: Seconds the benchmark's server gives a client to send a request head, and a body.
 SLOW_CLIENT_TIMEOUT = 2
 CLIENT_TIMEOUT = 2.0  # seconds a client of the 1,024-connection step waits for an answer
-REFUSED_BACKOFF = 0.1  # seconds a refused client of the crowd waits before trying again
+ROUNDS = 3  # alternating rounds per server in the --baseline comparison
+REFUSED_BACKOFF = 0.1  # seconds an impolite refused client waits (one without Retry-After)
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,33 @@ def server(p: Prepared, *, root: Path | None = None, **settings: str) -> Iterato
         **({"PYTHONPATH": str(root)} if root is not None else ours),
     )
     args = [sys.executable, "-m", "serving", "--port", "{port}"]
-    with server_process(args, env, p.work, "/readyz") as (port, pid):
+    with ExitStack() as stack:
+        with on_cores(SERVER_CORES):  # the server process inherits them
+            port, pid = stack.enter_context(server_process(args, env, p.work, "/readyz"))
         yield Served(port, pid)
+
+
+def split_cores() -> tuple[set[int], set[int]]:
+    """The cores of the server and of the client: the first of this process's cores, and
+    the others (both all of them on a one-core machine)."""
+    cores = sorted(os.sched_getaffinity(0))
+    return ({cores[0]}, set(cores[1:])) if len(cores) > 1 else (set(cores), set(cores))
+
+
+SERVER_CORES, CLIENT_CORES = split_cores()
+
+
+@contextmanager
+def on_cores(cores: set[int]) -> Iterator[None]:
+    """Run this process on ``cores`` inside the block (a process started inside inherits
+    them), on the cores it had before after it. With the server on one core and the client
+    on the other, the client's own CPU does not take the server's and stretch its latencies."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def rss_mib(pid: int) -> float:
@@ -108,7 +137,8 @@ def rss_mib(pid: int) -> float:
 
 @dataclass
 class Tally:
-    """What came back in one step: latencies (s) by outcome, and failures."""
+    """What came back in one step: latencies (s) by outcome, failures, and the client's own
+    event-loop lag (s), so that client-side time can be told from the server's."""
 
     admitted: list[float] = field(default_factory=list)
     refused: list[float] = field(default_factory=list)  # 503 overloaded / 429
@@ -116,18 +146,34 @@ class Tally:
     timeouts: int = 0  # no answer within the client's timeout
     errors: int = 0  # connection reset or closed without an answer
     seconds: float = 0.0
+    lag: list[float] = field(default_factory=list)  # client loop lateness, sampled
+    fresh: list[float] = field(default_factory=list)  # admitted, first on a new connection
+
+    def rate(self) -> float:
+        """Admitted requests per second."""
+        return len(self.admitted) / self.seconds if self.seconds else math.nan
 
     def figures(self, step: str, *, target: str = "") -> list[Figure]:
-        def q(values: list[float], quantile: float) -> float:
-            return float(np.quantile(values, quantile)) * 1000 if values else math.nan
-
-        rate = len(self.admitted) / self.seconds if self.seconds else math.nan
-        note = f"other {self.other}, errors {self.errors}"
+        rate = self.rate()
+        note = f"other {self.other}, errors {self.errors}, timeouts {self.timeouts}"
+        lag = f"client loop lag p50 {ms(self.lag, 0.5):.2f} / p99 {ms(self.lag, 0.99):.2f} ms"
         return [
             Figure(
-                BENCH, f"{step}: admitted", rate, "req/s", note=f"{len(self.admitted)} answered 200"
+                BENCH,
+                f"{step}: admitted",
+                rate,
+                "req/s",
+                note=f"{len(self.admitted)} answered 200, {len(self.refused)} refused; {note}",
             ),
-            Figure(BENCH, f"{step}: admitted p99", q(self.admitted, 0.99), "ms", target),
+            Figure(
+                BENCH,
+                f"{step}: admitted p99",
+                ms(self.admitted, 0.99),
+                "ms",
+                target,
+                note=f"p50 {ms(self.admitted, 0.5):.2f} ms; first on a new connection: "
+                f"{len(self.fresh)}, p99 {ms(self.fresh, 0.99):.2f} ms; {lag}",
+            ),
             Figure(BENCH, f"{step}: refused 503", len(self.refused), "requests", note=note),
             Figure(
                 BENCH,
@@ -135,6 +181,7 @@ class Tally:
                 max(self.refused, default=math.nan) * 1000,
                 "ms",
                 "< 50 ms" if target else "",
+                note=f"p50 {ms(self.refused, 0.5):.2f} ms, p99 {ms(self.refused, 0.99):.2f} ms",
             ),
             Figure(
                 BENCH,
@@ -146,15 +193,55 @@ class Tally:
         ]
 
 
-async def _status_of(conn: Connection, request: bytes, timeout: float) -> int:
-    return (await asyncio.wait_for(conn.send(request), timeout))[0]
+def ms(values: list[float], quantile: float) -> float:
+    """The ``quantile`` of ``values`` (seconds), in milliseconds; NaN when empty."""
+    return float(np.quantile(values, quantile)) * 1000 if values else math.nan
+
+
+async def exchange(conn: Connection, request: bytes) -> tuple[int, float]:
+    """Send ``request`` on ``conn``; the status and ``Retry-After`` (s, 0 when none) of the
+    answer, read to its last byte."""
+    writer, reader = conn.writer, conn.reader
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length, retry_after = 0, 0.0
+    for line in lines[1:]:
+        name = line[:15].lower()
+        if name == b"content-length:":
+            length = int(line[15:])
+        elif name[:12] == b"retry-after:":
+            retry_after = float(line[12:])
+    await reader.readexactly(length)
+    return int(lines[0].split()[1]), retry_after
+
+
+async def loop_lag(stop: float, samples: list[float], every: float = 0.005) -> None:
+    """Until ``stop``, how late this process's event loop wakes from a ``every``-second sleep
+    (s): the time the client itself adds to each latency it measures."""
+    while (now := time.perf_counter()) < stop:
+        await asyncio.sleep(every)
+        samples.append(time.perf_counter() - now - every)
 
 
 async def crowd(
-    port: int, requests: list[bytes], connections: int, seconds: float, timeout: float
+    port: int,
+    requests: list[bytes],
+    connections: int,
+    seconds: float,
+    timeout: float,
+    *,
+    polite: bool = True,
 ) -> Tally:
     """``connections`` clients, each sending requests one after the other for ``seconds``
-    (reconnecting when the server closes), each waiting at most ``timeout`` s for an answer."""
+    (reconnecting when the server closes), each waiting at most ``timeout`` s for an answer.
+
+    A latency runs from the request's first byte sent to its answer's last byte read (the
+    connection is opened before). A refused client (503 or 429) waits the answer's
+    ``Retry-After`` (1 to 1.5 times it, at random), as a real CRM client should
+    (``polite``; else :data:`REFUSED_BACKOFF` s): a crowd that ignores it only measures how
+    fast the server can say no.
+    """
     tally = Tally()
     start = time.perf_counter()
     stop = start + seconds
@@ -163,11 +250,14 @@ async def crowd(
         i = offset
         conn: Connection | None = None
         while time.perf_counter() < stop:
-            t0 = time.perf_counter()
             try:
-                if conn is None:
-                    conn = await asyncio.wait_for(Connection.open(port), timeout)
-                status = await _status_of(conn, requests[i % len(requests)], timeout)
+                # asyncio.timeout, not wait_for: no extra task per request in the client
+                async with asyncio.timeout(timeout):
+                    fresh = conn is None
+                    if conn is None:
+                        conn = await Connection.open(port)
+                    t0 = time.perf_counter()
+                    status, retry_after = await exchange(conn, requests[i % len(requests)])
             except TimeoutError:
                 tally.timeouts += 1
                 if conn is not None:
@@ -184,21 +274,26 @@ async def crowd(
             elapsed = time.perf_counter() - t0
             if status == 200:
                 tally.admitted.append(elapsed)
+                if fresh:  # this one also waited in the server's accept queue
+                    tally.fresh.append(elapsed)
             elif status in (503, 429):
                 tally.refused.append(elapsed)
                 conn.close()  # a refused connection is closed by the server or by us
                 conn = None
-                # Back off a little (a polite client would wait Retry-After, 1 s): the
-                # crowd stays hostile without running the machine out of ports.
-                await asyncio.sleep(REFUSED_BACKOFF)
+                # Jittered, as retries should be: a crowd refused at one instant that
+                # comes back at one instant is a thundering herd of its own making.
+                wait = retry_after * random.uniform(1.0, 1.5) if polite else REFUSED_BACKOFF
+                await asyncio.sleep(max(0.0, min(wait, stop - time.perf_counter())))
             else:
                 tally.other += 1
             i += connections
         if conn is not None:
             conn.close()
 
+    lag = asyncio.create_task(loop_lag(stop, tally.lag))
     await asyncio.gather(*(client(c) for c in range(connections)))
     tally.seconds = time.perf_counter() - start
+    await lag
     return tally
 
 
@@ -346,41 +441,50 @@ def run(quick: bool, *, full: bool = False, baseline: Path | None = None) -> lis
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp:
         p = prepare(Path(tmp), n_customers=sizes.customers)
-        if baseline is not None:
-            with server(p) as served, server(p, root=baseline) as base:
-                figures += asyncio.run(_compare(p, served, base, sizes))
-        with server(p) as served:
-            figures += asyncio.run(_steps(p, served, sizes))
+        with on_cores(CLIENT_CORES):
+            if baseline is not None:
+                with server(p) as served, server(p, root=baseline) as base:
+                    figures += uvloop.run(_compare(p, served, base, sizes))
+            with server(p) as served:
+                figures += uvloop.run(_steps(p, served, sizes))
     return figures
 
 
 async def _compare(p: Prepared, ours: Served, base: Served, sizes: Sizes) -> list[Figure]:
-    """Closed-loop 1-id throughput of both servers, in alternating rounds (medians)."""
+    """Closed-loop 1-id throughput and latency of both servers, in :data:`ROUNDS` alternating
+    rounds: the medians of the rounds, and the ratios ours / baseline."""
     one = [post("/v1/scores", {"customer_ids": [i]}, {"X-API-Key": p.key}) for i in p.ids[:500]]
     figures = []
     for n in sizes.connections:
-        rates: dict[str, list[float]] = {"ours": [], "baseline": []}
-        p99: dict[str, list[float]] = {"ours": [], "baseline": []}
-        for _ in range(3):
+        runs: dict[str, list[Tally]] = {"ours": [], "baseline": []}
+        for _ in range(ROUNDS):
             for name, port in (("baseline", base.port), ("ours", ours.port)):
-                tally = await crowd(port, one, n, sizes.step_seconds / 2, 30.0)
-                rates[name].append(len(tally.admitted) / tally.seconds)
-                p99[name].append(float(np.quantile(tally.admitted, 0.99)) * 1000)
-        mine, theirs = float(np.median(rates["ours"])), float(np.median(rates["baseline"]))
-        note = (
-            f"baseline {theirs:,.0f} req/s, p99 {np.median(p99['baseline']):.2f} ms; "
-            f"ours p99 {np.median(p99['ours']):.2f} ms"
-        )
-        figures.append(
+                runs[name].append(await crowd(port, one, n, sizes.step_seconds / 2, 30.0))
+        rate = {k: float(np.median([t.rate() for t in v])) for k, v in runs.items()}
+        p50 = {k: float(np.median([ms(t.admitted, 0.5) for t in v])) for k, v in runs.items()}
+        p99 = {k: float(np.median([ms(t.admitted, 0.99) for t in v])) for k, v in runs.items()}
+        refused = {k: sum(len(t.refused) for t in v) for k, v in runs.items()}
+        lag = float(np.median([ms(t.lag, 0.99) for t in runs["ours"] + runs["baseline"]]))
+        figures += [
             Figure(
                 BENCH,
-                f"1 id, {n} conn: ours / baseline",
-                mine / theirs,
+                f"1 id, {n} conn: ours / baseline req/s",
+                rate["ours"] / rate["baseline"],
                 "x",
                 "keep (about 1)",
-                note,
-            )
-        )
+                f"ours {rate['ours']:,.0f}, baseline {rate['baseline']:,.0f} req/s; refused "
+                f"{refused['ours']} / {refused['baseline']}; client lag p99 {lag:.2f} ms",
+            ),
+            Figure(
+                BENCH,
+                f"1 id, {n} conn: ours / baseline p99",
+                p99["ours"] / p99["baseline"],
+                "x",
+                note=f"p99 ours {p99['ours']:.2f}, baseline {p99['baseline']:.2f} ms; "
+                f"p50 ours {p50['ours']:.2f}, baseline {p50['baseline']:.2f} ms",
+            ),
+        ]
+        print(f"  compared at {n} connections", flush=True)
     return figures
 
 

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.auth import HEADER, ApiKey, KeyStore, KeyStoreError
+from serving.auth import HEADER, ApiKey, KeyStore, KeyStoreError, match_key
 from serving.errors import error_body
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,9 @@ class AdmissionMiddleware:
             if scope["path"] in EXEMPT_PATHS:
                 await self.app(scope, receive, send)
                 return
+            if waited > self.slots.queue_timeout:  # refused before any other work
+                await self._overloaded(send, "backlog")
+                return
             wait = self._rate_limited(scope)
             if wait:
                 await send_error(
@@ -262,14 +265,7 @@ class AdmissionMiddleware:
                 return
             refused = await self.slots.acquire(waited)
             if refused is not None:
-                self.counters.reject(refused)
-                await send_error(
-                    send,
-                    503,
-                    "overloaded",
-                    "the server is at capacity; retry later",
-                    retry_after=OVERLOADED_RETRY_AFTER,
-                )
+                await self._overloaded(send, refused)
                 return
             try:
                 await self._run(scope, receive, send)
@@ -278,14 +274,25 @@ class AdmissionMiddleware:
         finally:
             tracker.request_finished(client)
 
+    async def _overloaded(self, send: Send, reason: str) -> None:
+        self.counters.reject(reason)
+        await send_error(
+            send,
+            503,
+            "overloaded",
+            "the server is at capacity; retry later",
+            retry_after=OVERLOADED_RETRY_AFTER,
+        )
+
     def _rate_limited(self, scope: Scope) -> float:
-        presented = Headers(scope=scope).get(HEADER)
-        if not presented:
-            return 0.0
         try:
-            key = self.key_store.check(presented)
+            keys = self.key_store.keys()
         except KeyStoreError:
             return 0.0  # the route answers 503 auth_unavailable
+        if self.rate_limits.default_rate <= 0 and not any(k.rate_per_second for k in keys):
+            return 0.0  # no limit anywhere: spare every request the key's hash
+        presented = Headers(scope=scope).get(HEADER)
+        key = match_key(keys, presented) if presented else None
         if key is None:
             return 0.0
         wait = self.rate_limits.take(key)

@@ -8,6 +8,7 @@ up logging and turns off uvicorn's own access log (it would write raw paths, wit
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -49,6 +50,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except KeyStoreError as exc:
         log.error("%s", exc)
     app.state.outcomes = open_outcomes(app.state.serving.settings)
+    # The libraries, model and snapshot loaded by now live as long as the server: moved out
+    # of the garbage collector's reach, a full collection no longer walks their millions of
+    # objects (measured: pauses of up to 0.6 s under a crowd of connections, every request
+    # in the event loop waiting behind them).
+    gc.freeze()
     try:
         yield
     finally:

@@ -17,7 +17,14 @@ object, passing every ``asyncio.Protocol`` call through to it, and in front of i
   connection opened or the previous response ended (408 ``request_timeout`` when part of a
   head had arrived; silently when nothing had);
 - answers 431 ``header_too_large`` and closes when a head passes ``max_header_bytes`` before
-  its end, so a 32 MiB header is never read whole, and no body behind it at all.
+  its end, so a 32 MiB header is never read whole, and no body behind it at all;
+- sheds load before any parsing: a complete request head that would wait longer than
+  ``queue_timeout`` seconds in the event loop's backlog (:class:`Backlog`: the requests
+  ahead of it times the loop's measured time per request), or that finds ``max_requests``
+  requests already in the server, is answered 503 ``overloaded`` with ``Retry-After`` from
+  here, and the connection closed, without reaching uvicorn's parser or the app. Such a
+  refusal costs microseconds, where one answered by the app costs a pass through every
+  middleware: under a crowd, cheap refusals are what keeps the admitted requests fast.
 
 The app tells the guard when a request starts and ends (:mod:`serving.admission` calls
 :meth:`ConnectionGuard.request_started` and :meth:`ConnectionGuard.request_finished` with the
@@ -32,7 +39,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from serving.admission import Counters, RequestTracker, error_response_bytes
+from serving.admission import (
+    EXEMPT_PATHS,
+    OVERLOADED_RETRY_AFTER,
+    Counters,
+    RequestTracker,
+    error_response_bytes,
+)
 from serving.config import Settings
 
 HEAD_END = b"\r\n\r\n"
@@ -70,6 +83,51 @@ def default_protocol() -> type[asyncio.Protocol]:
 
 
 Peer = tuple[str, int]
+#: Weight of the newest measurement in the backlog's running mean of the loop's time per request.
+COST_WEIGHT = 0.05
+#: A request's state in the server, as the guard sees it.
+IDLE, QUEUED, RUNNING = 0, 1, 2
+
+
+class Backlog:
+    """Requests whose head is read, and how long the event loop takes to work through them.
+
+    ``queued`` counts requests handed to uvicorn whose app call has not started: in this
+    server most requests are one synchronous stretch of work, so under load they wait as
+    tasks in the event loop's ready queue, in arrival order, not for an admission slot.
+    ``running`` counts those the app is working on. ``cost`` is a running mean of the time
+    between two consecutive request starts while others were waiting: the loop's wall time
+    per request, its parsing, refusals and other callbacks included, on this machine under
+    its current load. A new request would wait about ``(queued + 1) * cost``.
+    """
+
+    def __init__(self, queue_timeout: float, max_requests: int) -> None:
+        self.queue_timeout = queue_timeout
+        self.max_requests = max_requests
+        self.queued = 0
+        self.running = 0
+        self.cost = 0.0  # seconds; 0 until measured: nothing is refused on a guess
+        self._last_start: float | None = None  # loop time of the last start, when others waited
+
+    def expected_wait(self) -> float:
+        """Seconds a request whose head is complete now would wait before the app starts it."""
+        return (self.queued + 1) * self.cost
+
+    def refusal(self) -> str | None:
+        """Why a new request does not fit, or ``None`` when it does: ``overloaded`` with
+        ``max_requests`` already in the server, ``backlog`` when its expected wait passes
+        ``queue_timeout``."""
+        if self.queued + self.running >= self.max_requests:
+            return "overloaded"
+        return "backlog" if self.expected_wait() > self.queue_timeout else None
+
+    def started(self, now: float) -> None:
+        """A queued request reached the app at loop time ``now``."""
+        self.queued -= 1
+        self.running += 1
+        if self._last_start is not None:  # the loop went from one queued request to the next
+            self.cost += (now - self._last_start - self.cost) * COST_WEIGHT
+        self._last_start = now if self.queued > 0 else None
 
 
 class ConnectionGuard(RequestTracker):
@@ -81,12 +139,15 @@ class ConnectionGuard(RequestTracker):
         max_connections: int,
         max_header_bytes: int,
         header_timeout: float,
+        queue_timeout: float = 0.025,
+        max_requests: int = 128,
         counters: Counters | None = None,
         inner: type[asyncio.Protocol] | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.max_header_bytes = max_header_bytes
         self.header_timeout = header_timeout
+        self.backlog = Backlog(queue_timeout, max_requests)
         self.counters = counters
         self.inner = inner or default_protocol()
         self.open: dict[Peer, GuardedConnection] = {}
@@ -111,12 +172,17 @@ class ConnectionGuard(RequestTracker):
         if connection is None:
             return 0.0
         connection.head_done()
-        return asyncio.get_running_loop().time() - connection.head_at
+        now = asyncio.get_running_loop().time()
+        if connection.state == QUEUED:
+            connection.state = RUNNING
+            self.backlog.started(now)
+        return now - connection.head_at
 
     def request_finished(self, client: Peer | None) -> None:
         """The app answered: the next request's head must come within the time limit."""
         connection = self.open.get((client[0], client[1])) if client else None
         if connection is not None:
+            connection.leave_backlog()
             connection.await_head()
 
 
@@ -135,6 +201,8 @@ class GuardedConnection(asyncio.Protocol):
         self.head_bytes = 0
         self.head_at = 0.0  # loop time the last request head's end was read
         self.tail = b""  # last bytes seen, for a head end split across reads
+        self.start = b""  # the head's first bytes (its request line), for exempt paths
+        self.state = IDLE  # the connection's request: IDLE, QUEUED or RUNNING (Backlog)
         self.timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -167,6 +235,8 @@ class GuardedConnection(asyncio.Protocol):
                 self.transport.pause_reading()
             return
         if self.awaiting:
+            if not self.head_bytes and not self.tail:
+                self.start = data[:256]
             seen = self.tail + data
             end = seen.find(HEAD_END)
             size = self.head_bytes + (
@@ -181,6 +251,8 @@ class GuardedConnection(asyncio.Protocol):
             else:
                 self.head_done()
                 self.head_at = asyncio.get_running_loop().time()
+                if not self.enter_backlog():
+                    return
         self.inner.data_received(data)  # type: ignore[attr-defined]
 
     def eof_received(self) -> bool | None:
@@ -190,6 +262,7 @@ class GuardedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        self.leave_backlog()
         if self.peer is not None and self.guard.open.get(self.peer) is self:
             del self.guard.open[self.peer]
             self.guard._gauge()
@@ -203,6 +276,47 @@ class GuardedConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.inner_open:
             self.inner.resume_writing()
+
+    # -- load shedding ----------------------------------------------------------------------
+    def enter_backlog(self) -> bool:
+        """A request head is complete: count it in the backlog, or refuse it (503, closed)
+        when it does not fit; ``False`` when refused. Probes (:data:`EXEMPT_PATHS`) always
+        pass, uncounted."""
+        self.leave_backlog()  # a request uvicorn answered without the app (it never started)
+        if self.exempt():
+            return True
+        backlog = self.guard.backlog
+        refused = backlog.refusal()
+        if refused is not None:
+            self.guard.reject(refused)
+            self._answer(
+                raw_error(
+                    503,
+                    "overloaded",
+                    "the server is at capacity; retry later",
+                    retry_after=OVERLOADED_RETRY_AFTER,
+                )
+            )
+            return False
+        backlog.queued += 1
+        self.state = QUEUED
+        return True
+
+    def leave_backlog(self) -> None:
+        """The connection's request finished, or will never start: uncount it."""
+        if self.state == QUEUED:
+            self.guard.backlog.queued -= 1
+        elif self.state == RUNNING:
+            self.guard.backlog.running -= 1
+        self.state = IDLE
+
+    def exempt(self) -> bool:
+        """Whether the head's request line targets a probe path (never refused)."""
+        parts = self.start.split(b" ", 2)
+        if len(parts) < 2:
+            return False
+        path = parts[1].split(b"?", 1)[0]
+        return path.decode("latin-1") in EXEMPT_PATHS
 
     # -- the head's limits -----------------------------------------------------------------
     def await_head(self) -> None:
@@ -261,5 +375,7 @@ def guard_for(settings: Settings, counters: Counters | None) -> ConnectionGuard:
         max_connections=settings.max_connections,
         max_header_bytes=settings.max_header_bytes,
         header_timeout=settings.header_timeout_seconds,
+        queue_timeout=settings.queue_timeout_ms / 1000,
+        max_requests=settings.max_inflight + settings.max_queue,
         counters=counters,
     )

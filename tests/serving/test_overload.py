@@ -6,6 +6,7 @@ connections open, body bytes reserved), never for a fixed time."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -211,6 +212,58 @@ def test_connections_past_the_cap_are_refused_and_closed(start: Start) -> None:
     json_error(status, headers, answer, "overloaded")
     wait_for(lambda: len(guard.open) == 0, "the connections to close")
     assert counted(running.port, "churn_rejected_requests_total", "connections") == 1
+
+
+def test_a_head_that_would_wait_too_long_in_the_backlog_is_refused_by_the_guard(
+    start: Start, api_keys: Keys, scores_dir: ScoresDir
+) -> None:
+    running = start()
+    guard = state_of(running).connections
+    body = ids_body([scores_dir.rows.index[0]])
+    assert exchange(running.port, request(body, api_keys.key))[0][0] == 200
+    # As if the loop had measured 10 s per request: any request would wait past the
+    # queue timeout, so the guard answers before uvicorn's parser or the app see it.
+    guard.backlog.cost = 10.0
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+        sock.sendall(request(body, api_keys.key))
+        [(status, headers, answer)] = read_responses(sock, 1)
+        assert sock.recv(1) == b""  # closed: the body behind the head was never parsed
+
+    assert status == 503 and headers["retry-after"] == "1" and headers["connection"] == "close"
+    json_error(status, headers, answer, "overloaded")
+    # Probes pass the guard whatever its backlog.
+    assert exchange(running.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")[0][0] == 200
+    assert counted(running.port, "churn_rejected_requests_total", "backlog") == 1
+    # The app never saw the refused request: no 503 among the requests it answered.
+    assert 'status="503"' not in metrics(running.port)
+    guard.backlog.cost = 0.0
+    assert exchange(running.port, request(body, api_keys.key))[0][0] == 200
+
+
+def test_the_backlog_counts_return_to_zero_whatever_became_of_the_requests(
+    start: Start, api_keys: Keys, scores_dir: ScoresDir
+) -> None:
+    running = start()
+    backlog = state_of(running).connections.backlog
+    body = ids_body([scores_dir.rows.index[0]])
+    ok = request(body, api_keys.key)
+    statuses = [s for s, _, _ in exchange(running.port, ok + ok + ok, count=3)]
+    statuses.append(exchange(running.port, request(body, "wrong-key"))[0][0])
+    statuses.append(exchange(running.port, b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n")[0][0])
+    statuses.append(exchange(running.port, b"GARBAGE\r\n\r\n")[0][0])  # uvicorn's own 400
+    with hold(running.port, api_keys.key, body, send=1):  # a request left half-sent ...
+        wait_for(lambda: backlog.running == 1, "the held request to reach the app")
+    # ... and its client gone
+    wait_for(lambda: backlog.queued == 0 and backlog.running == 0, "the backlog to empty")
+    assert statuses == [200, 200, 200, 401, 404, 400]
+
+
+def test_the_server_freezes_its_start_up_objects_out_of_the_garbage_collector(
+    start: Start,
+) -> None:
+    running = start()
+    assert gc.get_freeze_count() > 0
+    assert running.server.config.loop == "asyncio"
 
 
 def test_half_sent_heads_and_idle_connections_are_closed_after_the_header_timeout(
