@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.internals import create_dataframe_from_blocks
 
 NS_PER_DAY = 86_400 * 10**9
 #: NaT as int64 nanoseconds.
@@ -285,19 +286,24 @@ def aligned_frame(
     when the caller has them (:func:`union_positions`).
     """
     names = [k for _, columns in parts for k in columns]
-    # Every column has a row of the block, in frame order; a categorical's row is a
-    # placeholder its column replaces (by position: inserting columns by name costs more
-    # than the rest of the frame for one customer).
-    row = {k: j for j, k in enumerate(names)}
-    block = np.empty((len(names), len(ids)))
-    categoricals: dict[str, pd.Categorical] = {}
+    # The float columns are the rows of one block, in frame order; the categoricals are blocks
+    # of their own, placed by position (pandas.api.internals): a frame built from the float
+    # block and then given each categorical by position splits the block at every one and
+    # costs more than the rest of the frame for one customer.
+    is_category = [isinstance(v, pd.Categorical) for _, columns in parts for v in columns.values()]
+    float_at = [j for j, c in enumerate(is_category) if not c]
+    row = {names[j]: r for r, j in enumerate(float_at)}
+    block = np.empty((len(float_at), len(ids)))
+    categoricals: dict[int, pd.Categorical] = {}
     id_list = ids.tolist() if len(ids) <= SMALL else None
+    at = 0
     for i, (known, columns) in enumerate(parts):
         pos = _alignment(known, ids, id_list) if positions is None else positions[i]
         absent = None if pos is None else pos < 0
         for k, v in columns.items():
+            at += 1
             if isinstance(v, pd.Categorical):
-                categoricals[k] = v if pos is None else v.take(pos, allow_fill=True)
+                categoricals[at - 1] = v if pos is None else v.take(pos, allow_fill=True)
                 continue
             out = block[row[k]]
             if pos is None:
@@ -309,9 +315,13 @@ def aligned_frame(
                 out[absent] = np.nan
             if k in zero:
                 out[np.isnan(out)] = 0.0
-    frame = pd.DataFrame(block.T, index=ids, columns=names, copy=False)
-    for k, v in categoricals.items():
-        frame.isetitem(row[k], v)
+    if not names:
+        return pd.DataFrame(block.T, index=ids, columns=names, copy=False)
+    blocks: list[tuple[Any, np.ndarray]] = []
+    if float_at:
+        blocks.append((block, np.asarray(float_at, dtype=np.intp)))
+    blocks += [(v, np.array([j], dtype=np.intp)) for j, v in categoricals.items()]
+    frame = create_dataframe_from_blocks(blocks, index=ids, columns=pd.Index(names))
     return frame
 
 

@@ -111,6 +111,8 @@ def predict(
         raise ApiError(422, "invalid_history", str(exc)) from exc
     quarantined: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for table, result in results.items():
+        if not len(result.quarantine):  # the usual case: no pandas columns read
+            continue
         for position, reason in zip(
             result.quarantine.index, result.quarantine["reason"], strict=True
         ):
