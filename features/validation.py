@@ -41,6 +41,7 @@ NUMERIC_SHARE = 0.95
 #: Text that looks like a code, not a quantity: a leading zero before a digit ("02139", "007").
 #: One such value keeps the whole column text, so ZIP codes and account codes stay categories.
 _CODE = re.compile(r"[+-]?0\d")
+_DIGIT = re.compile(r"\d")
 #: Text forms of a boolean (compared lower-case, stripped).
 _BOOL_TEXT = {
     "true": True, "1": True, "1.0": True, "yes": True, "y": True,
@@ -639,7 +640,7 @@ def validate_table(
     out["customer_id"] = ids
 
     for col in spec.timestamps:
-        if col not in raw.columns:
+        if col not in col_of:
             continue
         ns = _timestamps(col_of[col], col_of.memo)
         nat = ns == np.iinfo(np.int64).min
@@ -670,7 +671,7 @@ def validate_table(
             text, blank = _text(col_of[col], lower=True, memo=col_of.memo)
             rules.row(blank, f"missing_{col}")
             out[col] = text
-        if "resolved" in raw.columns:
+        if "resolved" in col_of:
             values, unknown = _booleans(col_of["resolved"])
             rules.field("resolved", unknown & ~_blank(col_of["resolved"]), "bad_resolved")
             out["resolved"] = pd.arrays.BooleanArray(values, unknown)
@@ -679,7 +680,7 @@ def validate_table(
         rules.row(unknown, "bad_churned")  # blank too
         out["churned"] = pd.arrays.BooleanArray(values, unknown)
     for col, (lo, hi) in spec.ranges.items():
-        if col not in raw.columns:
+        if col not in col_of:
             continue
         value = _numbers(col_of[col])
         blank = _blank(col_of[col])
@@ -717,7 +718,7 @@ _CUSTOMER_COLUMNS = frozenset({"customer_id", *TABLES["customers"].optional})
 
 
 def _attribute_columns(col_of: _Columns) -> list[str]:
-    return [c for c in col_of.frame.columns if c not in _CUSTOMER_COLUMNS]
+    return [c for c in col_of if c not in _CUSTOMER_COLUMNS]
 
 
 def _number_text(s: _Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -727,8 +728,13 @@ def _number_text(s: _Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     text, blank = _text(s, lower=True)
     if len(s) < _SMALL:
         marker = _MARKERS.positions(text) >= 0
-        values = np.asarray(pd.to_numeric(text, errors="coerce"), dtype="float64")
-        coded = any(isinstance(t, str) and _CODE.match(t) is not None for t in text)
+        objects = np.asarray(text, dtype=object)
+        if not any(isinstance(t, str) and _DIGIT.search(t) for t in objects):
+            # no digit, no finite number and no code ("inf" is no finite number): a plan,
+            # a region; pandas' parser is not needed to say so
+            return np.full(len(s), np.nan), blank, marker, np.zeros(len(s), dtype=bool), False
+        values = np.asarray(pd.to_numeric(objects, errors="coerce"), dtype="float64")
+        coded = any(isinstance(t, str) and _CODE.match(t) is not None for t in objects)
     else:  # each distinct value parsed once: attributes repeat (plans, regions)
         codes, uniques = _factorized(text)
         marker = np.append(_MARKERS.positions(uniques) >= 0, False)[codes]
