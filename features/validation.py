@@ -41,6 +41,7 @@ NUMERIC_SHARE = 0.95
 #: Text that looks like a code, not a quantity: a leading zero before a digit ("02139", "007").
 #: One such value keeps the whole column text, so ZIP codes and account codes stay categories.
 _CODE = re.compile(r"[+-]?0\d")
+_DIGIT = re.compile(r"\d")
 #: Text forms of a boolean (compared lower-case, stripped).
 _BOOL_TEXT = {
     "true": True, "1": True, "1.0": True, "yes": True, "y": True,
@@ -297,7 +298,7 @@ def _factorized(values: Any, memo: _Memo | None = None) -> tuple[np.ndarray, Any
     return codes, uniques
 
 
-def _blank(s: _Array | pd.Series) -> np.ndarray:
+def _blank(s: _Array | pd.Series, memo: _Memo | None = None) -> np.ndarray:
     """Missing or empty-after-strip values. Only text can be empty: a numeric, boolean or
     datetime column is blank where it is missing (and is not converted to text to find out)."""
     values = s.array if isinstance(s, pd.Series) else s
@@ -308,6 +309,17 @@ def _blank(s: _Array | pd.Series) -> np.ndarray:
         or pd.api.types.is_datetime64_any_dtype(dtype)
     ):
         return np.asarray(pd.isna(values), dtype=bool)
+    if len(values) < _SMALL:  # as :func:`_text` decides, without building the text
+        objects = _objects(values, memo)
+        missing = pd.isna(objects)
+        return np.fromiter(
+            (
+                m or not (v if isinstance(v, str) else str(v)).strip()
+                for v, m in zip(objects, missing, strict=True)
+            ),
+            dtype=bool,
+            count=len(objects),
+        )
     return _text(values)[1]
 
 
@@ -489,6 +501,8 @@ class _Columns(dict[Hashable, _Array]):
         else:
             super().__init__((c, s.array) for c, s in frame.items())
         self.frame = frame
+        #: the column names in order, as a list (iterating a pandas index costs per name)
+        self.names: list[Hashable] = frame.columns.tolist()
         self.memo = _Memo()
 
 
@@ -574,9 +588,9 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
         out[pos] = sub.duplicated(keep="first").to_numpy(dtype=bool)
         return out
     if n < _SMALL:  # the columns as objects, shared with the other rules
-        columns = [_objects(col_of[c], col_of.memo)[pos] for c in raw.columns]
+        columns = [_objects(col_of[c], col_of.memo)[pos] for c in col_of.names]
     else:  # a few candidates of a large table: only their values
-        columns = [np.asarray(col_of[c][pos], dtype=object) for c in raw.columns]
+        columns = [np.asarray(col_of[c][pos], dtype=object) for c in col_of.names]
     # the ignore: numpy's stubs leave None (an object scalar) out of ArrayLike
     columns = [np.where(pd.isna(c), None, c) for c in columns]  # type: ignore[call-overload]
     seen: set[tuple[object, ...]] = set()
@@ -639,7 +653,7 @@ def validate_table(
     out["customer_id"] = ids
 
     for col in spec.timestamps:
-        if col not in raw.columns:
+        if col not in col_of:
             continue
         ns = _timestamps(col_of[col], col_of.memo)
         nat = ns == np.iinfo(np.int64).min
@@ -649,7 +663,7 @@ def validate_table(
             if future is not None:
                 rules.row(future, f"future_{col}")
         else:  # an optional date: blank is "unknown", a bad one is blanked
-            rules.field(col, nat & ~_blank(col_of[col]), f"bad_{col}")
+            rules.field(col, nat & ~_blank(col_of[col], col_of.memo), f"bad_{col}")
             if future is not None:
                 rules.field(col, future, f"future_{col}")
                 ns = np.where(future, np.iinfo(np.int64).min, ns)
@@ -670,19 +684,20 @@ def validate_table(
             text, blank = _text(col_of[col], lower=True, memo=col_of.memo)
             rules.row(blank, f"missing_{col}")
             out[col] = text
-        if "resolved" in raw.columns:
+        if "resolved" in col_of:
             values, unknown = _booleans(col_of["resolved"])
-            rules.field("resolved", unknown & ~_blank(col_of["resolved"]), "bad_resolved")
+            blank = _blank(col_of["resolved"], col_of.memo)
+            rules.field("resolved", unknown & ~blank, "bad_resolved")
             out["resolved"] = pd.arrays.BooleanArray(values, unknown)
     if name == "labels":
         values, unknown = _booleans(col_of["churned"])
         rules.row(unknown, "bad_churned")  # blank too
         out["churned"] = pd.arrays.BooleanArray(values, unknown)
     for col, (lo, hi) in spec.ranges.items():
-        if col not in raw.columns:
+        if col not in col_of:
             continue
         value = _numbers(col_of[col])
-        blank = _blank(col_of[col])
+        blank = _blank(col_of[col], col_of.memo)
         not_number = ~blank & np.isnan(value)
         outside = ~np.isnan(value) & ((value < lo) | (value > hi))
         if col in spec.required:
@@ -717,18 +732,25 @@ _CUSTOMER_COLUMNS = frozenset({"customer_id", *TABLES["customers"].optional})
 
 
 def _attribute_columns(col_of: _Columns) -> list[str]:
-    return [c for c in col_of.frame.columns if c not in _CUSTOMER_COLUMNS]
+    return [c for c in col_of if c not in _CUSTOMER_COLUMNS]
 
 
-def _number_text(s: _Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+def _number_text(
+    s: _Array, memo: _Memo | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """A text attribute read as numbers: float values (NaN where not a number), which values
     are blank, which are :data:`MISSING_MARKERS` markers, which are finite numbers, and
     whether a value looks like a code (:data:`_CODE`)."""
-    text, blank = _text(s, lower=True)
+    text, blank = _text(s, lower=True, memo=memo)
     if len(s) < _SMALL:
-        marker = _MARKERS.positions(text) >= 0
-        values = np.asarray(pd.to_numeric(text, errors="coerce"), dtype="float64")
-        coded = any(isinstance(t, str) and _CODE.match(t) is not None for t in text)
+        objects = _objects(text, memo)
+        marker = _MARKERS.positions(objects) >= 0
+        if not any(isinstance(t, str) and _DIGIT.search(t) for t in objects):
+            # no digit, no finite number and no code ("inf" is no finite number): a plan,
+            # a region; pandas' parser is not needed to say so
+            return np.full(len(s), np.nan), blank, marker, np.zeros(len(s), dtype=bool), False
+        values = np.asarray(pd.to_numeric(objects, errors="coerce"), dtype="float64")
+        coded = any(isinstance(t, str) and _CODE.match(t) is not None for t in objects)
     else:  # each distinct value parsed once: attributes repeat (plans, regions)
         codes, uniques = _factorized(text)
         marker = np.append(_MARKERS.positions(uniques) >= 0, False)[codes]
@@ -762,7 +784,7 @@ def attribute_number_counts(customers: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for col in _attribute_columns(col_of):
         if _is_text(col_of[col].dtype):
-            _, blank, marker, number, coded = _number_text(col_of[col])
+            _, blank, marker, number, coded = _number_text(col_of[col], col_of.memo)
             rows.append((col, int((~blank & ~marker).sum()), int(number.sum()), int(coded)))
     out = pd.DataFrame(rows, columns=["column", "present", "numbers", "coded"])
     return out.astype({"column": "str", "present": "int64", "numbers": "int64", "coded": "int64"})
@@ -803,7 +825,7 @@ def _attribute_rules(
                 rules.field(col, bad, f"bad_{col}")
                 out[col] = pd.Series(s, copy=False).mask(bad).array
             continue
-        values, blank, marker, number, coded = _number_text(s)
+        values, blank, marker, number, coded = _number_text(s, col_of.memo)
         if numeric is None:
             present = int((~blank & ~marker).sum())
             as_number = bool(_numeric_rule(present, int(number.sum()), int(coded)))
@@ -827,7 +849,7 @@ _NO_QUARANTINE: dict[tuple[tuple[Hashable, object], ...], pd.DataFrame] = {}
 
 def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
     """``raw``'s columns with no rows, plus ``reason``."""
-    key = tuple((c, col_of[c].dtype) for c in raw.columns)
+    key = tuple((c, col_of[c].dtype) for c in col_of.names)
     empty = _NO_QUARANTINE.get(key)
     if empty is None:
         if len(_NO_QUARANTINE) > 256:
@@ -881,7 +903,7 @@ def _split(
     keep = ~bad
     any_bad = bool(bad.any())
     columns = []
-    for col in raw.columns:
+    for col in col_of.names:
         if col in out:
             values = out[col]
             if isinstance(values, np.ndarray) and values.dtype == object:
