@@ -222,7 +222,7 @@ def _patterns(
         code += local.astype(np.int64)[states.state[f]] * radix
         radix *= len(groups)
         decisions[f] = table
-    if radix <= 4 * n:  # distinct numbers without sorting
+    if radix <= 16 * n:  # distinct numbers without sorting
         seen = np.full(radix, -1, dtype=np.int64)
         seen[code] = np.arange(n)
         present = seen >= 0
@@ -230,7 +230,7 @@ def _patterns(
         inverse = (np.cumsum(present) - 1)[code]
     else:
         _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    return first, inverse.ravel(), decisions
+    return first, inverse.ravel().astype(np.intp), decisions
 
 
 def _left_of(tree: _Tree, states: _States, decisions: dict[int, np.ndarray], rows: np.ndarray):
@@ -328,7 +328,8 @@ def pred_contrib(booster: lgb.Booster, matrix: np.ndarray, num_iteration: int) -
         part, first, inverse = found
         if part is None:  # a path too long for tables: LightGBM's values per pattern
             part = _lightgbm(booster, matrix[first], t)[:, used].T
-        out[used] += np.take(part, inverse, axis=1)
+        for c, f in enumerate(used):  # row by row in place: no (features, rows) temporary
+            out[f] += part[c][inverse]
     return out.T
 
 
