@@ -198,8 +198,8 @@ def _leaf_values(value: float, z: np.ndarray, codes: np.ndarray) -> np.ndarray:
     for m in range(d - 1, 0, -1):
         quotient[:, :, m - 1] = poly[:, m : m + 1] - z[None, :] * quotient[:, :, m]
     hot_sum = quotient @ weights  # (codes, i)
-    out = np.where(hot, (1.0 - z)[None, :] * hot_sum, -cold_sum[:, None])
-    return value * out
+    out: np.ndarray = value * np.where(hot, (1.0 - z)[None, :] * hot_sum, -cold_sum[:, None])
+    return out
 
 
 def _patterns(
@@ -238,7 +238,9 @@ def _patterns(
     return first, inverse.ravel().astype(np.intp), decisions
 
 
-def _left_of(tree: _Tree, states: _States, decisions: dict[int, np.ndarray], rows: np.ndarray):
+def _left_of(
+    tree: _Tree, states: _States, decisions: dict[int, np.ndarray], rows: np.ndarray
+) -> np.ndarray:
     """Each split's decision for ``rows``, shape (rows, splits)."""
     goes = np.empty((len(rows), len(tree.nodes)), dtype=bool)
     for f, table in decisions.items():
