@@ -32,6 +32,7 @@ The values equal one ``pred_contrib`` call's up to the order of floating-point a
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import factorial
 from typing import Any, cast
@@ -40,6 +41,8 @@ import lightgbm as lgb
 import numpy as np
 from scipy import sparse
 
+#: Threads the trees are shared out between (the machine's 2 cores).
+THREADS = 2
 #: Below this many rows one ``pred_contrib`` call is cheaper than the tables.
 MIN_ROWS = 2_000
 #: A leaf with more distinct features on its path has too big a table (2^d x d values).
@@ -195,8 +198,8 @@ def _leaf_values(value: float, z: np.ndarray, codes: np.ndarray) -> np.ndarray:
     for m in range(d - 1, 0, -1):
         quotient[:, :, m - 1] = poly[:, m : m + 1] - z[None, :] * quotient[:, :, m]
     hot_sum = quotient @ weights  # (codes, i)
-    out = np.where(hot, (1.0 - z)[None, :] * hot_sum, -cold_sum[:, None])
-    return value * out
+    out: np.ndarray = value * np.where(hot, (1.0 - z)[None, :] * hot_sum, -cold_sum[:, None])
+    return out
 
 
 def _patterns(
@@ -213,16 +216,18 @@ def _patterns(
         table = np.array(
             [states.goes_left(node, f) for k, node in enumerate(tree.nodes) if tree.feature[k] == f]
         )  # (splits on f, states of f)
+        if len(table) > 56:  # the key below holds 7 bytes of decisions
+            return None
         # states with the same decisions at every split on f are one local state
         key = np.packbits(table, axis=0, bitorder="little")  # (bytes, states)
         key = (key.astype(np.int64) << (8 * np.arange(len(key)))[:, None]).sum(axis=0)
         groups, local = np.unique(key, return_inverse=True)
         if radix * len(groups) >= _MAX_CODE:
             return None
-        code += local.astype(np.int64)[states.state[f]] * radix
+        code += (local.astype(np.int64) * radix)[states.state[f]]
         radix *= len(groups)
         decisions[f] = table
-    if radix <= 4 * n:  # distinct numbers without sorting
+    if radix <= 16 * n:  # distinct numbers without sorting
         seen = np.full(radix, -1, dtype=np.int64)
         seen[code] = np.arange(n)
         present = seen >= 0
@@ -230,10 +235,12 @@ def _patterns(
         inverse = (np.cumsum(present) - 1)[code]
     else:
         _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    return first, inverse.ravel(), decisions
+    return first, inverse.ravel().astype(np.intp), decisions
 
 
-def _left_of(tree: _Tree, states: _States, decisions: dict[int, np.ndarray], rows: np.ndarray):
+def _left_of(
+    tree: _Tree, states: _States, decisions: dict[int, np.ndarray], rows: np.ndarray
+) -> np.ndarray:
     """Each split's decision for ``rows``, shape (rows, splits)."""
     goes = np.empty((len(rows), len(tree.nodes)), dtype=bool)
     for f, table in decisions.items():
@@ -314,21 +321,40 @@ def pred_contrib(booster: lgb.Booster, matrix: np.ndarray, num_iteration: int) -
         )
     trees = [_tree(t) for t in booster.dump_model(num_iteration=num_iteration)["tree_info"]]
     leaves = np.asarray(booster.predict(matrix, num_iteration=num_iteration, pred_leaf=True))
+    leaves = np.ascontiguousarray(leaves.T)  # a tree's leaves contiguous
     states = _States(trees, matrix)
-    out = np.zeros((matrix.shape[1] + 1, n))  # by column: the rows of a column gathered at once
-    for t, tree in enumerate(trees):
-        out[-1] += tree.expected
+
+    def add(out: np.ndarray, t: int) -> None:
+        """Tree ``t``'s values added to ``out`` (shape (features + 1, rows))."""
+        tree = trees[t]
         if not tree.nodes:
-            continue
+            return
         used = np.unique(tree.feature)
-        found = tree_values(tree, states, leaves[:, t])
+        found = tree_values(tree, states, leaves[t])
         if found is None:  # LightGBM's own values, every row
             out[used] += _lightgbm(booster, matrix, t)[:, used].T
-            continue
+            return
         part, first, inverse = found
         if part is None:  # a path too long for tables: LightGBM's values per pattern
             part = _lightgbm(booster, matrix[first], t)[:, used].T
-        out[used] += np.take(part, inverse, axis=1)
+        for c, f in enumerate(used):  # row by row in place: no (features, rows) temporary
+            out[f] += part[c][inverse]
+
+    def half(k: int) -> np.ndarray:
+        # by column: the rows of a column gathered at once
+        out = np.zeros((matrix.shape[1] + 1, n))
+        for t in range(k, len(trees), THREADS):
+            add(out, t)
+        return out
+
+    # numpy's array loops release the GIL: the trees are shared out between threads, each
+    # adding into its own array
+    with ThreadPoolExecutor(THREADS) as pool:
+        parts = list(pool.map(half, range(THREADS)))
+    out = parts[0]
+    for more in parts[1:]:
+        out += more
+    out[-1] += sum(tree.expected for tree in trees)
     return out.T
 
 
