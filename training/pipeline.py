@@ -289,6 +289,8 @@ def evaluate_clv(
             run.text(compared.table.to_csv(), "clv/candidates.csv")
             run.text(compared.deciles.to_csv(index=False), "clv/candidate_deciles.csv")
             run.tags({"clv.ranking_model": compared.chosen})
+            # a sample of a large cohort: the table and the choice are estimates
+            run.tags({"clv.candidates_sample": compared.sample or "every customer"})
             metrics |= {f"clv_candidates.{k}": v for k, v in compared.metrics().items()}
         learned, serving = ranking_clv(
             loaded.tables.transactions,
