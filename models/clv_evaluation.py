@@ -365,6 +365,8 @@ class CandidatesEvaluation:
         model on this holdout, else the primary (``bgnbd`` by default).
     notes : candidates that could not be fitted, and why.
     learned : the learned model fitted on the earlier split (``None`` if it failed).
+    sample : empty when every customer of the cohort was compared, else which sample was
+        (the figures are then estimates; set by :func:`training.clv_fit.compare_candidates`).
     """
 
     table: pd.DataFrame
@@ -372,6 +374,7 @@ class CandidatesEvaluation:
     chosen: str
     notes: dict[str, str]
     learned: LearnedCLV | None
+    sample: str = ""
 
     def metrics(self) -> dict[str, float]:
         """Flat ``<candidate>.<metric>`` metrics for MLflow (spaces and commas dropped)."""

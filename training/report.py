@@ -425,9 +425,11 @@ def _candidates_section(clv: CLVHoldout) -> list[str]:
     """Every CLV candidate on the same holdout, and which one serves (docs/clv.md)."""
     if clv.candidates is None:
         return []
+    sample = clv.candidates.sample
     return [
         "<h3>CLV candidates on the same holdout</h3>",
         f"<p>Serving: {_e(clv.serving)}. Rule: {_e(CHOICE_RULE)}.</p>",
+        *([f"<p>Compared on a sample: {_e(sample)}.</p>"] if sample else []),
         clv.candidates.table.to_html(float_format="{:.3f}".format, na_rep=""),
     ]
 

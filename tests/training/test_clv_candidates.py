@@ -90,3 +90,23 @@ def test_learned_model_round_trips_as_text(candidates, sample):
     btyd = CLVModel().fit(summary)
     x = learned_features(summary, btyd, window_days=model.window_days)
     pd.testing.assert_frame_equal(again.predict_window(x), model.predict_window(x))
+
+
+def test_a_large_cohort_is_compared_on_a_stable_sample(sample, monkeypatch):
+    from training import clv_fit
+
+    cohort = pd.Index(sample.loc[sample["timestamp"] < CALIBRATION_CUTOFF, "customer_id"].unique())
+    kept, note = clv_fit.candidate_sample(sample, cohort, 1_500)
+    again, _ = clv_fit.candidate_sample(sample.iloc[::-1], cohort[::-1], 1_500)
+    ids = set(kept["customer_id"])
+    assert len(ids) == 1_500 and ids <= set(cohort) and ids == set(again["customer_id"])
+    # every transaction of a kept customer stays (the holdout's too), no other customer's
+    assert len(kept) == int(sample["customer_id"].isin(ids).sum())
+    assert f"1,500 of {len(cohort):,} customers" in note
+    assert clv_fit.candidate_sample(sample, cohort, len(cohort)) == (sample, "")
+
+    monkeypatch.setattr(clv_fit, "CANDIDATE_SAMPLE_CUSTOMERS", 1_500)
+    compared = clv_fit.compare_candidates(
+        sample, cutoff=CALIBRATION_CUTOFF, end=HOLDOUT_END, horizon_days=HOLDOUT_DAYS
+    )
+    assert compared is not None and compared.sample == note
