@@ -774,12 +774,19 @@ class CLVModel:
         CLVModelError
             Some prediction is not finite (never returned as NaN).
         """
-        u = self.unit_days
         freq, rec, t = self._clock(summary, _observed_days(summary))
         with np.errstate(all="ignore"):  # non-finite results are caught below, by name
             out = self._predict(freq, rec, t, summary, horizon_days=horizon_days)
         # without a spend model the currency columns are NaN by design
         checked = out if self.spend else out[["p_alive", "expected_purchases"]]
+        self._check_finite(checked, freq, rec, t)
+        return out
+
+    def _check_finite(
+        self, checked: pd.DataFrame, freq: np.ndarray, rec: np.ndarray, t: np.ndarray
+    ) -> None:
+        """Raise :class:`CLVModelError` naming a customer whose prediction is not finite."""
+        u = self.unit_days
         bad = ~np.isfinite(checked.to_numpy()).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -788,7 +795,6 @@ class CLVModel:
                 f"{freq[i]:g}, recency {rec[i]:g}, T {t[i]:g} (units of {u:g} days); refit "
                 f"with {_suggest(self.penalizer)}"
             )
-        return out
 
     def predict_counts(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
         """:meth:`predict`'s ``p_alive`` and ``expected_purchases`` alone, the same values:
@@ -822,14 +828,7 @@ class CLVModel:
         out = pd.DataFrame(
             {"p_alive": p_alive, "expected_purchases": np.array(cums[-1])}, index=summary.index
         )
-        bad = ~np.isfinite(out.to_numpy()).all(axis=1)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise CLVModelError(
-                f"{int(bad.sum())} customers got non-finite CLV predictions, e.g. frequency "
-                f"{freq[i]:g}, recency {rec[i]:g}, T {t[i]:g} (units of {u:g} days); refit "
-                f"with {_suggest(self.penalizer)}"
-            )
+        self._check_finite(out, freq, rec, t)
         return out
 
     def _predict(
