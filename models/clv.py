@@ -570,6 +570,22 @@ def _column(frame: pd.DataFrame, name: str, *, fill: float | None = None) -> np.
 _STEP_ELEMENTS = 1 << 18
 
 
+def _cumulative_purchases(
+    counts: Any, times: np.ndarray, freq: np.ndarray, rec: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """Expected purchases up to each of ``times`` (model units) per customer, as a (times,
+    customers) array from one call of the lifetimes fitter ``counts``."""
+    return np.broadcast_to(
+        np.asarray(
+            counts.conditional_expected_number_of_purchases_up_to_time(
+                times[:, None], freq, rec, t
+            ),
+            dtype=float,
+        ),
+        (len(times), len(freq)),
+    )
+
+
 def _observed_days(summary: pd.DataFrame) -> np.ndarray:
     """Days each customer has been observed: ``T_days``, else ``tenure_days`` (a customer
     without a purchase), else 0; never negative. NumPy, not Series methods: pandas'
@@ -816,15 +832,7 @@ class CLVModel:
         months = steps[(len(steps) - 1) // per_call * per_call :]
         with np.errstate(all="ignore"):
             p_alive = np.asarray(counts.conditional_probability_alive(freq, rec, t), dtype=float)
-            cums = np.broadcast_to(
-                np.asarray(
-                    counts.conditional_expected_number_of_purchases_up_to_time(
-                        months[:, None] / u, freq, rec, t
-                    ),
-                    dtype=float,
-                ),
-                (len(months), len(freq)),
-            )
+            cums = _cumulative_purchases(counts, months / u, freq, rec, t)
         out = pd.DataFrame(
             {"p_alive": p_alive, "expected_purchases": np.array(cums[-1])}, index=summary.index
         )
@@ -862,15 +870,7 @@ class CLVModel:
         per_call = max(1, _STEP_ELEMENTS // max(len(freq), 1))
         for first in range(0, len(steps), per_call):
             months = steps[first : first + per_call]
-            cums = np.broadcast_to(
-                np.asarray(
-                    counts.conditional_expected_number_of_purchases_up_to_time(
-                        months[:, None] / u, freq, rec, t
-                    ),
-                    dtype=float,
-                ),
-                (len(months), len(freq)),
-            )
+            cums = _cumulative_purchases(counts, months / u, freq, rec, t)
             for step, cum in zip(months, cums, strict=True):
                 clv += (
                     (cum - cum_prev) * order_value / (1 + self.annual_discount_rate) ** (step / 365)
