@@ -46,6 +46,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
 #: validation log loss is lower by more than this many standard errors of the paired per-row
 #: difference; otherwise the trees are noise around the prior and are dropped.
 MIN_GAIN_Z = 2.0
+#: :meth:`ChurnModel.encode` converts the numeric columns this many rows at a time.
+ENCODE_ROWS = 1 << 16
 #: Floor on BG/NBD expected purchases before the log, in the fitted prior.
 _MIN_EXPECTED = 1e-4
 #: Below this many rows LightGBM predicts on one thread: it parallelises over rows, so for a
@@ -162,6 +164,9 @@ class ChurnModel:
             categorical_feature=list(self.categories_),
             free_raw_data=True,
         )
+        # the Dataset holds the only reference now, which LightGBM drops once it has binned
+        # the rows: the float matrix (GiBs at millions of rows) is not kept while boosting
+        del matrix
         callbacks: list[Callable[..., Any]] = []
         valid_sets = []
         if X_valid is not None and y_valid is not None:
@@ -352,7 +357,16 @@ class ChurnModel:
             )
         if numeric:
             positions, columns = numeric  # by position in X: no label lookup
-            out[:, positions] = X.take(columns, axis=1).to_numpy(dtype=float, na_value=np.nan)
+            if len(X) <= ENCODE_ROWS:
+                out[:, positions] = X.take(columns, axis=1).to_numpy(dtype=float, na_value=np.nan)
+                return out
+            # a block of rows at a time: the whole frame at once holds a second float copy
+            # of it (GiBs for millions of rows) on top of ``out``
+            for start in range(0, len(X), ENCODE_ROWS):
+                rows = X.iloc[start : start + ENCODE_ROWS].take(columns, axis=1)
+                out[start : start + len(rows), positions] = rows.to_numpy(
+                    dtype=float, na_value=np.nan
+                )
         return out
 
     def float_columns(self, X: pd.DataFrame) -> dict[str, int]:

@@ -570,6 +570,22 @@ def _column(frame: pd.DataFrame, name: str, *, fill: float | None = None) -> np.
 _STEP_ELEMENTS = 1 << 18
 
 
+def _cumulative_purchases(
+    counts: Any, times: np.ndarray, freq: np.ndarray, rec: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """Expected purchases up to each of ``times`` (model units) per customer, as a (times,
+    customers) array from one call of the lifetimes fitter ``counts``."""
+    return np.broadcast_to(
+        np.asarray(
+            counts.conditional_expected_number_of_purchases_up_to_time(
+                times[:, None], freq, rec, t
+            ),
+            dtype=float,
+        ),
+        (len(times), len(freq)),
+    )
+
+
 def _observed_days(summary: pd.DataFrame) -> np.ndarray:
     """Days each customer has been observed: ``T_days``, else ``tenure_days`` (a customer
     without a purchase), else 0; never negative. NumPy, not Series methods: pandas'
@@ -774,12 +790,19 @@ class CLVModel:
         CLVModelError
             Some prediction is not finite (never returned as NaN).
         """
-        u = self.unit_days
         freq, rec, t = self._clock(summary, _observed_days(summary))
         with np.errstate(all="ignore"):  # non-finite results are caught below, by name
             out = self._predict(freq, rec, t, summary, horizon_days=horizon_days)
         # without a spend model the currency columns are NaN by design
         checked = out if self.spend else out[["p_alive", "expected_purchases"]]
+        self._check_finite(checked, freq, rec, t)
+        return out
+
+    def _check_finite(
+        self, checked: pd.DataFrame, freq: np.ndarray, rec: np.ndarray, t: np.ndarray
+    ) -> None:
+        """Raise :class:`CLVModelError` naming a customer whose prediction is not finite."""
+        u = self.unit_days
         bad = ~np.isfinite(checked.to_numpy()).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -788,7 +811,6 @@ class CLVModel:
                 f"{freq[i]:g}, recency {rec[i]:g}, T {t[i]:g} (units of {u:g} days); refit "
                 f"with {_suggest(self.penalizer)}"
             )
-        return out
 
     def predict_counts(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
         """:meth:`predict`'s ``p_alive`` and ``expected_purchases`` alone, the same values:
@@ -810,26 +832,11 @@ class CLVModel:
         months = steps[(len(steps) - 1) // per_call * per_call :]
         with np.errstate(all="ignore"):
             p_alive = np.asarray(counts.conditional_probability_alive(freq, rec, t), dtype=float)
-            cums = np.broadcast_to(
-                np.asarray(
-                    counts.conditional_expected_number_of_purchases_up_to_time(
-                        months[:, None] / u, freq, rec, t
-                    ),
-                    dtype=float,
-                ),
-                (len(months), len(freq)),
-            )
+            cums = _cumulative_purchases(counts, months / u, freq, rec, t)
         out = pd.DataFrame(
             {"p_alive": p_alive, "expected_purchases": np.array(cums[-1])}, index=summary.index
         )
-        bad = ~np.isfinite(out.to_numpy()).all(axis=1)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise CLVModelError(
-                f"{int(bad.sum())} customers got non-finite CLV predictions, e.g. frequency "
-                f"{freq[i]:g}, recency {rec[i]:g}, T {t[i]:g} (units of {u:g} days); refit "
-                f"with {_suggest(self.penalizer)}"
-            )
+        self._check_finite(out, freq, rec, t)
         return out
 
     def _predict(
@@ -863,15 +870,7 @@ class CLVModel:
         per_call = max(1, _STEP_ELEMENTS // max(len(freq), 1))
         for first in range(0, len(steps), per_call):
             months = steps[first : first + per_call]
-            cums = np.broadcast_to(
-                np.asarray(
-                    counts.conditional_expected_number_of_purchases_up_to_time(
-                        months[:, None] / u, freq, rec, t
-                    ),
-                    dtype=float,
-                ),
-                (len(months), len(freq)),
-            )
+            cums = _cumulative_purchases(counts, months / u, freq, rec, t)
             for step, cum in zip(months, cums, strict=True):
                 clv += (
                     (cum - cum_prev) * order_value / (1 + self.annual_discount_rate) ** (step / 365)
