@@ -37,6 +37,7 @@ with a plain-text 400 and a closed connection (docs/http-api.md, "Limits").
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from serving.admission import (
@@ -56,8 +57,10 @@ LINGER_BYTES = 1024 * 1024
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Unavailable"}
 
 
+@functools.lru_cache(maxsize=16)
 def raw_error(status: int, code: str, message: str, *, retry_after: int | None = None) -> bytes:
-    """A complete HTTP/1.1 error response with the API's JSON body, closing the connection."""
+    """A complete HTTP/1.1 error response with the API's JSON body, closing the connection
+    (built once per kind: under a crowd, refusals are most of what the server sends)."""
     body = error_response_bytes(status, code, message)
     head = [
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
