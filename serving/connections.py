@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from serving.admission import (
@@ -157,7 +158,7 @@ class ConnectionGuard(RequestTracker):
 
     def __call__(self, **kwargs: Any) -> asyncio.Protocol:
         """A new connection: uvicorn calls the factory with its protocol's arguments."""
-        return GuardedConnection(self, self.inner(**kwargs))
+        return GuardedConnection(self, functools.partial(self.inner, **kwargs))
 
     def reject(self, reason: str) -> None:
         """Count a refused or closed connection."""
@@ -189,12 +190,19 @@ class ConnectionGuard(RequestTracker):
             connection.await_head()
 
 
+#: The inner protocol of a connection refused before uvicorn's was made (asyncio's no-op one).
+_NOT_MADE = asyncio.Protocol()
+
+
 class GuardedConnection(asyncio.Protocol):
     """One connection: the limits of :class:`ConnectionGuard` around uvicorn's protocol."""
 
-    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+    def __init__(self, guard: ConnectionGuard, inner: Callable[[], asyncio.Protocol]) -> None:
         self.guard = guard
-        self.inner = inner
+        # uvicorn's protocol, made only for a connection within the cap: a refused one
+        # costs no parser, timers or bookkeeping of uvicorn's.
+        self.make_inner = inner
+        self.inner: asyncio.Protocol = _NOT_MADE
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.inner_open = False  # the inner protocol got ``connection_made``
@@ -227,6 +235,7 @@ class GuardedConnection(asyncio.Protocol):
             guard.open[self.peer] = self
             guard._gauge()
         self.inner_open = True
+        self.inner = self.make_inner()
         self.inner.connection_made(transport)
         self.await_head()
 
