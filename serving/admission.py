@@ -9,6 +9,11 @@ are one synchronous stretch of work, so under load they queue there, not for a s
 later costs the server microseconds; a client left waiting for seconds holds a connection,
 its buffers and a task, and slows every other request down.
 
+In front of all this, the connection guard (:mod:`serving.connections`) refuses a request
+whose head would wait too long in that backlog, or that finds ``max_inflight + max_queue``
+requests already in the server, before it is even parsed: the cheapest refusal there is.
+The checks here catch what its estimate missed.
+
 Before that, a request carrying a known API key takes a token from that key's bucket
 (:class:`RateLimits`: ``rate_per_second`` tokens a second, at most ``burst`` saved up); with
 no token left it gets 429 ``rate_limited`` and the seconds until the next token in
