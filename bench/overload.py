@@ -14,9 +14,15 @@ sockets, step by step:
 - 20 uploads of 8 MiB held open: admitted and refused, and the server's RSS growth;
 - malformed and strictness rows: the status and content type of each answer.
 
+A refused client waits the answer's ``Retry-After`` (jittered), as a real client should. The
+server runs on one core and the client on the others (:func:`split_cores`), and the client
+reports its own event loop's lag beside each step's latencies (first byte sent to last byte
+read), so that a reader can tell the client's time from the server's. With ``--baseline
+DIR`` the 1-id steps also run against another checkout's server, in alternating rounds.
+
 Every loop is bounded in time; sizes default to a run of about a minute (``--quick``: a
-smoke test; ``python -m bench.overload --full``: longer steps). The machine is shared with
-the client, so figures are for comparing runs on one machine, not absolute capacity.
+smoke test; ``python -m bench.overload --full``: longer steps). The figures are for
+comparing runs on one machine, not absolute capacity; say the load average with them.
 """
 
 from __future__ import annotations

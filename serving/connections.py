@@ -37,6 +37,8 @@ with a plain-text 400 and a closed connection (docs/http-api.md, "Limits").
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from serving.admission import (
@@ -56,8 +58,10 @@ LINGER_BYTES = 1024 * 1024
 _REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Unavailable"}
 
 
+@functools.lru_cache(maxsize=16)
 def raw_error(status: int, code: str, message: str, *, retry_after: int | None = None) -> bytes:
-    """A complete HTTP/1.1 error response with the API's JSON body, closing the connection."""
+    """A complete HTTP/1.1 error response with the API's JSON body, closing the connection
+    (built once per kind: under a crowd, refusals are most of what the server sends)."""
     body = error_response_bytes(status, code, message)
     head = [
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
@@ -154,7 +158,7 @@ class ConnectionGuard(RequestTracker):
 
     def __call__(self, **kwargs: Any) -> asyncio.Protocol:
         """A new connection: uvicorn calls the factory with its protocol's arguments."""
-        return GuardedConnection(self, self.inner(**kwargs))
+        return GuardedConnection(self, functools.partial(self.inner, **kwargs))
 
     def reject(self, reason: str) -> None:
         """Count a refused or closed connection."""
@@ -186,12 +190,19 @@ class ConnectionGuard(RequestTracker):
             connection.await_head()
 
 
+#: The inner protocol of a connection refused before uvicorn's was made (asyncio's no-op one).
+_NOT_MADE = asyncio.Protocol()
+
+
 class GuardedConnection(asyncio.Protocol):
     """One connection: the limits of :class:`ConnectionGuard` around uvicorn's protocol."""
 
-    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+    def __init__(self, guard: ConnectionGuard, inner: Callable[[], asyncio.Protocol]) -> None:
         self.guard = guard
-        self.inner = inner
+        # uvicorn's protocol, made only for a connection within the cap: a refused one
+        # costs no parser, timers or bookkeeping of uvicorn's.
+        self.make_inner = inner
+        self.inner: asyncio.Protocol = _NOT_MADE
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.inner_open = False  # the inner protocol got ``connection_made``
@@ -224,6 +235,7 @@ class GuardedConnection(asyncio.Protocol):
             guard.open[self.peer] = self
             guard._gauge()
         self.inner_open = True
+        self.inner = self.make_inner()
         self.inner.connection_made(transport)
         self.await_head()
 

@@ -386,6 +386,26 @@ def test_a_request_past_the_total_time_limit_is_503(
     assert counted(running.port, "churn_rejected_requests_total", "request_timeout") == 1
 
 
+def test_the_time_limit_holds_for_each_request_around_quick_ones(
+    start: Start, api_keys: Keys, scores_dir: ScoresDir
+) -> None:
+    # One timer serves every request's limit: it must pass over requests that finished,
+    # expire the one still running, and be set again for a request that comes later.
+    running = start(request_timeout_seconds=0.5, body_timeout_seconds=60)
+    body = ids_body([scores_dir.rows.index[0]])
+    statuses = []
+    for _ in range(2):
+        with hold(running.port, api_keys.key, body, send=3) as held:
+            quick = exchange(running.port, request(body, api_keys.key))[0][0]
+            [(status, headers, answer)] = read_responses(held, 1)
+        json_error(status, headers, answer, "timeout")
+        statuses += [quick, status]
+
+    assert statuses == [200, 503, 200, 503]
+    assert exchange(running.port, request(body, api_keys.key))[0][0] == 200
+    assert counted(running.port, "churn_rejected_requests_total", "request_timeout") == 2
+
+
 # -- strictness: auth first, unknown and repeated parameters, unknown body fields -----------
 
 
