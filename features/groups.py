@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api.internals import create_dataframe_from_blocks
+
+try:  # public since pandas 3.0; pandas-stubs do not cover it
+    from pandas.api.internals import (  # type: ignore[import-not-found]
+        create_dataframe_from_blocks as _from_blocks,
+    )
+except ImportError:  # pragma: no cover - pandas 2
+    _from_blocks = None
 
 NS_PER_DAY = 86_400 * 10**9
 #: NaT as int64 nanoseconds.
@@ -315,13 +321,16 @@ def aligned_frame(
                 out[absent] = np.nan
             if k in zero:
                 out[np.isnan(out)] = 0.0
-    if not names:
-        return pd.DataFrame(block.T, index=ids, columns=names, copy=False)
+    if not names or _from_blocks is None:  # pandas < 3: a categorical at a time
+        plain = pd.DataFrame(block.T, index=ids, columns=[names[j] for j in float_at], copy=False)
+        for j, v in categoricals.items():
+            plain.insert(j, names[j], pd.Series(v, index=ids))
+        return plain
     blocks: list[tuple[Any, np.ndarray]] = []
     if float_at:
         blocks.append((block, np.asarray(float_at, dtype=np.intp)))
     blocks += [(v, np.array([j], dtype=np.intp)) for j, v in categoricals.items()]
-    frame = create_dataframe_from_blocks(blocks, index=ids, columns=pd.Index(names))
+    frame: pd.DataFrame = _from_blocks(blocks, index=ids, columns=pd.Index(names))
     return frame
 
 
