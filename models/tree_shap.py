@@ -46,7 +46,7 @@ THREADS = 2
 #: Below this many rows one ``pred_contrib`` call is cheaper than the tables.
 MIN_ROWS = 2_000
 #: A leaf with more distinct features on its path has too big a table (2^d x d values).
-MAX_TABLE_FEATURES = 14
+MAX_TABLE_FEATURES = 20
 #: LightGBM's ``kZeroThreshold``: a value this close to zero is zero for a ``Zero`` split.
 _ZERO = 1e-35
 #: Largest pattern number kept as one int64 (a tree with more patterns is split in parts).
