@@ -102,7 +102,7 @@ class Backlog:
     ``running`` counts those the app is working on. ``cost`` is a running mean of the time
     between two consecutive request starts while others were waiting: the loop's wall time
     per request, its parsing, refusals and other callbacks included, on this machine under
-    its current load. A new request would wait about ``(queued + 1) * cost``.
+    its current load. A new request would wait about ``queued * cost``.
     """
 
     def __init__(self, queue_timeout: float, max_requests: int) -> None:
@@ -114,8 +114,10 @@ class Backlog:
         self._last_start: float | None = None  # loop time of the last start, when others waited
 
     def expected_wait(self) -> float:
-        """Seconds a request whose head is complete now would wait before the app starts it."""
-        return (self.queued + 1) * self.cost
+        """Seconds a request whose head is complete now would wait before the app starts it:
+        the requests queued ahead of it times the loop's time per request (0 with none
+        ahead, so the server never refuses everything on a stale estimate)."""
+        return self.queued * self.cost
 
     def refusal(self) -> str | None:
         """Why a new request does not fit, or ``None`` when it does: ``overloaded`` with
@@ -130,7 +132,9 @@ class Backlog:
         self.queued -= 1
         self.running += 1
         if self._last_start is not None:  # the loop went from one queued request to the next
-            self.cost += (now - self._last_start - self.cost) * COST_WEIGHT
+            # One long stall (a reload, a slow request) counts as at most the queue timeout.
+            gap = min(now - self._last_start, self.queue_timeout)
+            self.cost += (gap - self.cost) * COST_WEIGHT
         self._last_start = now if self.queued > 0 else None
 
 
