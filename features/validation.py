@@ -279,7 +279,8 @@ def _objects(values: _Array, memo: _Memo | None = None) -> np.ndarray:
     key = -id(values)  # the factorized columns use the positive id
     hit = memo.get(key)
     if hit is not None and hit[0] is values:
-        return cast(np.ndarray, hit[1])
+        cached: np.ndarray = hit[1]
+        return cached
     out = np.asarray(values, dtype=object)
     memo[key] = (values, out, None)
     return out
@@ -386,22 +387,11 @@ def _plain_iso_ns(values: np.ndarray) -> np.ndarray | None:
 
 
 _UTC = pd.DatetimeTZDtype("ns", "UTC")
-#: pandas' private constructors used on the hot path (each with a public fallback, which
-#: gives the same result, should a pandas release drop them; tests run both ways).
-_SIMPLE_NEW = getattr(pd.arrays.DatetimeArray, "_simple_new", None)
-_FROM_ARRAYS = getattr(pd.DataFrame, "_from_arrays", None)
-_COLUMN_ARRAY = getattr(pd.DataFrame, "_get_column_array", None)
 
 
 def _as_utc(ns: np.ndarray) -> pd.arrays.DatetimeArray:
-    """int64 UTC nanoseconds as a ``datetime64[ns, UTC]`` array.
-
-    ``_simple_new`` wraps the values as they are (pandas' own constructor of an array it
-    has checked): a tenth of ``pd.array``'s cost, which re-validates every value."""
-    values = ns.view("M8[ns]")
-    if _SIMPLE_NEW is None:
-        return pd.array(values, dtype=_UTC)
-    return cast(pd.arrays.DatetimeArray, _SIMPLE_NEW(values, dtype=_UTC))
+    """int64 UTC nanoseconds as a ``datetime64[ns, UTC]`` array."""
+    return pd.array(ns.view("M8[ns]"), dtype=_UTC)
 
 
 def parse_timestamps(s: pd.Series) -> pd.Series:
@@ -440,7 +430,7 @@ class _Vocabulary:
             get = self.lookup.get
             return np.fromiter((get(t, -1) for t in values), dtype=np.intp, count=len(values))
         codes, uniques = _factorized(text, memo)  # each distinct value looked up once
-        return np.append(self.index.get_indexer(uniques), -1)[codes]
+        return cast(np.ndarray, np.append(self.index.get_indexer(uniques), -1)[codes])
 
 
 def _booleans(s: _Array) -> tuple[np.ndarray, np.ndarray]:
@@ -491,18 +481,14 @@ class _Columns(dict[Hashable, _Array]):
     """The columns of a frame as arrays, taken once.
 
     Not as Series: a Series per column costs about 8 microseconds, more than a rule on a
-    dozen rows, and the rules need only the values. ``DataFrame._get_column_array`` is
-    pandas' own accessor for this (private, hence the fallback to the public ``items``).
+    dozen rows, and the rules need only the values.
     """
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        if _COLUMN_ARRAY is not None and frame.columns.is_unique:
-            super().__init__((c, _COLUMN_ARRAY(frame, i)) for i, c in enumerate(frame.columns))
-        else:
-            super().__init__((c, s.array) for c, s in frame.items())
+        super().__init__((c, s.array) for c, s in frame.items())
         self.frame = frame
         #: the column names in order, as a list (iterating a pandas index costs per name)
-        self.names: list[Hashable] = frame.columns.tolist()
+        self.names: list[Hashable] = list(frame.columns)
         self.memo = _Memo()
 
 
@@ -561,7 +547,7 @@ def _repeated_keys(key: np.ndarray) -> np.ndarray:
         return np.zeros(len(key), dtype=bool)
     repeated = np.unique(repeated)
     at = np.minimum(np.searchsorted(repeated, key), len(repeated) - 1)
-    return repeated[at] == key
+    return cast(np.ndarray, repeated[at] == key)
 
 
 def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) -> np.ndarray:
@@ -732,7 +718,7 @@ _CUSTOMER_COLUMNS = frozenset({"customer_id", *TABLES["customers"].optional})
 
 
 def _attribute_columns(col_of: _Columns) -> list[str]:
-    return [c for c in col_of if c not in _CUSTOMER_COLUMNS]
+    return [str(c) for c in col_of if c not in _CUSTOMER_COLUMNS]
 
 
 def _number_text(
@@ -861,37 +847,14 @@ def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
 
 def _frame(columns: list[_Array], names: pd.Index) -> pd.DataFrame:
     """A frame of ``columns`` (one array per name, equal lengths, final dtypes), with a
-    ``RangeIndex``; no copy.
-
-    ``DataFrame._from_arrays`` without its checks costs a quarter of ``pd.DataFrame(dict)``
-    (which infers and checks each column and builds the column index again): on a
-    one-customer history that is a tenth of the validation. Only arrays that need no
-    inference go that way: extension arrays and NumPy numbers, booleans and objects.
-    """
-    n = len(columns[0]) if columns else 0
-    index = pd.RangeIndex(n)
-    plain = all(
-        (
-            isinstance(c, pd.api.extensions.ExtensionArray)
-            and not isinstance(c, pd.arrays.NumpyExtensionArray)
-        )
-        or (isinstance(c, np.ndarray) and c.ndim == 1 and c.dtype.kind in "biufO")
+    ``RangeIndex``; no copy, no consolidation of the columns into 2-D blocks."""
+    index = pd.RangeIndex(len(columns[0]) if columns else 0)
+    # an object column as read stays object (a NumPy object array would be inferred)
+    kept = [
+        pd.arrays.NumpyExtensionArray(c) if isinstance(c, np.ndarray) and c.dtype == object else c
         for c in columns
-    )
-    # a large table as pd.DataFrame builds it without ``copy``: no consolidation of the
-    # columns into 2-D blocks (``_from_arrays`` would copy every numeric column)
-    if _FROM_ARRAYS is None or not plain or not names.is_unique or n >= _SMALL:
-        # an object column as read stays object (a NumPy object array would be inferred)
-        kept = [
-            pd.arrays.NumpyExtensionArray(c)
-            if isinstance(c, np.ndarray) and c.dtype == object
-            else c
-            for c in columns
-        ]
-        return pd.DataFrame(dict(zip(names, kept, strict=True)), index=index, copy=False)
-    return cast(
-        pd.DataFrame, _FROM_ARRAYS(columns, columns=names, index=index, verify_integrity=False)
-    )
+    ]
+    return pd.DataFrame(dict(zip(names, kept, strict=True)), index=index, copy=False)
 
 
 def _split(

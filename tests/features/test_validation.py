@@ -352,16 +352,6 @@ def test_value_shape_masks_digits_and_letters():
     assert validation.value_shape(None) == "(blank)"
 
 
-def test_small_and_large_paths_agree(monkeypatch):
-    small = validate_tables(messy_tables())[1]
-    monkeypatch.setattr(validation, "_SMALL", 0)  # every column through the vectorised path
-    large = validate_tables(messy_tables())[1]
-    for name, r in small.items():
-        pd.testing.assert_frame_equal(r.clean, large[name].clean)
-        pd.testing.assert_frame_equal(r.quarantine, large[name].quarantine)
-        pd.testing.assert_frame_equal(r.fields, large[name].fields)
-
-
 def odd_dtypes() -> dict[str, pd.DataFrame]:
     """Columns as a caller may hand them over: objects, nullable integers, categories,
     datetimes with and without a time zone, booleans, infinite numbers."""
@@ -389,17 +379,14 @@ def odd_dtypes() -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.parametrize("make", [messy_tables, odd_dtypes])
-def test_public_pandas_fallbacks_give_the_same_tables(monkeypatch, make):
-    # the hot path uses pandas' private constructors when present; without them the public
-    # ones must give the same tables (dtypes included)
-    fast = validate_tables(make())[1]
-    for attr in ("_SIMPLE_NEW", "_FROM_ARRAYS", "_COLUMN_ARRAY"):
-        monkeypatch.setattr(validation, attr, None)
-    public = validate_tables(make())[1]
-    for name, r in fast.items():
-        pd.testing.assert_frame_equal(r.clean, public[name].clean)
-        pd.testing.assert_frame_equal(r.quarantine, public[name].quarantine)
-        pd.testing.assert_frame_equal(r.fields, public[name].fields)
+def test_small_and_large_paths_agree(monkeypatch, make):
+    small = validate_tables(make())[1]
+    monkeypatch.setattr(validation, "_SMALL", 0)  # every column through the vectorised path
+    large = validate_tables(make())[1]
+    for name, r in small.items():
+        pd.testing.assert_frame_equal(r.clean, large[name].clean)
+        pd.testing.assert_frame_equal(r.quarantine, large[name].quarantine)
+        pd.testing.assert_frame_equal(r.fields, large[name].fields)
 
 
 _cell = st.one_of(
