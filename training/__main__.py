@@ -6,15 +6,6 @@ print one line and exit with code 2 (no traceback).
 
 from __future__ import annotations
 
-import os
-
-# Idle OpenMP threads (LightGBM's, scikit-learn's) sleep instead of spinning. Set before
-# any library loads libgomp, which reads it once. Spinning is the default, and on a machine
-# whose cores are busy with other work a thread that spins takes the core its partner needs:
-# the churn fit's 2 threads cost 5x the CPU time of 1 (docs/benchmarks.md); asleep, about
-# the same as 1, and still 2 threads' speed on an idle machine. An explicit value stays.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import argparse
 import logging
 import sys
