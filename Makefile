@@ -142,7 +142,7 @@ demo: install data train score ## the whole job on the demo data, then serve wit
 # pytest exits 5 when no test ran (nothing collected, or all deselected): make treats it as a
 # failure like any other non-zero status, so an empty run never passes.
 test: install ## the whole test suite except the simulated year (make test-long); CI runs both
-	$(BIN)/python -m pytest -m "not long"
+	$(BIN)/python -m pytest -m "not long" --durations=15
 
 test-long: install ## the simulated year: 52 weekly make retrain runs with a drift injected mid-year (about 6 minutes)
 	$(BIN)/python -m pytest -m long
