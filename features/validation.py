@@ -394,11 +394,6 @@ def _as_utc(ns: np.ndarray) -> pd.arrays.DatetimeArray:
     return pd.array(ns.view("M8[ns]"), dtype=_UTC)
 
 
-def parse_timestamps(s: pd.Series) -> pd.Series:
-    """ISO-8601 strings, dates or datetimes to UTC; naive values are UTC; failures are NaT."""
-    return pd.Series(_as_utc(_timestamps(s.array)), index=s.index, name=s.name)
-
-
 def _float(s: _Array) -> np.ndarray:
     """A numeric or boolean column as float64, missing values NaN."""
     if isinstance(s, np.ndarray):

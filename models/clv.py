@@ -1205,17 +1205,6 @@ _BLOCK_ELEMENTS = 1 << 12
 _MAX_BLOCK = 64
 
 
-def _first_crossing(
-    before: np.ndarray, after: np.ndarray, counts: np.ndarray, at: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of ``(customers, block)`` CDFs before and after each count: whether the CDF
-    reaches ``at`` in the block, at which count, and the CDF before and after that count."""
-    hit = after >= at
-    j = hit.argmax(axis=1)
-    rows = np.arange(len(j))
-    return hit[rows, j], counts[j], before[rows, j], after[rows, j]
-
-
 def purchase_distribution(
     model: str,
     points: list[dict[str, float]],
