@@ -1,5 +1,5 @@
-"""CLV: BG/NBD, Pareto/NBD, MBG/NBD or NBD purchase counts and Gamma-Gamma spend, on lifetimes,
-persisted as JSON.
+"""CLV: BG/NBD, Pareto/NBD, MBG/NBD or NBD purchase counts and Gamma-Gamma spend (the formulas
+of :mod:`models.btyd`), persisted as JSON.
 
 References
 ----------
@@ -30,13 +30,15 @@ reproduced from the raw transactions to three decimals. ``observation_end="as_of
 ``T_days`` as given (a summary already in the papers' convention; models saved before format 2).
 
 Fitting works on the compressed summary: customers with equal (frequency, recency, T) are one
-row with a weight, which lifetimes' likelihoods accept, so the parameters are those of the full
-table for a fraction of the work. The likelihoods and predictions are lifetimes'; the optimiser
-call is ours (scipy's BFGS with autograd's gradient, as lifetimes does, but without lifetimes'
-Hessian over every row and with the optimiser's own failure message kept for the error).
+row with a weight, so the parameters are those of the full table for a fraction of the work.
+The likelihoods and predictions are :mod:`models.btyd`'s (the published equations, the same
+floating-point operations as lifetimes', whose public outputs they are tested against); the
+optimiser call is scipy's BFGS with autograd's gradient, as lifetimes does, but without
+lifetimes' Hessian over every row and with the optimiser's own failure message kept for the
+error.
 
-This is the only module that imports lifetimes. Fitted parameters live in ``params_`` (a dict)
-and round-trip through :meth:`CLVModel.to_dict` / :meth:`CLVModel.from_dict`: no dill, no pickle.
+Fitted parameters live in ``params_`` (a dict) and round-trip through
+:meth:`CLVModel.to_dict` / :meth:`CLVModel.from_dict`: no dill, no pickle.
 """
 
 from __future__ import annotations
@@ -48,81 +50,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 from autograd import hessian, value_and_grad
-from autograd import numpy as anp
-from autograd.scipy.special import gammaln
-from lifetimes import BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 from scipy.optimize import minimize
 from scipy.special import gammaincinv, ndtri, roots_genlaguerre, roots_jacobi
 
 from features.groups import factorize
+from models import btyd
 
 log = logging.getLogger(__name__)
-
-
-class NBDFitter:
-    """The NBD model (Ehrenberg 1959): each customer buys as a Poisson process whose rate is
-    gamma(r, alpha) across customers, and never drops out. It is BG/NBD's limit as ``a -> 0``
-    (FHL 2005a, section 2), and describes data with no visible dropout, where the dropout
-    models' parameters run to that boundary. lifetimes has no fitter for it; this class gives
-    the three methods :class:`CLVModel` calls on lifetimes' fitters, with ``params_`` set by
-    the caller (times in the parameters' unit).
-    """
-
-    params_: dict[str, float]
-
-    @staticmethod
-    def _negative_log_likelihood(
-        log_params: Any,
-        freq: np.ndarray,
-        rec: np.ndarray,
-        T: np.ndarray,
-        weights: np.ndarray,
-        penalizer_coef: float,
-    ) -> Any:
-        """Mean negative log-likelihood per customer plus lifetimes' L2 penalty.
-
-        The likelihood of a history depends on ``x`` and ``T`` only (recency carries no
-        information without dropout): ``ln G(r + x) - ln G(r) + r ln alpha - (r + x)
-        ln(alpha + T)``, BG/NBD's eq. (6) at ``a = 0``, so it compares with the dropout models'
-        likelihoods on held-out customers. Autograd-differentiable, as lifetimes' are."""
-        params = anp.exp(log_params)
-        r, alpha = params[0], params[1]
-        ll = gammaln(r + freq) - gammaln(r) + r * anp.log(alpha) - (r + freq) * anp.log(alpha + T)
-        return -(weights * ll).sum() / weights.sum() + penalizer_coef * (params**2).sum()
-
-    def conditional_probability_alive(
-        self, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
-    ) -> np.ndarray:
-        """1 for every customer: the model has no dropout."""
-        return np.ones(np.shape(np.asarray(frequency, dtype=float)))
-
-    def conditional_expected_number_of_purchases_up_to_time(
-        self, t: float, frequency: npt.ArrayLike, recency: npt.ArrayLike, T: npt.ArrayLike
-    ) -> np.ndarray:
-        """``(r + x) / (alpha + T) * t``: the posterior mean rate (gamma(r + x, alpha + T))
-        times the horizon ``t``."""
-        r, alpha = float(self.params_["r"]), float(self.params_["alpha"])
-        return (r + np.asarray(frequency, dtype=float)) / (alpha + np.asarray(T, dtype=float)) * t
 
 
 #: Columns of the RFM summary the model reads, as the feature builder names them (days).
 SUMMARY_COLUMNS = ("frequency", "recency_days", "T_days", "monetary_repeat_mean")
 OUTPUT_COLUMNS = ("p_alive", "expected_purchases", "expected_order_value", "clv")
 
-#: Purchase-count models by name, with lifetimes' fitter and parameter names.
 #: A likelihood objective of the log-parameters; autograd calls it with its own array boxes.
 Objective = Callable[[Any], Any]
 
-COUNT_MODELS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
-    "bgnbd": (BetaGeoFitter, ("r", "alpha", "a", "b")),
-    "pareto_nbd": (ParetoNBDFitter, ("r", "alpha", "s", "beta")),
-    "mbgnbd": (ModifiedBetaGeoFitter, ("r", "alpha", "a", "b")),
-    "nbd": (NBDFitter, ("r", "alpha")),
-}
-SPEND_PARAMS = ("p", "q", "v")
+#: Purchase-count models by name, with their parameter names: BG/NBD, Pareto/NBD, MBG/NBD and
+#: NBD (Ehrenberg 1959: gamma-Poisson purchases and no dropout, BG/NBD's limit as ``a -> 0``,
+#: for data with no visible dropout, where the dropout models' parameters run to that
+#: boundary).
+COUNT_MODELS: dict[str, tuple[str, ...]] = btyd.COUNT_PARAMS
+SPEND_PARAMS = btyd.SPEND_PARAMS
 TIME_UNITS = {"weeks": 7.0, "days": 1.0}
 OBSERVATION_ENDS = ("last_day", "as_of")
 #: Version of the :meth:`CLVModel.to_dict` layout (1: BG/NBD only, no ``format`` key).
@@ -269,16 +220,9 @@ def _count_nll(
     weights: np.ndarray,
     penalizer: float,
 ) -> Any:
-    """Mean negative log-likelihood per customer plus the L2 penalty, lifetimes' likelihoods.
-
-    Pareto/NBD's is normalised here like the others (lifetimes divides its sum by the mean
-    weight, so a penalizer would weigh differently on a compressed table)."""
-    if model == "pareto_nbd":
-        params = np.exp(log_params)
-        ll = ParetoNBDFitter._conditional_log_likelihood(params, freq, rec, T)
-        return -(weights * ll).sum() / weights.sum() + penalizer * (params**2).sum()
-    fitter = COUNT_MODELS[model][0]
-    return fitter._negative_log_likelihood(log_params, freq, rec, T, weights, penalizer)
+    """Mean negative log-likelihood per customer plus the L2 penalty
+    (:func:`models.btyd.count_negative_log_likelihood`)."""
+    return btyd.count_negative_log_likelihood(model, log_params, freq, rec, T, weights, penalizer)
 
 
 def _coarse_start(
@@ -391,7 +335,7 @@ def fit_purchases(
     """
     if model not in COUNT_MODELS:
         raise ValueError(f"unknown purchase model {model!r}; choose from {list(COUNT_MODELS)}")
-    names = COUNT_MODELS[model][1]
+    names = COUNT_MODELS[model]
     if not np.any(np.asarray(frequency) > 0):
         raise CLVModelError(
             f"{model}: no customer has a repeat purchase, so purchase rates and dropout cannot be "
@@ -402,7 +346,7 @@ def fit_purchases(
     def objective(log_params: Any) -> Any:
         return _count_nll(model, log_params, f, r, t, w, penalizer)
 
-    gradient = model != "pareto_nbd"
+    gradient = model in btyd.DIFFERENTIABLE
     x0 = np.full(len(names), 0.1 if gradient else 0.0)
     warm = (
         _coarse_start(model, f, r, t, w, penalizer, x0, gradient=gradient) if warm_start else None
@@ -434,7 +378,7 @@ def purchase_log_likelihood(
     (times in the parameters' unit; ``weights`` count customers per row)."""
     f = np.asarray(frequency, dtype=np.int64)
     w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=float)
-    log_params = np.log([params[k] for k in COUNT_MODELS[model][1]])
+    log_params = np.log([params[k] for k in COUNT_MODELS[model]])
     with np.errstate(all="ignore"):  # a parameter set the data rules out gives -inf or NaN
         mean = _count_nll(
             model, log_params, f, np.asarray(recency, float), np.asarray(T, float), w, 0
@@ -500,7 +444,7 @@ def _fit_spend(
     m = m / scale
 
     def objective(log_params: Any) -> Any:
-        return GammaGammaFitter._negative_log_likelihood(log_params, x, m, w, penalizer)
+        return btyd.gamma_gamma_negative_log_likelihood(log_params, x, m, w, penalizer)
 
     out = _minimise(
         objective, np.full(3, 0.1), name="Gamma-Gamma", penalizer=penalizer, gradient=True
@@ -571,17 +515,17 @@ _STEP_ELEMENTS = 1 << 18
 
 
 def _cumulative_purchases(
-    counts: Any, times: np.ndarray, freq: np.ndarray, rec: np.ndarray, t: np.ndarray
+    model: str,
+    params: Mapping[str, float],
+    times: np.ndarray,
+    freq: np.ndarray,
+    rec: np.ndarray,
+    t: np.ndarray,
 ) -> np.ndarray:
     """Expected purchases up to each of ``times`` (model units) per customer, as a (times,
-    customers) array from one call of the lifetimes fitter ``counts``."""
+    customers) array from one call of :func:`models.btyd.expected_purchases`."""
     return np.broadcast_to(
-        np.asarray(
-            counts.conditional_expected_number_of_purchases_up_to_time(
-                times[:, None], freq, rec, t
-            ),
-            dtype=float,
-        ),
+        btyd.expected_purchases(model, params, times[:, None], freq, rec, t),
         (len(times), len(freq)),
     )
 
@@ -745,17 +689,14 @@ class CLVModel:
             self.fit_window_ = {"start": start.isoformat(), "end": end.isoformat()}
         return self
 
-    def _count_fitter(self) -> Any:
-        fitter_class, names = COUNT_MODELS[self.model_]
-        fitter = fitter_class()
-        # a plain dict: lifetimes reads params_[name] only, and a Series costs ~0.1 ms a call
-        fitter.params_ = {k: self.params_[k] for k in names}
-        return fitter
+    def count_params(self) -> dict[str, float]:
+        """The fitted count model's parameters (time in the model's unit)."""
+        return {k: self.params_[k] for k in COUNT_MODELS[self.model_]}
 
-    def _spend_fitter(self) -> GammaGammaFitter:
-        fitter = GammaGammaFitter()
-        fitter.params_ = {k: self.params_[k] for k in SPEND_PARAMS}
-        return fitter
+    def spend_params(self) -> dict[str, float]:
+        """The fitted Gamma-Gamma parameters (``v`` in currency); empty without a spend
+        model."""
+        return {k: self.params_[k] for k in SPEND_PARAMS if k in self.params_}
 
     def score(self, summary: pd.DataFrame, *, weight_column: str | None = None) -> float:
         """Mean log-likelihood per customer of ``summary``'s purchase histories under the
@@ -768,7 +709,7 @@ class CLVModel:
             else known[weight_column].to_numpy(dtype=float)
         )
         freq, rec, t = self._clock(known, known["T_days"])
-        params = {k: self.params_[k] for k in COUNT_MODELS[self.model_][1]}
+        params = self.count_params()
         return purchase_log_likelihood(self.model_, params, freq, rec, t, w) / float(w.sum())
 
     def predict(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
@@ -825,14 +766,14 @@ class CLVModel:
         """
         u = self.unit_days
         freq, rec, t = self._clock(summary, _observed_days(summary))
-        counts = self._count_fitter()
+        model, params = self.model_, self.count_params()
         steps = np.append(np.arange(30.0, horizon_days, 30.0), horizon_days)
         # the last call of :meth:`_predict`'s loop, with the same months, so the same values
         per_call = max(1, _STEP_ELEMENTS // max(len(freq), 1))
         months = steps[(len(steps) - 1) // per_call * per_call :]
         with np.errstate(all="ignore"):
-            p_alive = np.asarray(counts.conditional_probability_alive(freq, rec, t), dtype=float)
-            cums = _cumulative_purchases(counts, months / u, freq, rec, t)
+            p_alive = btyd.probability_alive(model, params, freq, rec, t)
+            cums = _cumulative_purchases(model, params, months / u, freq, rec, t)
         out = pd.DataFrame(
             {"p_alive": p_alive, "expected_purchases": np.array(cums[-1])}, index=summary.index
         )
@@ -849,14 +790,11 @@ class CLVModel:
         horizon_days: float,
     ) -> pd.DataFrame:
         u = self.unit_days
-        counts = self._count_fitter()
-        p_alive = np.asarray(counts.conditional_probability_alive(freq, rec, t), dtype=float)
+        model, params = self.model_, self.count_params()
+        p_alive = btyd.probability_alive(model, params, freq, rec, t)
         monetary = np.maximum(_column(summary, "monetary_repeat_mean", fill=0.0), 0.0)
         order_value = (
-            np.asarray(
-                self._spend_fitter().conditional_expected_average_profit(freq, monetary),
-                dtype=float,
-            )
+            btyd.expected_average_spend(self.spend_params(), freq, monetary)
             if self.spend
             else np.full(len(freq), np.nan)
         )
@@ -870,7 +808,7 @@ class CLVModel:
         per_call = max(1, _STEP_ELEMENTS // max(len(freq), 1))
         for first in range(0, len(steps), per_call):
             months = steps[first : first + per_call]
-            cums = _cumulative_purchases(counts, months / u, freq, rec, t)
+            cums = _cumulative_purchases(model, params, months / u, freq, rec, t)
             for step, cum in zip(months, cums, strict=True):
                 clv += (
                     (cum - cum_prev) * order_value / (1 + self.annual_discount_rate) ** (step / 365)
@@ -925,8 +863,7 @@ class CLVModel:
             "residual_clv": nan,
         }
         if self.model_ in INTERVAL_MODELS:
-            names = COUNT_MODELS[self.model_][1]
-            params = {k: self.params_[k] for k in names}
+            params = self.count_params()
             cov = None if self.params_cov_ is None else np.asarray(self.params_cov_)
             codes, first = distinct(freq, rec, t)
             with np.errstate(all="ignore"):
@@ -1109,7 +1046,7 @@ def parameter_covariance(
     """
     if model == "pareto_nbd":
         return None
-    names = COUNT_MODELS[model][1]
+    names = COUNT_MODELS[model]
     _, scale, (f, r, t, w) = _rescaled_counts(frequency, recency, T, weights)
     x = np.log([params[k] * scale if k in ("alpha", "beta") else params[k] for k in names])
 
@@ -1132,7 +1069,7 @@ def parameter_points(
     of the log-parameter covariance; the unscented transform without a centre point). Mixing
     a closed-form prediction over them carries the parameter uncertainty into it with ``2d``
     evaluations and no random draws. Without a covariance: the fitted parameters alone."""
-    names = COUNT_MODELS[model][1]
+    names = COUNT_MODELS[model]
     if cov is None or np.sqrt(np.diag(np.asarray(cov, dtype=float))).max() < NEGLIGIBLE_SE:
         return [{k: float(params[k]) for k in names}]
     centre = np.log([params[k] for k in names])
@@ -1174,10 +1111,7 @@ def _alive_posterior(
         ones = np.ones(np.shape(shape))
         return _AlivePosterior(ones, shape, rate, 0.0, ones)
     a, b = params["a"], params["b"]
-    fitter = COUNT_MODELS[model][0]()
-    # a plain dict: lifetimes reads params_[name] only, and a Series costs ~0.1 ms a call
-    fitter.params_ = {k: params[k] for k in ("r", "alpha", "a", "b")}
-    p_alive = np.asarray(fitter.conditional_probability_alive(freq, rec, T), dtype=float)
+    p_alive = btyd.probability_alive(model, params, freq, rec, T)
     c = b + freq + (1.0 if model == "mbgnbd" else 0.0)
     return _AlivePosterior(p_alive, shape, rate, a, c)
 

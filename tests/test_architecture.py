@@ -46,7 +46,9 @@ def test_single_owners_of_lifetimes_and_mlflow():
         for path in modules(package):
             for lib in owners.keys() & imports(path):
                 owners[lib].add(path.relative_to(ROOT).as_posix())
-    assert owners["lifetimes"] == {"models/clv.py"}
+    # the BTYD formulas are the project's own (models/btyd.py); lifetimes is their reference in
+    # the tests, and the holder of the CDNOW data files, never imported by the code
+    assert owners["lifetimes"] == set()
     # training registers and promotes; models/registry.py is the one (read-only) loader
     assert owners["mlflow"] <= {"training/tracking.py", "models/registry.py"}
 
