@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 #: Columns of the RFM summary the model reads, as the feature builder names them (days).
 SUMMARY_COLUMNS = ("frequency", "recency_days", "T_days", "monetary_repeat_mean")
 OUTPUT_COLUMNS = ("p_alive", "expected_purchases", "expected_order_value", "clv")
+#: Customers' columns for a prediction: a frame, or a mapping of column name to array (the
+#: arrays of :meth:`CLVModel.inputs`, or :meth:`CLVModel.predict_columns`' output).
+Summary = pd.DataFrame | Mapping[str, np.ndarray]
 
 #: A likelihood objective of the log-parameters; autograd calls it with its own array boxes.
 Objective = Callable[[Any], Any]
@@ -501,9 +504,14 @@ def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _column(frame: pd.DataFrame, name: str, *, fill: float | None = None) -> np.ndarray:
-    """Column ``name`` as float64 (a copy), missing values NaN or ``fill``."""
-    values = frame[name].to_numpy(dtype=float, na_value=np.nan, copy=True)
+def _column(frame: Summary, name: str, *, fill: float | None = None) -> np.ndarray:
+    """Column ``name`` of a frame or a mapping of arrays as float64 (a copy), missing values
+    NaN or ``fill``."""
+    column = frame[name]
+    if isinstance(column, pd.Series):
+        values = column.to_numpy(dtype=float, na_value=np.nan, copy=True)
+    else:
+        values = np.array(column, dtype=float)
     if fill is not None:
         values[np.isnan(values)] = fill
     return values
@@ -530,12 +538,12 @@ def _cumulative_purchases(
     )
 
 
-def _observed_days(summary: pd.DataFrame) -> np.ndarray:
+def _observed_days(summary: Summary) -> np.ndarray:
     """Days each customer has been observed: ``T_days``, else ``tenure_days`` (a customer
     without a purchase), else 0; never negative. NumPy, not Series methods: pandas'
     overhead per call is most of the time for the one customer of a ``/v1/predict``."""
     t_days = _column(summary, "T_days")
-    if "tenure_days" in summary.columns:
+    if "tenure_days" in summary:
         t_days = np.where(np.isnan(t_days), _column(summary, "tenure_days"), t_days)
     return np.maximum(np.where(np.isnan(t_days), 0.0, t_days), 0.0)
 
@@ -601,9 +609,7 @@ class CLVModel:
             raise ValueError(f"time_unit {self.time_unit!r}: choose from {list(TIME_UNITS)}")
         return TIME_UNITS[self.time_unit]
 
-    def _clock(
-        self, summary: pd.DataFrame, t_days: pd.Series | np.ndarray
-    ) -> tuple[np.ndarray, ...]:
+    def _clock(self, summary: Summary, t_days: pd.Series | np.ndarray) -> tuple[np.ndarray, ...]:
         """(frequency, recency, T) in model units under :attr:`observation_end`."""
         if self.observation_end not in OBSERVATION_ENDS:
             raise ValueError(f"observation_end {self.observation_end!r}: {OBSERVATION_ENDS}")
@@ -712,6 +718,15 @@ class CLVModel:
         params = self.count_params()
         return purchase_log_likelihood(self.model_, params, freq, rec, t, w) / float(w.sum())
 
+    def inputs(self, summary: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The columns of ``summary`` the predictions read (:data:`SUMMARY_COLUMNS` and
+        ``tenure_days`` when present), as float64 arrays with missing values NaN: read once,
+        for callers that predict several times for the same customers (a scoring call
+        predicts over two horizons and the value columns), since each pandas column look-up
+        costs about as much as the formulas for the one customer of a ``/v1/predict``."""
+        names = (*SUMMARY_COLUMNS, "tenure_days")
+        return {c: _column(summary, c) for c in names if c in summary.columns}
+
     def predict(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
         """P(alive), expected purchases and discounted CLV over ``horizon_days``.
 
@@ -731,20 +746,30 @@ class CLVModel:
         CLVModelError
             Some prediction is not finite (never returned as NaN).
         """
+        out = self.predict_columns(summary, horizon_days=horizon_days)
+        # one float block, not a dict of columns: pandas' per-column work is most of the cost
+        # of this frame for the one customer of a ``/v1/predict``
+        block = np.column_stack([out[c] for c in OUTPUT_COLUMNS])
+        return pd.DataFrame(block, index=summary.index, columns=list(OUTPUT_COLUMNS))
+
+    def predict_columns(self, summary: Summary, *, horizon_days: float) -> dict[str, np.ndarray]:
+        """:meth:`predict`'s columns as float64 arrays (:data:`OUTPUT_COLUMNS`, customers in
+        the order of ``summary``), without the frame; ``summary`` a frame or the arrays of
+        :meth:`inputs`. Same values, same errors."""
         freq, rec, t = self._clock(summary, _observed_days(summary))
         with np.errstate(all="ignore"):  # non-finite results are caught below, by name
             out = self._predict(freq, rec, t, summary, horizon_days=horizon_days)
         # without a spend model the currency columns are NaN by design
-        checked = out if self.spend else out[["p_alive", "expected_purchases"]]
-        self._check_finite(checked, freq, rec, t)
+        checked = OUTPUT_COLUMNS if self.spend else ("p_alive", "expected_purchases")
+        self._check_finite([out[c] for c in checked], freq, rec, t)
         return out
 
     def _check_finite(
-        self, checked: pd.DataFrame, freq: np.ndarray, rec: np.ndarray, t: np.ndarray
+        self, checked: list[np.ndarray], freq: np.ndarray, rec: np.ndarray, t: np.ndarray
     ) -> None:
         """Raise :class:`CLVModelError` naming a customer whose prediction is not finite."""
         u = self.unit_days
-        bad = ~np.isfinite(checked.to_numpy()).all(axis=1)
+        bad = ~np.logical_and.reduce([np.isfinite(v) for v in checked])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise CLVModelError(
@@ -764,6 +789,12 @@ class CLVModel:
         CLVModelError
             Some prediction is not finite.
         """
+        out = self.count_columns(summary, horizon_days=horizon_days)
+        return pd.DataFrame(out, index=summary.index)
+
+    def count_columns(self, summary: Summary, *, horizon_days: float) -> dict[str, np.ndarray]:
+        """:meth:`predict_counts`' columns as float64 arrays, without the frame; ``summary``
+        a frame or the arrays of :meth:`inputs`."""
         u = self.unit_days
         freq, rec, t = self._clock(summary, _observed_days(summary))
         model, params = self.model_, self.count_params()
@@ -774,10 +805,8 @@ class CLVModel:
         with np.errstate(all="ignore"):
             p_alive = btyd.probability_alive(model, params, freq, rec, t)
             cums = _cumulative_purchases(model, params, months / u, freq, rec, t)
-        out = pd.DataFrame(
-            {"p_alive": p_alive, "expected_purchases": np.array(cums[-1])}, index=summary.index
-        )
-        self._check_finite(out, freq, rec, t)
+        out = {"p_alive": p_alive, "expected_purchases": np.array(cums[-1])}
+        self._check_finite(list(out.values()), freq, rec, t)
         return out
 
     def _predict(
@@ -785,10 +814,10 @@ class CLVModel:
         freq: np.ndarray,
         rec: np.ndarray,
         t: np.ndarray,
-        summary: pd.DataFrame,
+        summary: Summary,
         *,
         horizon_days: float,
-    ) -> pd.DataFrame:
+    ) -> dict[str, np.ndarray]:
         u = self.unit_days
         model, params = self.model_, self.count_params()
         p_alive = btyd.probability_alive(model, params, freq, rec, t)
@@ -814,10 +843,12 @@ class CLVModel:
                     (cum - cum_prev) * order_value / (1 + self.annual_discount_rate) ** (step / 365)
                 )
                 cum_prev = cum
-        # one float block, not a dict of columns: pandas' per-column work is most of the cost
-        # of this frame for the one customer of a ``/v1/predict``
-        block = np.column_stack([p_alive, cum_prev, order_value, np.clip(clv, 0, None)])
-        return pd.DataFrame(block, index=summary.index, columns=list(OUTPUT_COLUMNS))
+        return {
+            "p_alive": np.asarray(p_alive, dtype=float),
+            "expected_purchases": np.array(cum_prev, dtype=float),  # a row of ``cums``: copied
+            "expected_order_value": np.asarray(order_value, dtype=float),
+            "clv": np.clip(clv, 0, None),
+        }
 
     def predict_value(
         self, summary: pd.DataFrame, predicted: pd.DataFrame, *, horizon_days: float
@@ -844,6 +875,17 @@ class CLVModel:
         order value). Columns a model cannot give are NaN: intervals and residual value for
         Pareto/NBD, currency columns without a spend model, the residual value under NBD.
         """
+        return pd.DataFrame(
+            self.value_columns(summary, predicted, horizon_days=horizon_days), index=summary.index
+        )
+
+    def value_columns(
+        self, summary: Summary, predicted: Summary, *, horizon_days: float
+    ) -> dict[str, np.ndarray]:
+        """:meth:`predict_value`'s columns as arrays (``p_alive_note`` of dtype object: None
+        or a reason code), without the frame; ``summary`` a frame or the arrays of
+        :meth:`inputs`, ``predicted`` :meth:`predict`'s frame or :meth:`predict_columns`'
+        arrays for it."""
         u = self.unit_days
         freq, rec, t = self._clock(summary, _observed_days(summary))
         nan = np.full(len(freq), np.nan)
@@ -852,7 +894,7 @@ class CLVModel:
             note[freq == 0] = NO_REPEAT_PURCHASE
         elif self.model_ == "nbd":
             note[:] = NO_DROPOUT_MODEL
-        p_alive = np.where(note == None, predicted["p_alive"].to_numpy(dtype=float), np.nan)  # noqa: E711
+        p_alive = np.where(note == None, _column(predicted, "p_alive"), np.nan)  # noqa: E711
         out = {
             "p_alive": p_alive,
             "p_alive_note": note,
@@ -877,7 +919,7 @@ class CLVModel:
                 )
             out["purchases_low"], out["purchases_high"] = dist.low[codes], dist.high[codes]
             if self.spend:
-                monetary = summary["monetary_repeat_mean"].to_numpy(dtype=float)
+                monetary = _column(summary, "monetary_repeat_mean")
                 spend = {k: self.params_[k] for k in SPEND_PARAMS}
                 # the bounds scale with the posterior's gamma + m x (spend_interval): computed
                 # per distinct history at m = 0, then scaled per customer
@@ -906,7 +948,7 @@ class CLVModel:
         # object, not pandas' str dtype: building that from a million Nones costs a quarter
         # of a second per 300,000 rows
         out["p_alive_note"] = np.asarray(note, dtype=object)
-        return pd.DataFrame(out, index=summary.index)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters, settings and fit metadata (layout :data:`FORMAT`)."""

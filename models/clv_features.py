@@ -8,6 +8,9 @@ on all purchases before the scoring time, so the feature means the same thing ev
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -17,12 +20,13 @@ from models.clv import CLVModel
 COLUMNS = (P_ALIVE, EXPECTED_PURCHASES)
 
 
-def clv_feature_columns(prediction: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The churn-feature columns from :meth:`CLVModel.predict` output (one mapping, used by
+def clv_feature_columns(prediction: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The churn-feature columns from :meth:`CLVModel.predict` output, its frame or the arrays
+    of :meth:`CLVModel.predict_columns` / :meth:`CLVModel.count_columns` (one mapping, used by
     training and scoring alike)."""
     return {
-        P_ALIVE: prediction["p_alive"].to_numpy(dtype=float),
-        EXPECTED_PURCHASES: prediction["expected_purchases"].to_numpy(dtype=float),
+        P_ALIVE: np.asarray(prediction["p_alive"], dtype=float),
+        EXPECTED_PURCHASES: np.asarray(prediction["expected_purchases"], dtype=float),
     }
 
 
@@ -34,4 +38,4 @@ def add_clv_features(
         return frame.assign(**{col: np.nan for col in COLUMNS})
     # assign gives a new frame without copying ``frame``'s values (copy-on-write): a copy
     # costs a second feature frame (0.5 GiB at a million customers)
-    return frame.assign(**clv_feature_columns(clv.predict_counts(frame, horizon_days=horizon_days)))
+    return frame.assign(**clv_feature_columns(clv.count_columns(frame, horizon_days=horizon_days)))

@@ -130,7 +130,8 @@ def _score(
     is always over the horizon the model was trained for."""
     model_horizon = int(bundle.meta["horizon_days"])
     horizon = int(clv_horizon_days or horizon_days or DEFAULT_CLV_HORIZON_DAYS)
-    clv = value = None
+    clv: pd.DataFrame | Mapping[str, Any] | None = None
+    value: pd.DataFrame | Mapping[str, Any] | None = None
     extra: dict[str, np.ndarray] = {}
     if isinstance(bundle.clv, ContractualCLV):
         # a subscription: recurring revenue x expected residual lifetime, no churn features
@@ -150,21 +151,28 @@ def _score(
             )
     elif bundle.clv is not None and "frequency" in frame.columns:
         # The churn model's BG/NBD features are over the horizon it was trained for; the CLV
-        # outputs are over the CLV horizon.
-        clv = bundle.clv.predict(frame, horizon_days=model_horizon)
+        # outputs are over the CLV horizon. The BTYD model reads only the RFM summary
+        # columns: read from the frame once, as arrays (no frames built: for one customer
+        # pandas' overhead is most of the cost of these calls)
+        inputs = bundle.clv.inputs(frame)
+        clv = bundle.clv.predict_columns(inputs, horizon_days=model_horizon)
         extra = clv_feature_columns(clv)
-        # The BTYD model reads only the RFM summary columns; the learned CLV may read the
-        # BTYD features too (a copy of the frame: skipped without it)
-        added = horizon != model_horizon and bundle.clv_learned is not None
-        summary = frame.assign(**extra) if added else frame
         if horizon != model_horizon:
-            clv = bundle.clv.predict(summary, horizon_days=horizon)
-        value = bundle.clv.predict_value(summary, clv, horizon_days=horizon)
+            clv = bundle.clv.predict_columns(inputs, horizon_days=horizon)
+        value = bundle.clv.value_columns(inputs, clv, horizon_days=horizon)
         if bundle.clv_learned is not None:
             # the learned ranking CLV serves: its level per customer, the BTYD time profile
-            # and P(alive) (docs/clv.md, "Which CLV model serves")
+            # and P(alive) (docs/clv.md, "Which CLV model serves"); it may read the BTYD
+            # features too (a copy of the frame: skipped without it)
+            added = horizon != model_horizon
+            summary = frame.assign(**extra) if added else frame
             clv, value = learned_scores(
-                bundle.clv_learned, bundle.clv, summary, clv, value, horizon_days=horizon
+                bundle.clv_learned,
+                bundle.clv,
+                summary,
+                pd.DataFrame(clv, index=frame.index),
+                pd.DataFrame(value, index=frame.index),
+                horizon_days=horizon,
             )
     matrix = bundle.churn.encode(frame)
     features = bundle.churn.features_
@@ -195,15 +203,16 @@ def _score(
     }
     if clv is not None and value is not None and bundle.clv is not None:
         # SCORE_FIELDS order; p_alive as shown (null where it would mislead, with the note)
-        columns["p_alive"] = value["p_alive"].to_numpy()
-        columns["p_alive_note"] = value["p_alive_note"].to_numpy(dtype=object)
+        # frames (contractual, learned CLV) or arrays (BTYD): NumPy arrays either way
+        columns["p_alive"] = np.asarray(value["p_alive"])
+        columns["p_alive_note"] = np.asarray(value["p_alive_note"], dtype=object)
         for col in ("expected_purchases", "expected_order_value", "clv"):
-            columns[col] = clv[col].to_numpy()
-        columns["clv_low"] = value["clv_low"].to_numpy()
-        columns["clv_high"] = value["clv_high"].to_numpy()
+            columns[col] = np.asarray(clv[col])
+        columns["clv_low"] = np.asarray(value["clv_low"])
+        columns["clv_high"] = np.asarray(value["clv_high"])
         columns["clv_horizon_days"] = np.full(len(frame), horizon, dtype=np.int64)
         columns["discount_rate"] = np.full(len(frame), float(bundle.clv.annual_discount_rate))
-        columns["residual_clv"] = value["residual_clv"].to_numpy()
+        columns["residual_clv"] = np.asarray(value["residual_clv"])
         columns["value_at_risk"] = prob * columns["clv"]
     else:
         for col in OPTIONAL_SCORE_FIELDS:

@@ -399,3 +399,35 @@ def test_predict_counts_are_predicts_values(fitted, cdnow, horizon):
     counts = fitted.predict_counts(cdnow, horizon_days=horizon)
     assert list(counts.columns) == ["p_alive", "expected_purchases"]
     pd.testing.assert_frame_equal(counts, full[list(counts.columns)], check_exact=True)
+
+
+@pytest.mark.parametrize("rows", [slice(None), [3], [0]])
+def test_array_columns_are_the_frames_values(fitted, cdnow, rows):
+    """``inputs`` / ``predict_columns`` / ``count_columns`` / ``value_columns`` (the scoring
+    path, no frames) give :meth:`CLVModel.predict`'s, ``predict_counts``' and
+    ``predict_value``'s values to the last bit, for a batch and for one customer; the note
+    stays an object array of None and reason codes."""
+    summary = cdnow.iloc[rows]
+    inputs = fitted.inputs(summary)
+    assert set(inputs) == {"frequency", "recency_days", "T_days", "monetary_repeat_mean"}
+    assert all(v.dtype == np.float64 and len(v) == len(summary) for v in inputs.values())
+    for source in (inputs, summary):
+        predicted = fitted.predict_columns(source, horizon_days=365)
+        frame = fitted.predict(summary, horizon_days=365)
+        assert list(predicted) == list(frame.columns)
+        for col, values in predicted.items():
+            np.testing.assert_array_equal(values, frame[col].to_numpy(), strict=True)
+        counts = fitted.count_columns(source, horizon_days=90)
+        counts_frame = fitted.predict_counts(summary, horizon_days=90)
+        for col, values in counts.items():
+            np.testing.assert_array_equal(values, counts_frame[col].to_numpy(), strict=True)
+        value = fitted.value_columns(source, predicted, horizon_days=365)
+        value_frame = fitted.predict_value(summary, frame, horizon_days=365)
+        assert list(value) == list(value_frame.columns)
+        for col, values in value.items():
+            if col != "p_alive_note":
+                np.testing.assert_array_equal(values, value_frame[col].to_numpy(), strict=True)
+        note = value["p_alive_note"]
+        assert note.dtype == object
+        expected = np.where(inputs["frequency"] == 0, "no_repeat_purchase", None)
+        assert note.tolist() == expected.tolist()
