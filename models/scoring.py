@@ -155,10 +155,15 @@ def _score(
         # columns: read from the frame once, as arrays (no frames built: for one customer
         # pandas' overhead is most of the cost of these calls)
         inputs = bundle.clv.inputs(frame)
-        clv = bundle.clv.predict_columns(inputs, horizon_days=model_horizon)
-        extra = clv_feature_columns(clv)
-        if horizon != model_horizon:
-            clv = bundle.clv.predict_columns(inputs, horizon_days=horizon)
+        clv = bundle.clv.predict_columns(inputs, horizon_days=horizon)
+        # the features over the model's horizon: the count columns alone (predict's values)
+        # unless that is the CLV horizon
+        counts = (
+            clv
+            if horizon == model_horizon
+            else bundle.clv.count_columns(inputs, horizon_days=model_horizon)
+        )
+        extra = clv_feature_columns(counts)
         value = bundle.clv.value_columns(inputs, clv, horizon_days=horizon)
         if bundle.clv_learned is not None:
             # the learned ranking CLV serves: its level per customer, the BTYD time profile
