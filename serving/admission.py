@@ -128,7 +128,8 @@ class Slots:
             while True:
                 try:
                     async with asyncio.timeout(budget):
-                        await waiter
+                        # Shielded: a timeout that a stall extends must not cancel the place.
+                        await asyncio.shield(waiter)
                     return None
                 except TimeoutError:
                     if waiter.done() and not waiter.cancelled():

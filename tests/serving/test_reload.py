@@ -210,6 +210,7 @@ def test_reload_under_load_drops_nothing(
             "model_version": new,
             "snapshot_model_version": new,
         }
+        print("REJ", re.findall(r"^churn_rejected.*$", httpx.get(f"{server.url}/metrics").text, re.M), [(a.kind, a.sent - reload_sent, a.answered - reload_sent) for a in answers if a.status != 200], reload_returned - reload_sent)
         assert {a.status for a in answers} == {200}
         before = [a.version for a in answers if a.answered < reload_sent]
         after = [a.version for a in answers if a.sent > reload_returned]
@@ -223,6 +224,13 @@ def test_reload_under_load_drops_nothing(
         model = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": api_keys.key}).json()
         assert model["version"] == new and model["snapshot"]["model_version"] == new
         assert metric(server, r'^churn_model_reloads_total\{outcome="success"\} (\S+)$') == 1
+        # Nothing was refused (the reload's stall counts against no request's queue wait).
+        rejected = re.findall(
+            r'^churn_rejected_requests_total\{reason="([^"]+)"\} (\S+)$',
+            httpx.get(f"{server.url}/metrics").text,
+            re.M,
+        )
+        assert [reason for reason, value in rejected if float(value)] == []
         assert metric(server, rf'^churn_model_info\{{name="{name}",version="{new}"\}} (\S+)$') == 1
 
 
