@@ -25,6 +25,12 @@ object, passing every ``asyncio.Protocol`` call through to it, and in front of i
   here, and the connection closed, without reaching uvicorn's parser or the app. Such a
   refusal costs microseconds, where one answered by the app costs a pass through every
   middleware: under a crowd, cheap refusals are what keeps the admitted requests fast.
+- keeps the event loop's passes short while new connections set up (a new connection's
+  first request goes through :data:`NEW_CONNECTION_PASSES` passes, a keep-alive request
+  through one), counts a first request's set-up in its wait, and refuses a connection made
+  while the loop is behind at its first bytes (503 ``overloaded``; probes pass), before
+  uvicorn's protocol is made for it;
+- leaves a reload's stall out of every wait and measurement (:meth:`Backlog.stalled`).
 
 The app tells the guard when a request starts and ends (:mod:`serving.admission` calls
 :meth:`ConnectionGuard.request_started` and :meth:`ConnectionGuard.request_finished` with the
@@ -39,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -99,6 +106,20 @@ IDLE, QUEUED, RUNNING = 0, 1, 2
 #: it: the accept, the transport and protocol made, ``connection_made``, its head read, its
 #: task run. Each pass lasts as long as all the work ready in it.
 NEW_CONNECTION_PASSES = 5
+#: Of those, the passes still ahead once the connection is made: its head read, its task run.
+PASSES_AFTER_MADE = 2
+#: Weight of the newest pass in the running mean of the loop's pass length.
+LAG_WEIGHT = 0.25
+
+
+class Setup:
+    """One new connection's set-up: from its protocol being made (loop time ``at``, stall
+    clock ``stalls``) until its first head is read, or it turns out to send nothing yet."""
+
+    __slots__ = ("at", "open", "stalls")
+
+    def __init__(self, at: float, stalls: float) -> None:
+        self.at, self.stalls, self.open = at, stalls, True
 
 
 class Backlog:
@@ -114,10 +135,11 @@ class Backlog:
 
     ``setting_up`` counts new connections whose first request is on its way (made, its
     head due in the next pass): such a request goes through :data:`NEW_CONNECTION_PASSES`
-    passes of the loop, so while there are any, one pass may hold only
-    ``queue_timeout / NEW_CONNECTION_PASSES`` of queued requests (:meth:`budget`). ``lag``
-    is the length of the loop's last pass (measured while requests or connections wait;
-    0 when none do), what a new connection waits per pass.
+    passes, so while there are any, one pass may hold only the oldest one's time left
+    divided by the passes it still has ahead (:meth:`budget`, at least
+    ``queue_timeout / NEW_CONNECTION_PASSES``). ``lag`` is a running mean of the loop's
+    pass length (measured while requests or connections wait; 0 when none do), what a new
+    connection waits per pass.
 
     Time inside :meth:`stalled` (a reload's loading) is not measured: neither the gaps
     between request starts nor the passes, and the waits of :meth:`waited` leave it out.
@@ -132,8 +154,9 @@ class Backlog:
         self.queued = 0
         self.running = 0
         self.setting_up = 0
+        self._setups: deque[Setup] = deque()  # in the order made; ended ones left lazily
         self.cost = 0.0  # seconds; 0 until measured: nothing is refused on a guess
-        self.lag = 0.0  # seconds, the last pass of the loop while measured
+        self.lag = 0.0  # seconds, mean pass of the loop while measured
         self._last_start: float | None = None  # loop time of the last start, when others waited
         self._ticking = False
         self._tick_at: float | None = None
@@ -145,9 +168,33 @@ class Backlog:
         return self.queue_timeout / NEW_CONNECTION_PASSES
 
     def budget(self) -> float:
-        """Seconds of queued requests the loop may hold now: the queue timeout, or one
-        pass's share of it while new connections set up."""
-        return self.pass_budget if self.setting_up else self.queue_timeout
+        """Seconds of queued requests the loop may hold now: the queue timeout, or, while
+        new connections set up, the oldest one's time left per pass it has ahead (at least
+        :attr:`pass_budget`)."""
+        setups = self._setups
+        while setups and not setups[0].open:
+            setups.popleft()
+        if not setups:
+            return self.queue_timeout
+        left = self.queue_timeout - self.waited(setups[0].at, setups[0].stalls)
+        return min(self.queue_timeout, max(self.pass_budget, left / PASSES_AFTER_MADE))
+
+    def begin_setup(self, at: float, stalls: float) -> Setup:
+        """A new connection made now, its protocol made at loop time ``at`` (stall clock
+        ``stalls``), whose first request may be on its way."""
+        setups = self._setups
+        while setups and not setups[0].open:
+            setups.popleft()
+        setup = Setup(at, stalls)
+        setups.append(setup)
+        self.setting_up += 1
+        return setup
+
+    def end_setup(self, setup: Setup) -> None:
+        """The connection's set-up is over."""
+        if setup.open:
+            setup.open = False
+            self.setting_up -= 1
 
     def expected_wait(self) -> float:
         """Seconds a request whose head is complete now would wait before the app starts it:
@@ -169,11 +216,15 @@ class Backlog:
             return "backlog"
         return None
 
-    def behind(self) -> bool:
-        """Whether a connection made now could not have its first request started within
-        the queue timeout: requests wait, and the loop's passes, or the requests queued,
-        already take longer than a new connection's share of it."""
-        return bool(self.queued) and max(self.lag, self.expected_wait()) > self.pass_budget
+    def behind(self, waited: float) -> bool:
+        """Whether a connection made now, ``waited`` seconds after its protocol was made,
+        could not have its first request started within the queue timeout: requests wait,
+        and the passes it has ahead, as long as the loop's mean pass (or the requests
+        queued now), would take longer than its time left."""
+        if not self.queued:
+            return False
+        ahead = PASSES_AFTER_MADE * max(self.lag, self.expected_wait())
+        return ahead > self.queue_timeout - waited
 
     def waited(self, since: float, stalled_since: float) -> float:
         """Seconds from loop time ``since`` to now, less the stalls from the stall-clock
@@ -206,7 +257,7 @@ class Backlog:
             self.lag, now_at = 0.0, None  # a stall says nothing of the requests' passes
         else:
             if self._tick_at is not None:
-                self.lag = now - self._tick_at
+                self.lag += (now - self._tick_at - self.lag) * LAG_WEIGHT
             now_at = now
         if self.queued or self.setting_up:
             self._tick_at = now_at
@@ -319,7 +370,7 @@ class GuardedConnection(asyncio.Protocol):
         self.created_at = asyncio.get_running_loop().time()
         self.created_stalls = guard.stalls.now()
         self.head_stalls = self.created_stalls
-        self.setup = False
+        self.setup: Setup | None = None
         # Refused at its first bytes unless they ask for a probe: made while the loop was
         # behind (``Backlog.behind``), so uvicorn's protocol was not made for it.
         self.doomed = False
@@ -345,12 +396,11 @@ class GuardedConnection(asyncio.Protocol):
             guard._gauge()
         backlog = guard.backlog
         backlog.watch()
-        if backlog.behind():
+        if backlog.behind(backlog.waited(self.created_at, self.created_stalls)):
             self.doomed = True
             self.await_head()
             return
-        self.setup = True
-        backlog.setting_up += 1
+        self.setup = backlog.begin_setup(self.created_at, self.created_stalls)
         # The set-up lasts until the first head is read, or two passes (its data did not
         # come at once: an idle connection waits as any other).
         asyncio.get_running_loop().call_soon(self._setup_pass)
@@ -364,14 +414,14 @@ class GuardedConnection(asyncio.Protocol):
         self.inner.connection_made(self.transport)
 
     def _setup_pass(self) -> None:
-        if self.setup:
+        if self.setup is not None:
             asyncio.get_running_loop().call_soon(self.end_setup)
 
     def end_setup(self) -> None:
         """The connection's set-up is over (its first head read, or not sent at once)."""
-        if self.setup:
-            self.setup = False
-            self.guard.backlog.setting_up -= 1
+        if self.setup is not None:
+            self.guard.backlog.end_setup(self.setup)
+            self.setup = None
 
     def data_received(self, data: bytes) -> None:
         if self.answered:
@@ -417,7 +467,7 @@ class GuardedConnection(asyncio.Protocol):
                 self.head_at = asyncio.get_running_loop().time()
                 self.head_stalls = self.guard.stalls.now()
                 waited = 0.0
-                if self.setup:  # sent at once on a new connection: its set-up counts
+                if self.setup is not None:  # sent at once on a new connection: set-up counts
                     waited = self.guard.backlog.waited(self.created_at, self.created_stalls)
                     self.end_setup()
                 if not self.enter_backlog(waited):

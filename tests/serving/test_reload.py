@@ -172,7 +172,13 @@ def test_reload_under_load_drops_nothing(
                     )
                     lock.notify_all()
 
-    with serving(name, registry, api_keys, tmp_path) as (server, scores):
+    # A queue timeout well above a loaded test machine's scheduling pauses: what may not
+    # refuse anything here is the reload (its stall is left out of every wait whatever the
+    # timeout; test_overload.py checks that against a 200 ms one), not the machine.
+    with serving(name, registry, api_keys, tmp_path, CHURN_QUEUE_TIMEOUT_MS="500") as (
+        server,
+        scores,
+    ):
         threads = [
             threading.Thread(target=load, args=(i, kind, server.url))
             for i, kind in enumerate(kinds)
@@ -210,7 +216,6 @@ def test_reload_under_load_drops_nothing(
             "model_version": new,
             "snapshot_model_version": new,
         }
-        print("REJ", re.findall(r"^churn_rejected.*$", httpx.get(f"{server.url}/metrics").text, re.M), [(a.kind, a.sent - reload_sent, a.answered - reload_sent) for a in answers if a.status != 200], reload_returned - reload_sent)
         assert {a.status for a in answers} == {200}
         before = [a.version for a in answers if a.answered < reload_sent]
         after = [a.version for a in answers if a.sent > reload_returned]
