@@ -5,7 +5,8 @@ none is free it waits in a queue of at most ``max_queue`` requests, for at most
 ``queue_timeout`` seconds; a request that finds the queue full, or waits too long, is
 answered at once with 503 ``overloaded`` and ``Retry-After``. The wait counted includes the
 time the request spent in the event loop's backlog after its head was read (most requests
-are one synchronous stretch of work, so under load they queue there, not for a slot). A client told to come back
+are one synchronous stretch of work, so under load they queue there, not for a slot), less
+the time a reload stalled the server meanwhile (:class:`StallClock`). A client told to come back
 later costs the server microseconds; a client left waiting for seconds holds a connection,
 its buffers and a task, and slows every other request down.
 
