@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
 import random
@@ -36,6 +37,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -154,6 +156,10 @@ class Tally:
     seconds: float = 0.0
     lag: list[float] = field(default_factory=list)  # client loop lateness, sampled
     fresh: list[float] = field(default_factory=list)  # admitted, first on a new connection
+    #: The refusals by status and JSON error code (``"503 overloaded"``), and how many of
+    #: them came without a ``Retry-After``.
+    codes: Counter[str] = field(default_factory=Counter)
+    no_retry_after: int = 0
 
     def rate(self) -> float:
         """Admitted requests per second."""
@@ -180,7 +186,13 @@ class Tally:
                 note=f"p50 {ms(self.admitted, 0.5):.2f} ms; first on a new connection: "
                 f"{len(self.fresh)}, p99 {ms(self.fresh, 0.99):.2f} ms; {lag}",
             ),
-            Figure(BENCH, f"{step}: refused 503", len(self.refused), "requests", note=note),
+            Figure(
+                BENCH,
+                f"{step}: refused 503",
+                len(self.refused),
+                "requests",
+                note=f"{note}; {dict(self.codes)}, {self.no_retry_after} without Retry-After",
+            ),
             Figure(
                 BENCH,
                 f"{step}: refused max",
@@ -204,9 +216,9 @@ def ms(values: list[float], quantile: float) -> float:
     return float(np.quantile(values, quantile)) * 1000 if values else math.nan
 
 
-async def exchange(conn: Connection, request: bytes) -> tuple[int, float]:
-    """Send ``request`` on ``conn``; the status and ``Retry-After`` (s, 0 when none) of the
-    answer, read to its last byte."""
+async def exchange(conn: Connection, request: bytes) -> tuple[int, float, bytes]:
+    """Send ``request`` on ``conn``; the status, ``Retry-After`` (s, 0 when none) and body
+    of the answer, read to its last byte."""
     writer, reader = conn.writer, conn.reader
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
@@ -218,8 +230,17 @@ async def exchange(conn: Connection, request: bytes) -> tuple[int, float]:
             length = int(line[15:])
         elif name[:12] == b"retry-after:":
             retry_after = float(line[12:])
-    await reader.readexactly(length)
-    return int(lines[0].split()[1]), retry_after
+    body = await reader.readexactly(length)
+    return int(lines[0].split()[1]), retry_after, body
+
+
+def error_code(body: bytes) -> str:
+    """The ``error`` of a JSON error body, or what the body is when it is not one."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return "not JSON"
+    return str(answer.get("error")) if isinstance(answer, dict) else "not an object"
 
 
 async def loop_lag(stop: float, samples: list[float], every: float = 0.005) -> None:
@@ -263,7 +284,7 @@ async def crowd(
                     if conn is None:
                         conn = await Connection.open(port)
                     t0 = time.perf_counter()
-                    status, retry_after = await exchange(conn, requests[i % len(requests)])
+                    status, retry_after, body = await exchange(conn, requests[i % len(requests)])
             except TimeoutError:
                 tally.timeouts += 1
                 if conn is not None:
@@ -284,6 +305,8 @@ async def crowd(
                     tally.fresh.append(elapsed)
             elif status in (503, 429):
                 tally.refused.append(elapsed)
+                tally.codes[f"{status} {error_code(body)}"] += 1
+                tally.no_retry_after += retry_after <= 0
                 conn.close()  # a refused connection is closed by the server or by us
                 conn = None
                 # Jittered, as retries should be: a crowd refused at one instant that
@@ -292,6 +315,7 @@ async def crowd(
                 await asyncio.sleep(max(0.0, min(wait, stop - time.perf_counter())))
             else:
                 tally.other += 1
+                tally.codes[f"{status} {error_code(body)}"] += 1
             i += connections
         if conn is not None:
             conn.close()

@@ -5,7 +5,8 @@ none is free it waits in a queue of at most ``max_queue`` requests, for at most
 ``queue_timeout`` seconds; a request that finds the queue full, or waits too long, is
 answered at once with 503 ``overloaded`` and ``Retry-After``. The wait counted includes the
 time the request spent in the event loop's backlog after its head was read (most requests
-are one synchronous stretch of work, so under load they queue there, not for a slot). A client told to come back
+are one synchronous stretch of work, so under load they queue there, not for a slot), less
+the time a reload stalled the server meanwhile (:class:`StallClock`). A client told to come back
 later costs the server microseconds; a client left waiting for seconds holds a connection,
 its buffers and a task, and slows every other request down.
 
@@ -34,7 +35,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +102,7 @@ class Slots:
         """Requests waiting for a slot now."""
         return len(self._waiters)
 
-    async def acquire(self, waited: float = 0.0) -> str | None:
+    async def acquire(self, waited: float = 0.0, stalls: StallClock | None = None) -> str | None:
         """Take a slot; ``None`` when taken, else the reason it was not (``overloaded``: the
         queue is full, ``queue_timeout``: no slot came free in time, ``backlog``: the request
         already waited ``waited`` seconds, longer than the queue timeout, before getting
@@ -111,6 +112,7 @@ class Slots:
         is one synchronous stretch (a snapshot look-up) queue in the event loop instead,
         before they reach this point. ``waited`` is that wait (measured by the connection
         guard from the moment the request head was read), counted against the same timeout.
+        Time the loop spends stalled meanwhile (``stalls``: a reload) does not count.
         """
         if waited > self.queue_timeout:
             return "backlog"
@@ -121,17 +123,28 @@ class Slots:
             return "overloaded"
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        budget = self.queue_timeout - waited
+        stalled_at = stalls.now() if stalls is not None else 0.0
         try:
-            async with asyncio.timeout(self.queue_timeout - waited):
-                await waiter
-            return None
-        except BaseException as exc:  # the wait ran out, or the request was cancelled
+            while True:
+                try:
+                    async with asyncio.timeout(budget):
+                        # Shielded: a timeout that a stall extends must not cancel the place.
+                        await asyncio.shield(waiter)
+                    return None
+                except TimeoutError:
+                    if waiter.done() and not waiter.cancelled():
+                        return None  # granted as the wait ran out
+                    if stalls is None or (stalled := stalls.now() - stalled_at) <= 0:
+                        self._remove(waiter)
+                        return "queue_timeout"
+                    # The wait overlapped a stall: that part is given back to the budget.
+                    stalled_at, budget = stalled_at + stalled, stalled
+        except BaseException:  # the request was cancelled
             granted = waiter.done() and not waiter.cancelled()
             if not granted:
                 self._remove(waiter)
-            if isinstance(exc, TimeoutError):
-                return None if granted else "queue_timeout"
-            if granted:  # a slot was handed over as the request went away: pass it on
+            else:  # a slot was handed over as the request went away: pass it on
                 self.release()
             raise
 
@@ -260,18 +273,68 @@ class Deadlines:
         self._timer = loop.call_at(queue[0].at, self._expire) if queue else None
 
 
+class StallClock:
+    """Seconds the event loop spent stalled by work that is not the requests' (a reload
+    loading a model and a snapshot beside it): time that must not count against the
+    budgets of the requests waiting through it.
+
+    :meth:`stalled` marks such a stretch (nested or overlapping stretches count once);
+    :meth:`now` is the stalled seconds so far, running on while a stretch is open, so a
+    wait's stalled part is the difference of two readings.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0.0  # seconds, of the stretches that ended
+        self.since: float | None = None  # loop time the open stretch began
+        self.depth = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether a stall is going on now."""
+        return self.depth > 0
+
+    def now(self) -> float:
+        """Stalled seconds since the server started, the open stretch included."""
+        if self.since is None:
+            return self.total
+        return self.total + asyncio.get_running_loop().time() - self.since
+
+    @contextlib.contextmanager
+    def stalled(self) -> Iterator[None]:
+        """The block's time is a stall: it does not count as any request's wait."""
+        if self.depth == 0:
+            self.since = asyncio.get_running_loop().time()
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0 and self.since is not None:
+                self.total += asyncio.get_running_loop().time() - self.since
+                self.since = None
+
+
 class RequestTracker:
     """What :class:`AdmissionMiddleware` tells the connection layer: a request of the
     connection from ``client`` started or finished (:class:`serving.connections.ConnectionGuard`
-    implements it; the default does nothing)."""
+    implements it; the default does nothing), and the loop's stalls (:class:`StallClock`)."""
+
+    def __init__(self) -> None:
+        self.stalls = StallClock()
 
     def request_started(self, client: tuple[str, int] | None) -> float:
         """A request's head was read and handed to the app; returns the seconds it waited
-        between the head being read and the app starting on it (0 when unknown)."""
+        between the head being read and the app starting on it (0 when unknown), stalls
+        (:meth:`stalled`) left out."""
         return 0.0
 
     def request_finished(self, client: tuple[str, int] | None) -> None:
         """The app finished the request."""
+
+    def stalled(self) -> contextlib.AbstractContextManager[None]:
+        """A stretch in which the server's own work (a reload) stalls the event loop: the
+        time does not count against the queue timeout of requests waiting through it."""
+        return self.stalls.stalled()
 
 
 class AdmissionMiddleware:
@@ -323,7 +386,7 @@ class AdmissionMiddleware:
                     retry_after=max(1, math.ceil(wait)),
                 )
                 return
-            refused = await self.slots.acquire(waited)
+            refused = await self.slots.acquire(waited, tracker.stalls)
             if refused is not None:
                 await self._overloaded(send, refused)
                 return

@@ -88,7 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    state = ServingState(settings=settings, key_store=KeyStore(settings.api_keys_file))
+    state = ServingState(
+        settings=settings,
+        key_store=KeyStore(settings.api_keys_file),
+        tracker=lambda: app.state.connections,
+    )
     app.state.serving = state
     install_error_handlers(app, before_validation_error=authenticate_unless_public)
     app.include_router(health.router)

@@ -25,6 +25,12 @@ object, passing every ``asyncio.Protocol`` call through to it, and in front of i
   here, and the connection closed, without reaching uvicorn's parser or the app. Such a
   refusal costs microseconds, where one answered by the app costs a pass through every
   middleware: under a crowd, cheap refusals are what keeps the admitted requests fast.
+- keeps the event loop's passes short while new connections set up (a new connection's
+  first request goes through :data:`NEW_CONNECTION_PASSES` passes, a keep-alive request
+  through one), counts a first request's set-up in its wait, and refuses a connection made
+  while the loop is behind at its first bytes (503 ``overloaded``; probes pass), before
+  uvicorn's protocol is made for it;
+- leaves a reload's stall out of every wait and measurement (:meth:`Backlog.stalled`).
 
 The app tells the guard when a request starts and ends (:mod:`serving.admission` calls
 :meth:`ConnectionGuard.request_started` and :meth:`ConnectionGuard.request_finished` with the
@@ -37,8 +43,10 @@ with a plain-text 400 and a closed connection (docs/http-api.md, "Limits").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from serving.admission import (
@@ -46,6 +54,7 @@ from serving.admission import (
     OVERLOADED_RETRY_AFTER,
     Counters,
     RequestTracker,
+    StallClock,
     error_response_bytes,
 )
 from serving.config import Settings
@@ -93,6 +102,26 @@ COST_WEIGHT = 0.05
 IDLE, QUEUED, RUNNING = 0, 1, 2
 
 
+#: Event-loop passes a new connection's first request goes through before the app starts on
+#: it: the accept, the transport and protocol made, ``connection_made``, its head read, its
+#: task run. Each pass lasts as long as all the work ready in it.
+NEW_CONNECTION_PASSES = 5
+#: Of those, the passes still ahead once the connection is made: its head read, its task run.
+PASSES_AFTER_MADE = 2
+#: Weight of the newest pass in the running mean of the loop's pass length.
+LAG_WEIGHT = 0.25
+
+
+class Setup:
+    """One new connection's set-up: from its protocol being made (loop time ``at``, stall
+    clock ``stalls``) until its first head is read, or it turns out to send nothing yet."""
+
+    __slots__ = ("at", "open", "stalls")
+
+    def __init__(self, at: float, stalls: float) -> None:
+        self.at, self.stalls, self.open = at, stalls, True
+
+
 class Backlog:
     """Requests whose head is read, and how long the event loop takes to work through them.
 
@@ -101,17 +130,71 @@ class Backlog:
     tasks in the event loop's ready queue, in arrival order, not for an admission slot.
     ``running`` counts those the app is working on. ``cost`` is a running mean of the time
     between two consecutive request starts while others were waiting: the loop's wall time
-    per request, its parsing, refusals and other callbacks included, on this machine under
-    its current load. A new request would wait about ``queued * cost``.
+    per request on this machine under its current load. A new request would wait about
+    ``queued * cost``.
+
+    ``setting_up`` counts new connections whose first request is on its way (made, its
+    head due in the next pass): such a request goes through :data:`NEW_CONNECTION_PASSES`
+    passes, so while there are any, one pass may hold only the oldest one's time left
+    divided by the passes it still has ahead (:meth:`budget`, at least
+    ``queue_timeout / NEW_CONNECTION_PASSES``). ``lag`` is a running mean of the loop's
+    pass length (measured while requests or connections wait; 0 when none do), what a new
+    connection waits per pass.
+
+    Time inside :meth:`stalled` (a reload's loading) is not measured: neither the gaps
+    between request starts nor the passes, and the waits of :meth:`waited` leave it out.
     """
 
-    def __init__(self, queue_timeout: float, max_requests: int) -> None:
+    def __init__(
+        self, queue_timeout: float, max_requests: int, stalls: StallClock | None = None
+    ) -> None:
         self.queue_timeout = queue_timeout
         self.max_requests = max_requests
+        self.stalls = stalls or StallClock()
         self.queued = 0
         self.running = 0
+        self.setting_up = 0
+        self._setups: deque[Setup] = deque()  # in the order made; ended ones left lazily
         self.cost = 0.0  # seconds; 0 until measured: nothing is refused on a guess
+        self.lag = 0.0  # seconds, mean pass of the loop while measured
         self._last_start: float | None = None  # loop time of the last start, when others waited
+        self._ticking = False
+        self._tick_at: float | None = None
+
+    @property
+    def pass_budget(self) -> float:
+        """Seconds of work one pass of the loop may hold for a new connection's first
+        request to start within the queue timeout."""
+        return self.queue_timeout / NEW_CONNECTION_PASSES
+
+    def budget(self) -> float:
+        """Seconds of queued requests the loop may hold now: the queue timeout, or, while
+        new connections set up, the oldest one's time left per pass it has ahead (at least
+        :attr:`pass_budget`)."""
+        setups = self._setups
+        while setups and not setups[0].open:
+            setups.popleft()
+        if not setups:
+            return self.queue_timeout
+        left = self.queue_timeout - self.waited(setups[0].at, setups[0].stalls)
+        return min(self.queue_timeout, max(self.pass_budget, left / PASSES_AFTER_MADE))
+
+    def begin_setup(self, at: float, stalls: float) -> Setup:
+        """A new connection made now, its protocol made at loop time ``at`` (stall clock
+        ``stalls``), whose first request may be on its way."""
+        setups = self._setups
+        while setups and not setups[0].open:
+            setups.popleft()
+        setup = Setup(at, stalls)
+        setups.append(setup)
+        self.setting_up += 1
+        return setup
+
+    def end_setup(self, setup: Setup) -> None:
+        """The connection's set-up is over."""
+        if setup.open:
+            setup.open = False
+            self.setting_up -= 1
 
     def expected_wait(self) -> float:
         """Seconds a request whose head is complete now would wait before the app starts it:
@@ -119,23 +202,80 @@ class Backlog:
         ahead, so the server never refuses everything on a stale estimate)."""
         return self.queued * self.cost
 
-    def refusal(self) -> str | None:
+    def refusal(self, waited: float = 0.0) -> str | None:
         """Why a new request does not fit, or ``None`` when it does: ``overloaded`` with
         ``max_requests`` already in the server, ``backlog`` when its expected wait passes
-        ``queue_timeout``."""
+        :meth:`budget`, or, with ``waited`` seconds already spent (a new connection's set-up),
+        when the two together pass the queue timeout."""
         if self.queued + self.running >= self.max_requests:
             return "overloaded"
-        return "backlog" if self.expected_wait() > self.queue_timeout else None
+        if not self.queued:
+            return None
+        expected = self.expected_wait()
+        if expected > self.budget() or waited + expected > self.queue_timeout:
+            return "backlog"
+        return None
+
+    def behind(self, waited: float) -> bool:
+        """Whether a connection made now, ``waited`` seconds after its protocol was made,
+        could not have its first request started within the queue timeout: requests wait,
+        and the passes it has ahead, as long as the loop's mean pass (or the requests
+        queued now), would take longer than its time left."""
+        if not self.queued:
+            return False
+        ahead = PASSES_AFTER_MADE * max(self.lag, self.expected_wait())
+        return ahead > self.queue_timeout - waited
+
+    def waited(self, since: float, stalled_since: float) -> float:
+        """Seconds from loop time ``since`` to now, less the stalls from the stall-clock
+        reading ``stalled_since`` on."""
+        now = asyncio.get_running_loop().time()
+        return now - since - (self.stalls.now() - stalled_since)
 
     def started(self, now: float) -> None:
         """A queued request reached the app at loop time ``now``."""
         self.queued -= 1
         self.running += 1
-        if self._last_start is not None:  # the loop went from one queued request to the next
-            # One long stall (a reload, a slow request) counts as at most the queue timeout.
+        if self._last_start is not None and not self.stalls.active:
+            # One long stall (a slow request) counts as at most the queue timeout.
             gap = min(now - self._last_start, self.queue_timeout)
             self.cost += (gap - self.cost) * COST_WEIGHT
         self._last_start = now if self.queued > 0 else None
+
+    def watch(self) -> None:
+        """Measure the loop's passes (:attr:`lag`) while requests or connections wait: a
+        callback that schedules itself again runs once per pass."""
+        if not self._ticking:
+            self._ticking = True
+            self._tick_at = None
+            asyncio.get_running_loop().call_soon(self._tick)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self.stalls.active:
+            self.lag, now_at = 0.0, None  # a stall says nothing of the requests' passes
+        else:
+            if self._tick_at is not None:
+                self.lag += (now - self._tick_at - self.lag) * LAG_WEIGHT
+            now_at = now
+        if self.queued or self.setting_up:
+            self._tick_at = now_at
+            loop.call_soon(self._tick)
+        else:  # nothing waits: the next pass is short, and an idle loop must not spin
+            self._ticking, self._tick_at, self.lag = False, None, 0.0
+
+    @contextlib.contextmanager
+    def stalled(self) -> Iterator[None]:
+        """The block's stall of the loop (a reload) counts neither into :attr:`cost` and
+        :attr:`lag` nor into the waits of requests waiting through it."""
+        with self.stalls.stalled():
+            try:
+                yield
+            finally:
+                self._last_start = None
+                self._tick_at = None
+                self.lag = 0.0
 
 
 class ConnectionGuard(RequestTracker):
@@ -152,10 +292,11 @@ class ConnectionGuard(RequestTracker):
         counters: Counters | None = None,
         inner: type[asyncio.Protocol] | None = None,
     ) -> None:
+        super().__init__()
         self.max_connections = max_connections
         self.max_header_bytes = max_header_bytes
         self.header_timeout = header_timeout
-        self.backlog = Backlog(queue_timeout, max_requests)
+        self.backlog = Backlog(queue_timeout, max_requests, self.stalls)
         self.counters = counters
         self.inner = inner or default_protocol()
         self.open: dict[Peer, GuardedConnection] = {}
@@ -175,7 +316,8 @@ class ConnectionGuard(RequestTracker):
 
     def request_started(self, client: Peer | None) -> float:
         """The app got a request of ``client``'s connection: its head is complete. Returns
-        the seconds since the head's end was read (the wait in the event loop's backlog)."""
+        the seconds since the head's end was read (the wait in the event loop's backlog),
+        stalls left out."""
         connection = self.open.get((client[0], client[1])) if client else None
         if connection is None:
             return 0.0
@@ -184,7 +326,11 @@ class ConnectionGuard(RequestTracker):
         if connection.state == QUEUED:
             connection.state = RUNNING
             self.backlog.started(now)
-        return now - connection.head_at
+        return self.backlog.waited(connection.head_at, connection.head_stalls)
+
+    def stalled(self) -> contextlib.AbstractContextManager[None]:
+        """A reload's stall: left out of the waits and of the backlog's measurements."""
+        return self.backlog.stalled()
 
     def request_finished(self, client: Peer | None) -> None:
         """The app answered: the next request's head must come within the time limit."""
@@ -219,6 +365,16 @@ class GuardedConnection(asyncio.Protocol):
         self.start = b""  # the head's first bytes (its request line), for exempt paths
         self.state = IDLE  # the connection's request: IDLE, QUEUED or RUNNING (Backlog)
         self.timer: asyncio.TimerHandle | None = None
+        # Made by the loop's pass after the accept's: a first request sent at once has
+        # waited since then (its set-up, counted in ``Backlog.setting_up`` meanwhile).
+        self.created_at = asyncio.get_running_loop().time()
+        self.created_stalls = guard.stalls.now()
+        self.head_stalls = self.created_stalls
+        self.setup: Setup | None = None
+        # Refused at its first bytes unless they ask for a probe: made while the loop was
+        # behind (``Backlog.behind``), so uvicorn's protocol was not made for it.
+        self.doomed = False
+        self.early = b""  # a doomed connection's bytes until its request line is complete
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -238,10 +394,34 @@ class GuardedConnection(asyncio.Protocol):
             self.peer = (str(peer[0]), int(peer[1]))
             guard.open[self.peer] = self
             guard._gauge()
+        backlog = guard.backlog
+        backlog.watch()
+        if backlog.behind(backlog.waited(self.created_at, self.created_stalls)):
+            self.doomed = True
+            self.await_head()
+            return
+        self.setup = backlog.begin_setup(self.created_at, self.created_stalls)
+        # The set-up lasts until the first head is read, or two passes (its data did not
+        # come at once: an idle connection waits as any other).
+        asyncio.get_running_loop().call_soon(self._setup_pass)
+        self._make_inner()
+        self.await_head()
+
+    def _make_inner(self) -> None:
+        assert self.transport is not None
         self.inner_open = True
         self.inner = self.make_inner()
-        self.inner.connection_made(transport)
-        self.await_head()
+        self.inner.connection_made(self.transport)
+
+    def _setup_pass(self) -> None:
+        if self.setup is not None:
+            asyncio.get_running_loop().call_soon(self.end_setup)
+
+    def end_setup(self) -> None:
+        """The connection's set-up is over (its first head read, or not sent at once)."""
+        if self.setup is not None:
+            self.guard.backlog.end_setup(self.setup)
+            self.setup = None
 
     def data_received(self, data: bytes) -> None:
         if self.answered:
@@ -250,6 +430,24 @@ class GuardedConnection(asyncio.Protocol):
                 # Stop reading; the client still has the rest of the linger to read the answer.
                 self.transport.pause_reading()
             return
+        if self.doomed:
+            data = self.early + data
+            if b"\r\n" not in data[:256] and len(data) < 256:
+                self.early = data  # the request line is not complete yet
+                return
+            self.doomed, self.early, self.start = False, b"", data[:256]
+            if not self.exempt():
+                self.guard.reject("backlog")
+                self._answer(
+                    raw_error(
+                        503,
+                        "overloaded",
+                        "the server is at capacity; retry later",
+                        retry_after=OVERLOADED_RETRY_AFTER,
+                    )
+                )
+                return
+            self._make_inner()  # a probe: served whatever the load
         if self.awaiting:
             if not self.head_bytes and not self.tail:
                 self.start = data[:256]
@@ -267,7 +465,12 @@ class GuardedConnection(asyncio.Protocol):
             else:
                 self.head_done()
                 self.head_at = asyncio.get_running_loop().time()
-                if not self.enter_backlog():
+                self.head_stalls = self.guard.stalls.now()
+                waited = 0.0
+                if self.setup is not None:  # sent at once on a new connection: set-up counts
+                    waited = self.guard.backlog.waited(self.created_at, self.created_stalls)
+                    self.end_setup()
+                if not self.enter_backlog(waited):
                     return
         self.inner.data_received(data)  # type: ignore[attr-defined]
 
@@ -278,6 +481,7 @@ class GuardedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        self.end_setup()
         self.leave_backlog()
         if self.peer is not None and self.guard.open.get(self.peer) is self:
             del self.guard.open[self.peer]
@@ -294,15 +498,16 @@ class GuardedConnection(asyncio.Protocol):
             self.inner.resume_writing()
 
     # -- load shedding ----------------------------------------------------------------------
-    def enter_backlog(self) -> bool:
+    def enter_backlog(self, waited: float = 0.0) -> bool:
         """A request head is complete: count it in the backlog, or refuse it (503, closed)
-        when it does not fit; ``False`` when refused. Probes (:data:`EXEMPT_PATHS`) always
-        pass, uncounted."""
+        when it does not fit (``waited``: seconds it already spent, a new connection's
+        set-up); ``False`` when refused. Probes (:data:`EXEMPT_PATHS`) always pass,
+        uncounted."""
         self.leave_backlog()  # a request uvicorn answered without the app (it never started)
         if self.exempt():
             return True
         backlog = self.guard.backlog
-        refused = backlog.refusal()
+        refused = backlog.refusal(waited)
         if refused is not None:
             self.guard.reject(refused)
             self._answer(
@@ -315,6 +520,7 @@ class GuardedConnection(asyncio.Protocol):
             )
             return False
         backlog.queued += 1
+        backlog.watch()
         self.state = QUEUED
         return True
 
@@ -345,6 +551,7 @@ class GuardedConnection(asyncio.Protocol):
         # A pipelined request already read counts its wait from here, not from its arrival
         # behind the request just answered.
         self.head_at = loop.time()
+        self.head_stalls = self.guard.stalls.now()
         self.timer = loop.call_later(self.guard.header_timeout, self._head_timed_out)
 
     def head_done(self) -> None:

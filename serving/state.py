@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -26,6 +26,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from models.contract import MONITORING_DIR, MONITORING_FILE
+from serving.admission import RequestTracker
 from serving.at_risk import Ranking
 from serving.auth import KeyStore
 from serving.config import Settings
@@ -109,9 +110,17 @@ class ReloadStatus:
 class ServingState:
     """The app's state: settings, key store, metrics and the current :class:`Components`."""
 
-    def __init__(self, settings: Settings, key_store: KeyStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        key_store: KeyStore,
+        tracker: Callable[[], RequestTracker] | None = None,
+    ) -> None:
         self.settings = settings
         self.key_store = key_store
+        # The connection layer, told when a reload stalls the event loop (looked up per
+        # reload: the server installs its connection guard after the app is built).
+        self.tracker = tracker or RequestTracker
         self.current = Components()
         self.metrics = Metrics(
             lambda: self.current.snapshot,
@@ -139,12 +148,20 @@ class ServingState:
         """Load the current champion and snapshot completely and swap them in.
 
         Reloads run one at a time; loading happens in a worker thread so requests keep being
-        answered meanwhile. Raises :class:`ApiError` (503 ``reload_failed``, with the failing
+        answered meanwhile. The loading still slows the event loop (the thread holds the
+        interpreter for most of it, and the old components are freed on the loop), so the
+        load and the swap are a stall (:meth:`RequestTracker.stalled`): requests waiting
+        through it are not refused for the time it took, and it does not enter the loop's
+        measured time per request. Raises :class:`ApiError` (503 ``reload_failed``, with the failing
         components' codes under ``checks``) and keeps serving the old components when either
         part fails to load.
         """
         async with self._reload_lock:
-            fresh = await asyncio.to_thread(load_components, self.settings)
+            with self.tracker().stalled():
+                fresh = await asyncio.to_thread(load_components, self.settings)
+                if fresh.ready:
+                    old_version = self.current.model.version if self.current.model else "none"
+                    self.swap(fresh)
             now = datetime.now(UTC)
             if not fresh.ready:
                 self.metrics.reloads.labels("failure").inc()
@@ -157,8 +174,6 @@ class ServingState:
                     f"the new model or snapshot did not load; still serving model version {old}",
                     extra={"checks": fresh.checks(), "serving_model_version": old},
                 )
-            old_version = self.current.model.version if self.current.model else "none"
-            self.swap(fresh)
             self.metrics.reloads.labels("success").inc()
             self.last_reload = ReloadStatus(now, True, fresh.checks())
             assert fresh.model is not None and fresh.snapshot is not None

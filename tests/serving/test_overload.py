@@ -6,12 +6,15 @@ connections open, body bytes reserved), never for a fixed time."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
+import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,10 +24,13 @@ import pytest
 import uvicorn
 from fastapi import Depends, FastAPI, Query
 
+from bench.overload import Tally, crowd
+from bench.serving import post
 from serving.__main__ import server_config
 from serving.config import Settings
+from serving.connections import Backlog
 from serving.errors import install_error_handlers, reject_unknown_query
-from tests.server import free_port, serve_in_thread
+from tests.server import Server, free_port, run_server, serve_in_thread
 from tests.serving.conftest import (
     MARKER,
     BundleDir,
@@ -226,18 +232,26 @@ def test_a_head_that_would_wait_too_long_in_the_backlog_is_refused_by_the_guard(
     guard.backlog.cost = 10.0
     assert exchange(running.port, request(body, api_keys.key))[0][0] == 200
     # ... but behind a queued one it would wait past the queue timeout, so the guard
-    # answers before uvicorn's parser or the app see it.
-    guard.backlog.queued += 1
-    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
-        sock.sendall(request(body, api_keys.key))
-        [(status, headers, answer)] = read_responses(sock, 1)
-        assert sock.recv(1) == b""  # closed: the body behind the head was never parsed
+    # answers before uvicorn's parser or the app see it: on a connection open before (its
+    # head refused) and on one made now (refused at its first bytes, uvicorn's protocol
+    # never made for it).
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as kept:
+        wait_for(lambda: len(guard.open) == 1, "the connection to be made")
+        guard.backlog.queued += 1
+        answers = []
+        for sock in (kept, socket.create_connection(("127.0.0.1", running.port), timeout=10)):
+            with sock:
+                sock.sendall(request(body, api_keys.key))
+                answers += read_responses(sock, 1)
+                assert sock.recv(1) == b""  # closed: the body behind the head was never parsed
 
-    assert status == 503 and headers["retry-after"] == "1" and headers["connection"] == "close"
-    json_error(status, headers, answer, "overloaded")
-    # Probes pass the guard whatever its backlog.
+    for status, headers, answer in answers:
+        assert status == 503 and headers["retry-after"] == "1"
+        assert headers["connection"] == "close"
+        json_error(status, headers, answer, "overloaded")
+    # Probes pass the guard whatever its backlog, on a new connection too.
     assert exchange(running.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")[0][0] == 200
-    assert counted(running.port, "churn_rejected_requests_total", "backlog") == 1
+    assert counted(running.port, "churn_rejected_requests_total", "backlog") == 2
     # The app never saw the refused request: no 503 among the requests it answered.
     assert 'status="503"' not in metrics(running.port)
     guard.backlog.queued -= 1
@@ -566,3 +580,177 @@ def test_a_model_tampered_before_start_up_withholds_scores(
     for answer in (scores, at_risk, one):
         body = assert_error(answer, 503, "untrusted_model")
         assert body["checks"]["model"] == "untrusted_model"
+
+
+# -- load: the rows of python -m bench overload, bounded, asserting outcomes not latencies ----
+
+
+def scores_requests(ids: list[str], api_key: str, per_request: int) -> list[bytes]:
+    """``POST /v1/scores`` requests of ``per_request`` ids each, cycling through ``ids``."""
+    batches = [
+        [ids[(i + j) % len(ids)] for j in range(per_request)]
+        for i in range(0, max(len(ids), 1), per_request)
+    ]
+    return [post("/v1/scores", {"customer_ids": b}, {"X-API-Key": api_key}) for b in batches]
+
+
+def assert_answered_or_refused(tally: Tally, client_timeout: float) -> None:
+    """Every request was answered 200 or refused 503 ``overloaded`` with ``Retry-After``,
+    none timed out or failed, and refusals came well within the client's timeout."""
+    assert tally.timeouts == 0 and tally.errors == 0 and tally.other == 0, tally.codes
+    assert tally.admitted, "nothing was admitted"
+    assert set(tally.codes) <= {"503 overloaded"}, tally.codes
+    assert tally.no_retry_after == 0
+    assert max(tally.refused, default=0.0) < client_timeout / 2, max(tally.refused)
+
+
+def test_one_id_per_request_over_many_connections_is_all_answered(
+    start: Start, api_keys: Keys, scores_dir: ScoresDir
+) -> None:
+    # A long queue timeout: what is checked is that every connection is served, not how fast
+    # a loaded test machine serves it.
+    running = start(queue_timeout_ms=10_000)
+    backlog = state_of(running).connections.backlog
+    requests = scores_requests(list(scores_dir.rows.index), api_keys.key, 1)
+    for connections in (1, 8, 32, 128):
+        tally = asyncio.run(crowd(running.port, requests, connections, 0.5, 10.0))
+
+        assert (tally.timeouts, tally.errors, tally.other, tally.refused) == (0, 0, 0, [])
+        assert len(tally.admitted) >= connections  # each connection answered at least once
+    wait_for(lambda: backlog.queued == backlog.running == 0, "the backlog to empty")
+    assert backlog.setting_up == 0
+
+
+@pytest.fixture(scope="module")
+def crowd_server(
+    registry: Registry,
+    champion: str,
+    scores_dir: ScoresDir,
+    api_keys: Keys,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    """``python -m serving`` with the default limits (512 connections at most), in a
+    process of its own: a crowd of this process's connections against it."""
+    workdir = tmp_path_factory.mktemp("crowd")
+    env = {
+        "MLFLOW_TRACKING_URI": registry.uri,
+        "CHURN_SCORES_DIR": str(scores_dir.path),
+        "CHURN_API_KEYS_FILE": str(api_keys.path),
+        "CHURN_MODEL_CACHE_DIR": str(workdir / "cache"),
+    }
+    with run_server(workdir, env) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("connections", "per_request"), [(1024, 1), (512, 1000)], ids=["1 id", "1,000 ids"]
+)
+def test_a_crowd_is_answered_or_refused_fast_and_none_times_out(
+    crowd_server: Server, api_keys: Keys, scores_dir: ScoresDir, connections: int, per_request: int
+) -> None:
+    port = int(crowd_server.url.rsplit(":", 1)[1])
+    requests = scores_requests(list(scores_dir.rows.index), api_keys.key, per_request)
+    timeout = 4.0
+
+    tally = asyncio.run(crowd(port, requests, connections, 1.5, timeout))
+
+    assert_answered_or_refused(tally, timeout)
+    # More connections than the server holds open: some were refused, the rest served.
+    assert tally.refused
+    assert "Traceback" not in crowd_server.log()
+
+
+def release(pointer: Path, content: bytes) -> None:
+    """Write ``content`` into the named pipe at ``pointer`` for the reader waiting on it
+    (none waiting: nothing to release)."""
+    try:
+        fd = os.open(pointer, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    with os.fdopen(fd, "wb") as pipe:
+        pipe.write(content)
+
+
+def test_requests_waiting_through_a_reload_are_not_refused_for_its_stall(
+    start: Start,
+    registry: Registry,
+    champion: str,
+    trained: Trained,
+    api_keys: Keys,
+    tmp_path: Path,
+) -> None:
+    scores = tmp_path / "scores"
+    write_snapshot(scores / "history" / "a", trained, version=champion)
+    pointer = scores / "latest.json"
+    content = json.dumps({"path": "history/a"}).encode()
+    pointer.write_bytes(content)
+    timeout = 0.2
+    running = start(scores_dir=scores, max_inflight=2, max_queue=4, queue_timeout_ms=200)
+    state = state_of(running)
+    slots, stalls = state.limits.slots, state.connections.stalls
+    customer = str(trained.frame.index[0])
+    body = ids_body([customer])
+    # The reload takes one slot and blocks on reading the pointer until this test writes it.
+    pointer.unlink()
+    os.mkfifo(pointer)
+    reloaded: list[httpx.Response] = []
+    url = f"http://127.0.0.1:{running.port}/v1/admin/reload"
+    reload = threading.Thread(
+        target=lambda: reloaded.append(
+            httpx.post(url, headers={"X-API-Key": api_keys.admin}, timeout=60)
+        )
+    )
+    reload.start()
+    try:
+        wait_for(lambda: stalls.active, "the reload to start loading")
+        # A held request takes the other slot, so the next one waits for a slot through
+        # the reload.
+        with hold(running.port, api_keys.key, body, send=1) as held:
+            wait_for(lambda: slots.inflight == 2, "the held request to take the slot")
+            with socket.create_connection(("127.0.0.1", running.port), timeout=10) as queued:
+                queued.sendall(request(body, api_keys.key))
+                wait_for(lambda: slots.queued == 1, "the request to wait for a slot")
+                waiting_since = time.monotonic()
+                # Past several queue timeouts (a time bound, not an ordering): had the
+                # stall counted, the request would have been refused by then.
+                wait_for(
+                    lambda: slots.queued == 0 or time.monotonic() > waiting_since + 5 * timeout,
+                    "the request's queue timeout to pass",
+                )
+                assert slots.queued == 1, "refused while the reload stalled the server"
+                release(pointer, content)  # the reload goes on, ends, and frees its slot
+                [(status, _, answer)] = read_responses(queued, 1)
+            held.sendall(body[1:])
+            assert read_responses(held, 1)[0][0] == 200
+    finally:
+        release(pointer, content)  # never leave the reload blocked
+        reload.join(timeout=60)
+
+    assert reloaded and reloaded[0].status_code == 200, reloaded
+    assert status == 200, answer
+    assert json.loads(answer)["results"][0]["customer_id"] == customer
+    assert counted(running.port, "churn_rejected_requests_total", "queue_timeout") == 0
+    assert not stalls.active and stalls.total >= 5 * timeout
+
+
+def test_a_stall_counts_neither_into_the_loops_cost_nor_into_waits() -> None:
+    async def measure() -> tuple[float, float, float, float]:
+        loop = asyncio.get_running_loop()
+        backlog = Backlog(queue_timeout=0.025, max_requests=128)
+        backlog.queued = 3
+        now = loop.time()
+        backlog.started(now)
+        backlog.started(now + 0.002)  # 2 ms between two starts, others waiting
+        cost = backlog.cost
+        since, stalled_since = loop.time(), backlog.stalls.now()
+        with backlog.stalled():
+            stall_start = loop.time()
+            await asyncio.sleep(0.05)  # the stall's length, not an ordering
+            backlog.started(loop.time())  # the gap spans the stall: not measured
+            stall = loop.time() - stall_start
+        return cost, backlog.cost, backlog.waited(since, stalled_since), stall
+
+    cost, after, waited, stall = asyncio.run(measure())
+
+    assert cost > 0 and after == cost
+    assert stall >= 0.05 and 0 <= waited < 0.01
