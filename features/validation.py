@@ -24,6 +24,7 @@ from typing import Any, ClassVar, TypeAlias, cast, overload
 import numpy as np
 import pandas as pd
 
+from features.groups import arrays_frame
 from features.schema import SURVEY_ELEMENTS, TABLES, Tables
 
 #: Events up to this far after ``now`` are kept: clocks of the systems that wrote the data and
@@ -609,7 +610,9 @@ def validate_table(
         A required column is missing or the table has no rows.
     """
     spec = TABLES[name]
-    missing = [c for c in spec.required if c not in raw.columns]
+    # a set of the names: ``in`` on a new frame's columns builds the Index's hash table
+    present = set(raw.columns.tolist())
+    missing = [c for c in spec.required if c not in present]
     if missing:
         raise TableError(
             name,
@@ -617,7 +620,7 @@ def validate_table(
             "required column is missing",
             f"add it, or map your column onto '{missing[0]}' in the column-mapping config",
         )
-    if raw.empty:
+    if not len(raw.index):  # ``raw.empty``: a frame without columns has failed above
         raise TableError(name, None, "the table has no rows", "remove the file or fill it")
     if not isinstance(raw.index, pd.RangeIndex) or raw.index.start != 0 or raw.index.step != 1:
         raw = raw.reset_index(drop=True)
@@ -842,14 +845,13 @@ def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
 
 def _frame(columns: list[_Array], names: pd.Index) -> pd.DataFrame:
     """A frame of ``columns`` (one array per name, equal lengths, final dtypes), with a
-    ``RangeIndex``; no copy, no consolidation of the columns into 2-D blocks."""
+    ``RangeIndex``; no copy, no inference (an object column as read stays object). A name
+    given twice is one column (the last), as in a frame built from a dict."""
+    by_name = dict(zip(names, columns, strict=True))
+    if len(by_name) < len(names):
+        names = pd.Index(list(by_name))
     index = pd.RangeIndex(len(columns[0]) if columns else 0)
-    # an object column as read stays object (a NumPy object array would be inferred)
-    kept = [
-        pd.arrays.NumpyExtensionArray(c) if isinstance(c, np.ndarray) and c.dtype == object else c
-        for c in columns
-    ]
-    return pd.DataFrame(dict(zip(names, kept, strict=True)), index=index, copy=False)
+    return arrays_frame(list(by_name.values()), index=index, columns=names)
 
 
 def _split(
