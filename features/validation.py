@@ -57,6 +57,8 @@ _STR = pd.StringDtype(na_value=np.nan)
 #: A column's values: a NumPy array or a pandas extension array (``str``, datetime with tz).
 _Array: TypeAlias = np.ndarray | pd.api.extensions.ExtensionArray
 _NS_MIN = pd.Timestamp.min.as_unit("ns").value
+#: NaT as int64 nanoseconds.
+_NAT = np.iinfo(np.int64).min
 _NS_MAX = pd.Timestamp.max.as_unit("ns").value
 FIELD_COLUMNS = ("table", "row", "column", "reason", "value")
 
@@ -335,10 +337,8 @@ def _ns(values: np.ndarray) -> np.ndarray:
     if unit == "ns":
         return ints
     factor = int(np.timedelta64(1, unit) // np.timedelta64(1, "ns"))
-    ok = (
-        (ints != np.iinfo(np.int64).min) & (ints >= _NS_MIN // factor) & (ints <= _NS_MAX // factor)
-    )
-    out = np.full(len(ints), np.iinfo(np.int64).min, dtype=np.int64)
+    ok = (ints != _NAT) & (ints >= _NS_MIN // factor) & (ints <= _NS_MAX // factor)
+    out = np.full(len(ints), _NAT, dtype=np.int64)
     out[ok] = ints[ok] * factor
     return out
 
@@ -559,10 +559,11 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
         if not candidates.any():
             return np.zeros(n, dtype=bool)
     elif stamps is not None:
-        if len(set(stamps.tolist())) == n:  # no repeated timestamp (the usual history)
+        listed = stamps.tolist()
+        seen_at = Counter(listed)
+        if len(seen_at) == n:  # no repeated timestamp (the usual history)
             return np.zeros(n, dtype=bool)
-        _, inverse, counts = np.unique(stamps, return_inverse=True, return_counts=True)
-        candidates = counts[inverse] > 1
+        candidates = np.array([seen_at[t] > 1 for t in listed], dtype=bool)
     pos = np.flatnonzero(candidates)
     out = np.zeros(n, dtype=bool)
     if len(pos) >= _SMALL:
@@ -640,7 +641,7 @@ def validate_table(
         if col not in col_of:
             continue
         ns = _timestamps(col_of[col], col_of.memo)
-        nat = ns == np.iinfo(np.int64).min
+        nat = ns == _NAT
         future = (ns > limit) if limit is not None and col != "churn_date" else None
         if col in spec.required:  # blank or unparseable (a query's NULL is blank): one code
             rules.row(nat, f"bad_{col}")
@@ -650,7 +651,7 @@ def validate_table(
             rules.field(col, nat & ~_blank(col_of[col], col_of.memo), f"bad_{col}")
             if future is not None:
                 rules.field(col, future, f"future_{col}")
-                ns = np.where(future, np.iinfo(np.int64).min, ns)
+                ns = np.where(future, _NAT, ns)
         out[col] = _as_utc(ns)
         if col in spec.required:
             stamps = ns
