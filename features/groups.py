@@ -37,8 +37,10 @@ def timestamps_ns(timestamps: pd.Series) -> np.ndarray:
     values = timestamps.array
     if not isinstance(values, pd.arrays.DatetimeArray):
         values = pd.DatetimeIndex(timestamps).array
+    if values.unit != "ns":  # as_unit makes a new array even when the unit is already ns
+        values = values.as_unit("ns")
     # pandas-stubs leave out DatetimeArray.asi8 (its int64 nanoseconds view)
-    return np.asarray(values.as_unit("ns").asi8)  # type: ignore[attr-defined]
+    return np.asarray(values.asi8)  # type: ignore[attr-defined]
 
 
 def factorize(values: Any, *, sort: bool = False) -> tuple[np.ndarray, Any]:

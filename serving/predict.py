@@ -33,6 +33,8 @@ from serving.snapshot import SCORE_FIELDS, scored_row
 
 #: Event tables and the fields of their posted rows, in table column order.
 EVENT_TABLES = ("transactions", "interactions", "surveys")
+#: pandas' text dtype (``dtype="str"``), of the customer ids the features are indexed by.
+_STR = pd.StringDtype(na_value=np.nan)
 
 
 def _iso(ts: pd.Timestamp) -> str:
@@ -171,7 +173,9 @@ def predict(
         by_time[scoring_time(c, now=now)].append(c.customer_id)
     rows: dict[str, dict[str, Any]] = {}
     for as_of, ids in by_time.items():
-        frame = build_features(tables, as_of=as_of, customer_ids=pd.Index(ids, dtype="str"))
+        # the Index from a text array: from a list, pd.Index costs twice as much
+        customer_ids = pd.Index(pd.array(ids, dtype=_STR))
+        frame = build_features(tables, as_of=as_of, customer_ids=customer_ids)
         scores = score_columns(
             bundle, frame, reference=reference, clv_horizon_days=clv_horizon_days
         )
