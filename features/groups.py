@@ -135,6 +135,7 @@ class Groups:
         #: Age of each event in days before ``as_of`` (> 0 for every past row).
         self.age_days: np.ndarray = (self.as_of_ns - self.ts_ns) / NS_PER_DAY
         self._codes: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+        self._windows: dict[tuple[float, float], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.ts_ns)
@@ -186,8 +187,17 @@ class Groups:
         return self._codes[key]
 
     def window(self, days: float, *, older_than: float = 0.0) -> np.ndarray:
-        """Mask of rows in ``[as_of - days, as_of - older_than)``: a trailing window."""
-        return (self.age_days <= days) & (self.age_days > older_than)
+        """Mask of rows in ``[as_of - days, as_of - older_than)``: a trailing window.
+
+        Computed once per window and shared (read-only): the families ask for the same few
+        windows a dozen times, each a few NumPy calls, a share of a one-customer build."""
+        key = (days, older_than)
+        mask = self._windows.get(key)
+        if mask is None:
+            mask = (self.age_days <= days) & (self.age_days > older_than)
+            mask.flags.writeable = False
+            self._windows[key] = mask
+        return mask
 
     def count(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Rows per customer (where ``mask``), as float."""

@@ -99,7 +99,7 @@ def raw_tables(
         ]
         if not rows:
             continue
-        model = type(rows[0][2])
+        model: type[BaseModel] = type(rows[0][2])
         numbers = _number_fields(model)
         columns = {"customer_id": _objects([cid for cid, _, _ in rows])}
         for field in model.model_fields:
