@@ -342,15 +342,22 @@ def aligned_frame(
     if float_at:
         blocks.append((block, np.asarray(float_at, dtype=np.intp)))
     blocks += [(v, np.array([j], dtype=np.intp)) for j, v in categoricals.items()]
-    frame: pd.DataFrame = _from_blocks(blocks, index=ids, columns=_labels(tuple(names)))
+    frame: pd.DataFrame = _from_blocks(blocks, index=ids, columns=column_labels(names))
     return frame
 
 
-@functools.lru_cache(maxsize=64)
-def _labels(names: tuple[str, ...]) -> pd.Index:
-    """``pd.Index(names)``, built once per list of feature names: the names are fixed by the
-    contract and the customer attributes, and a text Index of a hundred names costs tens of
-    microseconds, a good share of a one-customer build."""
+def column_labels(names: list[Any]) -> pd.Index:
+    """``pd.Index(names)``, as a frame built from a dict with these keys labels its columns,
+    built once per list of names: a table or a feature frame has the same columns call after
+    call, and a text Index of them costs tens of microseconds (a hundred feature names: a
+    good share of a one-customer build)."""
+    labels: pd.Index = _labels(tuple(names), tuple(type(n) for n in names))
+    return labels
+
+
+@functools.lru_cache(maxsize=256)  # bounded: posted attribute names vary
+def _labels(names: tuple[Any, ...], types: tuple[type, ...]) -> pd.Index:
+    # ``types``: 1, 1.0 and True are one key of a dict but not one label
     return pd.Index(list(names))
 
 

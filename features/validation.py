@@ -24,7 +24,7 @@ from typing import Any, ClassVar, TypeAlias, cast, overload
 import numpy as np
 import pandas as pd
 
-from features.groups import arrays_frame
+from features.groups import arrays_frame, column_labels
 from features.schema import SURVEY_ELEMENTS, TABLES, Tables
 
 #: Events up to this far after ``now`` are kept: clocks of the systems that wrote the data and
@@ -843,15 +843,14 @@ def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
     return empty
 
 
-def _frame(columns: list[_Array], names: pd.Index) -> pd.DataFrame:
+def _frame(columns: list[_Array], names: list[Hashable]) -> pd.DataFrame:
     """A frame of ``columns`` (one array per name, equal lengths, final dtypes), with a
-    ``RangeIndex``; no copy, no inference (an object column as read stays object). A name
-    given twice is one column (the last), as in a frame built from a dict."""
+    ``RangeIndex``; no copy, no inference (an object column as read stays object). The
+    labels are those of a frame built from a dict: a name given twice is one column (the
+    last), and text labels are a text Index whatever the raw table's labels were."""
     by_name = dict(zip(names, columns, strict=True))
-    if len(by_name) < len(names):
-        names = pd.Index(list(by_name))
     index = pd.RangeIndex(len(columns[0]) if columns else 0)
-    return arrays_frame(list(by_name.values()), index=index, columns=names)
+    return arrays_frame(list(by_name.values()), index=index, columns=column_labels(list(by_name)))
 
 
 def _split(
@@ -871,7 +870,7 @@ def _split(
         else:  # as read (an object column stays object)
             values = col_of[col]
         columns.append(values[keep] if any_bad else values)
-    clean = _frame(columns, raw.columns)
+    clean = _frame(columns, col_of.names)
 
     bad_pos = np.flatnonzero(bad)
     if not len(bad_pos) and not rules.found:

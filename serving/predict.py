@@ -22,7 +22,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from features.build import build_features
-from features.groups import arrays_frame
+from features.groups import arrays_frame, column_labels
 from features.validation import TableError, validate_tables
 from models.bundle import Bundle
 from models.distribution import Reference
@@ -124,15 +124,8 @@ def _objects(values: list[Any]) -> np.ndarray:
 
 def _frame(columns: dict[str, Any], n: int) -> pd.DataFrame:
     return arrays_frame(
-        list(columns.values()), index=pd.RangeIndex(n), columns=_column_names(tuple(columns))
+        list(columns.values()), index=pd.RangeIndex(n), columns=column_labels(list(columns))
     )
-
-
-@functools.lru_cache(maxsize=256)  # bounded: posted attribute names vary
-def _column_names(names: tuple[str, ...]) -> pd.Index:
-    """Column labels as ``pd.DataFrame`` makes them from a dict's keys, built once per set of
-    names (a text Index costs tens of microseconds; tables repeat their columns)."""
-    return pd.Index(list(names))
 
 
 def predict(
