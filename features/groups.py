@@ -358,7 +358,8 @@ def column_labels(names: list[Any]) -> pd.Index:
 @functools.lru_cache(maxsize=256)  # bounded: posted attribute names vary
 def _labels(names: tuple[Any, ...], types: tuple[type, ...]) -> pd.Index:
     # ``types``: 1, 1.0 and True are one key of a dict but not one label
-    return pd.Index(list(names))
+    labels: pd.Index = pd.Index(list(names))
+    return labels
 
 
 def arrays_frame(arrays: list[Any], *, index: pd.Index, columns: pd.Index) -> pd.DataFrame:
