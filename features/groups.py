@@ -347,8 +347,8 @@ def aligned_frame(
 
 
 def column_labels(names: list[Any]) -> pd.Index:
-    """``pd.Index(names)``, as a frame built from a dict with these keys labels its columns,
-    built once per list of names: a table or a feature frame has the same columns call after
+    """The column labels of a frame built from a dict with the keys ``names`` (distinct), as
+    ``pd.Index(names)`` makes them for text, built once per list of names: a table or a feature frame has the same columns call after
     call, and a text Index of them costs tens of microseconds (a hundred feature names: a
     good share of a one-customer build)."""
     labels: pd.Index = _labels(tuple(names), tuple(type(n) for n in names))
@@ -357,8 +357,9 @@ def column_labels(names: list[Any]) -> pd.Index:
 
 @functools.lru_cache(maxsize=256)  # bounded: posted attribute names vary
 def _labels(names: tuple[Any, ...], types: tuple[type, ...]) -> pd.Index:
-    # ``types``: 1, 1.0 and True are one key of a dict but not one label
-    labels: pd.Index = pd.Index(list(names))
+    # ``types``: 1, 1.0 and True are one key of a dict but not one label. The labels of a
+    # frame built from a dict, by building one (once per list of names).
+    labels: pd.Index = pd.DataFrame({name: () for name in names}).columns
     return labels
 
 
