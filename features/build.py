@@ -116,5 +116,9 @@ def build_features(
         ids = ids.difference(churned_before(tables, as_of=as_of)).sort_values()
         ids = pd.Index(ids, name="customer_id", dtype="str")
     else:
-        ids = pd.Index(customer_ids, name="customer_id")
+        ids = (
+            customer_ids.rename("customer_id")  # as pd.Index(..., name=...), without a copy
+            if isinstance(customer_ids, pd.Index)
+            else pd.Index(customer_ids, name="customer_id")
+        )
     return aligned_frame(ids, parts, zero=ZERO_WHEN_ABSENT)

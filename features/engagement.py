@@ -108,6 +108,9 @@ COLUMNS = (
 #: does not get a rate of seven events a week from one event.
 _MIN_RATE_SPAN_DAYS = 7.0
 _LEARNING_TYPES = ("education", "onboarding")
+#: Which channel codes (``other`` last) are two-way, which type codes are learning.
+_TWO_WAY = np.array([c in TWO_WAY_CHANNELS for c in (*CHANNELS, None)])
+_IS_LEARNING = np.array([t in _LEARNING_TYPES for t in (*INTERACTION_TYPES, None)])
 
 
 def engagement_index(
@@ -146,14 +149,9 @@ def engagement_columns(g: Groups) -> Columns:
     channel = g.codes_of("channel", CHANNELS)
     itype = g.codes_of("interaction_type", INTERACTION_TYPES)
     per_channel = counts_by(g, channel, len(CHANNELS) + 1, in_year)
-    two_way_mask = np.isin(
-        np.arange(len(CHANNELS) + 1), [CHANNELS.index(c) for c in TWO_WAY_CHANNELS]
-    )
-    two_way = per_channel[:, two_way_mask].sum(axis=1)
+    two_way = per_channel[:, _TWO_WAY].sum(axis=1)
     total = per_channel.sum(axis=1)
-    learning = g.count(
-        in_year & np.isin(itype, [INTERACTION_TYPES.index(t) for t in _LEARNING_TYPES])
-    )
+    learning = g.count(in_year & _IS_LEARNING[itype])
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, two_way / total, np.nan)
     channels_used = (per_channel > 0).sum(axis=1).astype("float64")

@@ -37,8 +37,10 @@ def timestamps_ns(timestamps: pd.Series) -> np.ndarray:
     values = timestamps.array
     if not isinstance(values, pd.arrays.DatetimeArray):
         values = pd.DatetimeIndex(timestamps).array
+    if values.unit != "ns":  # as_unit makes a new array even when the unit is already ns
+        values = values.as_unit("ns")
     # pandas-stubs leave out DatetimeArray.asi8 (its int64 nanoseconds view)
-    return np.asarray(values.as_unit("ns").asi8)  # type: ignore[attr-defined]
+    return np.asarray(values.asi8)  # type: ignore[attr-defined]
 
 
 def factorize(values: Any, *, sort: bool = False) -> tuple[np.ndarray, Any]:
@@ -133,6 +135,7 @@ class Groups:
         #: Age of each event in days before ``as_of`` (> 0 for every past row).
         self.age_days: np.ndarray = (self.as_of_ns - self.ts_ns) / NS_PER_DAY
         self._codes: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+        self._windows: dict[tuple[float, float], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.ts_ns)
@@ -184,8 +187,17 @@ class Groups:
         return self._codes[key]
 
     def window(self, days: float, *, older_than: float = 0.0) -> np.ndarray:
-        """Mask of rows in ``[as_of - days, as_of - older_than)``: a trailing window."""
-        return (self.age_days <= days) & (self.age_days > older_than)
+        """Mask of rows in ``[as_of - days, as_of - older_than)``: a trailing window.
+
+        Computed once per window and shared (read-only): the families ask for the same few
+        windows a dozen times, each a few NumPy calls, a share of a one-customer build."""
+        key = (days, older_than)
+        mask = self._windows.get(key)
+        if mask is None:
+            mask = (self.age_days <= days) & (self.age_days > older_than)
+            mask.flags.writeable = False
+            self._windows[key] = mask
+        return mask
 
     def count(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Rows per customer (where ``mask``), as float."""
@@ -330,7 +342,53 @@ def aligned_frame(
     if float_at:
         blocks.append((block, np.asarray(float_at, dtype=np.intp)))
     blocks += [(v, np.array([j], dtype=np.intp)) for j, v in categoricals.items()]
-    frame: pd.DataFrame = _from_blocks(blocks, index=ids, columns=pd.Index(names))
+    frame: pd.DataFrame = _from_blocks(blocks, index=ids, columns=column_labels(names))
+    return frame
+
+
+def column_labels(names: list[Any]) -> pd.Index:
+    """The column labels of a frame built from a dict with the keys ``names`` (distinct), as
+    ``pd.Index(names)`` makes them for text, built once per list of names: a table or a feature frame has the same columns call after
+    call, and a text Index of them costs tens of microseconds (a hundred feature names: a
+    good share of a one-customer build)."""
+    labels: pd.Index = _labels(tuple(names), tuple(type(n) for n in names))
+    return labels
+
+
+@functools.lru_cache(maxsize=256)  # bounded: posted attribute names vary
+def _labels(names: tuple[Any, ...], types: tuple[type, ...]) -> pd.Index:
+    # ``types``: 1, 1.0 and True are one key of a dict but not one label. The labels of a
+    # frame built from a dict, by building one (once per list of names).
+    labels: pd.Index = pd.DataFrame({name: () for name in names}).columns
+    return labels
+
+
+def arrays_frame(arrays: list[Any], *, index: pd.Index, columns: pd.Index) -> pd.DataFrame:
+    """A frame of 1-D ``arrays`` (one per column of ``columns``, each of ``len(index)`` and
+    already of its final dtype: NumPy arrays, pandas extension arrays), taken as they are.
+
+    Why: ``pd.DataFrame(dict)`` infers and checks every column and gathers columns of one
+    dtype into a 2-D copy, tens of microseconds per column whatever the number of rows (most
+    of validating a one-customer history); here each column is its own block, no copy, no
+    inference. A NumPy object array stays object (``pd.DataFrame`` would infer text)."""
+    if _from_blocks is None:  # pandas < 3
+        kept = [
+            pd.arrays.NumpyExtensionArray(a)
+            if isinstance(a, np.ndarray) and a.dtype == object
+            else a
+            for a in arrays
+        ]
+        return pd.DataFrame(dict(zip(columns, kept, strict=True)), index=index, copy=False)
+    blocks: list[tuple[Any, np.ndarray]] = []
+    for j, a in enumerate(arrays):
+        at = np.array([j], dtype=np.intp)
+        if isinstance(a, pd.arrays.NumpyExtensionArray):
+            a = a.to_numpy()  # NumPy values as read: a NumPy block, as ``pd.DataFrame`` makes
+        if isinstance(a.dtype, np.dtype):  # a 2-D block of one row
+            blocks.append((np.asarray(a).reshape(1, -1), at))
+        else:
+            blocks.append((a, at))
+    frame: pd.DataFrame = _from_blocks(blocks, index=index, columns=columns)
     return frame
 
 

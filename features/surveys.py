@@ -102,7 +102,7 @@ def nps_class(score: pd.Series) -> pd.Series:
 def _nps_class(score: np.ndarray) -> pd.Categorical:
     """:func:`nps_class` of an array (codes in :data:`NPS_CLASSES` order; NaN: missing)."""
     codes = np.select([score >= PROMOTER_MIN, score > DETRACTOR_MAX, score >= 0], [2, 1, 0], -1)
-    return pd.Categorical.from_codes(codes, dtype=NPS_DTYPE)
+    return pd.Categorical.from_codes(codes, dtype=NPS_DTYPE, validate=False)  # codes -1..2
 
 
 def survey_features(surveys: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, TypeAlias, cast, overload
 import numpy as np
 import pandas as pd
 
+from features.groups import arrays_frame, column_labels
 from features.schema import SURVEY_ELEMENTS, TABLES, Tables
 
 #: Events up to this far after ``now`` are kept: clocks of the systems that wrote the data and
@@ -56,6 +57,8 @@ _STR = pd.StringDtype(na_value=np.nan)
 #: A column's values: a NumPy array or a pandas extension array (``str``, datetime with tz).
 _Array: TypeAlias = np.ndarray | pd.api.extensions.ExtensionArray
 _NS_MIN = pd.Timestamp.min.as_unit("ns").value
+#: NaT as int64 nanoseconds.
+_NAT = np.iinfo(np.int64).min
 _NS_MAX = pd.Timestamp.max.as_unit("ns").value
 FIELD_COLUMNS = ("table", "row", "column", "reason", "value")
 
@@ -334,10 +337,8 @@ def _ns(values: np.ndarray) -> np.ndarray:
     if unit == "ns":
         return ints
     factor = int(np.timedelta64(1, unit) // np.timedelta64(1, "ns"))
-    ok = (
-        (ints != np.iinfo(np.int64).min) & (ints >= _NS_MIN // factor) & (ints <= _NS_MAX // factor)
-    )
-    out = np.full(len(ints), np.iinfo(np.int64).min, dtype=np.int64)
+    ok = (ints != _NAT) & (ints >= _NS_MIN // factor) & (ints <= _NS_MAX // factor)
+    out = np.full(len(ints), _NAT, dtype=np.int64)
     out[ok] = ints[ok] * factor
     return out
 
@@ -480,10 +481,10 @@ class _Columns(dict[Hashable, _Array]):
     """
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        super().__init__((c, s.array) for c, s in frame.items())
-        self.frame = frame
+        items = [(c, s.array) for c, s in frame.items()]
+        super().__init__(items)
         #: the column names in order, as a list (iterating a pandas index costs per name)
-        self.names: list[Hashable] = list(frame.columns)
+        self.names: list[Hashable] = [c for c, _ in items]
         self.memo = _Memo()
 
 
@@ -558,10 +559,11 @@ def _duplicated(raw: pd.DataFrame, col_of: _Columns, stamps: np.ndarray | None) 
         if not candidates.any():
             return np.zeros(n, dtype=bool)
     elif stamps is not None:
-        if len(set(stamps.tolist())) == n:  # no repeated timestamp (the usual history)
+        listed = stamps.tolist()
+        seen_at = Counter(listed)
+        if len(seen_at) == n:  # no repeated timestamp (the usual history)
             return np.zeros(n, dtype=bool)
-        _, inverse, counts = np.unique(stamps, return_inverse=True, return_counts=True)
-        candidates = counts[inverse] > 1
+        candidates = np.array([seen_at[t] > 1 for t in listed], dtype=bool)
     pos = np.flatnonzero(candidates)
     out = np.zeros(n, dtype=bool)
     if len(pos) >= _SMALL:
@@ -609,7 +611,10 @@ def validate_table(
         A required column is missing or the table has no rows.
     """
     spec = TABLES[name]
-    missing = [c for c in spec.required if c not in raw.columns]
+    # each column once: a column lookup costs as much as a rule on a dozen rows (and ``in``
+    # on a new frame's columns builds the Index's hash table)
+    col_of = _Columns(raw)
+    missing = [c for c in spec.required if c not in col_of]
     if missing:
         raise TableError(
             name,
@@ -617,13 +622,11 @@ def validate_table(
             "required column is missing",
             f"add it, or map your column onto '{missing[0]}' in the column-mapping config",
         )
-    if raw.empty:
+    if not len(raw.index):  # ``raw.empty``: a frame without columns has failed above
         raise TableError(name, None, "the table has no rows", "remove the file or fill it")
     if not isinstance(raw.index, pd.RangeIndex) or raw.index.start != 0 or raw.index.step != 1:
         raw = raw.reset_index(drop=True)
     n = len(raw)
-    # each column once: a column lookup costs as much as a rule on a dozen rows
-    col_of = _Columns(raw)
     rules = _Rules(n)
     out: dict[str, _Array] = {}
     limit = None if now is None else _future_limit(now, clock_skew)
@@ -637,7 +640,7 @@ def validate_table(
         if col not in col_of:
             continue
         ns = _timestamps(col_of[col], col_of.memo)
-        nat = ns == np.iinfo(np.int64).min
+        nat = ns == _NAT
         future = (ns > limit) if limit is not None and col != "churn_date" else None
         if col in spec.required:  # blank or unparseable (a query's NULL is blank): one code
             rules.row(nat, f"bad_{col}")
@@ -647,7 +650,7 @@ def validate_table(
             rules.field(col, nat & ~_blank(col_of[col], col_of.memo), f"bad_{col}")
             if future is not None:
                 rules.field(col, future, f"future_{col}")
-                ns = np.where(future, np.iinfo(np.int64).min, ns)
+                ns = np.where(future, _NAT, ns)
         out[col] = _as_utc(ns)
         if col in spec.required:
             stamps = ns
@@ -840,16 +843,14 @@ def _no_quarantine(raw: pd.DataFrame, col_of: _Columns) -> pd.DataFrame:
     return empty
 
 
-def _frame(columns: list[_Array], names: pd.Index) -> pd.DataFrame:
+def _frame(columns: list[_Array], names: list[Hashable]) -> pd.DataFrame:
     """A frame of ``columns`` (one array per name, equal lengths, final dtypes), with a
-    ``RangeIndex``; no copy, no consolidation of the columns into 2-D blocks."""
+    ``RangeIndex``; no copy, no inference (an object column as read stays object). The
+    labels are those of a frame built from a dict: a name given twice is one column (the
+    last), and text labels are a text Index whatever the raw table's labels were."""
+    by_name = dict(zip(names, columns, strict=True))
     index = pd.RangeIndex(len(columns[0]) if columns else 0)
-    # an object column as read stays object (a NumPy object array would be inferred)
-    kept = [
-        pd.arrays.NumpyExtensionArray(c) if isinstance(c, np.ndarray) and c.dtype == object else c
-        for c in columns
-    ]
-    return pd.DataFrame(dict(zip(names, kept, strict=True)), index=index, copy=False)
+    return arrays_frame(list(by_name.values()), index=index, columns=column_labels(list(by_name)))
 
 
 def _split(
@@ -869,7 +870,7 @@ def _split(
         else:  # as read (an object column stays object)
             values = col_of[col]
         columns.append(values[keep] if any_bad else values)
-    clean = _frame(columns, raw.columns)
+    clean = _frame(columns, col_of.names)
 
     bad_pos = np.flatnonzero(bad)
     if not len(bad_pos) and not rules.found:

@@ -1,11 +1,12 @@
 """The array core of the families: a table's past rows only, and the one-frame assembly
-(absent customers missing or zero, categoricals aligned, column order kept)."""
+(absent customers missing or zero, categoricals aligned, column order kept), and frames
+built from arrays as pd.DataFrame builds them from a dict."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from features.groups import SMALL, Groups, aligned_frame, factorize
+from features.groups import SMALL, Groups, aligned_frame, arrays_frame, column_labels, factorize
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 
@@ -68,3 +69,45 @@ def test_factorize_large_input_is_pandas():
     codes, uniques = factorize(array, sort=True)
     np.testing.assert_array_equal(codes, pd.factorize(array, sort=True)[0])
     assert list(uniques) == ["a", "b"]
+
+
+def test_arrays_frame_equals_a_frame_from_a_dict_of_the_arrays():
+    """Every kind of column validation and /v1/predict hand over: text, numbers, objects,
+    wrapped NumPy values, dates with and without a time zone, nullable booleans and
+    categoricals; the frame's values are its own (a change to a copy leaves it as it was)."""
+    n = 3
+    arrays = [
+        pd.array(["a", "b", None], dtype="str"),
+        np.array([1.0, np.nan, 3.0]),
+        pd.array(pd.to_datetime(["2024-01-01", None, "2024-01-03"], utc=True)),
+        np.array(["x", 1, None], dtype=object),
+        pd.arrays.NumpyExtensionArray(np.array([1, 2, 3])),
+        np.array(["2024-01-01", "NaT", "2024-01-02"], dtype="M8[s]"),
+        pd.array([True, None, False], dtype="boolean"),
+        pd.Categorical(["a", "b", "a"]),
+        np.array([True, False, True]),
+    ]
+    names = [f"c{i}" for i in range(len(arrays))]
+    got = arrays_frame(arrays, index=pd.RangeIndex(n), columns=column_labels(names))
+    # pd.DataFrame infers text from a NumPy object array; wrapped, it stays object
+    wrapped = [
+        pd.arrays.NumpyExtensionArray(a) if isinstance(a, np.ndarray) and a.dtype == object else a
+        for a in arrays
+    ]
+    want = pd.DataFrame(dict(zip(names, wrapped, strict=True)), index=pd.RangeIndex(n))
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got["c3"].dtype == object
+    copy = got.copy()
+    copy.iloc[0, 1] = 5.0
+    assert got.iloc[0, 1] == 1.0
+
+
+def test_column_labels_are_those_of_a_frame_from_a_dict():
+    """Text labels become a text Index whatever Index they came in; 1 and True stay apart."""
+    for names in (["customer_id", "amount"], [1, 2], [2, 5], [True, "x"], [("a", 1), ("b", 2)]):
+        want = pd.DataFrame({k: [0] for k in names}).columns
+        got = column_labels(names)
+        pd.testing.assert_index_equal(got, want, exact=True)
+        assert [type(v) for v in got] == [type(v) for v in names]
+    assert column_labels(["a", "b"]) is column_labels(["a", "b"])  # built once
+    assert column_labels([1]).dtype == "int64" and column_labels([True]).dtype == bool

@@ -114,8 +114,11 @@ def test_predict_equals_batch_scoring_of_the_same_history(fitted: dict[str, Any]
 
 
 def test_raw_tables_by_column_equal_a_frame_of_row_records() -> None:
-    """The column-by-column tables equal ``DataFrame.from_records`` of the rows (the plain
-    way), also for customers with different attributes, missing values and empty tables."""
+    """The column-by-column tables validate to what ``DataFrame.from_records`` of the rows
+    (the plain way) validates to: the same clean tables, quarantined rows and blanked values,
+    also for customers with different attributes, missing values, bad rows and empty tables.
+    (The raw event columns are typed by the request schema, not inferred as from_records
+    does: numbers are float64, the rest objects, which validation reads alike.)"""
     a = {
         "customer_id": "A",
         "signup_date": "2024-01-02",
@@ -134,8 +137,17 @@ def test_raw_tables_by_column_equal_a_frame_of_row_records() -> None:
     }
     b = {"customer_id": "B", "attributes": {"region": "x", "seats": None}}
     c = {"customer_id": "C", "surveys": [{"timestamp": "2024-01-01", "element": "nps", "score": 3}]}
+    d = {
+        "customer_id": "D",
+        "attributes": {"plan": "N/A", "seats": "2"},
+        "transactions": [{"timestamp": "2024-02-30", "amount": 1.0}] * 2,
+        "interactions": [
+            {"timestamp": "2024-03-01", "channel": "web", "interaction_type": "usage", "csat": 9}
+        ],
+        "surveys": [{"timestamp": "2024-01-01", "element": "bogus", "score": 11}],
+    }
     model = predict_request_model(10, 100)
-    for case in ([a], [b], [c], [a, b, c], [c, b, a], [b, c]):
+    for case in ([a], [b], [c], [d], [a, b, c], [c, b, a], [b, c], [d, a]):
         customers = model.model_validate({"customers": case}).customers
         got, origin = raw_tables(customers)
         want: dict[str, pd.DataFrame] = {}
@@ -159,7 +171,17 @@ def test_raw_tables_by_column_equal_a_frame_of_row_records() -> None:
                 frame = frame.drop(columns="signup_date")
             want[table] = frame
         assert set(got) == set(want)
+        now = pd.Timestamp("2025-01-01", tz="UTC")
+        got_tables, got_results = validate_tables(got, now=now)
+        want_tables, want_results = validate_tables(want, now=now)
         for table in want:
-            pd.testing.assert_frame_equal(got[table], want[table], check_exact=True)
-            assert len(origin[table]) == len(want[table])
+            assert list(got[table].columns) == list(want[table].columns)
+            assert len(origin[table]) == len(got[table]) == len(want[table])
+            pd.testing.assert_frame_equal(
+                getattr(got_tables, table), getattr(want_tables, table), check_exact=True
+            )
+            g, w = got_results[table], want_results[table]
+            assert g.quarantine.index.tolist() == w.quarantine.index.tolist()
+            assert g.quarantine["reason"].tolist() == w.quarantine["reason"].tolist()
+            pd.testing.assert_frame_equal(g.fields, w.fields, check_exact=True)
         assert np.all([cid for cid, _ in origin["customers"]] == [x.customer_id for x in customers])
