@@ -376,44 +376,106 @@ def explain_batch(
         pool_of: np.ndarray = np.where(any_observed[:, None], observed, True)
         best = np.where(pool_of, push, -np.inf).max(axis=1)
         lead[rows, slots] = members[np.argmax(pool_of & (push == best[:, None]), axis=1)]
-    pct: np.ndarray = np.full(order.shape, None, dtype=object)
-    for j in np.unique(lead[keep]):
+    # the chosen reasons in row order (``keep`` is a prefix of every row's slots)
+    at_row, at_slot = np.nonzero(keep)
+    chosen = order[at_row, at_slot]
+    named = lead[at_row, at_slot]
+    text: np.ndarray = np.empty(len(at_row), dtype=object)
+    value: np.ndarray = np.empty(len(at_row), dtype=object)
+    pct: np.ndarray = np.full(len(at_row), None, dtype=object)
+    for j in np.unique(named):
+        picked = np.flatnonzero(named == j)
+        rows = at_row[picked]
+        got = column(int(j))[rows]
+        floats = _float_source(frame, features[j])
+        numbers = None if floats is None else floats[rows]
+        value[picked] = (
+            [_json_value(v) for v in got]
+            if numbers is None
+            else [None if v != v else round(v, 4) for v in numbers.tolist()]
+        )
+        text[picked] = _texts(frame, columns, features[j], rows)
         grid = feature_grids.get(features[j])
         if grid is None:
             continue
-        rows, slots = np.nonzero(keep & (lead == j))
-        got = column(int(j))[rows]
-        number = np.fromiter((isinstance(v, _NUMBER) for v in got), dtype=bool, count=len(got))
-        if not number.any():
-            continue
-        at = percentile(np.array([float(v) for v in got[number]]), grid)
-        pct[rows[number], slots[number]] = [_round(float(p), 1) for p in at]
-    texts: dict[tuple[Any, ...], str] = {}
-    fields = {j: _text_fields(features[j]) for j in np.unique(lead[keep])}
-    out: list[list[dict[str, Any]]] = []
-    for i in range(n):
-        reasons = []
-        row = _Row(columns, i)
-        for s in range(order.shape[1]):
-            if not keep[i, s]:
-                break
-            c, j = order[i, s], lead[i, s]
-            name = features[j]
-            value = values[j][i]
-            key = (name, _text_key(value), *(_text_key(row.get(f)) for f in fields[j]))
-            text = texts.get(key)
-            if text is None:
-                text = texts[key] = reason_text(name, value, row)
-            reasons.append(
-                {
-                    "code": codes[c],
-                    "text": text,
-                    "feature": name,
-                    "value": _json_value(value),
-                    "direction": RAISES if above[i] else LOWERS,
-                    "percentile": pct[i, s],
-                    "share": round(float(signed[i, c]) / float(pool[i]), 4),
-                }
-            )
-        out.append(reasons)
-    return out
+        if numbers is None:
+            number = np.fromiter((isinstance(v, _NUMBER) for v in got), dtype=bool, count=len(got))
+            if not number.any():
+                continue
+            at = percentile(np.array([float(v) for v in got[number]]), grid)
+            pct[picked[number]] = [_round(p, 1) for p in at.tolist()]
+        else:
+            at = percentile(numbers, grid)
+            pct[picked] = [round(p, 1) if math.isfinite(p) else None for p in at.tolist()]
+    # the same division as ``float(signed) / float(pool)``, then Python's rounding
+    share = (signed[at_row, chosen] / pool[at_row]).tolist()
+    direction = np.where(above, RAISES, LOWERS).astype(object)[at_row].tolist()
+    flat = [
+        {
+            "code": codes[c],
+            "text": t,
+            "feature": features[j],
+            "value": v,
+            "direction": d,
+            "percentile": p,
+            "share": round(sh, 4),
+        }
+        for c, j, t, v, d, p, sh in zip(
+            chosen.tolist(),
+            named.tolist(),
+            text.tolist(),
+            value.tolist(),
+            direction,
+            pct.tolist(),
+            share,
+            strict=True,
+        )
+    ]
+    ends = np.cumsum(keep.sum(axis=1)).tolist()
+    return [flat[a:b] for a, b in zip([0, *ends][:-1], ends, strict=True)]
+
+
+def _float_source(frame: pd.DataFrame | Mapping[str, Any], name: str) -> np.ndarray | None:
+    """Column ``name`` as float64 when it is a NumPy float column (its object array then
+    holds the same values as Python floats), else ``None``."""
+    source = frame.get(name)
+    dtype = getattr(source, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        return np.asarray(source, dtype=float)
+    return None
+
+
+def _value_codes(
+    frame: pd.DataFrame | Mapping[str, Any], columns: _Columns, name: str, rows: np.ndarray
+) -> np.ndarray:
+    """For ``rows``, a code per distinct value of column ``name`` (equal codes: the same
+    value, by type and value; float columns by their bits), for grouping equal texts."""
+    floats = _float_source(frame, name)
+    if floats is not None:
+        _, inverse = np.unique(floats[rows].view(np.int64), return_inverse=True)
+        return inverse.ravel().astype(np.int64)
+    col = columns.get(name)
+    if col is None:
+        return np.zeros(len(rows), dtype=np.int64)
+    seen: dict[Any, int] = {}
+    return np.array([seen.setdefault(_text_key(v), len(seen)) for v in col[rows]], dtype=np.int64)
+
+
+def _texts(
+    frame: pd.DataFrame | Mapping[str, Any], columns: _Columns, name: str, rows: np.ndarray
+) -> np.ndarray:
+    """:func:`features.catalogue.reason_text` of feature ``name`` for ``rows``: rendered once
+    per distinct combination of the values it reads (its own and those its text names)."""
+    code = _value_codes(frame, columns, name, rows)
+    for other in _text_fields(name):
+        more = _value_codes(frame, columns, other, rows)
+        _, code = np.unique(code * (int(more.max()) + 1) + more, return_inverse=True)
+        code = code.ravel().astype(np.int64)
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    own = columns.get(name)
+    rendered = [
+        reason_text(name, None if own is None else own[r], _Row(columns, int(r)))
+        for r in rows[first].tolist()
+    ]
+    texts: np.ndarray = np.array(rendered, dtype=object)[inverse.ravel()]
+    return texts
