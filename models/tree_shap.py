@@ -281,17 +281,18 @@ def _table_values(tree: _Tree, goes: np.ndarray, used: np.ndarray) -> np.ndarray
                 out[c] += f[pick]
             return
         f = int(tree.feature[node])
-        g = goes[:, node].astype(np.int64)
-        if f in features:
-            bit = np.int64(1) << features.index(f)
-            visit(int(tree.left[node]), code & ~((1 - g) * bit), features)
-            visit(int(tree.right[node]), code & ~(g * bit), features)
+        g = goes[:, node]
+        if f in features:  # clear the bit where the row goes the other way
+            keep = ~np.int32(1 << features.index(f))
+            visit(int(tree.left[node]), np.where(g, code, code & keep), features)
+            visit(int(tree.right[node]), np.where(g, code & keep, code), features)
         else:
-            b = len(features)
-            visit(int(tree.left[node]), code | (g << b), [*features, f])
-            visit(int(tree.right[node]), code | ((1 - g) << b), [*features, f])
+            bit = np.int32(1 << len(features))
+            visit(int(tree.left[node]), np.where(g, code | bit, code), [*features, f])
+            visit(int(tree.right[node]), np.where(g, code, code | bit), [*features, f])
 
-    visit(0, np.zeros(rows, dtype=np.int64), [])
+    # codes of at most MAX_TABLE_FEATURES bits
+    visit(0, np.zeros(rows, dtype=np.int32), [])
     return out
 
 
