@@ -322,3 +322,26 @@ def test_batch_reasons_are_those_of_the_per_customer_path(case, k, cases) -> Non
     assert sum(map(len, batch)) >= len(frame)
     assert any(r["value"] is None for reasons in rows for r in reasons)
     assert batch == rows
+
+
+def test_whole_array_rounding_is_pythons() -> None:
+    """Reasons round values, percentiles and shares on whole arrays: the result is Python's
+    ``round`` to the bit (and the sign of zero), at halves, ties and the edges too."""
+    from models.reasons import _rounded
+
+    rng = np.random.default_rng(8)
+    values = np.concatenate(
+        [
+            rng.normal(0, 1, 20_000),
+            rng.lognormal(0, 4, 20_000) * rng.choice([-1, 1], 20_000),
+            np.arange(-20_000, 20_000) / 1e4 + 0.00005,  # next to a half of the last digit
+            np.arange(-2_000, 2_000) / 20,  # ties at one digit
+            [0.0, -0.0, -1e-9, 1e300, -np.inf, np.inf, np.nan, 2.0**53 + 2, 0.05, 0.15, 0.25],
+        ]
+    )
+    for digits in (1, 4):
+        got = _rounded(values, digits)
+        want = [round(v, digits) for v in values.tolist()]
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert (g == w and np.copysign(1, g) == np.copysign(1, w)) or (g != g and w != w)
