@@ -336,6 +336,10 @@ def _known_mask(
         return known
     if isinstance(dtype, np.dtype) and dtype.kind in "biu":
         return np.ones(len(values), dtype=bool)
+    if isinstance(source, pd.Series) and isinstance(dtype, pd.CategoricalDtype):
+        # missing is code -1 (categories are never missing themselves)
+        categorical: np.ndarray = ~source.isna().to_numpy()
+        return categorical
     return np.fromiter((_known(v) for v in values), dtype=bool, count=len(values))
 
 
