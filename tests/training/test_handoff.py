@@ -366,14 +366,15 @@ def test_activity_texts_are_the_json_of_the_known_values() -> None:
     rng = np.random.default_rng(4)
     n = 300
     index = pd.Index([f"C{i:04d}" for i in range(n)], name="customer_id")
+    pick = rng.integers(0, 3, n).tolist()
     frame = pd.DataFrame(
         {
             "days_since_last_purchase": rng.choice(
                 [np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-300, 3.5, 1 / 3], n
             ),
             "purchases_365d": rng.integers(0, 5, n),
-            "spend_90d": pd.array(rng.choice([1, 2, None], n), dtype="Int64"),
-            "csat_last": pd.Categorical(rng.choice(["a", 'b\u00e9"', None], n)),
+            "spend_90d": pd.array([(1, 2, None)[i] for i in pick], dtype="Int64"),
+            "csat_last": pd.Categorical([("a", 'b\u00e9"', None)[i] for i in pick[::-1]]),
             "effort_score_last": rng.normal(size=n).astype(np.float32),
             "unresolved_90d": np.full(n, np.nan),
         },
