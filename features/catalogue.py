@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
@@ -387,6 +387,32 @@ def reason_text(name: str, value: Any, others: Mapping[str, Any]) -> str:
             )
         )
     return "; ".join(clauses)
+
+
+def reason_key(name: str, value: Any) -> Hashable:
+    """All :func:`reason_text` reads of feature ``name``'s own ``value``: for the same other
+    values, equal keys give equal texts (whether it is known, a text, and the formatted
+    fields its template shows), so many customers' texts can be rendered once per key."""
+    if not _known(value):
+        return None
+    if isinstance(value, str):
+        return ("text", value)
+    compiled = _compiled(name, _CATALOGUE.get(name))
+    if compiled is None:
+        return ("number", format_value(name, value))
+    shown = {f for pieces, _ in compiled for is_field, f in pieces if is_field}
+    return (
+        "fields",
+        format_value(name, value) if "value" in shown else None,
+        _signed(name, float(value)) if "signed" in shown else None,
+        f"{float(value):.0%}" if "percent" in shown else None,
+    )
+
+
+def field_key(name: str, value: Any) -> Hashable:
+    """All :func:`reason_text` reads of another feature ``name`` a template names: whether
+    its ``value`` is known, and its formatted value."""
+    return format_value(name, value) if _known(value) else None
 
 
 def example_value(name: str) -> Any:

@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.catalogue import TEXT, catalogue, concept_of, reason_text
+from features.catalogue import TEXT, catalogue, concept_of, field_key, reason_key, reason_text
 from models.churn import ChurnModel
 from models.contract import REASON_DIRECTIONS
 from models.distribution import percentile
@@ -492,26 +492,40 @@ def explain_batch(
     return [flat[a:b] for a, b in zip([0, *ends][:-1], ends, strict=True)]
 
 
-def _value_codes(columns: _Columns, name: str, rows: np.ndarray) -> np.ndarray:
-    """For ``rows``, a code per distinct value of column ``name`` (equal codes: the same
-    value, by type and value; float columns by their bits), for grouping equal texts."""
+def _value_codes(
+    columns: _Columns, name: str, rows: np.ndarray, key: Callable[[str, Any], Hashable]
+) -> np.ndarray:
+    """For ``rows``, a code per distinct ``key(name, value)`` of column ``name`` (what the
+    reason text reads of it: its formatted value), each distinct value keyed once."""
     floats = columns.floats(name)
     if floats is not None:
-        _, inverse = np.unique(floats[rows].view(np.int64), return_inverse=True)
-        return inverse.ravel().astype(np.int64)
-    col = columns.get(name)
-    if col is None:
-        return np.zeros(len(rows), dtype=np.int64)
-    seen: dict[Any, int] = {}
-    return np.array([seen.setdefault(_text_key(v), len(seen)) for v in col[rows]], dtype=np.int64)
+        bits, inverse = np.unique(floats[rows].view(np.int64), return_inverse=True)
+        distinct: list[Any] = bits.view(np.float64).tolist()
+    else:
+        col = columns.get(name)
+        if col is None:
+            return np.zeros(len(rows), dtype=np.int64)
+        seen: dict[Any, int] = {}
+        distinct = []
+        found = []
+        for v in col[rows]:
+            at = seen.setdefault(_text_key(v), len(seen))
+            if at == len(distinct):
+                distinct.append(v)
+            found.append(at)
+        inverse = np.array(found, dtype=np.int64)
+    keys: dict[Hashable, int] = {}
+    recode = np.array([keys.setdefault(key(name, v), len(keys)) for v in distinct], dtype=np.int64)
+    codes: np.ndarray = recode[inverse.ravel()]
+    return codes
 
 
 def _texts(columns: _Columns, name: str, rows: np.ndarray) -> np.ndarray:
     """:func:`features.catalogue.reason_text` of feature ``name`` for ``rows``: rendered once
     per distinct combination of the values it reads (its own and those its text names)."""
-    code = _value_codes(columns, name, rows)
+    code = _value_codes(columns, name, rows, reason_key)
     for other in _text_fields(name):
-        more = _value_codes(columns, other, rows)
+        more = _value_codes(columns, other, rows, field_key)
         _, code = np.unique(code * (int(more.max()) + 1) + more, return_inverse=True)
         code = code.ravel().astype(np.int64)
     _, first, inverse = np.unique(code, return_index=True, return_inverse=True)

@@ -345,3 +345,35 @@ def test_whole_array_rounding_is_pythons() -> None:
         assert len(got) == len(want)
         for g, w in zip(got, want, strict=True):
             assert (g == w and np.copysign(1, g) == np.copysign(1, w)) or (g != g and w != w)
+
+
+def test_equal_reason_keys_give_equal_texts() -> None:
+    """``make score`` renders each text once per key of the values it reads (reason_key,
+    field_key): customers with equal keys must get equal texts, whatever the raw values."""
+    from features.catalogue import field_key, reason_key
+
+    rng = np.random.default_rng(9)
+    values = [
+        *[round(v, d) for v, d in zip(rng.gamma(2, 30, 400), rng.integers(0, 4, 400), strict=True)],
+        *(np.arange(-40, 40) / 8).tolist(),  # halves and quarters: rounding boundaries
+        *rng.uniform(-1, 1, 200).tolist(),
+        0.0,
+        -0.0,
+        np.nan,
+        None,
+        "detractor",
+    ]
+    others = {name: 12.5 for name in catalogue()}
+    for name in [*catalogue(), "plan"]:
+        texts: dict = {}
+        for v in values:
+            texts.setdefault(reason_key(name, v), set()).add(reason_text(name, v, others))
+        assert all(len(t) == 1 for t in texts.values()), name
+        assert len(texts) > 3  # the values do tell customers apart
+    # another feature a text names: by its formatted value
+    name = "days_since_last_purchase"
+    texts = {}
+    for v in values:
+        text = reason_text(name, 40.0, {"interpurchase_days_mean": v})
+        texts.setdefault(field_key("interpurchase_days_mean", v), set()).add(text)
+    assert all(len(t) == 1 for t in texts.values()) and len(texts) > 3
