@@ -41,7 +41,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-#: Threads the trees are shared out between (the machine's 2 cores).
+#: Threads the trees are shared out between (the machine's 2 cores). The values are summed
+#: per thread, then across, so this number fixes the order of the additions. Measured
+#: 2026-12-04 at 200,000 customers on the shared 2-core machine: the threads mostly take
+#: turns (the many small NumPy calls hold the GIL): 0.62-0.76 s of CPU per second of wall
+#: time with 2 threads, 0.62-0.66 with 1.
 THREADS = 2
 #: Below this many rows one ``pred_contrib`` call is cheaper than the tables.
 MIN_ROWS = 2_000
