@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+import string
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any
 
 
@@ -303,6 +305,37 @@ def _known(value: Any) -> bool:
         return False
 
 
+#: A compiled clause of a reason text: its pieces (literal text, or a field name) and the
+#: other features it names.
+_Clause = tuple[tuple[tuple[bool, str], ...], tuple[str, ...]]
+
+
+@cache
+def _compiled(name: str, spec: FeatureSpec | None) -> tuple[_Clause, ...] | None:
+    """The clauses of the :data:`TEXT` template of ``name`` (``spec``: its catalogue entry,
+    part of the key so a later registration is seen), split into literal text and fields
+    once; None when it has no template."""
+    template = TEXT.get(name)
+    if template is None:
+        return None
+    clauses = []
+    for clause in template.split("; "):
+        pieces = []
+        for literal, field, _, _ in string.Formatter().parse(clause):
+            if literal:
+                pieces.append((False, literal))
+            if field is not None:
+                pieces.append((True, field))
+        needed = tuple(f for f in _FIELD.findall(clause) if f not in _OWN_FIELDS)
+        clauses.append((tuple(pieces), needed))
+    return tuple(clauses)
+
+
+#: The template fields that are the feature's own value (``{value}``, ``{signed}``,
+#: ``{percent}``).
+_OWN_FIELDS = ("value", "signed", "percent")
+
+
 def reason_text(name: str, value: Any, others: Mapping[str, Any]) -> str:
     """The plain-words reason of feature ``name`` for a customer whose value is ``value``;
     ``others`` maps other feature names to the customer's values (for the clauses of
@@ -311,33 +344,75 @@ def reason_text(name: str, value: Any, others: Mapping[str, Any]) -> str:
         spec = _CATALOGUE.get(name)
         default = f"No value for: {spec.description}" if spec else f"'{name}' not known"
         return MISSING_TEXT.get(name, default)
-    template = TEXT.get(name)
-    if template is None:
+    compiled = _compiled(name, _CATALOGUE.get(name))
+    if compiled is None:
         spec = _CATALOGUE.get(name)
         if spec is None:
             return f"{name.replace('_', ' ').capitalize()}: {format_value(name, value)}"
         if spec.unit.startswith("count") and not isinstance(value, str):
             return f"{format_value(name, value)} {spec.description}"
         return f"{spec.description[0].upper()}{spec.description[1:]}: {format_value(name, value)}"
-    fields: dict[str, str] = {}
-    if not isinstance(value, str):
-        fields = {
-            "value": format_value(name, value),
-            "signed": _signed(name, float(value)),
-            "percent": f"{float(value):.0%}",
-        }
-    else:
-        fields = {"value": value, "signed": value, "percent": value}
+    own: dict[str, str] = {}  # the own fields, each formatted when a clause first shows it
+
+    def field(f: str) -> str:
+        text = own.get(f)
+        if text is None:
+            if isinstance(value, str):
+                text = value
+            elif f == "value":
+                text = format_value(name, value)
+            elif f == "signed":
+                text = _signed(name, float(value))
+            else:
+                text = f"{float(value):.0%}"
+            own[f] = text
+        return text
+
     clauses = []
-    for i, clause in enumerate(template.split("; ")):
-        needed = [f for f in _FIELD.findall(clause) if f not in fields]
+    for i, (pieces, needed) in enumerate(compiled):
         if any(not _known(others.get(f)) for f in needed):
             if i == 0:
-                raise ValueError(f"reason text of {name!r} needs {needed} in its first clause")
+                raise ValueError(
+                    f"reason text of {name!r} needs {list(needed)} in its first clause"
+                )
             continue
-        values = {f: format_value(f, others[f]) for f in needed}
-        clauses.append(clause.format(**fields, **values))
+        clauses.append(
+            "".join(
+                (
+                    (field(text) if text in _OWN_FIELDS else format_value(text, others[text]))
+                    if is_field
+                    else text
+                )
+                for is_field, text in pieces
+            )
+        )
     return "; ".join(clauses)
+
+
+def reason_key(name: str, value: Any) -> Hashable:
+    """All :func:`reason_text` reads of feature ``name``'s own ``value``: for the same other
+    values, equal keys give equal texts (whether it is known, a text, and the formatted
+    fields its template shows), so many customers' texts can be rendered once per key."""
+    if not _known(value):
+        return None
+    if isinstance(value, str):
+        return ("text", value)
+    compiled = _compiled(name, _CATALOGUE.get(name))
+    if compiled is None:
+        return ("number", format_value(name, value))
+    shown = {f for pieces, _ in compiled for is_field, f in pieces if is_field}
+    return (
+        "fields",
+        format_value(name, value) if "value" in shown else None,
+        _signed(name, float(value)) if "signed" in shown else None,
+        f"{float(value):.0%}" if "percent" in shown else None,
+    )
+
+
+def field_key(name: str, value: Any) -> Hashable:
+    """All :func:`reason_text` reads of another feature ``name`` a template names: whether
+    its ``value`` is known, and its formatted value."""
+    return format_value(name, value) if _known(value) else None
 
 
 def example_value(name: str) -> Any:

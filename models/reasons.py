@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import math
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from functools import cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.catalogue import TEXT, catalogue, concept_of, reason_text
+from features.catalogue import TEXT, catalogue, concept_of, field_key, reason_key, reason_text
 from models.churn import ChurnModel
 from models.contract import REASON_DIRECTIONS
 from models.distribution import percentile
@@ -108,10 +108,33 @@ def _concepts(
 
 
 class _Columns:
-    """Columns of a feature frame (or mapping) as object arrays, read on first use."""
+    """Columns of a feature frame (or mapping) as object arrays, or NumPy float columns as
+    float64 (:meth:`floats`), read on first use."""
 
     def __init__(self, frame: pd.DataFrame | Mapping[str, Any]) -> None:
         self.frame, self.cache = frame, {}  # type: ignore[var-annotated]
+        self.float_cache: dict[str, np.ndarray | None] = {}
+
+    def floats(self, name: str) -> np.ndarray | None:
+        """Column ``name`` as float64 when it is a NumPy float column (its object array
+        holds the same values as Python floats), else ``None``."""
+        if name not in self.float_cache:
+            source = self.frame.get(name)
+            dtype = getattr(source, "dtype", None)
+            is_float = isinstance(dtype, np.dtype) and dtype.kind == "f"
+            self.float_cache[name] = np.asarray(source, dtype=float) if is_float else None
+        return self.float_cache[name]
+
+    def value(self, name: str, i: int) -> Any:
+        """Row ``i`` of column ``name`` as its object array holds it; KeyError when the
+        frame has no such column."""
+        floats = self.floats(name)
+        if floats is not None:
+            return float(floats[i])
+        col = self.get(name)
+        if col is None:
+            raise KeyError(name)
+        return col[i]
 
     def get(self, name: str) -> np.ndarray | None:
         if name not in self.cache:
@@ -133,10 +156,7 @@ class _Row(Mapping[str, Any]):
         self.columns, self.i = columns, i
 
     def __getitem__(self, name: str) -> Any:
-        col = self.columns.get(name)
-        if col is None:
-            raise KeyError(name)
-        return col[self.i]
+        return self.columns.value(name, self.i)
 
     def __iter__(self) -> Any:
         return iter(())
@@ -163,6 +183,32 @@ def _json_value(value: Any) -> float | str | None:
 
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), digits)
+
+
+def _with_none(values: list[float], missing: np.ndarray) -> list[float | None]:
+    """``values`` with None where ``missing``."""
+    out: list[float | None] = list(values)
+    for i in np.flatnonzero(missing).tolist():
+        out[i] = None
+    return out
+
+
+def _rounded(values: np.ndarray, digits: int) -> list[float]:
+    """``round(v, digits)`` of every (finite or not) float of ``values``, as Python rounds:
+    ``rint(v * 10**digits) / 10**digits`` is that result (the quotient of an exact integer
+    by an exact power of ten is correctly rounded, as Python's decimal-string route is)
+    wherever the product's own rounding cannot move it across a half; the values near a
+    half, beyond 2**52 or not finite are rounded by Python itself."""
+    scale = 10.0**digits
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = values * scale
+        out = np.rint(scaled) / scale
+        near = np.abs(scaled - np.floor(scaled) - 0.5) <= np.abs(scaled) * 1e-14 + 1e-12
+        doubt = near | ~(np.abs(scaled) < 2.0**52)
+    rounded: list[float] = out.tolist()
+    for i in np.flatnonzero(doubt).tolist():
+        rounded[i] = round(float(values[i]), digits)
+    return rounded
 
 
 #: From this many rows :func:`explain` works on whole columns (:func:`explain_batch`); below
@@ -290,6 +336,10 @@ def _known_mask(
         return known
     if isinstance(dtype, np.dtype) and dtype.kind in "biu":
         return np.ones(len(values), dtype=bool)
+    if isinstance(source, pd.Series) and isinstance(dtype, pd.CategoricalDtype):
+        # missing is code -1 (categories are never missing themselves)
+        categorical: np.ndarray = ~source.isna().to_numpy()
+        return categorical
     return np.fromiter((_known(v) for v in values), dtype=bool, count=len(values))
 
 
@@ -350,15 +400,24 @@ def explain_batch(
     known: dict[int, np.ndarray] = {}
 
     def column(j: int) -> np.ndarray:
+        """Feature ``j`` as an object array (not needed for a float column)."""
         if j not in values:
             got = columns.get(features[j])
             values[j] = np.full(n, None, dtype=object) if got is None else got
-            known[j] = (
-                np.zeros(n, dtype=bool)
-                if got is None
-                else _known_mask(frame, features[j], values[j])
-            )
         return values[j]
+
+    def known_of(j: int) -> np.ndarray:
+        if j not in known:
+            floats = columns.floats(features[j])
+            if floats is not None:
+                known[j] = ~np.isnan(floats)
+            else:
+                got = column(j)
+                absent = columns.get(features[j]) is None
+                known[j] = (
+                    np.zeros(n, dtype=bool) if absent else _known_mask(frame, features[j], got)
+                )
+        return known[j]
 
     direction = np.where(above, 1.0, -1.0)
     lead = np.full(order.shape, -1, dtype=np.int64)
@@ -367,53 +426,112 @@ def explain_batch(
         if len(rows) == 0:
             continue
         members = np.array([j for j in lead_order if indicator[j, c]])
-        for j in members:
-            column(int(j))
         push = direction[rows, None] * contributions[rows][:, members]
-        observed: np.ndarray = np.column_stack([known[int(j)][rows] for j in members])
+        observed: np.ndarray = np.column_stack([known_of(int(j))[rows] for j in members])
         observed &= ~model_output[members]
         any_observed = np.asarray(observed.any(axis=1), dtype=bool)
         pool_of: np.ndarray = np.where(any_observed[:, None], observed, True)
         best = np.where(pool_of, push, -np.inf).max(axis=1)
         lead[rows, slots] = members[np.argmax(pool_of & (push == best[:, None]), axis=1)]
-    pct: np.ndarray = np.full(order.shape, None, dtype=object)
-    for j in np.unique(lead[keep]):
+    # the chosen reasons in row order (``keep`` is a prefix of every row's slots)
+    at_row, at_slot = np.nonzero(keep)
+    chosen = order[at_row, at_slot]
+    named = lead[at_row, at_slot]
+    text: np.ndarray = np.empty(len(at_row), dtype=object)
+    value: np.ndarray = np.empty(len(at_row), dtype=object)
+    pct: np.ndarray = np.full(len(at_row), None, dtype=object)
+    for j in np.unique(named):
+        picked = np.flatnonzero(named == j)
+        rows = at_row[picked]
+        floats = columns.floats(features[j])
+        numbers = None if floats is None else floats[rows]
+        got = column(int(j))[rows] if numbers is None else numbers
+        value[picked] = (
+            [_json_value(v) for v in got]
+            if numbers is None
+            else _with_none(_rounded(numbers, 4), np.isnan(numbers))
+        )
+        text[picked] = _texts(columns, features[j], rows)
         grid = feature_grids.get(features[j])
         if grid is None:
             continue
-        rows, slots = np.nonzero(keep & (lead == j))
-        got = column(int(j))[rows]
-        number = np.fromiter((isinstance(v, _NUMBER) for v in got), dtype=bool, count=len(got))
-        if not number.any():
-            continue
-        at = percentile(np.array([float(v) for v in got[number]]), grid)
-        pct[rows[number], slots[number]] = [_round(float(p), 1) for p in at]
-    texts: dict[tuple[Any, ...], str] = {}
-    fields = {j: _text_fields(features[j]) for j in np.unique(lead[keep])}
-    out: list[list[dict[str, Any]]] = []
-    for i in range(n):
-        reasons = []
-        row = _Row(columns, i)
-        for s in range(order.shape[1]):
-            if not keep[i, s]:
-                break
-            c, j = order[i, s], lead[i, s]
-            name = features[j]
-            value = values[j][i]
-            key = (name, _text_key(value), *(_text_key(row.get(f)) for f in fields[j]))
-            text = texts.get(key)
-            if text is None:
-                text = texts[key] = reason_text(name, value, row)
-            reasons.append(
-                {
-                    "code": codes[c],
-                    "text": text,
-                    "feature": name,
-                    "value": _json_value(value),
-                    "direction": RAISES if above[i] else LOWERS,
-                    "percentile": pct[i, s],
-                    "share": round(float(signed[i, c]) / float(pool[i]), 4),
-                }
-            )
-        out.append(reasons)
-    return out
+        if numbers is None:
+            number = np.fromiter((isinstance(v, _NUMBER) for v in got), dtype=bool, count=len(got))
+            if not number.any():
+                continue
+            at = percentile(np.array([float(v) for v in got[number]]), grid)
+            pct[picked[number]] = [_round(p, 1) for p in at.tolist()]
+        else:
+            at = percentile(numbers, grid)
+            pct[picked] = _with_none(_rounded(at, 1), ~np.isfinite(at))
+    # the same division as ``float(signed) / float(pool)``, then Python's rounding
+    share = _rounded(signed[at_row, chosen] / pool[at_row], 4)
+    direction = np.where(above, RAISES, LOWERS).astype(object)[at_row].tolist()
+    flat = [
+        {
+            "code": codes[c],
+            "text": t,
+            "feature": features[j],
+            "value": v,
+            "direction": d,
+            "percentile": p,
+            "share": sh,
+        }
+        for c, j, t, v, d, p, sh in zip(
+            chosen.tolist(),
+            named.tolist(),
+            text.tolist(),
+            value.tolist(),
+            direction,
+            pct.tolist(),
+            share,
+            strict=True,
+        )
+    ]
+    ends = np.cumsum(keep.sum(axis=1)).tolist()
+    return [flat[a:b] for a, b in zip([0, *ends][:-1], ends, strict=True)]
+
+
+def _value_codes(
+    columns: _Columns, name: str, rows: np.ndarray, key: Callable[[str, Any], Hashable]
+) -> np.ndarray:
+    """For ``rows``, a code per distinct ``key(name, value)`` of column ``name`` (what the
+    reason text reads of it: its formatted value), each distinct value keyed once."""
+    floats = columns.floats(name)
+    if floats is not None:
+        bits, inverse = np.unique(floats[rows].view(np.int64), return_inverse=True)
+        distinct: list[Any] = bits.view(np.float64).tolist()
+    else:
+        col = columns.get(name)
+        if col is None:
+            return np.zeros(len(rows), dtype=np.int64)
+        seen: dict[Any, int] = {}
+        distinct = []
+        found = []
+        for v in col[rows]:
+            at = seen.setdefault(_text_key(v), len(seen))
+            if at == len(distinct):
+                distinct.append(v)
+            found.append(at)
+        inverse = np.array(found, dtype=np.int64)
+    keys: dict[Hashable, int] = {}
+    recode = np.array([keys.setdefault(key(name, v), len(keys)) for v in distinct], dtype=np.int64)
+    codes: np.ndarray = recode[inverse.ravel()]
+    return codes
+
+
+def _texts(columns: _Columns, name: str, rows: np.ndarray) -> np.ndarray:
+    """:func:`features.catalogue.reason_text` of feature ``name`` for ``rows``: rendered once
+    per distinct combination of the values it reads (its own and those its text names)."""
+    code = _value_codes(columns, name, rows, reason_key)
+    for other in _text_fields(name):
+        more = _value_codes(columns, other, rows, field_key)
+        _, code = np.unique(code * (int(more.max()) + 1) + more, return_inverse=True)
+        code = code.ravel().astype(np.int64)
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    rendered = []
+    for r in rows[first].tolist():
+        row = _Row(columns, r)
+        rendered.append(reason_text(name, row.get(name), row))
+    texts: np.ndarray = np.array(rendered, dtype=object)[inverse.ravel()]
+    return texts

@@ -128,6 +128,8 @@ def _score(args: argparse.Namespace) -> None:
     )
     if result.summary:
         print(result.summary)
+    if result.run_id:
+        print(f"steps' durations and peak RSS in MLflow run {result.run_id}")
 
 
 def _export(args: argparse.Namespace) -> None:

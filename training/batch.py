@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_features
@@ -71,6 +73,8 @@ class ScoreResult:
     previous_as_of: str | None = None
     #: The line ``make score`` ends with (:func:`training.progress.summary_line`).
     summary: str = ""
+    #: The MLflow run holding the steps' durations and peak RSS (None: not logged).
+    run_id: str | None = None
 
 
 def _iso(ts: pd.Timestamp) -> str:
@@ -166,7 +170,10 @@ def snapshot_rows(
     at = list(out.columns).index("risk_band") + 1
     out.insert(at, "previous_churn_probability", before)
     out.insert(at + 1, "change", out["churn_probability"] - before)
-    out["top_reasons"] = [json.dumps(r, separators=(",", ":")) for r in out["top_reasons"]]
+    # one encoder for every row (``json.dumps`` with options builds one per call); the
+    # reasons are plain lists of dicts, never circular
+    encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+    out["top_reasons"] = [encode(r) for r in out["top_reasons"]]
     out["model_version"] = version
     out[SEGMENT_FIELD] = segments(customers, segment_column, out["customer_id"])
     out["risk_band"] = out["risk_band"].astype("str")
@@ -189,17 +196,41 @@ def activity_texts(features: pd.DataFrame, customer_ids: pd.Series) -> pd.Series
     shows as recent activity, at the snapshot's ``as_of``, from the one feature build."""
     names = [n for n in ACTIVITY_FEATURES if n in features.columns]
     picked = features[names].reindex(pd.Index(customer_ids, name=features.index.name))
-    columns = {n: picked[n].to_numpy(dtype=object) for n in names}
-    texts: list[str | None] = []
-    for i in range(len(picked)):
-        values = {}
-        for n in names:
-            v = columns[n][i]
-            if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
-                continue
-            values[n] = v.item() if hasattr(v, "item") else v
-        texts.append(json.dumps(values, separators=(",", ":")) if values else None)
+    # per column, each row's ``"name":value`` member (None: missing), joined per row
+    members = [_json_members(name, picked[name]) for name in names]
+    texts = (
+        [
+            "{" + ",".join(found) + "}" if (found := [m for m in row if m is not None]) else None
+            for row in zip(*members, strict=True)
+        ]
+        if members
+        else [None] * len(picked)
+    )
     return pd.Series(texts, index=customer_ids.index, dtype="string")
+
+
+def _json_members(name: str, values: pd.Series) -> list[str | None]:
+    """Each value of ``values`` as the JSON object member ``"name":value`` (the text
+    ``json.dumps`` gives it), None where it is missing (None, NaN, ``pd.NA``)."""
+    key = json.dumps(name) + ":"
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind == "f":
+        # json writes a float as float.__repr__, infinities as Infinity / -Infinity; each
+        # distinct value (by its bits: -0.0 is not 0.0) written once
+        floats = values.to_numpy(dtype=float)
+        codes, distinct = pd.factorize(floats.view(np.int64))
+        texts = [
+            None if v != v else key + (repr(v) if math.isfinite(v) else json.dumps(v))
+            for v in distinct.view(np.float64).tolist()
+        ]
+        found: list[str | None] = np.array(texts, dtype=object)[codes].tolist()
+        return found
+    out: list[str | None] = []
+    for v in values.to_numpy(dtype=object):
+        if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+            out.append(None)
+        else:
+            out.append(key + json.dumps(v.item() if hasattr(v, "item") else v))
+    return out
 
 
 def _adopt_unkept(directory: Path) -> None:
@@ -413,4 +444,32 @@ def score(settings: TrainSettings) -> ScoreResult:
         version=version,
     )
     log.info("%s", line)
-    return ScoreResult(path, len(out), as_of, version, bands, previous_as_of, line)
+    step.record({"time.total_s": step.elapsed, "rss.peak_gib": step.peak_gib})
+    run_id = log_score_run(settings, step, version, as_of, path, len(out))
+    return ScoreResult(path, len(out), as_of, version, bands, previous_as_of, line, run_id)
+
+
+def log_score_run(
+    settings: TrainSettings,
+    step: Steps,
+    version: str,
+    as_of: pd.Timestamp,
+    path: Path,
+    customers: int,
+) -> str | None:
+    """Log a written snapshot's scoring as an MLflow run (:func:`training.tracking.scoring_run`):
+    the ``time.<step>_s`` / ``rss.<step>_gib`` figures ``step`` kept, the customers scored,
+    the ``as_of`` and snapshot path as tags; returns the run id. The snapshot is already
+    published, so a tracking server that fails here costs the record, not the scores: one
+    WARNING and ``None``."""
+    try:
+        tags = {"as_of": _iso(as_of), "snapshot": str(path)}
+        with tracking.scoring_run(settings, model_version=version, tags=tags) as run:
+            step.attach(run.metrics)
+            run.metrics({"customers_scored": float(customers)})
+            step.detach()
+            return run.run_id
+    except Exception as exc:  # any tracking failure: the scores stand
+        step.detach()
+        log.warning("scoring run not logged to MLflow (%s: %s)", type(exc).__name__, exc)
+        return None

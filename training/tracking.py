@@ -93,13 +93,17 @@ def _experiment_id(settings: TrainSettings) -> str:
     return exp.experiment_id
 
 
-def default_run_name(settings: TrainSettings, *, now: datetime | None = None) -> str:
+def default_run_name(
+    settings: TrainSettings, *, now: datetime | None = None, kind: str = ""
+) -> str:
     """A name that tells runs apart in the UI: data folder, horizon, engine when not local,
-    start time in UTC to the minute, e.g. ``demo h90 2026-12-01 21:30``."""
+    what the run is when it is not training (``kind``, e.g. ``score v3``), start time in UTC
+    to the minute, e.g. ``demo h90 2026-12-01 21:30`` or ``demo h90 score v3 2026-12-01 21:30``."""
     now = now or datetime.now(UTC)
     folder = settings.data_dir.resolve().name or str(settings.data_dir)
     engine = "" if settings.engine == "local" else f" {settings.engine}"
-    return f"{folder} h{settings.horizon_days}{engine} {now:%Y-%m-%d %H:%M}"
+    what = f" {kind}" if kind else ""
+    return f"{folder} h{settings.horizon_days}{engine}{what} {now:%Y-%m-%d %H:%M}"
 
 
 def _process_alive(pid: int) -> bool:
@@ -440,3 +444,21 @@ def log_monitoring(
         for path in files:
             mlflow.log_artifact(str(path), artifact_path="monitoring")
         return run.run_id
+
+
+#: The ``kind`` tag of a ``make score`` run (training runs have none).
+SCORING_KIND = "scoring"
+
+
+@contextmanager
+def scoring_run(
+    settings: TrainSettings, *, model_version: str, tags: dict[str, str]
+) -> Iterator[TrainingRun]:
+    """A run for one ``make score`` in the project's experiment, named like the training runs
+    with ``score v<version>`` (:func:`default_run_name`), tagged ``kind=scoring``, the
+    ``model_version`` scored with and ``tags`` (the data folder is ``data_dir``, as for
+    training); the scoring steps' durations and peak RSS go to it as metrics."""
+    name = default_run_name(settings, kind=f"score v{model_version}")
+    with training_run(settings, run_name=name) as run:
+        run.tags({"kind": SCORING_KIND, "model_version": model_version, **tags})
+        yield run

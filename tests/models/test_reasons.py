@@ -322,3 +322,58 @@ def test_batch_reasons_are_those_of_the_per_customer_path(case, k, cases) -> Non
     assert sum(map(len, batch)) >= len(frame)
     assert any(r["value"] is None for reasons in rows for r in reasons)
     assert batch == rows
+
+
+def test_whole_array_rounding_is_pythons() -> None:
+    """Reasons round values, percentiles and shares on whole arrays: the result is Python's
+    ``round`` to the bit (and the sign of zero), at halves, ties and the edges too."""
+    from models.reasons import _rounded
+
+    rng = np.random.default_rng(8)
+    values = np.concatenate(
+        [
+            rng.normal(0, 1, 20_000),
+            rng.lognormal(0, 4, 20_000) * rng.choice([-1, 1], 20_000),
+            np.arange(-20_000, 20_000) / 1e4 + 0.00005,  # next to a half of the last digit
+            np.arange(-2_000, 2_000) / 20,  # ties at one digit
+            [0.0, -0.0, -1e-9, 1e300, -np.inf, np.inf, np.nan, 2.0**53 + 2, 0.05, 0.15, 0.25],
+        ]
+    )
+    for digits in (1, 4):
+        got = _rounded(values, digits)
+        want = [round(v, digits) for v in values.tolist()]
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert (g == w and np.copysign(1, g) == np.copysign(1, w)) or (g != g and w != w)
+
+
+def test_equal_reason_keys_give_equal_texts() -> None:
+    """``make score`` renders each text once per key of the values it reads (reason_key,
+    field_key): customers with equal keys must get equal texts, whatever the raw values."""
+    from features.catalogue import field_key, reason_key
+
+    rng = np.random.default_rng(9)
+    values = [
+        *[round(v, d) for v, d in zip(rng.gamma(2, 30, 400), rng.integers(0, 4, 400), strict=True)],
+        *(np.arange(-40, 40) / 8).tolist(),  # halves and quarters: rounding boundaries
+        *rng.uniform(-1, 1, 200).tolist(),
+        0.0,
+        -0.0,
+        np.nan,
+        None,
+        "detractor",
+    ]
+    others = {name: 12.5 for name in catalogue()}
+    for name in [*catalogue(), "plan"]:
+        texts: dict = {}
+        for v in values:
+            texts.setdefault(reason_key(name, v), set()).add(reason_text(name, v, others))
+        assert all(len(t) == 1 for t in texts.values()), name
+        assert len(texts) > 3  # the values do tell customers apart
+    # another feature a text names: by its formatted value
+    name = "days_since_last_purchase"
+    texts = {}
+    for v in values:
+        text = reason_text(name, 40.0, {"interpurchase_days_mean": v})
+        texts.setdefault(field_key("interpurchase_days_mean", v), set()).add(text)
+    assert all(len(t) == 1 for t in texts.values()) and len(texts) > 3

@@ -355,3 +355,43 @@ def test_a_snapshot_from_before_history_joins_it(tmp_path: Path) -> None:
     ]
     expected = latest["churn_probability"] - first["churn_probability"]
     assert np.allclose(latest["change"], expected)
+
+
+def test_activity_texts_are_the_json_of_the_known_values() -> None:
+    """The recent-activity column is, per customer, ``json.dumps`` of the activity features
+    it has a value for (text written per column: the same characters), null when none."""
+    from models.contract import ACTIVITY_FEATURES
+    from training.batch import activity_texts
+
+    rng = np.random.default_rng(4)
+    n = 300
+    index = pd.Index([f"C{i:04d}" for i in range(n)], name="customer_id")
+    pick = rng.integers(0, 3, n).tolist()
+    frame = pd.DataFrame(
+        {
+            "days_since_last_purchase": rng.choice(
+                [np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-300, 3.5, 1 / 3], n
+            ),
+            "purchases_365d": rng.integers(0, 5, n),
+            "spend_90d": pd.array([(1, 2, None)[i] for i in pick], dtype="Int64"),
+            "csat_last": pd.Categorical([("a", 'b\u00e9"', None)[i] for i in pick[::-1]]),
+            "effort_score_last": rng.normal(size=n).astype(np.float32),
+            "unresolved_90d": np.full(n, np.nan),
+        },
+        index=index,
+    )
+    frame.loc[frame.index[:5], list(frame.columns)] = None  # customers with nothing known
+    ids = pd.Series([*index[::-1], "nobody"], index=range(100, 101 + n))
+    got = activity_texts(frame, ids)
+    assert list(got.index) == list(ids.index)
+    picked = frame.reindex(pd.Index(ids, name="customer_id"))
+    for text, (_, row) in zip(got, picked.iterrows(), strict=True):
+        values = {  # in the contract's order
+            k: row[k].item() if hasattr(row[k], "item") else row[k]
+            for k in ACTIVITY_FEATURES
+            if k in row.index and not pd.isna(row[k])
+        }
+        assert (text if text is not pd.NA else None) == (
+            json.dumps(values, separators=(",", ":")) if values else None
+        )
+    assert got.isna().sum() == 6  # the five with nothing known and the unknown customer

@@ -30,6 +30,7 @@ from training.frames import (
     split_snapshot,
 )
 from training.io import DataError
+from training.tracking import SCORING_KIND
 
 N_CUSTOMERS = 2000
 #: The export's quantities: CSV text that training reads as numbers.
@@ -135,7 +136,10 @@ def test_one_snapshot_trains_on_a_stated_random_split(crm):
     assert "registered churn-clv v1" in trained.stdout
     assert "the labels table needs" not in trained.stderr
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
-    (run_info,) = client.search_runs([client.get_experiment_by_name("churn-clv").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("churn-clv").experiment_id])
+    # the training run, and the scoring's own run
+    (run_info,) = [r for r in runs if r.data.tags.get("kind") != SCORING_KIND]
+    assert [r.data.tags.get("kind") for r in runs].count(SCORING_KIND) == 1
     params, tags, metrics = run_info.data.params, run_info.data.tags, run_info.data.metrics
     assert params["validation"] == RANDOM_SPLIT and tags["validation"] == RANDOM_SPLIT
     assert params["training_cutoffs"] == "" and params["label_source"] == "labels"

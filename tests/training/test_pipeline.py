@@ -194,6 +194,21 @@ def test_score_writes_a_verifiable_snapshot(trained):
         band: int((snap["risk_band"] == band).sum()) for band in ("low", "medium", "high")
     }
     assert (snap.set_index("customer_id")["region"] == customers["region"]).all()
+    # the scoring's steps in a run of its own: durations, peak RSS, version and data folder
+    run = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name.startswith(f"{settings.data_dir.name} h{settings.horizon_days} ")
+    assert f" score v{result.model_version} " in run.info.run_name
+    tags = run.data.tags
+    assert tags["kind"] == tracking.SCORING_KIND
+    assert tags["model_version"] == result.model_version == meta["model_version"]
+    assert tags["data_dir"] == str(settings.data_dir.resolve())
+    assert tags["snapshot"] == str(result.path) and tags["as_of"] == meta["as_of"]
+    for step in ("load", "features", "score", "write"):
+        assert run.data.metrics[f"time.{step}_s"] >= 0
+        assert run.data.metrics[f"rss.{step}_gib"] > 0
+    assert run.data.metrics["time.total_s"] >= run.data.metrics["time.score_s"]
+    assert run.data.metrics["customers_scored"] == len(snap)
 
 
 def test_a_second_score_a_week_later_measures_the_change(trained):

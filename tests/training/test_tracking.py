@@ -65,6 +65,9 @@ def test_default_run_name_says_data_horizon_and_time(tmp_path, make_settings):
     assert tracking.default_run_name(dask, now=datetime(2026, 1, 2, 3, 4, tzinfo=UTC)) == (
         "crm h90 dask 2026-01-02 03:04"
     )
+    at = datetime(2026, 12, 4, 19, 5, tzinfo=UTC)
+    scored = tracking.default_run_name(settings, now=at, kind="score v3")
+    assert scored == "demo h60 score v3 2026-12-04 19:05"
 
 
 @pytest.mark.slow  # the module's training run (make test, not test-fast)
