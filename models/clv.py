@@ -214,20 +214,6 @@ def _check_params(name: str, scaled: dict[str, float], penalizer: float) -> None
         )
 
 
-def _count_nll(
-    model: str,
-    log_params: Any,
-    freq: np.ndarray,
-    rec: np.ndarray,
-    T: np.ndarray,
-    weights: np.ndarray,
-    penalizer: float,
-) -> Any:
-    """Mean negative log-likelihood per customer plus the L2 penalty
-    (:func:`models.btyd.count_negative_log_likelihood`)."""
-    return btyd.count_negative_log_likelihood(model, log_params, freq, rec, T, weights, penalizer)
-
-
 def _coarse_start(
     model: str,
     f: np.ndarray,
@@ -262,7 +248,7 @@ def _coarse_start(
     cf, cr, ct, cw = (coarse[c].to_numpy() for c in ("f", "r", "t", "w"))
 
     def objective(log_params: Any) -> Any:
-        return _count_nll(model, log_params, cf, cr, ct, cw, penalizer)
+        return btyd.count_negative_log_likelihood(model, log_params, cf, cr, ct, cw, penalizer)
 
     out = _optimise(objective, x0, gradient=gradient, tol=TOLERANCES[0])
     if not out.success:
@@ -347,7 +333,7 @@ def fit_purchases(
     rows, scale, (f, r, t, w) = _rescaled_counts(frequency, recency, T, weights)
 
     def objective(log_params: Any) -> Any:
-        return _count_nll(model, log_params, f, r, t, w, penalizer)
+        return btyd.count_negative_log_likelihood(model, log_params, f, r, t, w, penalizer)
 
     gradient = model in btyd.DIFFERENTIABLE
     x0 = np.full(len(names), 0.1 if gradient else 0.0)
@@ -383,7 +369,7 @@ def purchase_log_likelihood(
     w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=float)
     log_params = np.log([params[k] for k in COUNT_MODELS[model]])
     with np.errstate(all="ignore"):  # a parameter set the data rules out gives -inf or NaN
-        mean = _count_nll(
+        mean = btyd.count_negative_log_likelihood(
             model, log_params, f, np.asarray(recency, float), np.asarray(T, float), w, 0
         )
     return float(-mean * w.sum())
@@ -1093,7 +1079,9 @@ def parameter_covariance(
     x = np.log([params[k] * scale if k in ("alpha", "beta") else params[k] for k in names])
 
     def objective(log_params: Any) -> Any:
-        return _count_nll(model, log_params, f, r, t, w, penalizer) * w.sum()
+        return (
+            btyd.count_negative_log_likelihood(model, log_params, f, r, t, w, penalizer) * w.sum()
+        )
 
     with np.errstate(all="ignore"):
         h = np.asarray(hessian(objective)(x), dtype=float)

@@ -95,6 +95,11 @@ def default_protocol() -> type[asyncio.Protocol]:
         return H11Protocol
 
 
+#: The answer to a request the loop has no time for (backlog or a new connection it cannot fit).
+AT_CAPACITY = raw_error(
+    503, "overloaded", "the server is at capacity; retry later", retry_after=OVERLOADED_RETRY_AFTER
+)
+
 Peer = tuple[str, int]
 #: Weight of the newest measurement in the backlog's running mean of the loop's time per request.
 COST_WEIGHT = 0.05
@@ -438,14 +443,7 @@ class GuardedConnection(asyncio.Protocol):
             self.doomed, self.early, self.start = False, b"", data[:256]
             if not self.exempt():
                 self.guard.reject("backlog")
-                self._answer(
-                    raw_error(
-                        503,
-                        "overloaded",
-                        "the server is at capacity; retry later",
-                        retry_after=OVERLOADED_RETRY_AFTER,
-                    )
-                )
+                self._answer(AT_CAPACITY)
                 return
             self._make_inner()  # a probe: served whatever the load
         if self.awaiting:
@@ -510,14 +508,7 @@ class GuardedConnection(asyncio.Protocol):
         refused = backlog.refusal(waited)
         if refused is not None:
             self.guard.reject(refused)
-            self._answer(
-                raw_error(
-                    503,
-                    "overloaded",
-                    "the server is at capacity; retry later",
-                    retry_after=OVERLOADED_RETRY_AFTER,
-                )
-            )
+            self._answer(AT_CAPACITY)
             return False
         backlog.queued += 1
         backlog.watch()
