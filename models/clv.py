@@ -764,23 +764,18 @@ class CLVModel:
                 f"with {_suggest(self.penalizer)}"
             )
 
-    def predict_counts(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
-        """:meth:`predict`'s ``p_alive`` and ``expected_purchases`` alone, the same values:
-        what the churn features need (models/clv_features.py). Leaves out the spend model
-        and the month-by-month discounting, two thirds of the cost of a 90-day horizon at a
-        million customers (each month is a hypergeometric function per customer).
+    def count_columns(self, summary: Summary, *, horizon_days: float) -> dict[str, np.ndarray]:
+        """:meth:`predict`'s ``p_alive`` and ``expected_purchases`` alone, the same values, as
+        float64 arrays (``summary``: a frame or the arrays of :meth:`inputs`): what the churn
+        features need (models/clv_features.py). Leaves out the spend model and the
+        month-by-month discounting, two thirds of the cost of a 90-day horizon at a million
+        customers (each month is a hypergeometric function per customer).
 
         Raises
         ------
         CLVModelError
             Some prediction is not finite.
         """
-        out = self.count_columns(summary, horizon_days=horizon_days)
-        return pd.DataFrame(out, index=summary.index)
-
-    def count_columns(self, summary: Summary, *, horizon_days: float) -> dict[str, np.ndarray]:
-        """:meth:`predict_counts`' columns as float64 arrays, without the frame; ``summary``
-        a frame or the arrays of :meth:`inputs`."""
         u = self.unit_days
         freq, rec, t = self._clock(summary, _observed_days(summary))
         model, params = self.model_, self.count_params()
