@@ -5,8 +5,16 @@ request model the route parses (so pydantic's parsing is a separate figure, time
 way). The customer has 12 purchases, 6 contacts and 2 survey answers, taken from a seeded
 demo customer (the latest rows before the cutoff), so values and attributes are realistic.
 
-The model is fitted once here on a small demo set (no MLflow: the bench measures the request
-path, not registration). The figures are the median and p99 of sequential calls, after a
+The bundle and the customer are those of ``python -m bench serving`` (its
+:func:`~bench.serving.fit_demo_bundle` on as many demo customers, 5,000 in the full run, and
+its :func:`~bench.serving._small_history` customer), and ``predict`` is called as the
+server's route calls it there: the server's CLV horizon, no reference (that bench's
+snapshot carries none, so percentiles are null on both), the garbage collector frozen after
+loading (``serving/app.py``). The two benches' predict steps are then the same work, and the
+serving bench's ``Server-Timing`` breakdown can be read against this one's.
+
+The model is fitted once here (no MLflow: the bench measures the request path, not
+registration). The figures are the median and p99 of sequential calls, after a
 warm-up; the median of each step timed around the step itself (raw tables, validation,
 feature building, scoring); and a cProfile breakdown by project module (cumulative time of
 each module's top-level entry points), so a slow step is named.
@@ -19,6 +27,7 @@ scoring code controls.
 from __future__ import annotations
 
 import cProfile
+import gc
 import json
 import pstats
 import statistics
@@ -27,15 +36,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from bench.report import Figure
+from bench.serving import SMALL_HISTORY
 
 NAME = "predict"
 #: Events of the timed customer, per table (a customer with a few months of history).
-SHAPE = {"transactions": 12, "interactions": 6, "surveys": 2}
-FULL = {"customers": 2_500, "calls": 300, "trees": 300}
-QUICK = {"customers": 300, "calls": 20, "trees": 30}
+SHAPE = SMALL_HISTORY
+#: Sizes; the full run's bundle is the full serving bench's (5,000 customers, 300 trees).
+FULL = {"customers": 5_000, "calls": 300, "trees": 300}
+QUICK = {"customers": 400, "calls": 20, "trees": 30}
 #: Entry points whose cumulative time makes up a request (module: function names).
 STEPS: dict[str, tuple[str, ...]] = {
     "request parsing (pydantic)": ("model_validate_json",),
@@ -46,32 +56,14 @@ STEPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _history_item(raw: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> dict[str, Any]:
-    """A customer with at least :data:`SHAPE` events in the year before ``as_of``, cut to
-    exactly that many (the latest of each table), as a ``/v1/predict`` item (built by the
-    serving bench's own item builder, so both benches post the same shape of request)."""
-    from bench.serving import _year_of_history
-
-    since = as_of - pd.Timedelta(days=365)
-    year = {
-        n: raw[n][(raw[n]["timestamp"] >= since) & (raw[n]["timestamp"] < as_of)] for n in SHAPE
-    }
-    counts = pd.concat(
-        [year[n]["customer_id"].value_counts().rename(n) for n in SHAPE], axis=1
-    ).fillna(0)
-    cid = str(sorted(counts[(counts >= pd.Series(SHAPE)).all(axis=1)].index)[0])
-    cut = {n: year[n][year[n]["customer_id"] == cid].tail(k) for n, k in SHAPE.items()}
-    cut["customers"] = raw["customers"]
-    item, _ = _year_of_history(cut, as_of)
-    return item
-
-
 def prepare(n_customers: int, *, trees: int = 300) -> tuple[Any, bytes]:
-    """A fitted churn + CLV bundle on seeded demo data, and the request body of one customer."""
-    from bench.serving import fit_demo_bundle
+    """A fitted churn + CLV bundle on seeded demo data, and the request body of the serving
+    bench's 12/6/2 customer."""
+    from bench.serving import _small_history, fit_demo_bundle
 
     fit = fit_demo_bundle(n_customers, trees=trees)
-    body = json.dumps({"customers": [_history_item(fit.raw, fit.as_of)]}).encode()
+    item, _ = _small_history(fit.raw, fit.as_of)
+    body = json.dumps({"customers": [item]}, separators=(",", ":")).encode()
     return fit.bundle, body
 
 
@@ -103,40 +95,25 @@ def profile_steps(fn: Callable[[], Any], calls: int) -> dict[str, float]:
     return out
 
 
-def stage_times(bundle: Any, customers: Any, calls: int) -> dict[str, np.ndarray]:
-    """Wall milliseconds of each step of :func:`serving.predict.predict` per call, timed
-    around the step itself (no profiler): ``raw_tables``, ``validate_tables``,
-    ``build_features`` (with the Index of ids it is given) and ``score_columns``."""
-    from datetime import UTC, datetime
-
-    from features.build import build_features
-    from features.validation import validate_tables
-    from models.scoring import score_columns
-    from serving.predict import raw_tables, scoring_time
-
-    now = datetime.now(UTC)
-    as_of = scoring_time(customers[0], now=now)
-    ids = [c.customer_id for c in customers]
-    out = np.empty((calls, 4))
+def stage_times(call: Callable[[dict[str, float]], Any], calls: int) -> dict[str, np.ndarray]:
+    """Wall milliseconds of each step of :func:`serving.predict.predict` per call, from its
+    own ``timings`` (the steps the server's ``Server-Timing`` header reports, by the same
+    names: ``raw_tables``, ``validate``, ``features``, ``score``, ``rows``); ``call(timings)``
+    runs one predict."""
+    out: dict[str, list[float]] = {}
     for i in range(-max(5, calls // 10), calls):  # negative: warm-up
-        t0 = time.perf_counter()
-        raw, _ = raw_tables(customers)
-        t1 = time.perf_counter()
-        tables, _ = validate_tables(raw, now=pd.Timestamp(now))
-        t2 = time.perf_counter()
-        frame = build_features(tables, as_of=as_of, customer_ids=pd.Index(ids, dtype="str"))
-        t3 = time.perf_counter()
-        score_columns(bundle, frame)
-        t4 = time.perf_counter()
+        timings: dict[str, float] = {}
+        call(timings)
         if i >= 0:
-            out[i] = t1 - t0, t2 - t1, t3 - t2, t4 - t3
-    names = ("raw_tables", "validate_tables", "build_features", "score_columns")
-    return {n: out[:, j] * 1e3 for j, n in enumerate(names)}
+            for step, seconds in timings.items():
+                out.setdefault(step, []).append(seconds * 1e3)
+    return {step: np.array(values) for step, values in out.items()}
 
 
 def run(quick: bool) -> list[Figure]:
     """Fit, then time parse + predict for the 12/6/2 customer: median and p99 of sequential
     calls, and the per-step breakdown."""
+    from serving.config import Settings
     from serving.predict import predict
     from serving.schemas import predict_request_model
 
@@ -144,15 +121,25 @@ def run(quick: bool) -> list[Figure]:
     t0 = time.perf_counter()
     bundle, body = prepare(sizes["customers"], trees=sizes["trees"])
     print(f"fitted on {sizes['customers']:,} demo customers in {time.perf_counter() - t0:.1f}s")
+    gc.freeze()  # as the server does once the model is loaded
     request_model = predict_request_model(1000, 10_000)
     request = request_model.model_validate_json(body)
     assert [len(getattr(request.customers[0], n)) for n in SHAPE] == list(SHAPE.values())
+    # the server's CLV horizon; no reference, as the serving bench's snapshot has none
+    horizon = Settings().clv_horizon_days
 
-    def call() -> Any:
-        return predict(bundle, request.customers, model_version="1")
+    def call(timings: dict[str, float] | None = None) -> Any:
+        return predict(
+            bundle,
+            request.customers,
+            model_version="1",
+            clv_horizon_days=horizon,
+            timings=timings,
+        )
 
     def parse_and_call() -> Any:
-        return predict(bundle, request_model.model_validate_json(body).customers, model_version="1")
+        customers = request_model.model_validate_json(body).customers
+        return predict(bundle, customers, model_version="1", clv_horizon_days=horizon)
 
     calls = sizes["calls"]
     # Interleaved: predict alone, then parse + predict, so a busy spell hits both.
@@ -179,9 +166,11 @@ def run(quick: bool) -> list[Figure]:
             note,
         ),
     ]
-    for stage, times in stage_times(bundle, request.customers, calls).items():
+    for stage, times in stage_times(call, calls).items():
         median = float(np.median(times))
-        figures.append(Figure(NAME, f"  {stage} p50", median, "ms", "", "timed around it"))
+        figures.append(
+            Figure(NAME, f"  {stage} p50", median, "ms", "", "predict's timings, as Server-Timing")
+        )
     total = sum(steps.values())
     for step, ms in steps.items():
         figures.append(

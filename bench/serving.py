@@ -81,6 +81,7 @@ class Connection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.head = b""  # the head (status line and headers) of the last reply
 
     @classmethod
     async def open(cls, port: int) -> Connection:
@@ -91,7 +92,7 @@ class Connection:
     async def send(self, request: bytes) -> tuple[int, bytes]:
         """Send one request; the status code and body of the reply."""
         self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        head = self.head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split()[1])
         length = 0
@@ -102,6 +103,20 @@ class Connection:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def server_timing(head: bytes) -> dict[str, float]:
+    """The ``Server-Timing`` metrics of a reply head (name: milliseconds); empty without."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"server-timing":
+            out = {}
+            for metric in value.decode("latin-1").split(","):
+                parts = [p.strip() for p in metric.split(";")]
+                durations = [p[4:] for p in parts[1:] if p.startswith("dur=")]
+                out[parts[0]] = float(durations[0]) if durations else 0.0
+            return out
+    return {}
 
 
 def post(path: str, body: object, headers: dict[str, str]) -> bytes:
@@ -120,6 +135,8 @@ class Run:
     latencies: list[float]
     failures: int
     seconds: float
+    #: Per successful request, the reply's ``Server-Timing`` (stage: ms), when asked for.
+    timings: tuple[dict[str, float], ...] = ()
 
     def quantile(self, q: float) -> float:
         return float(np.quantile(self.latencies, q)) if self.latencies else math.nan
@@ -277,7 +294,15 @@ async def _closed_loop(port: int, requests: list[bytes], seconds: float, workers
         i = offset
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
-            status, _ = await conn.send(requests[i % len(requests)])
+            try:
+                status, _ = await conn.send(requests[i % len(requests)])
+            except (OSError, asyncio.IncompleteReadError):
+                # the server closed the connection (refused at capacity): count it, reconnect
+                failures += 1
+                conn.close()
+                conn = await Connection.open(port)
+                i += workers
+                continue
             if status == 200:
                 latencies.append(time.perf_counter() - t0)
             else:
@@ -290,18 +315,21 @@ async def _closed_loop(port: int, requests: list[bytes], seconds: float, workers
 
 
 async def _sequential(port: int, request: bytes, count: int) -> Run:
+    """``count`` requests one after the other on one connection, with each successful
+    reply's ``Server-Timing`` (empty for a server that sends none)."""
     conn = await Connection.open(port)
-    latencies, failures = [], 0
+    latencies, failures, timings = [], 0, []
     start = time.perf_counter()
     for _ in range(count):
         t0 = time.perf_counter()
         status, _ = await conn.send(request)
         if status == 200:
             latencies.append(time.perf_counter() - t0)
+            timings.append(server_timing(conn.head))
         else:
             failures += 1
     conn.close()
-    return Run(latencies, failures, time.perf_counter() - start)
+    return Run(latencies, failures, time.perf_counter() - start, tuple(timings))
 
 
 async def _answer(port: int, request: bytes) -> bytes:
@@ -638,7 +666,8 @@ def _ms(seconds: float) -> float:
 def _pooled(runs: list[Run]) -> Run:
     """The rounds of one measurement as one run."""
     latencies = [x for run in runs for x in run.latencies]
-    return Run(latencies, sum(r.failures for r in runs), sum(r.seconds for r in runs))
+    timings = tuple(t for run in runs for t in run.timings)
+    return Run(latencies, sum(r.failures for r in runs), sum(r.seconds for r in runs), timings)
 
 
 def _p50_ratios(reference: list[Run], ours: list[Run]) -> list[float]:
@@ -770,6 +799,7 @@ def run(quick: bool) -> list[Figure]:
                 "<= 15",
                 small_note,
             ),
+            *_stage_figures(ours_small),
         ]
         if quick:
             return figures
@@ -882,6 +912,40 @@ def _predict_figures(
             "MLflow's answer vs the booster on the features built from the posted history",
         ),
     ]
+
+
+def _stage_figures(run: Run) -> list[Figure]:
+    """Median milliseconds of each stage the server reports in ``Server-Timing`` for the
+    requests of ``run``, and of what is outside them (client latency minus the server's
+    ``total``: the connection, uvicorn, the middlewares, routing and the JSON decoding of the
+    body, which happen before the route's clock starts)."""
+    if not run.timings or "total" not in run.timings[0]:
+        return []
+    figures = []
+    for stage in run.timings[0]:
+        values = [t.get(stage, 0.0) for t in run.timings]
+        figures.append(
+            Figure(
+                BENCH,
+                f"  predict stage {stage} p50",
+                float(np.median(values)),
+                "ms",
+                "",
+                f"p99 {np.percentile(values, 99):.3f} ms (Server-Timing)",
+            )
+        )
+    outside = [_ms(lat) - t["total"] for lat, t in zip(run.latencies, run.timings, strict=True)]
+    figures.append(
+        Figure(
+            BENCH,
+            "  predict outside the route p50",
+            float(np.median(outside)),
+            "ms",
+            "",
+            f"p99 {np.percentile(outside, 99):.3f} ms: latency - Server-Timing total",
+        )
+    )
+    return figures
 
 
 def _spread(ratios: list[float]) -> str:
