@@ -36,6 +36,12 @@ def test_quick_run_measures_every_route_without_failures():
     for name in ("predict 1 customer p50", "predict 1 customer p99"):
         assert math.isfinite(figures[name].value) and figures[name].value > 0
         assert figures[name].note == ("4 ok, 0 failed; 12 transactions, 6 interactions, 2 surveys")
+    # the server's Server-Timing stages of those requests, and the time outside the route
+    stages = [n.split()[2] for n in figures if n.startswith("  predict stage ")]
+    assert stages[:2] == ["auth", "parse"] and stages[-2:] == ["total", "predict_cpu"]
+    assert {"validate", "features", "score"} <= set(stages)
+    assert figures["  predict stage total p50"].value > 0
+    assert math.isfinite(figures["  predict outside the route p50"].value)
     assert "mlflow models serve p50" not in figures  # the reference runs in the full bench only
     assert "predict p50 ratio ours / mlflow" not in figures
 
@@ -68,3 +74,13 @@ def test_response_length_needs_the_whole_reply():
     assert bench_serving._response_length(reply[:20]) is None  # head incomplete
     assert bench_serving._response_length(reply[:-1]) is None  # body incomplete
     assert bench_serving._response_length(reply) == (200, len(reply))
+
+
+def test_server_timing_is_read_from_the_reply_head():
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"
+        b'Server-Timing: auth;dur=0.041, score;desc="model";dur=5.3, miss\r\n\r\n'
+    )
+
+    assert bench_serving.server_timing(head) == {"auth": 0.041, "score": 5.3, "miss": 0.0}
+    assert bench_serving.server_timing(b"HTTP/1.1 200 OK\r\n\r\n") == {}

@@ -34,6 +34,7 @@ STAGES = [
     "rows",
     "encode",
     "total",
+    "predict_cpu",
 ]
 
 
@@ -95,9 +96,12 @@ def test_server_timing_names_every_stage(client: httpx.Client) -> None:
     assert list(timing) == STAGES
     assert all(ms >= 0 for ms in timing.values())
     # the stages are disjoint parts of the total (each rounded to 0.001 ms)
-    parts = sum(ms for name, ms in timing.items() if name != "total")
+    parts = sum(ms for name, ms in timing.items() if name not in ("total", "predict_cpu"))
     assert parts <= timing["total"] + 0.001 * len(timing)
     assert timing["total"] > 0
+    # predict's CPU time is at most its steps' wall time (one thread, its CPU within them)
+    steps = ("raw_tables", "validate", "features", "score", "rows")
+    assert 0 < timing["predict_cpu"] <= sum(timing[s] for s in steps) + 0.2
 
 
 def test_server_timing_adds_up_steps_over_as_of_groups(client: httpx.Client) -> None:
