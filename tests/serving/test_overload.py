@@ -283,6 +283,26 @@ def test_the_server_freezes_its_start_up_objects_out_of_the_garbage_collector(
     assert running.server.config.loop == "asyncio"
 
 
+def test_a_reload_freezes_what_it_loaded_out_of_the_garbage_collector(
+    start: Start, api_keys: Keys
+) -> None:
+    running = start()
+    state = state_of(running).serving
+    before = state.current
+    url = f"http://127.0.0.1:{running.port}/v1/admin/reload"
+
+    reload = httpx.post(url, headers={"X-API-Key": api_keys.admin}, timeout=60)
+
+    assert reload.status_code == 200, reload.text
+    fresh = state.current
+    assert fresh is not before and fresh.snapshot is not before.snapshot
+    # Frozen objects are not among those the collector tracks (gc.get_objects: every
+    # generation but the permanent one); the loaded objects, unfrozen, would be.
+    tracked = {id(o) for o in gc.get_objects()}
+    loaded = (fresh, fresh.model, fresh.snapshot, fresh.ranking, fresh.history)
+    assert all(o is not None and id(o) not in tracked for o in loaded)
+
+
 def test_half_sent_heads_and_idle_connections_are_closed_after_the_header_timeout(
     start: Start,
 ) -> None:
