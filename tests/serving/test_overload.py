@@ -27,7 +27,7 @@ from bench.overload import Tally, crowd
 from bench.serving import post
 from serving.__main__ import server_config
 from serving.config import Settings
-from serving.connections import Backlog
+from serving.connections import Backlog, CostFit
 from serving.errors import install_error_handlers, reject_unknown_query
 from tests.server import Server, free_port, run_server, serve_in_thread, serving_env
 from tests.serving.conftest import (
@@ -257,6 +257,53 @@ def test_a_head_that_would_wait_too_long_in_the_backlog_is_refused_by_the_guard(
     assert exchange(running.port, request(body, api_keys.key))[0][0] == 200
 
 
+def test_the_guard_weighs_a_queued_request_by_its_declared_body(
+    start: Start, api_keys: Keys, scores_dir: ScoresDir
+) -> None:
+    running = start()  # queue timeout 25 ms
+    guard = state_of(running).connections
+    backlog = guard.backlog
+    ids = list(scores_dir.rows.index)
+    small, big = ids_body(ids[:1]), ids_body(ids[:50])
+    assert exchange(running.port, request(small, api_keys.key))[0][0] == 200
+    # Connections made before the backlog below (one made behind it would be refused at
+    # its first bytes whatever it sends).
+    socks = [socket.create_connection(("127.0.0.1", running.port), timeout=10) for _ in "ab"]
+    wait_for(lambda: len(guard.open) == 2, "the connections to be made")
+    # As if measured: 1 ms per request plus 10 us per body byte, with one request queued
+    # ahead declaring 2,000 bytes (21 ms of the loop's time).
+    backlog.cost, backlog.byte_cost = 0.001, 1e-5
+    backlog.queued, backlog.queued_bytes = backlog.queued + 1, backlog.queued_bytes + 2000
+    try:
+        # A 1-id request behind it fits in the 25 ms; a 50-id one (its own bytes' time on
+        # top) does not, though counted as one request each they would both fit.
+        assert len(small) * 1e-5 + 0.021 < 0.025 < len(big) * 1e-5 + 0.021
+        statuses = []
+        for sock, body in zip(socks, (small, big), strict=True):
+            sock.sendall(request(body, api_keys.key))
+            [(status, headers, answer)] = read_responses(sock, 1)
+            statuses.append(status)
+        json_error(status, headers, answer, "overloaded")
+    finally:
+        backlog.queued, backlog.queued_bytes = backlog.queued - 1, backlog.queued_bytes - 2000
+        for sock in socks:
+            sock.close()
+    assert statuses == [200, 503]
+    assert counted(running.port, "churn_rejected_requests_total", "backlog") == 1
+    assert exchange(running.port, request(big, api_keys.key))[0][0] == 200  # none ahead
+
+
+def test_the_cost_fit_gives_each_body_size_its_own_time() -> None:
+    fit = CostFit()
+    for _ in range(20):  # one size: its mean time, no per-byte part
+        one_size = fit.add(30, 0.0003)
+    assert one_size == pytest.approx((0.0003, 0.0))
+    for i in range(400):  # 1-id requests and 1,000-id batches: 0.25 ms + 0.2 us per byte
+        x = 11_000 if i % 4 == 0 else 30
+        a, b = fit.add(x, 0.00025 + 2e-7 * x)
+    assert a == pytest.approx(0.00025, rel=1e-3) and b == pytest.approx(2e-7, rel=1e-3)
+
+
 def test_the_backlog_counts_return_to_zero_whatever_became_of_the_requests(
     start: Start, api_keys: Keys, scores_dir: ScoresDir
 ) -> None:
@@ -272,6 +319,7 @@ def test_the_backlog_counts_return_to_zero_whatever_became_of_the_requests(
         wait_for(lambda: backlog.running == 1, "the held request to reach the app")
     # ... and its client gone
     wait_for(lambda: backlog.queued == 0 and backlog.running == 0, "the backlog to empty")
+    assert backlog.queued_bytes == 0
     assert statuses == [200, 200, 200, 401, 404, 400]
 
 
