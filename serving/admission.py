@@ -95,6 +95,9 @@ class Slots:
         self.max_queue = max_queue
         self.queue_timeout = queue_timeout
         self.inflight = 0
+        #: Times a waiter's queue timeout ran out during a stall (a reload) and the stalled
+        #: part was given back to it instead of refusing it.
+        self.stall_extensions = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
@@ -140,6 +143,7 @@ class Slots:
                         return "queue_timeout"
                     # The wait overlapped a stall: that part is given back to the budget.
                     stalled_at, budget = stalled_at + stalled, stalled
+                    self.stall_extensions += 1
         except BaseException:  # the request was cancelled
             granted = waiter.done() and not waiter.cancelled()
             if not granted:

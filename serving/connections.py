@@ -19,10 +19,10 @@ object, passing every ``asyncio.Protocol`` call through to it, and in front of i
 - answers 431 ``header_too_large`` and closes when a head passes ``max_header_bytes`` before
   its end, so a 32 MiB header is never read whole, and no body behind it at all;
 - sheds load before any parsing: a complete request head that would wait longer than
-  ``queue_timeout`` seconds in the event loop's backlog (:class:`Backlog`: the requests
-  ahead of it times the loop's measured time per request), or that finds ``max_requests``
-  requests already in the server, is answered 503 ``overloaded`` with ``Retry-After`` from
-  here, and the connection closed, without reaching uvicorn's parser or the app. Such a
+  ``queue_timeout`` seconds in the event loop's backlog (:class:`Backlog`: the loop's
+  measured time for the requests ahead of it and for its own declared body), or that finds
+  ``max_requests`` requests already in the server, is answered 503 ``overloaded`` with
+  ``Retry-After`` from here, and the connection closed, without reaching uvicorn's parser or the app. Such a
   refusal costs microseconds, where one answered by the app costs a pass through every
   middleware: under a crowd, cheap refusals are what keeps the admitted requests fast.
 - keeps the event loop's passes short while new connections set up (a new connection's
@@ -83,6 +83,21 @@ def raw_error(status: int, code: str, message: str, *, retry_after: int | None =
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+CONTENT_LENGTH = b"\r\ncontent-length:"
+
+
+def declared_length(head: bytes) -> int:
+    """The ``Content-Length`` of a complete request head (the bytes before its blank line),
+    0 when it has none or it is not a number (uvicorn's parser refuses such a head)."""
+    at = head.lower().find(CONTENT_LENGTH)
+    if at < 0:
+        return 0
+    at += len(CONTENT_LENGTH)
+    end = head.find(b"\r\n", at)
+    value = head[at : end if end >= 0 else len(head)].strip()
+    return int(value) if value.isdigit() else 0
+
+
 def default_protocol() -> type[asyncio.Protocol]:
     """Uvicorn's HTTP/1.1 protocol as ``http="auto"`` picks it: httptools when installed."""
     try:
@@ -117,6 +132,44 @@ PASSES_AFTER_MADE = 2
 LAG_WEIGHT = 0.25
 
 
+class CostFit:
+    """A running least-squares fit of the loop's time per request, ``y`` seconds, to
+    ``a + b * x`` for a request declaring ``x`` bytes of body.
+
+    Running means of ``x``, ``y``, ``x * x`` and ``x * y`` (the newest weighing
+    :data:`COST_WEIGHT`) give the slope ``b`` (the covariance of ``x`` and ``y`` over the
+    variance of ``x``, at least 0) and the intercept ``a``. Requests all of one size give no
+    slope: ``a`` is then their mean time, as a plain running mean would give; a mix of sizes
+    (1-id requests and 1,000-id batches) gives each size its own time.
+    """
+
+    __slots__ = ("mx", "mxx", "mxy", "my", "started")
+
+    def __init__(self) -> None:
+        self.mx = self.my = self.mxx = self.mxy = 0.0
+        self.started = False
+
+    def add(self, x: float, y: float) -> tuple[float, float]:
+        """Add one request's time ``y`` (s) for its ``x`` body bytes; the fit ``(a, b)``."""
+        if not self.started:  # the first measurement is the whole mean
+            self.started = True
+            self.mx, self.my, self.mxx, self.mxy = x, y, x * x, x * y
+        else:
+            w = COST_WEIGHT
+            self.mx += (x - self.mx) * w
+            self.my += (y - self.my) * w
+            self.mxx += (x * x - self.mxx) * w
+            self.mxy += (x * y - self.mxy) * w
+        variance = self.mxx - self.mx * self.mx
+        if variance <= self.mxx * 1e-6:  # one size only (or rounding): no slope to fit
+            return self.my, 0.0
+        slope = max(0.0, (self.mxy - self.mx * self.my) / variance)
+        intercept = self.my - slope * self.mx
+        if intercept < 0:  # the small requests look free: share the time by bytes instead
+            return 0.0, self.my / self.mx
+        return intercept, slope
+
+
 class Setup:
     """One new connection's set-up: from its protocol being made (loop time ``at``, stall
     clock ``stalls``) until its first head is read, or it turns out to send nothing yet."""
@@ -133,10 +186,13 @@ class Backlog:
     ``queued`` counts requests handed to uvicorn whose app call has not started: in this
     server most requests are one synchronous stretch of work, so under load they wait as
     tasks in the event loop's ready queue, in arrival order, not for an admission slot.
-    ``running`` counts those the app is working on. ``cost`` is a running mean of the time
-    between two consecutive request starts while others were waiting: the loop's wall time
-    per request on this machine under its current load. A new request would wait about
-    ``queued * cost``.
+    ``running`` counts those the app is working on. The time between two consecutive request
+    starts while others were waiting is the loop's wall time for the first of the two on
+    this machine under its current load; :class:`CostFit` fits it, as a running estimate,
+    to ``cost`` seconds per request plus ``byte_cost`` seconds per byte of its declared
+    body, since a 1,000-id batch takes several times the loop's time of a 1-id request.
+    ``queued_bytes`` sums the declared bodies of the queued requests, so a new request would
+    wait about ``queued * cost + queued_bytes * byte_cost`` (:meth:`expected_wait`).
 
     ``setting_up`` counts new connections whose first request is on its way (made, its
     head due in the next pass): such a request goes through :data:`NEW_CONNECTION_PASSES`
@@ -160,7 +216,11 @@ class Backlog:
         self.running = 0
         self.setting_up = 0
         self._setups: deque[Setup] = deque()  # in the order made; ended ones left lazily
-        self.cost = 0.0  # seconds; 0 until measured: nothing is refused on a guess
+        self.queued_bytes = 0  # declared body bytes of the queued requests
+        self.fit = CostFit()
+        self.cost = 0.0  # seconds per request; 0 until measured: nothing is refused on a guess
+        self.byte_cost = 0.0  # seconds per declared body byte, on top of ``cost``
+        self._last_bytes = 0  # declared body bytes of the request started last
         self.lag = 0.0  # seconds, mean pass of the loop while measured
         self._last_start: float | None = None  # loop time of the last start, when others waited
         self._ticking = False
@@ -201,22 +261,26 @@ class Backlog:
             setup.open = False
             self.setting_up -= 1
 
-    def expected_wait(self) -> float:
-        """Seconds a request whose head is complete now would wait before the app starts it:
-        the requests queued ahead of it times the loop's time per request (0 with none
-        ahead, so the server never refuses everything on a stale estimate)."""
-        return self.queued * self.cost
+    def expected_wait(self, body_bytes: int = 0) -> float:
+        """Seconds until the app is done with a request whose head is complete now, declaring
+        ``body_bytes`` of body: the loop's time for the requests queued ahead of it and for
+        its own body's bytes beyond a small request's (0 with none ahead, so the server never
+        refuses everything on a stale estimate)."""
+        if not self.queued:
+            return 0.0
+        return self.queued * self.cost + (self.queued_bytes + body_bytes) * self.byte_cost
 
-    def refusal(self, waited: float = 0.0) -> str | None:
-        """Why a new request does not fit, or ``None`` when it does: ``overloaded`` with
-        ``max_requests`` already in the server, ``backlog`` when its expected wait passes
-        :meth:`budget`, or, with ``waited`` seconds already spent (a new connection's set-up),
-        when the two together pass the queue timeout."""
+    def refusal(self, waited: float = 0.0, body_bytes: int = 0) -> str | None:
+        """Why a new request declaring ``body_bytes`` of body does not fit, or ``None`` when
+        it does: ``overloaded`` with ``max_requests`` already in the server, ``backlog`` when
+        its expected wait (:meth:`expected_wait`) passes :meth:`budget`, or, with ``waited``
+        seconds already spent (a new connection's set-up), when the two together pass the
+        queue timeout."""
         if self.queued + self.running >= self.max_requests:
             return "overloaded"
         if not self.queued:
             return None
-        expected = self.expected_wait()
+        expected = self.expected_wait(body_bytes)
         if expected > self.budget() or waited + expected > self.queue_timeout:
             return "backlog"
         return None
@@ -237,15 +301,18 @@ class Backlog:
         now = asyncio.get_running_loop().time()
         return now - since - (self.stalls.now() - stalled_since)
 
-    def started(self, now: float) -> None:
-        """A queued request reached the app at loop time ``now``."""
+    def started(self, now: float, body_bytes: int = 0) -> None:
+        """A queued request declaring ``body_bytes`` of body reached the app at loop time
+        ``now``."""
         self.queued -= 1
+        self.queued_bytes -= body_bytes
         self.running += 1
         if self._last_start is not None and not self.stalls.active:
             # One long stall (a slow request) counts as at most the queue timeout.
             gap = min(now - self._last_start, self.queue_timeout)
-            self.cost += (gap - self.cost) * COST_WEIGHT
+            self.cost, self.byte_cost = self.fit.add(self._last_bytes, gap)
         self._last_start = now if self.queued > 0 else None
+        self._last_bytes = body_bytes
 
     def watch(self) -> None:
         """Measure the loop's passes (:attr:`lag`) while requests or connections wait: a
@@ -294,11 +361,15 @@ class ConnectionGuard(RequestTracker):
         header_timeout: float,
         queue_timeout: float = 0.025,
         max_requests: int = 128,
+        max_body_bytes: int = 8 * 1024 * 1024,
         counters: Counters | None = None,
         inner: type[asyncio.Protocol] | None = None,
     ) -> None:
         super().__init__()
         self.max_connections = max_connections
+        # A declared body counts toward the backlog's expected wait up to this (a bigger one
+        # is refused 413 by the app).
+        self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
         self.header_timeout = header_timeout
         self.backlog = Backlog(queue_timeout, max_requests, self.stalls)
@@ -330,7 +401,7 @@ class ConnectionGuard(RequestTracker):
         now = asyncio.get_running_loop().time()
         if connection.state == QUEUED:
             connection.state = RUNNING
-            self.backlog.started(now)
+            self.backlog.started(now, connection.body_bytes)
         return self.backlog.waited(connection.head_at, connection.head_stalls)
 
     def stalled(self) -> contextlib.AbstractContextManager[None]:
@@ -369,6 +440,7 @@ class GuardedConnection(asyncio.Protocol):
         self.tail = b""  # last bytes seen, for a head end split across reads
         self.start = b""  # the head's first bytes (its request line), for exempt paths
         self.state = IDLE  # the connection's request: IDLE, QUEUED or RUNNING (Backlog)
+        self.body_bytes = 0  # the request's declared body (Content-Length), capped
         self.timer: asyncio.TimerHandle | None = None
         # Made by the loop's pass after the accept's: a first request sent at once has
         # waited since then (its set-up, counted in ``Backlog.setting_up`` meanwhile).
@@ -461,6 +533,13 @@ class GuardedConnection(asyncio.Protocol):
             if end < 0:
                 self.head_bytes, self.tail = size, seen[-(len(HEAD_END) - 1) :]
             else:
+                # The declared body, when the whole head came in this read (almost always:
+                # a head is a few hundred bytes); else counted as none.
+                self.body_bytes = (
+                    min(declared_length(data[:end]), self.guard.max_body_bytes)
+                    if not self.head_bytes and not self.tail
+                    else 0
+                )
                 self.head_done()
                 self.head_at = asyncio.get_running_loop().time()
                 self.head_stalls = self.guard.stalls.now()
@@ -505,12 +584,13 @@ class GuardedConnection(asyncio.Protocol):
         if self.exempt():
             return True
         backlog = self.guard.backlog
-        refused = backlog.refusal(waited)
+        refused = backlog.refusal(waited, self.body_bytes)
         if refused is not None:
             self.guard.reject(refused)
             self._answer(AT_CAPACITY)
             return False
         backlog.queued += 1
+        backlog.queued_bytes += self.body_bytes
         backlog.watch()
         self.state = QUEUED
         return True
@@ -519,6 +599,7 @@ class GuardedConnection(asyncio.Protocol):
         """The connection's request finished, or will never start: uncount it."""
         if self.state == QUEUED:
             self.guard.backlog.queued -= 1
+            self.guard.backlog.queued_bytes -= self.body_bytes
         elif self.state == RUNNING:
             self.guard.backlog.running -= 1
         self.state = IDLE
@@ -591,5 +672,6 @@ def guard_for(settings: Settings, counters: Counters | None) -> ConnectionGuard:
         header_timeout=settings.header_timeout_seconds,
         queue_timeout=settings.queue_timeout_ms / 1000,
         max_requests=settings.max_inflight + settings.max_queue,
+        max_body_bytes=settings.max_body_bytes,
         counters=counters,
     )

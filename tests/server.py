@@ -40,6 +40,21 @@ def workspace_env(root: Path) -> dict[str, str]:
     )
 
 
+def serving_env(
+    tracking_uri: str, scores_dir: Path, keys_file: Path, workdir: Path, **extra: str
+) -> dict[str, str]:
+    """The settings of a test's ``python -m serving``: the MLflow registry at
+    ``tracking_uri``, snapshots in ``scores_dir``, the key store ``keys_file``, a model cache
+    in ``workdir``, plus ``extra`` (``CHURN_*`` names)."""
+    return {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "CHURN_SCORES_DIR": str(scores_dir),
+        "CHURN_API_KEYS_FILE": str(keys_file),
+        "CHURN_MODEL_CACHE_DIR": str(workdir / "cache"),
+        **extra,
+    }
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:

@@ -39,7 +39,7 @@ from models.distribution import BandRule
 from models.scoring import score_population
 from serving.auth import create_key
 from serving.config import Settings
-from tests.server import Server, run_server
+from tests.server import Server, run_server, serving_env
 from training.batch import reference_meta
 from training.drivers import churn_drivers
 
@@ -289,14 +289,14 @@ def server(
 ) -> Iterator[Server]:
     """The server with a champion, a snapshot and a key store: ready."""
     workdir = tmp_path_factory.mktemp("server")
-    env = {
-        "MLFLOW_TRACKING_URI": registry.uri,
-        "CHURN_SCORES_DIR": str(scores_dir.path),
-        "CHURN_API_KEYS_FILE": str(api_keys.path),
-        "CHURN_MODEL_CACHE_DIR": str(workdir / "cache"),
-        "CHURN_MAX_CUSTOMERS_PER_REQUEST": "50",
-        "CHURN_MAX_BODY_BYTES": "1000000",
-    }
+    env = serving_env(
+        registry.uri,
+        scores_dir.path,
+        api_keys.path,
+        workdir,
+        CHURN_MAX_CUSTOMERS_PER_REQUEST="50",
+        CHURN_MAX_BODY_BYTES="1000000",
+    )
     with run_server(workdir, env) as running:
         yield running
 
@@ -307,13 +307,9 @@ def unready_server(
 ) -> Iterator[Server]:
     """The server with no champion for its model name and no snapshot: alive, not ready."""
     workdir = tmp_path_factory.mktemp("unready")
-    env = {
-        "CHURN_MLFLOW_TRACKING_URI": registry.uri,
-        "CHURN_MODEL_NAME": "no-such-model",
-        "CHURN_SCORES_DIR": str(workdir / "empty"),
-        "CHURN_API_KEYS_FILE": str(api_keys.path),
-        "CHURN_MODEL_CACHE_DIR": str(workdir / "cache"),
-    }
+    env = serving_env(
+        registry.uri, workdir / "empty", api_keys.path, workdir, CHURN_MODEL_NAME="no-such-model"
+    )
     with run_server(workdir, env) as running:
         yield running
 

@@ -17,6 +17,7 @@ import pytest
 
 from features.build import build_features
 from models.scoring import score_frame
+from tests.server import run_server, serving_env
 from tests.serving.conftest import (
     AS_OF,
     HORIZON_DAYS,
@@ -24,7 +25,6 @@ from tests.serving.conftest import (
     Registry,
     Trained,
     assert_error,
-    run_server,
     synthetic_tables,
 )
 from training.batch import attribute_columns, previous_scores, publish_snapshot, snapshot_rows
@@ -100,12 +100,7 @@ def hclient(
     registry: Registry, champion: str, kept: Kept, api_keys: Keys, tmp_path_factory
 ) -> Iterator[httpx.Client]:
     workdir = tmp_path_factory.mktemp("history-server")
-    env = {
-        "MLFLOW_TRACKING_URI": registry.uri,
-        "CHURN_SCORES_DIR": str(kept.path),
-        "CHURN_API_KEYS_FILE": str(api_keys.path),
-        "CHURN_MODEL_CACHE_DIR": str(workdir / "cache"),
-    }
+    env = serving_env(registry.uri, kept.path, api_keys.path, workdir)
     with (
         run_server(workdir, env) as server,
         httpx.Client(base_url=server.url, headers={"X-API-Key": api_keys.key}, timeout=30) as c,
