@@ -347,8 +347,19 @@ class ChurnModel:
         ninety times. Other columns go through ``pd.to_numeric`` (unparseable values: NaN);
         categorical features become their training category codes (unseen: NaN).
         """
+        return self._encode(X, self._encode_plan(X))
+
+    def encode_with_floats(self, X: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+        """:meth:`encode` and :meth:`float_columns` of ``X`` together, from one look-up of
+        how ``X``'s columns are converted: scoring needs both, and for one customer the
+        look-up (the frame's column names and dtypes) costs a tenth of the encoding."""
+        plan = self._encode_plan(X)
+        return self._encode(X, plan), plan[3]
+
+    def _encode(self, X: pd.DataFrame, plan: _EncodePlan) -> np.ndarray:
+        """:meth:`encode` by ``plan`` (:meth:`_encode_plan` of ``X``)."""
         out = np.full((len(X), len(self.features_)), np.nan)
-        categorical, numeric, other, _ = self._encode_plan(X)
+        categorical, numeric, other, _ = plan
         for j, name, position in categorical:
             out[:, j] = self._category_codes(name, X[name], position)
         for j, name in other:
