@@ -406,7 +406,9 @@ def _text_array(values: np.ndarray) -> Any:
     pandas ``str`` array: the array ``pd.array(values, dtype="str")`` makes, from a pyarrow
     array built directly (``pd.array`` checks and converts each value first; 10 against 20
     us for a dozen values, seven columns of a one-customer request)."""
-    return pd.arrays.ArrowStringArray(pa.array(values, type=pa.large_string()), dtype=_STR)
+    # pandas-stubs leave out the constructor's ``dtype`` (``str``: NaN as the missing value)
+    array = pa.array(values, type=pa.large_string())
+    return pd.arrays.ArrowStringArray(array, dtype=_STR)  # type: ignore[call-arg]
 
 
 def _float(s: _Array) -> np.ndarray:
