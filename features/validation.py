@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeAlias, cast, overload
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.groups import arrays_frame, column_labels
 from features.schema import SURVEY_ELEMENTS, TABLES, Tables
@@ -391,8 +392,23 @@ _UTC = pd.DatetimeTZDtype("ns", "UTC")
 
 
 def _as_utc(ns: np.ndarray) -> pd.arrays.DatetimeArray:
-    """int64 UTC nanoseconds as a ``datetime64[ns, UTC]`` array."""
-    return pd.array(ns.view("M8[ns]"), dtype=_UTC)
+    """int64 UTC nanoseconds as a ``datetime64[ns, UTC]`` array. Through a ``DatetimeIndex``
+    localised to UTC (no shift: the values are UTC already): the same array as
+    ``pd.array(values, dtype="datetime64[ns, UTC]")`` at about half the cost, for a dozen
+    rows (a quarter of the ~40 us of each table's timestamp column) and for millions."""
+    index = pd.DatetimeIndex(ns.view("M8[ns]"), tz="UTC")
+    values: pd.arrays.DatetimeArray = index.array
+    return values
+
+
+def _text_array(values: np.ndarray) -> Any:
+    """A small object array of normalised text (``str`` or ``None``, :func:`_text`) as a
+    pandas ``str`` array: the array ``pd.array(values, dtype="str")`` makes, from a pyarrow
+    array built directly (``pd.array`` checks and converts each value first; 10 against 20
+    us for a dozen values, seven columns of a one-customer request)."""
+    # pandas-stubs leave out the constructor's ``dtype`` (``str``: NaN as the missing value)
+    array = pa.array(values, type=pa.large_string())
+    return pd.arrays.ArrowStringArray(array, dtype=_STR)  # type: ignore[call-arg]
 
 
 def _float(s: _Array) -> np.ndarray:
@@ -866,7 +882,7 @@ def _split(
         if col in out:
             values = out[col]
             if isinstance(values, np.ndarray) and values.dtype == object:
-                values = pd.array(values, dtype=_STR)  # normalised text
+                values = _text_array(values)  # normalised text
         else:  # as read (an object column stays object)
             values = col_of[col]
         columns.append(values[keep] if any_bad else values)

@@ -704,14 +704,16 @@ class CLVModel:
         params = self.count_params()
         return purchase_log_likelihood(self.model_, params, freq, rec, t, w) / float(w.sum())
 
-    def inputs(self, summary: pd.DataFrame) -> dict[str, np.ndarray]:
+    def inputs(self, summary: pd.DataFrame | Mapping[str, Any]) -> dict[str, np.ndarray]:
         """The columns of ``summary`` the predictions read (:data:`SUMMARY_COLUMNS` and
         ``tenure_days`` when present), as float64 arrays with missing values NaN: read once,
         for callers that predict several times for the same customers (a scoring call
         predicts over two horizons and the value columns), since each pandas column look-up
-        costs about as much as the formulas for the one customer of a ``/v1/predict``."""
+        costs about as much as the formulas for the one customer of a ``/v1/predict``.
+        ``summary``: a frame, or a mapping of column name to values (scoring passes the
+        frame's float columns as the churn model's encoded matrix holds them)."""
         names = (*SUMMARY_COLUMNS, "tenure_days")
-        return {c: _column(summary, c) for c in names if c in summary.columns}
+        return {c: _column(summary, c) for c in names if c in summary}
 
     def predict(self, summary: pd.DataFrame, *, horizon_days: float) -> pd.DataFrame:
         """P(alive), expected purchases and discounted CLV over ``horizon_days``.

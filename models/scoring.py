@@ -133,6 +133,10 @@ def _score(
     clv: pd.DataFrame | Mapping[str, Any] | None = None
     value: pd.DataFrame | Mapping[str, Any] | None = None
     extra: dict[str, np.ndarray] = {}
+    # encoded first: the CLV inputs among the model's float features are read from the
+    # matrix (the same values, no pandas column look-up); the BTYD features are written in
+    # below, once computed
+    matrix, floats = bundle.churn.encode_with_floats(frame)
     if isinstance(bundle.clv, ContractualCLV):
         # a subscription: recurring revenue x expected residual lifetime, no churn features
         if TENURE_COLUMN in frame.columns:
@@ -154,7 +158,7 @@ def _score(
         # outputs are over the CLV horizon. The BTYD model reads only the RFM summary
         # columns: read from the frame once, as arrays (no frames built: for one customer
         # pandas' overhead is most of the cost of these calls)
-        inputs = bundle.clv.inputs(frame)
+        inputs = bundle.clv.inputs(_WithColumns(frame, {}, matrix, floats))
         clv = bundle.clv.predict_columns(inputs, horizon_days=horizon)
         # the features over the model's horizon: the count columns alone (predict's values)
         # unless that is the CLV horizon
@@ -179,14 +183,13 @@ def _score(
                 pd.DataFrame(value, index=frame.index),
                 horizon_days=horizon,
             )
-    matrix = bundle.churn.encode(frame)
     features = bundle.churn.features_
     for name, values in extra.items():  # float64 already: what encode would make of them
         if name in features:
             matrix[:, features.index(name)] = values
     # one LightGBM call for the probability and the reasons' contributions
     prob, contributions = bundle.churn.proba_and_contributions(matrix)
-    view = _WithColumns(frame, extra, matrix, bundle.churn.float_columns(frame))
+    view = _WithColumns(frame, extra, matrix, floats)
     if reference is None and rule is not None:
         # The reference is the customers who can still be kept: where most of the riskiest
         # customers are long gone (CDNOW: every customer of the top 30%), bands over everyone

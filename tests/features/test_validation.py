@@ -565,3 +565,31 @@ def test_duplicates_take_missing_values_and_signed_zeros_as_equal(n):
     assert 0 < expected.sum() < n
     result = validate_table("interactions", raw)
     assert sorted(result.quarantine.index) == sorted(raw.index[expected])
+
+
+@pytest.mark.parametrize("n", [0, 1, 12, 5_000])
+def test_utc_arrays_are_the_arrays_pd_array_makes(n: int) -> None:
+    """The timestamp columns' arrays (through a UTC ``DatetimeIndex``) equal
+    ``pd.array(..., dtype="datetime64[ns, UTC]")``: dtype, values and NaT."""
+    rng = np.random.default_rng(n)
+    ns = rng.integers(0, 2_000_000_000, n).astype("int64") * 10**9
+    ns[: n // 3] = np.iinfo("int64").min  # NaT
+    got = validation._as_utc(ns)
+    want = pd.array(ns.view("M8[ns]"), dtype=pd.DatetimeTZDtype("ns", "UTC"))
+    assert type(got) is type(want) and got.dtype == want.dtype
+    pd.testing.assert_extension_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "values", [[], ["a"], ["c1", None, " ", "", "ÉLÉMENT"], [None, None], ["x"] * 40]
+)
+def test_small_text_arrays_are_the_arrays_pd_array_makes(values: list[str | None]) -> None:
+    """A small table's normalised text column (an ArrowStringArray built from pyarrow)
+    equals ``pd.array(values, dtype="str")``: dtype, values, missing values."""
+    objects = np.empty(len(values), dtype=object)
+    objects[:] = values
+    got = validation._text_array(objects)
+    want = pd.array(objects, dtype="str")
+    assert type(got) is type(want) and got.dtype == want.dtype
+    pd.testing.assert_extension_array_equal(got, want)
+    assert got.isna().tolist() == [v is None for v in values]
