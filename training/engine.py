@@ -13,19 +13,23 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from features.time import as_utc
 from training.batch import ScoreResult
 from training.config import TrainSettings
-from training.frames import CutoffPlan, Frames, plan_cutoffs
 from training.io import input_rows, quarantined_rows
-from training.pipeline import EngineSteps, TrainResult
 from training.progress import summary_line
+
+if TYPE_CHECKING:  # training.pipeline imports the report (matplotlib): make score needs neither
+    from training.frames import CutoffPlan, Frames
+    from training.pipeline import TrainResult
 
 
 def train(settings: TrainSettings) -> TrainResult:
     """``make train`` on the configured engine."""
     from training import pipeline
+    from training.pipeline import EngineSteps
 
     if settings.engine == "local":
         return pipeline.train(settings)
@@ -108,6 +112,8 @@ class FeatureOutput:
 def features(settings: TrainSettings, out: Path) -> FeatureOutput:
     """``make features``: the training and validation frames as Parquet in ``out``
     (``train.parquet`` is a folder of parts on the Dask engine)."""
+    from training.frames import plan_cutoffs
+
     out.mkdir(parents=True, exist_ok=True)
     if settings.engine == "local":
         from training.pipeline import prepare
