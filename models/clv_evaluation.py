@@ -23,15 +23,18 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 from features.transactions import purchase_days, transaction_features
 from models.clv import CLVModel, CLVModelError
 from models.clv_learned import LearnedCLV, learned_features, learning_window_days, to_horizon
+
+if TYPE_CHECKING:  # matplotlib is imported by the figures alone: make score draws none
+    from matplotlib.figure import Figure
 
 #: Calibration repeat purchases from this number on share the last row of the conditional
 #: expectation table ("7+", as in FHL 2005a).
@@ -526,6 +529,8 @@ def evaluate_candidates(
 def conditional_expectation_figure(evaluation: HoldoutEvaluation) -> Figure:
     """Mean holdout purchases by calibration repeat purchases: actual, model, naive."""
     table = evaluation.conditional_expectation
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
     x = np.arange(len(table))
@@ -544,6 +549,8 @@ def conditional_expectation_figure(evaluation: HoldoutEvaluation) -> Figure:
 def decile_figure(evaluation: HoldoutEvaluation) -> Figure:
     """Mean predicted (undiscounted) vs actual holdout spend by predicted-CLV decile."""
     table = evaluation.deciles
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
     x = np.arange(len(table))

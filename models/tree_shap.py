@@ -32,7 +32,10 @@ The values equal one ``pred_contrib`` call's up to the order of floating-point a
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import mmap
+import os
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import factorial
 from typing import Any, cast
@@ -41,12 +44,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-#: Threads the trees are shared out between (the machine's 2 cores). The values are summed
-#: per thread, then across, so this number fixes the order of the additions. Measured
-#: 2026-12-04 at 200,000 customers on the shared 2-core machine: the threads mostly take
-#: turns (the many small NumPy calls hold the GIL): 0.62-0.76 s of CPU per second of wall
-#: time with 2 threads, 0.62-0.66 with 1.
-THREADS = 2
+#: Shares the trees are dealt into (tree ``t`` to share ``t % SHARES``): this process
+#: computes the first, a forked child process the second (the machine's 2 cores; threads
+#: mostly took turns on the GIL: 0.62-0.76 s of CPU per second of wall time with 2 threads).
+#: The values are summed per share, then across, so this fixes the order of the additions.
+SHARES = 2
 #: Below this many rows one ``pred_contrib`` call is cheaper than the tables.
 MIN_ROWS = 2_000
 #: A leaf with more distinct features on its path has too big a table (2^d x d values).
@@ -316,7 +318,7 @@ def pred_contrib(booster: lgb.Booster, matrix: np.ndarray, num_iteration: int) -
     leaves = np.ascontiguousarray(leaves.T)  # a tree's leaves contiguous
     states = _States(trees, matrix)
 
-    def add(out: np.ndarray, t: int, spread: np.ndarray) -> None:
+    def add(out: np.ndarray, t: int, spread: np.ndarray, lightgbm: _LightGBM) -> None:
         """Tree ``t``'s values added to ``out`` (shape (features + 1, rows)); ``spread``: a
         row's worth of room for a feature's values spread to the rows."""
         tree = trees[t]
@@ -325,29 +327,38 @@ def pred_contrib(booster: lgb.Booster, matrix: np.ndarray, num_iteration: int) -
         used = np.unique(tree.feature)
         found = tree_values(tree, states, leaves[t])
         if found is None:  # LightGBM's own values, every row
-            out[used] += _lightgbm(booster, matrix, t)[:, used].T
+            out[used] += lightgbm(booster, matrix, t)[:, used].T
             return
         part, first, inverse = found
         if part is None:  # a path too long for tables: LightGBM's values per pattern
-            part = _lightgbm(booster, matrix[first], t)[:, used].T
+            part = lightgbm(booster, matrix[first], t)[:, used].T
         for c, f in enumerate(used):  # row by row in place: no (features, rows) temporary
             out[f] += np.take(part[c], inverse, out=spread)
 
-    def half(k: int) -> np.ndarray:
+    def share(k: int, out: np.ndarray, lightgbm: _LightGBM = _lightgbm) -> None:
         # by column: the rows of a column gathered at once
-        out = np.zeros((matrix.shape[1] + 1, n))
         spread = np.empty(n)
-        for t in range(k, len(trees), THREADS):
-            add(out, t, spread)
-        return out
+        for t in range(k, len(trees), SHARES):
+            add(out, t, spread, lightgbm)
 
-    # numpy's array loops release the GIL: the trees are shared out between threads, each
-    # adding into its own array
-    with ThreadPoolExecutor(THREADS) as pool:
-        parts = list(pool.map(half, range(THREADS)))
-    out = parts[0]
-    for more in parts[1:]:
-        out += more
+    # The many small NumPy calls hold the GIL, so threads would take turns: the second
+    # share of the trees is computed in a forked process, into memory shared with it, while
+    # this one computes the first. Each share adds into its own array, then the two are
+    # added, whoever computed them: the same additions in the same order either way.
+    shape = (matrix.shape[1] + 1, n)
+    forked = _fork(lambda out: share(1, out, _no_lightgbm), shape)
+    out = np.zeros(shape)
+    try:
+        share(0, out)
+    except BaseException:
+        forked(cancel=True)
+        raise
+    other = forked()
+    if other is None:  # no fork, or the child could not finish: this process does it
+        other = np.zeros(shape)
+        share(1, other)
+    out += other
+    del other
     out[-1] += sum(tree.expected for tree in trees)
     return out.T
 
@@ -379,3 +390,49 @@ def _lightgbm(booster: lgb.Booster, rows: np.ndarray, t: int) -> np.ndarray:
     )
     values[:, -1] = 0.0
     return values
+
+
+_LightGBM = Callable[[lgb.Booster, np.ndarray, int], np.ndarray]
+#: Exit code of a child that met a tree only LightGBM can compute.
+_NEEDS_LIGHTGBM = 3
+
+
+def _no_lightgbm(booster: lgb.Booster, rows: np.ndarray, t: int) -> np.ndarray:
+    """In the forked child: LightGBM's OpenMP threads are not safe to use after a fork, so a
+    tree that needs LightGBM ends the child, and the parent computes its share."""
+    os._exit(_NEEDS_LIGHTGBM)
+
+
+def _fork(work: Callable[[np.ndarray], None], shape: tuple[int, int]) -> Callable[..., Any]:
+    """Run ``work(out)`` in a forked child process, ``out`` a zeroed float array of
+    ``shape`` in memory shared with this process; returns a function that waits for the child
+    and gives ``out``, or ``None`` when the child failed (or this system cannot fork), for the
+    caller to do the work itself (``cancel=True``: end the child, for a caller that failed).
+    The child only computes (no files, no logging, no LightGBM) and leaves with
+    ``os._exit``, so nothing of this process runs twice."""
+    if not hasattr(os, "fork"):
+        return lambda cancel=False: None
+    size = int(np.prod(shape)) * 8
+    try:
+        shared = mmap.mmap(-1, max(size, 1))  # anonymous, shared with the child, zeroed
+        pid = os.fork()
+    except OSError:
+        return lambda cancel=False: None
+    if pid == 0:  # the child
+        code = 1
+        try:
+            work(np.frombuffer(shared, dtype=np.float64, count=size // 8).reshape(shape))
+            code = 0
+        finally:
+            os._exit(code)
+
+    def wait(cancel: bool = False) -> np.ndarray | None:
+        if cancel:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            shared.close()
+            return None
+        return np.frombuffer(shared, dtype=np.float64, count=size // 8).reshape(shape)
+
+    return wait

@@ -9,23 +9,27 @@ through :func:`training.pipeline.train` either way.
 
 from __future__ import annotations
 
-import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from features.time import as_utc
 from training.batch import ScoreResult
 from training.config import TrainSettings
-from training.frames import CutoffPlan, Frames, plan_cutoffs
-from training.io import quarantined_rows
-from training.pipeline import EngineSteps, TrainResult
+from training.io import input_rows, quarantined_rows
 from training.progress import summary_line
+
+if TYPE_CHECKING:  # training.pipeline imports the report (matplotlib): make score needs neither
+    from training.frames import CutoffPlan, Frames
+    from training.pipeline import TrainResult
 
 
 def train(settings: TrainSettings) -> TrainResult:
     """``make train`` on the configured engine."""
     from training import pipeline
+    from training.pipeline import EngineSteps
 
     if settings.engine == "local":
         return pipeline.train(settings)
@@ -66,23 +70,34 @@ def score(settings: TrainSettings) -> ScoreResult:
         return batch.score(settings)
     from training import dask_engine as de
     from training import tracking
+    from training.batch import log_score_run
     from training.frames import data_end
+    from training.progress import Steps
 
-    t0 = time.perf_counter()
-    bundle, version = tracking.load_champion(settings)
-    with de.dask_client(settings):
-        loaded, staged, _ = de.stage_inputs(settings)
+    # the local engine's steps where they exist here (features are built in the score step,
+    # per partition, with the snapshot parts), logged to MLflow the same way
+    step = Steps()
+    with ExitStack() as cluster:
+        with step("load") as s:
+            bundle, version = tracking.load_champion(settings)  # before the cluster starts
+            cluster.enter_context(de.dask_client(settings))
+            loaded, staged, _ = de.stage_inputs(settings)
+            s.rows = input_rows(loaded)
         as_of = as_utc(settings.as_of) if settings.as_of else data_end(loaded.tables)
-        result = de.score_distributed(staged, bundle, version, settings, as_of=as_of)
+        with step("score") as s:
+            result = de.score_distributed(staged, bundle, version, settings, as_of=as_of)
+            s.rows = {"customers scored": result.rows}
     line = summary_line(
         "score",
-        time.perf_counter() - t0,
+        step.elapsed,
         rows_in=loaded.rows_in,
         quarantined=quarantined_rows(loaded),
         customers=result.rows,
         version=version,
     )
-    return replace(result, summary=line)
+    step.record({"time.total_s": step.elapsed, "rss.peak_gib": step.peak_gib})
+    run_id = log_score_run(settings, step, version, as_of, result.path, result.rows)
+    return replace(result, summary=line, run_id=run_id)
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,8 @@ class FeatureOutput:
 def features(settings: TrainSettings, out: Path) -> FeatureOutput:
     """``make features``: the training and validation frames as Parquet in ``out``
     (``train.parquet`` is a folder of parts on the Dask engine)."""
+    from training.frames import plan_cutoffs
+
     out.mkdir(parents=True, exist_ok=True)
     if settings.engine == "local":
         from training.pipeline import prepare

@@ -46,3 +46,37 @@ def test_the_values_are_lightgbms(zero_as_missing: bool) -> None:
     np.testing.assert_allclose(fast, full, rtol=0, atol=1e-12)
     # fewer rows than MIN_ROWS: LightGBM's call as it is
     assert np.array_equal(tree_shap.pred_contrib(booster, x[:50], 40), full[:50])
+
+
+def _booster(n: int = 4000) -> tuple[lgb.Booster, np.ndarray]:
+    rng = np.random.default_rng(11)
+    x = np.column_stack(
+        [rng.normal(0, 1, n).round(1), rng.gamma(2.0, 3.0, n).round(), rng.random(n)]
+    )
+    x[rng.random(n) < 0.1, 1] = np.nan
+    y = (rng.random(n) < 1 / (1 + np.exp(-(x[:, 0] + np.nan_to_num(x[:, 1]) / 5 - 1)))).astype(
+        float
+    )
+    params = {"objective": "binary", "num_leaves": 15, "verbose": -1, "seed": 3}
+    return lgb.train(params, lgb.Dataset(x, y), num_boost_round=30), x
+
+
+def test_the_forked_share_adds_up_as_this_process_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child's share of the trees gives the very values this process gives for it (a
+    system without fork computes both shares here), and a child that meets a tree only
+    LightGBM can compute leaves its share to this process: LightGBM's values either way."""
+    booster, x = _booster()
+    forked = tree_shap.pred_contrib(booster, x, 30)
+    full = booster.predict(x, num_iteration=30, pred_contrib=True)
+    np.testing.assert_allclose(forked, full, rtol=0, atol=1e-12)
+
+    def no_fork() -> int:
+        raise OSError("no fork here")
+
+    with monkeypatch.context() as m:
+        m.setattr(tree_shap.os, "fork", no_fork)
+        assert np.array_equal(tree_shap.pred_contrib(booster, x, 30), forked)
+    # every path too long for the tables: the child stops at its first tree, the parent
+    # computes the child's share (LightGBM's values per pattern)
+    monkeypatch.setattr(tree_shap, "MAX_TABLE_FEATURES", 0)
+    np.testing.assert_allclose(tree_shap.pred_contrib(booster, x, 30), full, rtol=0, atol=1e-12)

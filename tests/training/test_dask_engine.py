@@ -155,6 +155,20 @@ def test_dask_scoring_writes_every_customer(trained, dask_settings, local):
     assert snapshot["churn_percentile"].between(0, 100).all()
     parts = sorted((dask_settings.dask_work_dir / "scores").glob("part.*.parquet"))
     assert len(parts) == 4
+    # logged as the local engine logs it: a scoring run with the steps' figures
+    run = mlflow.MlflowClient(tracking_uri=dask_settings.mlflow_tracking_uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert f" score v{on_dask.version} " in run.info.run_name
+    assert run.data.tags["kind"] == tracking.SCORING_KIND
+    assert run.data.tags["model_version"] == on_dask.version
+    assert run.data.tags["snapshot"] == str(result.path)
+    assert run.data.tags["as_of"] == meta["as_of"]
+    for step in ("load", "score"):
+        assert run.data.metrics[f"time.{step}_s"] >= 0
+        assert run.data.metrics[f"rss.{step}_gib"] > 0
+    assert run.data.metrics["time.total_s"] >= run.data.metrics["time.score_s"]
+    assert run.data.metrics["customers_scored"] == len(snapshot)
+    assert f"{len(snapshot):,} customers scored" in result.summary
 
 
 def test_attribute_types_are_decided_on_the_whole_table():
