@@ -11,7 +11,8 @@ sockets, step by step:
 - 200 connections sending half a request (half a head, or a head and half a body): how many
   the server closed, and when;
 - a 32 MiB header: the answer, and how much was sent before it;
-- 20 uploads of 8 MiB held open: admitted and refused, and the server's RSS growth;
+- 20 uploads of 8 MiB held open (started one after another): admitted and refused, and the
+  server's RSS growth;
 - malformed and strictness rows: the status and content type of each answer.
 
 A refused client waits the answer's ``Retry-After`` (jittered), as a real client should. The
@@ -387,7 +388,12 @@ async def big_header(port: int, key: str, size: int) -> tuple[int, int, float]:
 
 async def uploads(p: Prepared, port: int, pid: int, count: int, size: int) -> dict[str, float]:
     """``count`` uploads of ``size`` bytes, each held open before its last KiB: admitted and
-    refused counts, and the server's RSS growth while they are held (MiB)."""
+    refused counts, and the server's RSS growth while they are held (MiB).
+
+    Each upload starts once the one before it is held (its app call has begun), so that no
+    request is queued behind another when its head arrives: what refuses an upload here is
+    the body memory budget, which this row measures, not the backlog estimate, which would
+    refuse a big body behind a queued one depending on how the heads happened to line up."""
     body = b'{"customer_ids": ["' + b"a" * (size - 24) + b'"]}'
     before = rss_mib(pid)
     refused = admitted = 0
@@ -419,7 +425,8 @@ async def uploads(p: Prepared, port: int, pid: int, count: int, size: int) -> di
         answer.cancel()
         held.append((reader, writer))
 
-    await asyncio.gather(*(start_one() for _ in range(count)))
+    for _ in range(count):
+        await start_one()
     for _ in range(10):  # the server reads what was sent: sample its RSS meanwhile
         peak = max(peak, rss_mib(pid))
         await asyncio.sleep(0.1)
