@@ -141,14 +141,19 @@ demo: install data train score ## the whole job on the demo data, then serve wit
 
 # pytest exits 5 when no test ran (nothing collected, or all deselected): make treats it as a
 # failure like any other non-zero status, so an empty run never passes.
+# The suite runs in TEST_WORKERS processes (pytest-xdist; default: the cores, at most 4), each
+# test file on one of them, so a module's fixtures (a trained demo, a server) are built once;
+# TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -gt 4 ] && n=4; echo $$n)
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 test: install ## the whole test suite except the simulated year (make test-long); CI runs both
-	$(BIN)/python -m pytest -m "not long" --durations=15
+	$(BIN)/python -m pytest -m "not long" --durations=15 $(XDIST)
 
 test-long: install ## the simulated year: 52 weekly make retrain runs with a drift injected mid-year (about 6 minutes)
 	$(BIN)/python -m pytest -m long
 
 test-fast: install ## the tests not marked slow (no 20k-customer training, no Dask): under 2 minutes
-	$(BIN)/python -m pytest -m "not slow and not long"
+	$(BIN)/python -m pytest -m "not slow and not long" $(XDIST)
 
 test-latest: ## the suite on the newest releases pyproject.toml allows, in .venv-latest, without the lock (not run by CI)
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found; install it or pass PYTHON=/path/to/python3.11" >&2; exit 2; }

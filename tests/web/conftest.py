@@ -94,7 +94,10 @@ class Demo:
         return out.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="package")
+# Module scope: tests/web is a folder, not a package, where pytest gives "package" fixtures
+# the session's lifetime; Playwright's sync API keeps an event loop marked running in this
+# thread while it is started, so any later asyncio.run in the same worker would fail.
+@pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     require_chromium()
     root = tmp_path_factory.mktemp("web")
@@ -120,7 +123,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield Demo(server, root, env, key.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser(demo: Demo) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 

@@ -242,7 +242,8 @@ def test_failed_sign_ins_are_rate_limited(browser, demo: Demo):
     try:
         statuses = []
         for _ in range(SIGNIN_LIMIT + 1):
-            page.goto(demo.server.url + "/signin")
+            shown = page.goto(demo.server.url + "/signin")
+            assert shown is not None and shown.status == 200, shown and shown.status
             page.fill("#api_key", "ck_not-a-key")
             statuses.append(submit(page, "form[action='/signin'] button[type=submit]").status)
         assert statuses[-1] == 429 and "Too many" in page.content()
