@@ -457,25 +457,42 @@ class DemoFit:
     as_of: pd.Timestamp
 
 
-def fit_demo_bundle(n_customers: int, *, trees: int = 300) -> DemoFit:
+def fit_demo_bundle(
+    n_customers: int,
+    *,
+    trees: int = 300,
+    seed: int = 7,
+    clv_features: bool = False,
+    calibrate: bool = False,
+) -> DemoFit:
     """Seeded demo data -> validated tables -> features at the demo's as-of -> a churn model of
-    ``trees`` trees and a BG/NBD + Gamma-Gamma CLV model (the serving and predict benches)."""
+    ``trees`` trees and a BG/NBD + Gamma-Gamma CLV model (the serving, predict and workspace
+    benches, and the scoring-path tests). ``clv_features`` trains the churn model on the BTYD
+    columns too (as training does), ``calibrate`` fits its probability calibration on the same
+    rows; ``DemoFit.frame`` stays the feature frame without them (what scoring is given)."""
     from features.build import build_features
     from features.labels import churn_labels
     from features.validation import validate_tables
     from models.bundle import Bundle
     from models.churn import ChurnModel
     from models.clv import SUMMARY_COLUMNS, CLVModel
+    from models.clv_features import clv_feature_columns
     from training.demo_data import generate_demo_data
 
-    demo = generate_demo_data(n_customers, seed=7, horizon_days=HORIZON_DAYS)
+    demo = generate_demo_data(n_customers, seed=seed, horizon_days=HORIZON_DAYS)
     raw = {n: getattr(demo, n) for n in ("customers", "transactions", "interactions", "surveys")}
     tables, _ = validate_tables(raw)
     as_of = pd.Timestamp(demo.ground_truth["as_of"].iloc[0])
     frame = build_features(tables, as_of=as_of)
     labels = churn_labels(tables, as_of=as_of, horizon_days=HORIZON_DAYS, population=frame.index)
-    churn = ChurnModel(num_boost_round=trees).fit(frame, labels)
     clv = CLVModel(penalizer=0.001).fit(frame[list(SUMMARY_COLUMNS)])
+    train = frame
+    if clv_features:
+        counts = clv.count_columns(clv.inputs(frame), horizon_days=HORIZON_DAYS)
+        train = frame.assign(**clv_feature_columns(counts))
+    churn = ChurnModel(num_boost_round=trees).fit(train, labels)
+    if calibrate:
+        churn.calibrate(train, labels)
     meta = {"horizon_days": HORIZON_DAYS, "risk_thresholds": {"medium": 0.3, "high": 0.6}}
     return DemoFit(Bundle(churn, clv, meta=meta), raw, frame, as_of)
 

@@ -20,9 +20,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG, STARTUP_FAILURE
 
-from serving.app import create_app
 from serving.config import Settings, SettingsError, get_settings
-from serving.connections import guard_for
 
 
 def log_config() -> dict[str, Any]:
@@ -43,6 +41,11 @@ def server_config(
     heads), given to uvicorn through its public ``http`` option; uvicorn's keep-alive timeout
     and h11's head-size limit (used when httptools is not installed) come from the settings.
     """
+    # Imported here, not at the top: the app pulls in pandas, LightGBM and MLflow (seconds),
+    # and a bad setting is reported before any of that is loaded.
+    from serving.app import create_app
+    from serving.connections import guard_for
+
     app = create_app(settings)
     guard = guard_for(settings, app.state.counters)
     app.state.connections = guard  # the app tells the guard when requests start and end

@@ -53,10 +53,10 @@ def _data(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    settings = _settings(args)  # a bad setting is reported before the engine's imports
     from training.engine import train
     from training.report import metrics_table
 
-    settings = _settings(args)
     result = train(settings)
     print(f"run {result.run_id}: registered {settings.model_name} v{result.version}")
     print(metrics_table(result.metrics).to_string(float_format=lambda v: f"{v:.4f}", na_rep=""))
@@ -65,10 +65,11 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _features(args: argparse.Namespace) -> None:
+    settings = _settings(args)  # a bad setting is reported before the engine's imports
     from training.engine import features
 
     out = Path(args.out)
-    written = features(_settings(args), out)
+    written = features(settings, out)
     for name, rows in written.rows.items():
         print(f"{name}: {rows:,} rows x {written.n_features} features -> {out / name}.parquet")
     plan = written.plan
@@ -113,9 +114,10 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
+    settings = _settings(args)  # a bad setting is reported before the engine's imports
     from training.engine import score
 
-    result = score(_settings(args))
+    result = score(settings)
     bands = ", ".join(f"{k} {v:,}" for k, v in sorted(result.risk_bands.items()))
     print(
         f"scored {result.rows:,} customers as of {result.as_of.date()} with "

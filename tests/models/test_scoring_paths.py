@@ -13,18 +13,11 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from features.build import build_features
-from features.labels import churn_labels
-from features.validation import validate_tables
-from models.bundle import Bundle
-from models.churn import ChurnModel
-from models.clv import SUMMARY_COLUMNS, CLVModel
-from models.clv_features import clv_feature_columns
+from bench.serving import fit_demo_bundle
+from models.clv import SUMMARY_COLUMNS
 from models.scoring import _WithColumns, score_columns
-from training.demo_data import generate_demo_data
 
 HORIZON = 90
 CUSTOMERS = 2_400
@@ -32,19 +25,9 @@ CUSTOMERS = 2_400
 
 @pytest.fixture(scope="module")
 def fitted() -> dict[str, Any]:
-    demo = generate_demo_data(CUSTOMERS, seed=5, horizon_days=HORIZON)
-    raw = {n: getattr(demo, n) for n in ("customers", "transactions", "interactions", "surveys")}
-    tables, _ = validate_tables(raw)
-    as_of = pd.Timestamp(demo.ground_truth["as_of"].iloc[0])
-    frame = build_features(tables, as_of=as_of)
-    labels = churn_labels(tables, as_of=as_of, horizon_days=HORIZON, population=frame.index)
-    clv = CLVModel(penalizer=0.001).fit(frame[list(SUMMARY_COLUMNS)])
-    counts = clv.count_columns(clv.inputs(frame), horizon_days=HORIZON)
-    train = frame.assign(**clv_feature_columns(counts))
-    churn = ChurnModel(num_boost_round=60).fit(train, labels)
-    churn.calibrate(train, labels)
-    meta = {"horizon_days": HORIZON, "risk_thresholds": {"medium": 0.3, "high": 0.6}}
-    return {"bundle": Bundle(churn, clv, meta=meta), "frame": frame}
+    fit = fit_demo_bundle(CUSTOMERS, trees=60, seed=5, clv_features=True, calibrate=True)
+    assert fit.bundle.meta["horizon_days"] == HORIZON
+    return {"bundle": fit.bundle, "frame": fit.frame}
 
 
 def _same(got: Any, want: Any, where: str) -> None:
