@@ -137,6 +137,9 @@ class Run:
     seconds: float
     #: Per successful request, the reply's ``Server-Timing`` (stage: ms), when asked for.
     timings: tuple[dict[str, float], ...] = ()
+    #: Requests the server shed with 503 (counted apart from ``failures`` where the
+    #: measurement saturates the server on purpose, as the closed loop does).
+    refused: int = 0
 
     def quantile(self, q: float) -> float:
         return float(np.quantile(self.latencies, q)) if self.latencies else math.nan
@@ -284,12 +287,12 @@ def _paced(
 async def _closed_loop(port: int, requests: list[bytes], seconds: float, workers: int) -> Run:
     """As many requests as ``workers`` connections complete in ``seconds``."""
     latencies: list[float] = []
-    failures = 0
+    failures = refused = 0
     start = time.perf_counter()
     stop = start + seconds
 
     async def worker(offset: int) -> None:
-        nonlocal failures
+        nonlocal failures, refused
         conn = await Connection.open(port)
         i = offset
         while time.perf_counter() < stop:
@@ -305,13 +308,16 @@ async def _closed_loop(port: int, requests: list[bytes], seconds: float, workers
                 continue
             if status == 200:
                 latencies.append(time.perf_counter() - t0)
+            elif status == 503:
+                # shed at capacity (admission control): what a saturated server should do
+                refused += 1
             else:
                 failures += 1
             i += workers
         conn.close()
 
     await asyncio.gather(*(worker(w) for w in range(workers)))
-    return Run(latencies, failures, time.perf_counter() - start)
+    return Run(latencies, failures, time.perf_counter() - start, refused=refused)
 
 
 async def _sequential(port: int, request: bytes, count: int) -> Run:
@@ -684,7 +690,8 @@ def _pooled(runs: list[Run]) -> Run:
     """The rounds of one measurement as one run."""
     latencies = [x for run in runs for x in run.latencies]
     timings = tuple(t for run in runs for t in run.timings)
-    return Run(latencies, sum(r.failures for r in runs), sum(r.seconds for r in runs), timings)
+    failures, seconds = sum(r.failures for r in runs), sum(r.seconds for r in runs)
+    return Run(latencies, failures, seconds, timings, sum(r.refused for r in runs))
 
 
 def _p50_ratios(reference: list[Run], ours: list[Run]) -> list[float]:
@@ -777,7 +784,7 @@ def run(quick: bool) -> list[Figure]:
                 len(peak.latencies) / peak.seconds,
                 "req/s",
                 "",
-                f"8 connections, {peak.failures} failed",
+                f"8 connections, {peak.failures} failed, {peak.refused} shed with 503",
             ),
             Figure(
                 BENCH,

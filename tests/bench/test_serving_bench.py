@@ -28,7 +28,9 @@ def test_quick_run_measures_every_route_without_failures():
     assert figures["scores 1 customer p50"].note.startswith("40 ok, 0 failed")
     paced = figures["scores 1 customer p50, paced client"]
     assert paced.note.startswith("40 ok, 0 failed") and math.isfinite(paced.value)
-    assert "0 failed" in figures["scores max throughput"].note
+    # Saturated on purpose: requests shed with 503 at capacity are counted apart; none
+    # may fail any other way.
+    assert figures["scores max throughput"].note.startswith("8 connections, 0 failed, ")
     assert any(name.startswith("scores batch of") for name in figures)
     assert "events" in figures["predict 1 customer, 1 year p50"].note
     # The fair comparison's customer (12 purchases, 6 contacts, 2 survey answers), every
