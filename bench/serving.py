@@ -309,8 +309,11 @@ async def _closed_loop(port: int, requests: list[bytes], seconds: float, workers
             if status == 200:
                 latencies.append(time.perf_counter() - t0)
             elif status == 503:
-                # shed at capacity (admission control): what a saturated server should do
+                # shed at capacity (admission control), what a saturated server should do;
+                # the server closes a connection it sheds on: reconnect
                 refused += 1
+                conn.close()
+                conn = await Connection.open(port)
             else:
                 failures += 1
             i += workers
